@@ -1,0 +1,144 @@
+//! The store's one error type.
+
+use tokio_postgres::error::SqlState;
+
+use crate::StoreConfig;
+
+/// What went wrong talking to the database, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The settings are unusable (for example a malformed URL).
+    #[error("{0}")]
+    Config(String),
+    /// Nothing answered at the database address, or it stopped answering.
+    #[error("database unreachable at {target}: {reason}")]
+    Unreachable {
+        /// `host:port/database`, without credentials.
+        target: String,
+        /// The underlying cause, in one line.
+        reason: String,
+    },
+    /// The database refused the credentials.
+    #[error("database refused the login to {target}: {reason}")]
+    AuthenticationFailed {
+        /// `host:port/database`, without credentials.
+        target: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The database was migrated by a newer binary; running this one could corrupt it.
+    #[error(
+        "database schema is at version {database}, newer than this binary knows (up to {binary}); deploy a newer pool-manager"
+    )]
+    SchemaTooNew {
+        /// Highest migration applied in the database.
+        database: i64,
+        /// Highest migration this binary embeds.
+        binary: i64,
+    },
+    /// A migration failed; nothing was changed.
+    #[error("migration failed, nothing was changed: {0}")]
+    Migration(String),
+    /// No free connection within the acquire timeout.
+    #[error("database pool exhausted: {0}")]
+    PoolExhausted(String),
+    /// A query failed.
+    #[error("database query failed: {message}")]
+    Query {
+        /// The server's message (tokio-postgres' own `Display` says only "db error").
+        message: String,
+        /// The query error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A stored value could not be understood (for example an unknown status).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn from_connect(e: tokio_postgres::Error, config: &StoreConfig) -> Self {
+        let target = config.display_target();
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+                return Self::AuthenticationFailed {
+                    target,
+                    reason: db.message().to_string(),
+                };
+            }
+            return Self::Unreachable {
+                target,
+                reason: db.message().to_string(),
+            };
+        }
+        Self::Unreachable {
+            target,
+            reason: one_line(&e),
+        }
+    }
+
+    pub(crate) fn from_pool(e: deadpool_postgres::PoolError, config: &StoreConfig) -> Self {
+        use deadpool_postgres::PoolError;
+        match e {
+            PoolError::Backend(e) => Self::from_connect(e, config),
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                Self::PoolExhausted("no free connection within the acquire timeout".into())
+            }
+            other => Self::Unreachable {
+                target: config.display_target(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// True when the database could not be reached at all (as opposed to refusing a query).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::PoolExhausted(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() || (e.as_db_error().is_none() && e.code().is_none() && is_io(&e)) {
+            return Self::Unreachable {
+                target: "database".into(),
+                reason: one_line(&e),
+            };
+        }
+        let message = match e.as_db_error() {
+            Some(db) => match db.constraint() {
+                Some(c) => format!("{} (constraint {c})", db.message()),
+                None => db.message().to_string(),
+            },
+            None => one_line(&e),
+        };
+        Self::Query { message, source: e }
+    }
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The error and its causes on one line (`a: b: c`), for one-line start-up failures.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out.replace('\n', " ")
+}

@@ -1,0 +1,96 @@
+//! The pool's Postgres store: the source of truth for every agent.
+//!
+//! `pool-store` owns the connection pool (deadpool-postgres over tokio-postgres), the schema
+//! (refinery migrations embedded from the workspace's `migrations/`, run under an advisory
+//! lock), typed queries for agents, the creation saga journal, events and claim idempotency,
+//! and the reconciler's leader lock.
+//!
+//! Architecture invariant: this crate knows nothing about Railway, HTTP or the environment.
+//! It stores remote ids as opaque strings and never reads environment variables; callers hand
+//! it a [`StoreConfig`].
+
+mod agent;
+mod agents;
+mod config;
+mod error;
+mod events;
+mod leader;
+mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use agent::{
+    Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, NewAgent, StatusCounts,
+};
+pub use agents::{ClaimOutcome, IdempotentClaim, Transition};
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use events::{AgentEvent, EventKind};
+pub use leader::{LEADER_LOCK_KEY, LeaderLock};
+pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the pool's database. Cheap to clone; all clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    config: StoreConfig,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a pool and checks that the database answers, so a wrong URL or password is
+    /// reported at start-up in one line instead of on the first request.
+    pub async fn connect(config: StoreConfig) -> Result<Self> {
+        let pg_config = config.pg_config()?;
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.acquire_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = Self { pool, config };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Runs one trivial query: `Ok` when the database is reachable.
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// The configuration this store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::from_pool(e, &self.config))
+    }
+}

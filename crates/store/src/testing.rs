@@ -1,0 +1,246 @@
+//! Test support: every test gets its own fresh, migrated database.
+//!
+//! Databases are cloned (`CREATE DATABASE … TEMPLATE`) from a template that is migrated once
+//! per set of migrations, so tests run in parallel (even as separate processes under nextest)
+//! and start in milliseconds. Each test database is dropped when its [`TestDatabase`] is
+//! dropped, panics included.
+//!
+//! The server is taken from `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! this test-only module is the one place in a library that reads the environment.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_postgres::NoTls;
+
+use crate::{MigrateOptions, Store, StoreConfig};
+
+/// The default server for tests.
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Advisory lock key held while the template is built ("pool-tpl").
+const TEMPLATE_LOCK_KEY: i64 = 0x706f_6f6c_2d74_706c;
+
+/// The maintenance database URL tests connect to.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string())
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    server_url: String,
+}
+
+fn url_with_database(server_url: &str, database: &str) -> String {
+    // Replace the path of `postgres://…/db?params` with `database`, keeping any parameters.
+    let (base, params) = match server_url.split_once('?') {
+        Some((b, p)) => (b, Some(p)),
+        None => (server_url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{database}", &base[..host_end]);
+    if let Some(p) = params {
+        url.push('?');
+        url.push_str(p);
+    }
+    url
+}
+
+/// A fingerprint of the embedded migrations, so a changed migration gets a new template.
+fn migrations_fingerprint() -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        path.file_name().hash(&mut hasher);
+        std::fs::read(&path).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+async fn admin_client(server_url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(server_url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("tests need PostgreSQL at {server_url} (set DATABASE_URL): {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+async fn ensure_template(admin: &tokio_postgres::Client, server_url: &str) -> String {
+    let template = format!("pool_test_tpl_{:016x}", migrations_fingerprint());
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await
+        .expect("lock for the test template");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .expect("look up template")
+        .is_some();
+    if !exists {
+        // Templates of older migration sets are no longer needed.
+        let stale: Vec<String> = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'pool\\_test\\_tpl\\_%' AND datname <> $1",
+                &[&template],
+            )
+            .await
+            .expect("list stale templates")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for name in stale {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+        let building = format!("{template}_building");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await
+            .expect("drop a half-built template");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .expect("create template database");
+        let config = StoreConfig::new(url_with_database(server_url, &building));
+        crate::run_migrations(&config, &MigrateOptions::default())
+            .await
+            .expect("migrate the test template");
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .expect("publish the test template");
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await
+        .expect("unlock template");
+    template
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDatabase {
+    /// A fresh database with every migration applied.
+    pub async fn migrated() -> Self {
+        let server_url = server_url();
+        let admin = admin_client(&server_url).await;
+        let template = ensure_template(&admin, &server_url).await;
+        let name = unique_name("pool_test");
+        // Clones of one template can collide briefly ("being accessed by other users");
+        // retry a few times.
+        let mut attempt = 0;
+        loop {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "retrying test database clone");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => panic!("clone test database: {e}"),
+            }
+        }
+        let url = url_with_database(&server_url, &name);
+        Self {
+            name,
+            url,
+            server_url,
+        }
+    }
+
+    /// A fresh, empty database (no migrations): for migration tests.
+    pub async fn empty() -> Self {
+        let server_url = server_url();
+        let admin = admin_client(&server_url).await;
+        let name = unique_name("pool_test_empty");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create empty test database");
+        let url = url_with_database(&server_url, &name);
+        Self {
+            name,
+            url,
+            server_url,
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Store settings for this database.
+    pub fn config(&self) -> StoreConfig {
+        let mut config = StoreConfig::new(self.url.clone());
+        config.max_connections = 8;
+        config
+    }
+
+    /// A store connected to this database.
+    pub async fn store(&self) -> Store {
+        Store::connect(self.config())
+            .await
+            .expect("connect to test database")
+    }
+
+    /// A plain client on this database, for setting up or inspecting raw tables.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin_client(&self.url).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop is synchronous and may run inside a runtime: do the work on a thread of its own.
+        let name = self.name.clone();
+        let server_url = self.server_url.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&server_url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: test database {} was not dropped", self.name);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Agent rows: creation, the saga journal, guarded transitions and claims.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pool_store::testing::TestDatabase;
+use pool_store::{
+    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, ClaimRequest, CreationStep, NewAgent, Store, Transition,
+};
+use secrecy::SecretString;
+
+fn new_agent(id: &str) -> NewAgent {
+    NewAgent {
+        id: AgentId(id.to_string()),
+        image: "ghcr.io/xmtplabs/convos-agent:staging".into(),
+        secrets: AgentSecrets {
+            gateway_token: SecretString::from(format!("gw-{id}")),
+            setup_password: SecretString::from(format!("pw-{id}")),
+            wallet_private_key: SecretString::from(format!("0x{id}")),
+            agent_api_token: SecretString::from(format!("tok-{id}")),
+        },
+    }
+}
+
+/// Inserts `n` agents and walks them to idle as the saga and tick would.
+async fn idle_agents(store: &Store, n: usize) -> Vec<AgentId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let agent = new_agent(&format!("agent{i:07}"));
+        store.insert_creating(&agent).await.unwrap();
+        store
+            .record_step(&agent.id, CreationStep::Project, Some(&format!("proj-{i}")))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .transition(
+                    &agent.id,
+                    AgentStatus::Creating,
+                    AgentStatus::Starting,
+                    "deployed"
+                )
+                .await
+                .unwrap()
+                .applied()
+        );
+        assert!(
+            store
+                .transition(&agent.id, AgentStatus::Starting, AgentStatus::Idle, "healthy")
+                .await
+                .unwrap()
+                .applied()
+        );
+        ids.push(agent.id);
+    }
+    ids
+}
+
+fn claim_request(key: Option<&str>) -> ClaimRequest {
+    ClaimRequest {
+        agent_name: "Ada".into(),
+        instructions: "be kind".into(),
+        join_url: None,
+        lease: Duration::from_secs(600),
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn a_creating_row_exists_before_any_remote_call_and_journals_each_step() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let agent = store.insert_creating(&new_agent("abcdefabcdef")).await.unwrap();
+    assert_eq!(agent.status, AgentStatus::Creating);
+    assert_eq!(agent.project_id, None);
+    assert!(agent.completed_steps.is_empty());
+
+    store
+        .record_openrouter_key(&agent.id, "key-hash", &SecretString::from("sk-or-1"))
+        .await
+        .unwrap();
+    store
+        .record_step(&agent.id, CreationStep::Project, Some("proj-1"))
+        .await
+        .unwrap();
+    store
+        .record_step(&agent.id, CreationStep::Variables, None)
+        .await
+        .unwrap();
+    let agent = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(agent.project_id.as_deref(), Some("proj-1"));
+    assert_eq!(agent.openrouter_key_hash.as_deref(), Some("key-hash"));
+    assert_eq!(
+        agent.completed_steps,
+        vec![
+            CreationStep::OpenRouterKey,
+            CreationStep::Project,
+            CreationStep::Variables
+        ]
+    );
+    let events = store.events(&agent.id).await.unwrap();
+    assert_eq!(events[0].kind, "created");
+    // Secrets never print.
+    assert!(!format!("{agent:?}").contains("gw-abcdefabcdef"));
+}
+
+#[tokio::test]
+async fn a_transition_with_a_stale_expected_status_changes_nothing_and_says_so() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let id = idle_agents(&store, 1).await.remove(0);
+    let events_before = store.events(&id).await.unwrap().len();
+
+    // The tick believes the agent is still starting; a claim already moved it on.
+    let outcome = store
+        .transition(&id, AgentStatus::Starting, AgentStatus::Deleting, "stuck")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Transition::LostRace {
+            actual: Some(AgentStatus::Idle)
+        }
+    );
+    let agent = store.agent(&id).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Idle);
+    assert_eq!(
+        store.events(&id).await.unwrap().len(),
+        events_before,
+        "no event for a lost race"
+    );
+
+    let missing = store
+        .transition(
+            &"nosuchagent0".into(),
+            AgentStatus::Idle,
+            AgentStatus::Deleting,
+            "x",
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, Transition::LostRace { actual: None });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_claims_over_twenty_idle_agents_take_each_agent_once() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let idle: HashSet<AgentId> = idle_agents(&store, 20).await.into_iter().collect();
+
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&claim_request(None)).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut empty = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            ClaimOutcome::Claimed(agent) => winners.push(agent.id.clone()),
+            ClaimOutcome::PoolEmpty => empty += 1,
+            ClaimOutcome::Repeated(_) => panic!("no idempotency keys were used"),
+        }
+    }
+    let distinct: HashSet<AgentId> = winners.iter().cloned().collect();
+    assert_eq!(winners.len(), 20, "exactly 20 winners");
+    assert_eq!(distinct.len(), 20, "no agent claimed twice");
+    assert_eq!(distinct, idle);
+    assert_eq!(empty, 30, "30 clean 'none idle' answers");
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.idle, counts.claiming), (0, 20));
+}
+
+#[tokio::test]
+async fn claims_take_the_oldest_idle_agent_under_a_lease() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let ids = idle_agents(&store, 3).await;
+    let ClaimOutcome::Claimed(agent) = store.claim(&claim_request(None)).await.unwrap() else {
+        panic!("an idle agent exists");
+    };
+    assert_eq!(agent.id, ids[0]);
+    assert_eq!(agent.status, AgentStatus::Claiming);
+    assert_eq!(agent.agent_name.as_deref(), Some("Ada"));
+    assert!(agent.claim_expires_at.is_some());
+    assert!(agent.secrets.is_some(), "the claimer needs the agent's token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_returns_the_first_agent_and_takes_no_other() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    idle_agents(&store, 5).await;
+    let results = futures_util::future::join_all((0..10).map(|_| {
+        let store = store.clone();
+        async move { store.claim(&claim_request(Some("key-1"))).await.unwrap() }
+    }))
+    .await;
+    let mut first = None;
+    let mut repeats = Vec::new();
+    for r in results {
+        match r {
+            ClaimOutcome::Claimed(a) => {
+                assert!(first.is_none(), "only one request takes an agent");
+                first = Some(a.id.clone());
+            }
+            ClaimOutcome::Repeated(p) => repeats.push(p.agent_id),
+            ClaimOutcome::PoolEmpty => panic!("agents were idle"),
+        }
+    }
+    let first = first.expect("one request claimed");
+    assert!(repeats.iter().all(|id| *id == first));
+    assert_eq!(store.counts().await.unwrap().idle, 4);
+
+    let response = serde_json::json!({"inviteUrl": "https://convos.org/i/x"});
+    assert!(
+        store
+            .complete_claim(
+                &first,
+                "https://convos.org/i/x",
+                "conv",
+                false,
+                Some(("key-1", &response))
+            )
+            .await
+            .unwrap()
+            .applied()
+    );
+    let ClaimOutcome::Repeated(p) = store.claim(&claim_request(Some("key-1"))).await.unwrap() else {
+        panic!("key was used");
+    };
+    assert_eq!(p.response, Some(response));
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_quarantines_the_agent_instead_of_returning_it() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    idle_agents(&store, 1).await;
+    let ClaimOutcome::Claimed(agent) = store.claim(&claim_request(None)).await.unwrap() else {
+        panic!("an idle agent exists");
+    };
+    assert!(
+        store
+            .abandon_claim(&agent.id, "provision failed: 500", None)
+            .await
+            .unwrap()
+            .applied()
+    );
+    let agent = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Deleting);
+    assert!(agent.quarantined);
+    assert!(matches!(
+        store.claim(&claim_request(None)).await.unwrap(),
+        ClaimOutcome::PoolEmpty
+    ));
+    // The lease of a dead claimer expires and is found.
+    idle_agents_with_prefix(&store).await;
+    let mut short = claim_request(None);
+    short.lease = Duration::from_millis(1);
+    let ClaimOutcome::Claimed(b) = store.claim(&short).await.unwrap() else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.expired_claim_leases().await.unwrap(), vec![b.id]);
+}
+
+async fn idle_agents_with_prefix(store: &Store) {
+    let agent = new_agent("second000000");
+    store.insert_creating(&agent).await.unwrap();
+    store
+        .record_step(&agent.id, CreationStep::Project, Some("proj-x"))
+        .await
+        .unwrap();
+    store
+        .transition(&agent.id, AgentStatus::Creating, AgentStatus::Idle, "test")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_project_id_is_required_once_an_agent_leaves_creating() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let agent = store.insert_creating(&new_agent("noproject000")).await.unwrap();
+    let err = store
+        .transition(&agent.id, AgentStatus::Creating, AgentStatus::Idle, "x")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("agent_metadata_project_known"), "{err}");
+    assert!(
+        store
+            .transition(
+                &agent.id,
+                AgentStatus::Creating,
+                AgentStatus::Deleting,
+                "failed early"
+            )
+            .await
+            .unwrap()
+            .applied()
+    );
+}
+
+#[tokio::test]
+async fn the_event_log_is_append_only() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    store.insert_creating(&new_agent("appendonly00")).await.unwrap();
+    let err = db
+        .client()
+        .await
+        .batch_execute("DELETE FROM agent_events")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("db error") || err.as_db_error().is_some());
+}

@@ -1,0 +1,42 @@
+//! Developer tasks, run as `cargo xtask <task>`. All automation lives here, in Rust.
+
+mod ci;
+mod migrate;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  demo                          run the pool manager locally against the simulator
+  migrate status|run [--legacy-project-id ID]
+                                list or apply migrations on DATABASE_URL
+  ci                            everything .ci/run checks (fmt, clippy, tests)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("migrate") => migrate::main(&args[1..]),
+        Some("ci") => ci::main(&args[1..]),
+        Some("demo") => Err("the demo needs the simulator and the service, which are not built yet".into()),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {}", message.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database tasks use: `DATABASE_URL`, else the local default.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
