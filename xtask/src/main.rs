@@ -2,6 +2,7 @@
 
 mod ci;
 mod migrate;
+mod schema;
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ tasks:
   demo                          run the pool manager locally against the simulator
   migrate status|run [--legacy-project-id ID]
                                 list or apply migrations on DATABASE_URL
+  schema check [UPSTREAM]       prove schema/ and the simulator speak Railway's GraphQL
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("migrate") => migrate::main(&args[1..]),
         Some("ci") => ci::main(&args[1..]),
+        Some("schema") => schema::main(&args[1..]),
         Some("demo") => Err("the demo needs the simulator and the service, which are not built yet".into()),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");

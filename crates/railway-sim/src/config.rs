@@ -1,0 +1,212 @@
+//! What the simulated Railway is like: timings, limits and faults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything configurable about the simulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// Tokens the simulated Railway accepts, each with the workspaces it can act on. An empty
+    /// list makes it a project token (scoped to one project; cannot create projects).
+    pub tokens: BTreeMap<String, Vec<String>>,
+    /// Workspaces: id → name.
+    pub workspaces: BTreeMap<String, String>,
+    /// Added before every GraphQL answer.
+    #[serde(with = "millis")]
+    pub latency: Duration,
+    /// How a deployment moves through its states.
+    pub deploy: DeployTimings,
+    /// Railway's limits.
+    pub limits: Limits,
+    /// Failures of Railway operations.
+    pub faults: Faults,
+    /// How the fake agents behave.
+    pub agents: AgentBehaviour,
+    /// Image prefixes that need registry credentials to pull (private images).
+    pub private_image_prefixes: Vec<String>,
+    /// Bearer the fake OpenRouter accepts for key management.
+    pub openrouter_management_key: String,
+    /// Bearer the fake AgentMail accepts.
+    pub agentmail_api_key: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tokens: BTreeMap::from([("sim-token".to_string(), vec!["ws-sim".to_string()])]),
+            workspaces: BTreeMap::from([("ws-sim".to_string(), "Simulated workspace".to_string())]),
+            latency: Duration::ZERO,
+            deploy: DeployTimings::default(),
+            limits: Limits::default(),
+            faults: Faults::default(),
+            agents: AgentBehaviour::default(),
+            private_image_prefixes: vec!["ghcr.io/xmtplabs/".to_string()],
+            openrouter_management_key: "sim-openrouter-management-key".to_string(),
+            agentmail_api_key: "sim-agentmail-key".to_string(),
+        }
+    }
+}
+
+/// Time a deployment spends in each state before `SUCCESS`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeployTimings {
+    /// `QUEUED`.
+    #[serde(with = "millis")]
+    pub queued: Duration,
+    /// `BUILDING` (pulling the image: there is no build).
+    #[serde(with = "millis")]
+    pub building: Duration,
+    /// `DEPLOYING`.
+    #[serde(with = "millis")]
+    pub deploying: Duration,
+}
+
+impl Default for DeployTimings {
+    fn default() -> Self {
+        Self {
+            queued: Duration::from_millis(100),
+            building: Duration::from_millis(200),
+            deploying: Duration::from_millis(200),
+        }
+    }
+}
+
+impl DeployTimings {
+    /// No waiting at all: deployments succeed at once (benchmarks of the claim path).
+    pub fn instant() -> Self {
+        Self {
+            queued: Duration::ZERO,
+            building: Duration::ZERO,
+            deploying: Duration::ZERO,
+        }
+    }
+}
+
+/// Railway's limits (per token, as Railway counts them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Requests per second per token (Pro: 50). 0 = unlimited.
+    pub requests_per_second: usize,
+    /// Requests per hour per token (Pro: 10,000). 0 = unlimited.
+    pub requests_per_hour: usize,
+    /// Requests per second without a query string, across all tokens (the edge: about 10).
+    pub edge_requests_per_second: usize,
+    /// How long the edge blocks after its limit is hit.
+    #[serde(with = "millis")]
+    pub edge_block: Duration,
+    /// Minimum time between two `projectCreate` of one token (Railway: about 30 s). 0 = none.
+    #[serde(with = "millis")]
+    pub project_create_interval: Duration,
+    /// Longest project name.
+    pub max_project_name: usize,
+    /// Volumes per project (Pro: 20).
+    pub max_volumes_per_project: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50,
+            requests_per_hour: 10_000,
+            edge_requests_per_second: 10,
+            edge_block: Duration::from_secs(10),
+            project_create_interval: Duration::ZERO,
+            max_project_name: 32,
+            max_volumes_per_project: 20,
+        }
+    }
+}
+
+/// Failures injected into Railway operations: each a probability per request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Applied to every operation without its own entry.
+    pub all: OperationFaults,
+    /// Per operation (root field name, e.g. `projectCreate`).
+    pub operations: BTreeMap<String, OperationFaults>,
+    /// A storm: every request gets 429 with this `Retry-After` until the storm ends.
+    pub storm: Option<RateLimitStorm>,
+}
+
+/// Failure probabilities for one operation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OperationFaults {
+    /// HTTP 503 before anything is applied.
+    pub server_error: f64,
+    /// Applied, then no answer until the client gives up.
+    pub timeout_after_apply: f64,
+    /// HTTP 200 with a GraphQL `INTERNAL_SERVER_ERROR`, nothing applied.
+    pub graphql_error: f64,
+}
+
+/// A 429 storm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateLimitStorm {
+    /// Seconds sent in `Retry-After`.
+    pub retry_after_secs: u64,
+    /// How long the storm lasts from when it is set.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+}
+
+/// How fake agents behave. Probabilities are drawn once per deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentBehaviour {
+    /// Time from `SUCCESS` until `/pool/health` answers ready.
+    #[serde(with = "millis")]
+    pub ready_after: Duration,
+    /// Time `/pool/provision` takes.
+    #[serde(with = "millis")]
+    pub provision_time: Duration,
+    /// Deployment crashes (`CRASHED`) some time after `SUCCESS`.
+    pub crash: f64,
+    /// When a crashing deployment crashes, after `SUCCESS`.
+    #[serde(with = "millis")]
+    pub crash_after: Duration,
+    /// Deployment fails (`FAILED`) while building.
+    pub fail: f64,
+    /// Deployment succeeds but the agent never becomes ready.
+    pub never_ready: f64,
+    /// `/pool/provision` never answers.
+    pub provision_hang: f64,
+    /// `/pool/provision` answers 500.
+    pub provision_fail: f64,
+}
+
+impl Default for AgentBehaviour {
+    fn default() -> Self {
+        Self {
+            ready_after: Duration::from_millis(100),
+            provision_time: Duration::from_millis(20),
+            crash: 0.0,
+            crash_after: Duration::from_secs(1),
+            fail: 0.0,
+            never_ready: 0.0,
+            provision_hang: 0.0,
+            provision_fail: 0.0,
+        }
+    }
+}
+
+/// Durations as whole milliseconds in JSON.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
