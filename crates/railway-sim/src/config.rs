@@ -151,6 +151,10 @@ pub struct OperationFaults {
 pub struct RateLimitStorm {
     /// Seconds sent in `Retry-After`.
     pub retry_after_secs: u64,
+    /// Answer with the edge's HTML page (Cloudflare 1015, no rate-limit headers) instead of
+    /// Railway's JSON.
+    #[serde(default)]
+    pub html: bool,
     /// How long the storm lasts from when it is set.
     #[serde(with = "millis")]
     pub duration: Duration,

@@ -163,6 +163,56 @@ impl SimHandle {
         crash(&self.sim, service_id)
     }
 
+    /// Puts `count` agent-like projects into the world directly (no requests): one project
+    /// each, with an environment named `environment`, one service running `image` with a
+    /// domain, deployed. For tests and benchmarks that need a large fleet quickly.
+    pub fn seed_projects(&self, count: usize, environment: &str, image: &str) -> Vec<SeededProject> {
+        let mut w = self.sim.world();
+        let token = w.config.tokens.keys().next().cloned().unwrap_or_default();
+        let workspace = w.config.tokens.get(&token).and_then(|ws| ws.first().cloned());
+        let interval = std::mem::replace(&mut w.config.limits.project_create_interval, Duration::ZERO);
+        let now = Instant::now();
+        let mut seeded = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = format!("seed-{i:06}");
+            let Ok(project_id) = w.create_project(
+                &token,
+                Some(name.clone()),
+                Some("seeded".into()),
+                workspace.clone(),
+                Some(environment.into()),
+                now,
+            ) else {
+                continue;
+            };
+            let environment_id = w.projects[&project_id].environments[0].0.clone();
+            let Ok(service_id) = w.create_service(
+                &token,
+                &project_id,
+                Some(environment_id.clone()),
+                Some(name),
+                true,
+                Some(image.into()),
+                now,
+            ) else {
+                continue;
+            };
+            let domain = w
+                .create_domain(&token, &environment_id, &service_id)
+                .map(|(_, d)| d)
+                .unwrap_or_default();
+            seeded.push(SeededProject {
+                project_id,
+                environment_id,
+                service_id,
+                domain,
+            });
+        }
+        w.config.limits.project_create_interval = interval;
+        w.last_project_create.remove(&token);
+        seeded
+    }
+
     /// Creates a project directly (as a person would in Railway's dashboard): for tests of
     /// what the pool must leave alone.
     pub fn create_foreign_project(&self, name: &str, description: Option<&str>) -> String {
@@ -185,8 +235,12 @@ impl SimHandle {
 }
 
 pub(crate) fn apply_faults(sim: &Sim, faults: Faults) {
-    let storm_until = faults.storm.as_ref().map(|s| Instant::now() + s.duration);
-    sim.control.lock().unwrap_or_else(|p| p.into_inner()).storm_until = storm_until;
+    {
+        let mut control = sim.control.lock().unwrap_or_else(|p| p.into_inner());
+        control.storm_until = faults.storm.as_ref().map(|s| Instant::now() + s.duration);
+        control.storm_html = faults.storm.as_ref().is_some_and(|s| s.html);
+        control.storm_retry_after = faults.storm.as_ref().map_or(1, |s| s.retry_after_secs);
+    }
     sim.world().config.faults = faults;
 }
 
@@ -204,6 +258,19 @@ pub(crate) fn crash(sim: &Sim, service_id: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A project put in place by [`SimHandle::seed_projects`].
+#[derive(Debug, Clone)]
+pub struct SeededProject {
+    /// Project.
+    pub project_id: String,
+    /// Its environment.
+    pub environment_id: String,
+    /// Its service.
+    pub service_id: String,
+    /// The service's domain.
+    pub domain: String,
 }
 
 /// Everything the simulator knows, for assertions and the chaos run.

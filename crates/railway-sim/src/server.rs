@@ -37,6 +37,10 @@ pub(crate) struct Control {
     pub outage: bool,
     /// End of a 429 storm.
     pub storm_until: Option<Instant>,
+    /// The storm answers with the edge's HTML page.
+    pub storm_html: bool,
+    /// `Retry-After` of the storm.
+    pub storm_retry_after: u64,
 }
 
 impl Sim {
@@ -137,10 +141,16 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
     };
 
     // Limits first: Railway's edge and rate limiter answer before anything is parsed.
-    let storm = sim.control().storm_until.filter(|until| *until > now);
+    let storm = {
+        let c = sim.control();
+        c.storm_until
+            .filter(|until| *until > now)
+            .map(|_| (c.storm_html, c.storm_retry_after))
+    };
     let admitted = match storm {
-        Some(until) => Err(Limited::Token {
-            retry_after: (until - now).as_secs().max(1),
+        Some((true, retry_after)) => Err(Limited::Edge { retry_after }),
+        Some((false, retry_after)) => Err(Limited::Token {
+            retry_after,
             limit: limits.requests_per_second,
         }),
         None => {
