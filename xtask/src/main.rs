@@ -1,8 +1,10 @@
 //! Developer tasks, run as `cargo xtask <task>`. All automation lives here, in Rust.
 
+mod bench;
 mod ci;
 mod migrate;
 mod schema;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,10 @@ tasks:
   migrate status|run [--legacy-project-id ID]
                                 list or apply migrations on DATABASE_URL
   schema check [UPSTREAM]       prove schema/ and the simulator speak Railway's GraphQL
+  sim [--port N] [--latency-ms N] [--config FILE]
+                                the Railway simulator, standalone
+  bench [railway|tick|claim|all]
+                                benchmarks (print tables)
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -22,6 +28,8 @@ fn main() -> ExitCode {
         Some("migrate") => migrate::main(&args[1..]),
         Some("ci") => ci::main(&args[1..]),
         Some("schema") => schema::main(&args[1..]),
+        Some("sim") => sim::main(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         Some("demo") => Err("the demo needs the simulator and the service, which are not built yet".into()),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
@@ -42,4 +50,12 @@ fn main() -> ExitCode {
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A multi-threaded runtime for tasks that run async code.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

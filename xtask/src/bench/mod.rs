@@ -1,0 +1,47 @@
+//! `cargo xtask bench [railway|tick|claim|all]`: benchmarks that print tables. They are never
+//! timing assertions: the machines are shared and noisy, so the figures are for reading.
+
+mod railway;
+
+pub fn main(args: &[String]) -> Result<(), String> {
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        match which {
+            "railway" => railway::run().await,
+            "all" => railway::run().await,
+            other => Err(format!("unknown benchmark {other:?} (railway, tick, claim, all)")),
+        }
+    })
+}
+
+/// A Markdown table, printed as it is built.
+pub struct Table {
+    widths: Vec<usize>,
+}
+
+impl Table {
+    pub fn new(headers: &[&str]) -> Self {
+        let widths: Vec<usize> = headers.iter().map(|h| h.len().max(22)).collect();
+        let t = Self { widths };
+        t.row(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+        println!(
+            "|{}|",
+            t.widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        t
+    }
+
+    pub fn row(&self, cells: &[String]) {
+        let cells: Vec<String> = cells
+            .iter()
+            .zip(&self.widths)
+            .map(|(c, w)| format!(" {c:>w$} "))
+            .collect();
+        println!("|{}|", cells.join("|"));
+    }
+}
