@@ -33,6 +33,11 @@ ALTER TABLE agent_metadata
     ADD COLUMN deployment_status TEXT,
     ADD COLUMN last_health_at TIMESTAMPTZ,
     ADD COLUMN last_health_ok BOOLEAN,
+    -- Someone (a creation saga, a teardown) is working on this row until then; recovery and
+    -- retries only take rows whose lease has run out.
+    ADD COLUMN worker_lease_until TIMESTAMPTZ,
+    -- An operator asked to move this idle agent to the current image.
+    ADD COLUMN redeploy_requested_at TIMESTAMPTZ,
     -- Retries of teardown (never given up) and the last error seen.
     ADD COLUMN teardown_attempts INTEGER NOT NULL DEFAULT 0,
     ADD COLUMN next_attempt_at TIMESTAMPTZ,

@@ -27,6 +27,9 @@ pub struct SimConfig {
     pub agents: AgentBehaviour,
     /// Image prefixes that need registry credentials to pull (private images).
     pub private_image_prefixes: Vec<String>,
+    /// Whether `projectCreate` names its environment after `defaultEnvironmentName` (when
+    /// false, every project starts with `production`, as older API versions did).
+    pub honour_default_environment_name: bool,
     /// Bearer the fake OpenRouter accepts for key management.
     pub openrouter_management_key: String,
     /// Bearer the fake AgentMail accepts.
@@ -44,6 +47,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             agents: AgentBehaviour::default(),
             private_image_prefixes: vec!["ghcr.io/xmtplabs/".to_string()],
+            honour_default_environment_name: true,
             openrouter_management_key: "sim-openrouter-management-key".to_string(),
             agentmail_api_key: "sim-agentmail-key".to_string(),
         }
@@ -128,7 +132,8 @@ impl Default for Limits {
 pub struct Faults {
     /// Applied to every operation without its own entry.
     pub all: OperationFaults,
-    /// Per operation (root field name, e.g. `projectCreate`).
+    /// Per operation: a GraphQL root field (e.g. `projectCreate`), or `openrouter.createKey`,
+    /// `openrouter.deleteKey`, `agentmail.createInbox`, `agentmail.deleteInbox`.
     pub operations: BTreeMap<String, OperationFaults>,
     /// A storm: every request gets 429 with this `Retry-After` until the storm ends.
     pub storm: Option<RateLimitStorm>,

@@ -411,6 +411,28 @@ async fn agent_provision(
 // ---------------------------------------------------------------------------------------------
 // Fake OpenRouter and AgentMail
 
+/// An injected failure of a resource API call (`openrouter.createKey`, …), if one is drawn.
+fn resource_fault(w: &mut World, operation: &str) -> Option<Response> {
+    let faults = w
+        .config
+        .faults
+        .operations
+        .get(operation)
+        .unwrap_or(&w.config.faults.all);
+    let kind = draw(faults)?;
+    *w.counters
+        .faults
+        .entry(format!("{operation}:{kind}"))
+        .or_default() += 1;
+    Some(
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"message": "injected failure"}})),
+        )
+            .into_response(),
+    )
+}
+
 fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), Box<Response>> {
     if bearer(headers) == Some(expected) {
         Ok(())
@@ -427,6 +449,9 @@ async fn create_key(State(sim): State<Sim>, headers: HeaderMap, Json(body): Json
     let mut w = sim.world();
     if let Err(r) = check_bearer(&headers, &w.config.openrouter_management_key) {
         return *r;
+    }
+    if let Some(fault) = resource_fault(&mut w, "openrouter.createKey") {
+        return fault;
     }
     let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
         return (
@@ -472,6 +497,9 @@ async fn delete_key(State(sim): State<Sim>, Path(hash): Path<String>, headers: H
     if let Err(r) = check_bearer(&headers, &w.config.openrouter_management_key) {
         return *r;
     }
+    if let Some(fault) = resource_fault(&mut w, "openrouter.deleteKey") {
+        return fault;
+    }
     match w.keys.get_mut(&hash).filter(|k| !k.deleted) {
         Some(k) => {
             k.deleted = true;
@@ -489,6 +517,9 @@ async fn create_inbox(State(sim): State<Sim>, headers: HeaderMap, Json(body): Js
     let mut w = sim.world();
     if let Err(r) = check_bearer(&headers, &w.config.agentmail_api_key) {
         return *r;
+    }
+    if let Some(fault) = resource_fault(&mut w, "agentmail.createInbox") {
+        return fault;
     }
     let username = body
         .get("username")
@@ -547,6 +578,9 @@ async fn delete_inbox(State(sim): State<Sim>, Path(id): Path<String>, headers: H
     let mut w = sim.world();
     if let Err(r) = check_bearer(&headers, &w.config.agentmail_api_key) {
         return *r;
+    }
+    if let Some(fault) = resource_fault(&mut w, "agentmail.deleteInbox") {
+        return fault;
     }
     match w.inboxes.get_mut(&id).filter(|i| !i.deleted) {
         Some(i) => {

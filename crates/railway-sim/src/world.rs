@@ -370,7 +370,9 @@ impl World {
         self.last_project_create.insert(token.to_string(), now);
         let id = self.id("prj");
         let env_id = self.id("env");
-        let env_name = default_environment_name.unwrap_or_else(|| "production".into());
+        let env_name = default_environment_name
+            .filter(|_| self.config.honour_default_environment_name)
+            .unwrap_or_else(|| "production".into());
         self.projects.insert(
             id.clone(),
             Project {

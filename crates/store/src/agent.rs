@@ -191,6 +191,10 @@ pub struct Agent {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Last error seen while creating or tearing down.
     pub last_error: Option<String>,
+    /// A creation or teardown holds the row until then.
+    pub worker_lease_until: Option<DateTime<Utc>>,
+    /// An operator asked to move this agent to the current image.
+    pub redeploy_requested_at: Option<DateTime<Utc>>,
     /// The saga steps completed, in order.
     pub completed_steps: Vec<CreationStep>,
 }
@@ -225,12 +229,12 @@ pub enum CreationStep {
     Variables,
     /// CPU and memory limits.
     Limits,
-    /// Image source, sleep off, restart policy.
-    Instance,
     /// The `/data` volume.
     Volume,
     /// Public domain.
     Domain,
+    /// Image source, registry credentials, sleep off, restart policy.
+    Instance,
     /// The one deploy.
     Deploy,
 }
@@ -245,9 +249,9 @@ impl CreationStep {
         Self::Service,
         Self::Variables,
         Self::Limits,
-        Self::Instance,
         Self::Volume,
         Self::Domain,
+        Self::Instance,
         Self::Deploy,
     ];
 

@@ -52,16 +52,16 @@ pub enum ClaimOutcome {
     Repeated(IdempotentClaim),
 }
 
-const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, a.legacy, a.quarantined, \
+pub(crate) const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, a.legacy, a.quarantined, \
     a.railway_project_id, a.railway_environment_id, a.railway_service_id, a.railway_volume_id, \
     a.railway_domain, a.railway_deployment_id, a.image, a.openrouter_key_hash, a.openrouter_api_key, \
     a.agentmail_inbox_id, a.gateway_token, a.setup_password, a.wallet_private_key, a.agent_api_token, \
     a.agent_name, a.instructions, a.join_url, a.conversation_id, a.invite_url, a.joined, a.claimed_at, \
     a.claim_expires_at, a.deployment_status, a.last_health_at, a.last_health_ok, a.teardown_attempts, \
-    a.next_attempt_at, a.last_error, \
+    a.next_attempt_at, a.last_error, a.worker_lease_until, a.redeploy_requested_at, \
     ARRAY(SELECT s.step FROM agent_saga_steps s WHERE s.agent_id = a.id ORDER BY s.completed_at, s.step) AS steps";
 
-fn agent_from_row(row: &Row) -> Result<Agent> {
+pub(crate) fn agent_from_row(row: &Row) -> Result<Agent> {
     let secret = |col: &str| -> Result<Option<SecretString>> {
         Ok(row.try_get::<_, Option<String>>(col)?.map(SecretString::from))
     };
@@ -115,20 +115,23 @@ fn agent_from_row(row: &Row) -> Result<Agent> {
         teardown_attempts: row.try_get("teardown_attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         last_error: row.try_get("last_error")?,
+        worker_lease_until: row.try_get("worker_lease_until")?,
+        redeploy_requested_at: row.try_get("redeploy_requested_at")?,
         completed_steps: steps.iter().filter_map(|s| CreationStep::parse(s)).collect(),
     })
 }
 
 impl Store {
-    /// Writes a new agent in `creating`, before any remote call is made for it.
-    pub async fn insert_creating(&self, agent: &NewAgent) -> Result<Agent> {
+    /// Writes a new agent in `creating`, before any remote call is made for it, with the
+    /// creator's work lease already held (so crash recovery elsewhere leaves it alone).
+    pub async fn insert_creating(&self, agent: &NewAgent, lease: std::time::Duration) -> Result<Agent> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let s = &agent.secrets;
         tx.execute(
             "INSERT INTO agent_metadata (id, railway_project_id, status, image, gateway_token, \
-             setup_password, wallet_private_key, agent_api_token) \
-             VALUES ($1, '', 'creating', $2, $3, $4, $5, $6)",
+             setup_password, wallet_private_key, agent_api_token, worker_lease_until) \
+             VALUES ($1, '', 'creating', $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
             &[
                 &agent.id.as_str(),
                 &agent.image,
@@ -136,6 +139,7 @@ impl Store {
                 &s.setup_password.expose_secret(),
                 &s.wallet_private_key.expose_secret(),
                 &s.agent_api_token.expose_secret(),
+                &lease.as_secs_f64(),
             ],
         )
         .await?;

@@ -18,6 +18,7 @@ mod leader;
 mod migrate;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod work;
 
 pub use agent::{
     Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, NewAgent, StatusCounts,

@@ -10,6 +10,8 @@ use pool_store::{
 };
 use secrecy::SecretString;
 
+const LEASE: Duration = Duration::from_secs(300);
+
 fn new_agent(id: &str) -> NewAgent {
     NewAgent {
         id: AgentId(id.to_string()),
@@ -28,7 +30,7 @@ async fn idle_agents(store: &Store, n: usize) -> Vec<AgentId> {
     let mut ids = Vec::new();
     for i in 0..n {
         let agent = new_agent(&format!("agent{i:07}"));
-        store.insert_creating(&agent).await.unwrap();
+        store.insert_creating(&agent, LEASE).await.unwrap();
         store
             .record_step(&agent.id, CreationStep::Project, Some(&format!("proj-{i}")))
             .await
@@ -71,7 +73,10 @@ fn claim_request(key: Option<&str>) -> ClaimRequest {
 async fn a_creating_row_exists_before_any_remote_call_and_journals_each_step() {
     let db = TestDatabase::migrated().await;
     let store = db.store().await;
-    let agent = store.insert_creating(&new_agent("abcdefabcdef")).await.unwrap();
+    let agent = store
+        .insert_creating(&new_agent("abcdefabcdef"), LEASE)
+        .await
+        .unwrap();
     assert_eq!(agent.status, AgentStatus::Creating);
     assert_eq!(agent.project_id, None);
     assert!(agent.completed_steps.is_empty());
@@ -269,7 +274,7 @@ async fn an_abandoned_claim_quarantines_the_agent_instead_of_returning_it() {
 
 async fn idle_agents_with_prefix(store: &Store) {
     let agent = new_agent("second000000");
-    store.insert_creating(&agent).await.unwrap();
+    store.insert_creating(&agent, LEASE).await.unwrap();
     store
         .record_step(&agent.id, CreationStep::Project, Some("proj-x"))
         .await
@@ -284,7 +289,10 @@ async fn idle_agents_with_prefix(store: &Store) {
 async fn a_project_id_is_required_once_an_agent_leaves_creating() {
     let db = TestDatabase::migrated().await;
     let store = db.store().await;
-    let agent = store.insert_creating(&new_agent("noproject000")).await.unwrap();
+    let agent = store
+        .insert_creating(&new_agent("noproject000"), LEASE)
+        .await
+        .unwrap();
     let err = store
         .transition(&agent.id, AgentStatus::Creating, AgentStatus::Idle, "x")
         .await
@@ -308,7 +316,10 @@ async fn a_project_id_is_required_once_an_agent_leaves_creating() {
 async fn the_event_log_is_append_only() {
     let db = TestDatabase::migrated().await;
     let store = db.store().await;
-    store.insert_creating(&new_agent("appendonly00")).await.unwrap();
+    store
+        .insert_creating(&new_agent("appendonly00"), LEASE)
+        .await
+        .unwrap();
     let err = db
         .client()
         .await

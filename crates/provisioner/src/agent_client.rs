@@ -1,0 +1,252 @@
+//! Talking to an agent: `/pool/health` and `/pool/provision`, with the agent's own token.
+//!
+//! Agents are remote and may answer anything; the parsing is pure and total (never panics),
+//! so malformed answers become values a caller can act on.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::{HttpClient, HttpFailure, excerpt};
+
+/// What `/pool/health` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// `{"ready": true}`.
+    Ready,
+    /// Up, not ready yet (`{"ready": false}` or 503).
+    NotReady,
+    /// No answer, or the platform answered for it (502, 404): the agent is not serving.
+    Unreachable(String),
+    /// The agent refused our token.
+    Unauthorized,
+    /// An answer we do not understand.
+    Unexpected(String),
+}
+
+impl Health {
+    /// True only for a ready agent.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+}
+
+/// What a claim asks the agent to do.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionRequest {
+    /// Display name.
+    pub agent_name: String,
+    /// Instructions.
+    pub instructions: String,
+    /// Conversation to join.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+}
+
+/// A successful provision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioned {
+    /// The invite URL for the user.
+    pub invite_url: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Whether it joined an existing conversation.
+    pub joined: bool,
+}
+
+/// Why a provision did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionFailure {
+    /// Nothing was sent (connection refused).
+    #[error("agent unreachable: {0}")]
+    NotSent(String),
+    /// The agent did not answer in time; it may have provisioned.
+    #[error("agent did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The agent answered with an error status.
+    #[error("agent answered {status}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
+    /// A 200 we could not understand.
+    #[error("agent answered something unexpected: {0}")]
+    Unexpected(String),
+    /// The connection broke.
+    #[error("connection to agent failed: {0}")]
+    Transport(String),
+}
+
+/// Reads a `/pool/health` answer.
+pub fn parse_health(status: u16, body: &[u8]) -> Health {
+    match status {
+        200 => match serde_json::from_slice::<Value>(body) {
+            Ok(v) => match v.get("ready").and_then(Value::as_bool) {
+                Some(true) => Health::Ready,
+                Some(false) => Health::NotReady,
+                None => Health::Unexpected(format!("200 without a boolean \"ready\": {}", excerpt(body))),
+            },
+            Err(_) => Health::Unexpected(format!("200 with a body that is not JSON: {}", excerpt(body))),
+        },
+        503 => Health::NotReady,
+        401 | 403 => Health::Unauthorized,
+        502 | 404 => Health::Unreachable(format!("{status}: {}", excerpt(body))),
+        other => Health::Unexpected(format!("{other}: {}", excerpt(body))),
+    }
+}
+
+/// Reads a `/pool/provision` answer.
+pub fn parse_provision(status: u16, body: &[u8]) -> Result<Provisioned, ProvisionFailure> {
+    if status != 200 {
+        let message = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| excerpt(body));
+        return Err(ProvisionFailure::Refused { status, message });
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ProvisionFailure::Unexpected(format!("not JSON: {}", excerpt(body))))?;
+    if value.get("ok").and_then(Value::as_bool) == Some(false) {
+        return Err(ProvisionFailure::Refused {
+            status,
+            message: format!("ok: false: {}", excerpt(body)),
+        });
+    }
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| ProvisionFailure::Unexpected(format!("missing {field}: {}", excerpt(body))))
+    };
+    Ok(Provisioned {
+        invite_url: text("inviteUrl")?,
+        conversation_id: text("conversationId")?,
+        joined: value.get("joined").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// Calls agents.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: HttpClient,
+    /// Time allowed for a health check.
+    pub health_timeout: Duration,
+    /// Time allowed for a provision (longer than the agent's own ~5 minute retry window).
+    pub provision_timeout: Duration,
+}
+
+impl AgentClient {
+    /// A client with these timeouts.
+    pub fn new(http: HttpClient, health_timeout: Duration, provision_timeout: Duration) -> Self {
+        Self {
+            http,
+            health_timeout,
+            provision_timeout,
+        }
+    }
+
+    /// `GET {base}/pool/health`.
+    pub async fn health(&self, base_url: &str, token: &str) -> Health {
+        let url = format!("{}/pool/health", base_url.trim_end_matches('/'));
+        match self
+            .http
+            .send(hyper::Method::GET, &url, Some(token), None, self.health_timeout)
+            .await
+        {
+            Ok(answer) => parse_health(answer.status, &answer.body),
+            Err(e) => Health::Unreachable(e.to_string()),
+        }
+    }
+
+    /// `POST {base}/pool/provision`.
+    pub async fn provision(
+        &self,
+        base_url: &str,
+        token: &str,
+        request: &ProvisionRequest,
+    ) -> Result<Provisioned, ProvisionFailure> {
+        let url = format!("{}/pool/provision", base_url.trim_end_matches('/'));
+        let body = serde_json::to_value(request).map_err(|e| ProvisionFailure::Unexpected(e.to_string()))?;
+        match self
+            .http
+            .send(
+                hyper::Method::POST,
+                &url,
+                Some(token),
+                Some(&body),
+                self.provision_timeout,
+            )
+            .await
+        {
+            Ok(answer) => parse_provision(answer.status, &answer.body),
+            Err(HttpFailure::NotSent(e)) | Err(HttpFailure::Invalid(e)) => Err(ProvisionFailure::NotSent(e)),
+            Err(HttpFailure::Timeout(t)) => Err(ProvisionFailure::Timeout(t)),
+            Err(HttpFailure::Transport(e)) => Err(ProvisionFailure::Transport(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_answers_are_read_without_surprises() {
+        assert_eq!(parse_health(200, br#"{"ready":true}"#), Health::Ready);
+        assert_eq!(parse_health(200, br#"{"ready":false}"#), Health::NotReady);
+        assert_eq!(parse_health(503, b"starting"), Health::NotReady);
+        assert_eq!(parse_health(401, b""), Health::Unauthorized);
+        assert!(matches!(
+            parse_health(502, b"Application failed to respond"),
+            Health::Unreachable(_)
+        ));
+        assert!(matches!(
+            parse_health(200, br#"{"ready":"yes"}"#),
+            Health::Unexpected(_)
+        ));
+        assert!(matches!(parse_health(200, b"<html>"), Health::Unexpected(_)));
+        assert!(matches!(parse_health(418, b""), Health::Unexpected(_)));
+    }
+
+    #[test]
+    fn provision_answers_are_read_without_surprises() {
+        let ok = parse_provision(
+            200,
+            br#"{"ok":true,"inviteUrl":"https://i","conversationId":"c","joined":true}"#,
+        );
+        assert_eq!(
+            ok,
+            Ok(Provisioned {
+                invite_url: "https://i".into(),
+                conversation_id: "c".into(),
+                joined: true
+            })
+        );
+        assert!(matches!(
+            parse_provision(200, br#"{"ok":true}"#),
+            Err(ProvisionFailure::Unexpected(_))
+        ));
+        assert!(matches!(
+            parse_provision(200, br#"{"ok":false}"#),
+            Err(ProvisionFailure::Refused { .. })
+        ));
+        assert!(matches!(
+            parse_provision(200, b"\xff\xfe"),
+            Err(ProvisionFailure::Unexpected(_))
+        ));
+        assert_eq!(
+            parse_provision(409, br#"{"error":"already provisioned"}"#),
+            Err(ProvisionFailure::Refused {
+                status: 409,
+                message: "already provisioned".into()
+            })
+        );
+    }
+}

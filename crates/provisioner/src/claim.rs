@@ -1,0 +1,320 @@
+//! The claim: hand one idle agent to a user, exactly once.
+//!
+//! The oldest idle agent is taken under a lease (`FOR UPDATE SKIP LOCKED`, so concurrent
+//! claims never share one), provisioned over `/pool/provision` with the agent's own token,
+//! and recorded. A provision that fails is never retried on another agent's behalf and the
+//! agent never goes back to the pool — the user's conversation may already be on it: it is
+//! quarantined and torn down. An `Idempotency-Key` returns the first answer to a repeat.
+
+use std::time::{Duration, Instant};
+
+use pool_store::{AgentId, AgentStatus, ClaimOutcome, ClaimRequest, Transition};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::Provisioner;
+use crate::agent_client::{ProvisionFailure, ProvisionRequest};
+use crate::error::{ProvisionError, Result};
+
+/// Longest agent name accepted.
+pub const MAX_AGENT_NAME: usize = 200;
+/// Longest instructions accepted.
+pub const MAX_INSTRUCTIONS: usize = 32 * 1024;
+/// Longest join URL accepted.
+pub const MAX_JOIN_URL: usize = 2048;
+
+/// What a claimer sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimInput {
+    /// The agent's display name.
+    pub agent_name: String,
+    /// Its instructions.
+    pub instructions: String,
+    /// A conversation to join instead of creating one.
+    #[serde(default)]
+    pub join_url: Option<String>,
+}
+
+/// What a claimer gets: the original API's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResponse {
+    /// The invite URL for the user.
+    pub invite_url: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The agent's id.
+    pub instance_id: String,
+    /// Whether it joined an existing conversation.
+    pub joined: bool,
+    /// The agent's gateway token (the one secret that leaves the pool, to its claimer).
+    pub gateway_token: String,
+    /// The agent's base URL.
+    pub gateway_url: String,
+}
+
+/// The stored answer of a claim under an idempotency key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum StoredAnswer {
+    Claimed(ClaimResponse),
+    Failed { error: String },
+}
+
+impl ClaimInput {
+    /// Checks the request; production refuses dev join URLs and the other way round.
+    pub fn validate(&self, production: bool) -> Result<()> {
+        let invalid = |field, message: &str| {
+            Err(ProvisionError::InvalidRequest {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let name = self.agent_name.trim();
+        if name.is_empty() {
+            return invalid("agentName", "must not be empty");
+        }
+        if name.chars().count() > MAX_AGENT_NAME {
+            return invalid(
+                "agentName",
+                &format!("must be at most {MAX_AGENT_NAME} characters"),
+            );
+        }
+        if name.chars().any(char::is_control) {
+            return invalid("agentName", "must not contain control characters");
+        }
+        if self.instructions.len() > MAX_INSTRUCTIONS {
+            return invalid(
+                "instructions",
+                &format!("must be at most {MAX_INSTRUCTIONS} bytes"),
+            );
+        }
+        if let Some(url) = &self.join_url {
+            if url.len() > MAX_JOIN_URL {
+                return invalid("joinUrl", &format!("must be at most {MAX_JOIN_URL} characters"));
+            }
+            let Some(host) = url
+                .strip_prefix("https://")
+                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+                .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+            else {
+                return invalid("joinUrl", "must be an https:// URL");
+            };
+            if production && host == "dev.convos.org" {
+                return invalid("joinUrl", "dev.convos.org links cannot be joined from production");
+            }
+            if !production && host == "popup.convos.org" {
+                return invalid(
+                    "joinUrl",
+                    "popup.convos.org links can only be joined from production",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Provisioner {
+    /// Claims an idle agent for a user. See the module documentation.
+    pub async fn claim(&self, input: &ClaimInput, idempotency_key: Option<&str>) -> Result<ClaimResponse> {
+        input.validate(self.inner.config.is_production())?;
+        if let Some(key) = idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(ProvisionError::InvalidRequest {
+                field: "Idempotency-Key",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        let started = Instant::now();
+        let store = &self.inner.store;
+        let request = ClaimRequest {
+            agent_name: input.agent_name.trim().to_string(),
+            instructions: input.instructions.clone(),
+            join_url: input.join_url.clone(),
+            // The lease outlives the provision timeout: the tick never takes an agent from a
+            // claimer that is still waiting for it.
+            lease: self.inner.config.provision_timeout + Duration::from_secs(60),
+            idempotency_key: idempotency_key.map(str::to_string),
+        };
+        let agent = match store.claim(&request).await? {
+            ClaimOutcome::PoolEmpty => {
+                self.inner.stats.claim("pool_empty", started.elapsed());
+                return Err(ProvisionError::PoolEmpty);
+            }
+            ClaimOutcome::Repeated(previous) => {
+                self.inner.stats.claim("repeated", started.elapsed());
+                return match previous.response.map(serde_json::from_value::<StoredAnswer>) {
+                    None => Err(ProvisionError::ClaimInProgress),
+                    Some(Ok(StoredAnswer::Claimed(response))) => Ok(response),
+                    Some(Ok(StoredAnswer::Failed { error })) => Err(ProvisionError::RepeatedFailure(error)),
+                    Some(Err(e)) => Err(ProvisionError::RepeatedFailure(format!(
+                        "stored answer unreadable: {e}"
+                    ))),
+                };
+            }
+            ClaimOutcome::Claimed(agent) => agent,
+        };
+        // Once the row is `claiming`, a refill can start; the caller's tick trigger does that.
+        let (Some(domain), Some(secrets)) = (&agent.domain, &agent.secrets) else {
+            let failure = ProvisionFailure::Unexpected("agent has no domain or token recorded".into());
+            self.fail_claim(&agent.id, idempotency_key, failure.to_string(), started)
+                .await?;
+            return Err(ProvisionError::ProvisionFailed {
+                agent: agent.id.clone(),
+                failure,
+            });
+        };
+        let base_url = self.inner.config.agent_url(domain);
+        let provision = ProvisionRequest {
+            agent_name: request.agent_name.clone(),
+            instructions: request.instructions.clone(),
+            join_url: request.join_url.clone(),
+        };
+        let provisioned = self
+            .inner
+            .agents
+            .provision(&base_url, secrets.agent_api_token.expose_secret(), &provision)
+            .await;
+        let provisioned = match provisioned {
+            Ok(p) => p,
+            Err(failure) => {
+                let message = failure.to_string();
+                self.fail_claim(&agent.id, idempotency_key, message, started)
+                    .await?;
+                return Err(ProvisionError::ProvisionFailed {
+                    agent: agent.id.clone(),
+                    failure,
+                });
+            }
+        };
+        let response = ClaimResponse {
+            invite_url: provisioned.invite_url.clone(),
+            conversation_id: provisioned.conversation_id.clone(),
+            instance_id: agent.id.to_string(),
+            joined: provisioned.joined,
+            gateway_token: secrets.gateway_token.expose_secret().to_string(),
+            gateway_url: base_url,
+        };
+        let stored = serde_json::to_value(StoredAnswer::Claimed(response.clone()))
+            .map_err(|e| ProvisionError::RepeatedFailure(e.to_string()))?;
+        let done = store
+            .complete_claim(
+                &agent.id,
+                &provisioned.invite_url,
+                &provisioned.conversation_id,
+                provisioned.joined,
+                idempotency_key.map(|k| (k, &stored)),
+            )
+            .await?;
+        if let Transition::LostRace { actual } = done {
+            // The lease ran out and the tick quarantined the agent: the user must not use it.
+            self.inner.stats.claim("failed", started.elapsed());
+            return Err(ProvisionError::Conflict {
+                agent: agent.id.clone(),
+                status: actual.unwrap_or(AgentStatus::Deleted),
+                message: "the claim lease expired before provisioning finished".into(),
+            });
+        }
+        self.inner.stats.claim("claimed", started.elapsed());
+        tracing::info!(agent = %agent.id, "claimed");
+        Ok(response)
+    }
+
+    /// Quarantines an agent whose provision failed and starts its teardown.
+    async fn fail_claim(
+        &self,
+        id: &AgentId,
+        key: Option<&str>,
+        message: String,
+        started: Instant,
+    ) -> Result<()> {
+        let stored = serde_json::to_value(StoredAnswer::Failed {
+            error: message.clone(),
+        })
+        .ok();
+        let idempotency = match (key, &stored) {
+            (Some(k), Some(v)) => Some((k, v)),
+            _ => None,
+        };
+        self.inner
+            .store
+            .abandon_claim(id, &format!("provision failed: {message}"), idempotency)
+            .await?;
+        self.inner.stats.claim("failed", started.elapsed());
+        tracing::warn!(agent = %id, %message, "claim failed; agent quarantined");
+        let this = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.teardown_agent(&id, None).await {
+                tracing::warn!(agent = %id, error = %e, "teardown of a quarantined agent will be retried");
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, join: Option<&str>) -> ClaimInput {
+        ClaimInput {
+            agent_name: name.into(),
+            instructions: "hi".into(),
+            join_url: join.map(str::to_string),
+        }
+    }
+
+    fn field(r: Result<()>) -> Option<&'static str> {
+        match r {
+            Err(ProvisionError::InvalidRequest { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn claim_requests_are_validated_field_by_field() {
+        assert!(input("Ada", None).validate(false).is_ok());
+        assert_eq!(field(input("  ", None).validate(false)), Some("agentName"));
+        assert_eq!(
+            field(input(&"x".repeat(201), None).validate(false)),
+            Some("agentName")
+        );
+        assert_eq!(field(input("a\u{0}b", None).validate(false)), Some("agentName"));
+        assert_eq!(
+            field(input("Ada", Some("http://dev.convos.org/x")).validate(false)),
+            Some("joinUrl")
+        );
+        assert_eq!(
+            field(input("Ada", Some("not a url")).validate(false)),
+            Some("joinUrl")
+        );
+        let mut long = input("Ada", None);
+        long.instructions = "x".repeat(MAX_INSTRUCTIONS + 1);
+        assert_eq!(field(long.validate(false)), Some("instructions"));
+    }
+
+    #[test]
+    fn join_urls_follow_the_environment_rules() {
+        assert_eq!(
+            field(input("Ada", Some("https://dev.convos.org/v2?i=1")).validate(true)),
+            Some("joinUrl")
+        );
+        assert!(
+            input("Ada", Some("https://dev.convos.org/v2?i=1"))
+                .validate(false)
+                .is_ok()
+        );
+        assert_eq!(
+            field(input("Ada", Some("https://popup.convos.org/v2?i=1")).validate(false)),
+            Some("joinUrl")
+        );
+        assert!(
+            input("Ada", Some("https://popup.convos.org/v2?i=1"))
+                .validate(true)
+                .is_ok()
+        );
+    }
+}

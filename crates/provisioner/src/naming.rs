@@ -1,0 +1,110 @@
+//! Names and marks: how an agent's remote resources are named and how this pool recognises
+//! the Railway projects it created.
+//!
+//! An agent's name is `<prefix><id>` (`convos-agent-<12 chars>` by default), the same string
+//! for its Railway project, its OpenRouter key and its AgentMail user name. Every project the
+//! pool creates carries a marker in its description naming the pool and its environment, so an
+//! orphan sweep can find its own projects — and never touches anyone else's.
+
+use pool_store::AgentId;
+use rand::Rng;
+
+/// Railway refuses longer project names.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Length of a generated agent id.
+pub const AGENT_ID_LEN: usize = 12;
+
+/// A fresh random agent id: 12 lowercase letters and digits.
+pub fn new_agent_id() -> AgentId {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    AgentId(
+        (0..AGENT_ID_LEN)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect(),
+    )
+}
+
+/// The pool's naming and marking scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    prefix: String,
+    marker: String,
+}
+
+impl Naming {
+    /// Names `<prefix><id>`; projects marked as created by pool `pool` in `environment`.
+    /// Fails when a name would be longer than Railway allows.
+    pub fn new(prefix: &str, pool: &str, environment: &str) -> Result<Self, String> {
+        if prefix.len() + AGENT_ID_LEN > MAX_NAME_LEN {
+            return Err(format!(
+                "agent name prefix {prefix:?} is too long: with a {AGENT_ID_LEN}-character id names must fit in {MAX_NAME_LEN} characters"
+            ));
+        }
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "agent name prefix {prefix:?} may hold only lowercase letters, digits and '-'"
+            ));
+        }
+        Ok(Self {
+            prefix: prefix.to_string(),
+            marker: format!("[agent-pool pool={pool} env={environment}]"),
+        })
+    }
+
+    /// The agent's name.
+    pub fn name(&self, id: &AgentId) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    /// The agent id in a name this pool gave, if it is one.
+    pub fn agent_id(&self, name: &str) -> Option<AgentId> {
+        let id = name.strip_prefix(&self.prefix)?;
+        (id.len() == AGENT_ID_LEN && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+            .then(|| AgentId(id.to_string()))
+    }
+
+    /// The description of an agent's project: the marker, and a word for humans.
+    pub fn project_description(&self, id: &AgentId) -> String {
+        format!(
+            "{} agent {id}. Created and deleted by the agent pool manager; do not edit.",
+            self.marker
+        )
+    }
+
+    /// True when a project description carries this pool's marker.
+    pub fn is_marked(&self, description: Option<&str>) -> bool {
+        description.is_some_and(|d| d.starts_with(&self.marker))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_railway_and_round_trip() {
+        let naming = Naming::new("convos-agent-", "pool-1", "staging").unwrap();
+        let id = new_agent_id();
+        let name = naming.name(&id);
+        assert!(name.len() <= MAX_NAME_LEN);
+        assert_eq!(naming.agent_id(&name), Some(id.clone()));
+        assert_eq!(naming.agent_id("convos-agent-short"), None);
+        assert_eq!(naming.agent_id("someone-else-abcdefabcdef"), None);
+        assert!(naming.is_marked(Some(&naming.project_description(&id))));
+        assert!(!naming.is_marked(Some("my own project")));
+        assert!(!naming.is_marked(None));
+        let other_env = Naming::new("convos-agent-", "pool-1", "production").unwrap();
+        assert!(!other_env.is_marked(Some(&naming.project_description(&id))));
+    }
+
+    #[test]
+    fn a_prefix_too_long_for_railway_is_refused() {
+        assert!(Naming::new("a-very-long-prefix-for-agents-", "p", "staging").is_err());
+        assert!(Naming::new("Upper-", "p", "staging").is_err());
+    }
+}

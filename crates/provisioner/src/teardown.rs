@@ -1,0 +1,259 @@
+//! Teardown: external resources first, then Railway, then the row — archived only after every
+//! remote deletion is confirmed. A failed attempt leaves the agent in `deleting` with a time
+//! for the next attempt (exponential backoff, capped); it is retried forever, never skipped.
+//!
+//! Agents of this pool's own projects go with `projectDelete` (through the [`ProjectGuard`]).
+//! Legacy agents, which live in the pool manager's shared project, go service by service:
+//! their volumes, then their service. Their project is never deleted.
+//!
+//! [`ProjectGuard`]: crate::guard::ProjectGuard
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
+
+use crate::Provisioner;
+use crate::error::{ProvisionError, Result};
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Wait before attempt `attempts + 1`: 5 s, 10 s, 20 s … up to 10 minutes.
+pub fn teardown_backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(0, 16) as u32;
+    Duration::from_secs(5)
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(MAX_BACKOFF)
+}
+
+impl Provisioner {
+    /// Tears an agent in `deleting` down now. `uncertain`: a creation step whose outcome is
+    /// unknown (its resource may exist without a recorded id; it is looked up by name).
+    pub(crate) async fn teardown_agent(&self, id: &AgentId, uncertain: Option<CreationStep>) -> Result<()> {
+        let store = &self.inner.store;
+        if !store
+            .take_work_lease(id, AgentStatus::Deleting, self.inner.config.work_lease)
+            .await?
+        {
+            // Someone else is on it, or it is no longer `deleting`.
+            return Ok(());
+        }
+        let agent = self.load(id).await?;
+        match self.remove_remote(&agent, uncertain).await {
+            Ok(()) => {
+                store
+                    .transition(id, AgentStatus::Deleting, AgentStatus::Deleted, "torn down")
+                    .await?;
+                store.release_work_lease(id).await?;
+                self.inner.stats.teardown(true);
+                tracing::info!(agent = %id, "agent torn down");
+                Ok(())
+            }
+            Err(e) => {
+                let retry_at = Utc::now()
+                    + chrono::Duration::from_std(teardown_backoff(agent.teardown_attempts))
+                        .unwrap_or_default();
+                store
+                    .record_teardown_failure(id, &e.to_string(), retry_at)
+                    .await?;
+                store.release_work_lease(id).await?;
+                self.inner.stats.teardown(false);
+                tracing::warn!(agent = %id, error = %e, %retry_at, "teardown failed; will retry");
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove_remote(&self, agent: &Agent, uncertain: Option<CreationStep>) -> Result<()> {
+        let store = &self.inner.store;
+        let railway = self.inner.railway.with_priority(railway_api::Priority::Critical);
+        let name = self.inner.naming.name(&agent.id);
+
+        if let Some(openrouter) = &self.inner.openrouter {
+            if let Some(hash) = &agent.openrouter_key_hash {
+                openrouter.delete_key(hash).await?;
+                store
+                    .forget_remote_id(&agent.id, CreationStep::OpenRouterKey)
+                    .await?;
+            }
+            if uncertain == Some(CreationStep::OpenRouterKey) {
+                for (hash, key_name) in openrouter.list_keys().await? {
+                    if key_name == name {
+                        openrouter.delete_key(&hash).await?;
+                    }
+                }
+            }
+        }
+        if let Some(agentmail) = &self.inner.agentmail {
+            if let Some(inbox) = &agent.agentmail_inbox_id {
+                agentmail.delete_inbox(inbox).await?;
+                store
+                    .forget_remote_id(&agent.id, CreationStep::AgentMailInbox)
+                    .await?;
+            }
+            if uncertain == Some(CreationStep::AgentMailInbox) {
+                for (inbox, client_id) in agentmail.list_inboxes().await? {
+                    if client_id.as_deref() == Some(agent.id.as_str()) {
+                        agentmail.delete_inbox(&inbox).await?;
+                    }
+                }
+            }
+        }
+
+        if agent.legacy {
+            return self.remove_legacy_service(agent).await;
+        }
+        if agent.project_id.is_some() {
+            let project = self.inner.guard.agent_project(agent)?;
+            self.inner.guard.delete(&railway, project).await?;
+            store.forget_remote_id(&agent.id, CreationStep::Project).await?;
+        } else if uncertain == Some(CreationStep::Project) {
+            // projectCreate may have applied without an answer: find it by name and marker.
+            let projects = railway
+                .workspace_projects(&self.inner.config.workspace_id)
+                .await?;
+            for project in projects.iter().filter(|p| p.name == name) {
+                let cleared = self.inner.guard.marked_project(project)?;
+                self.inner.guard.delete(&railway, cleared).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A legacy agent in the shared project: its volumes, then its service.
+    async fn remove_legacy_service(&self, agent: &Agent) -> Result<()> {
+        let railway = self.inner.railway.with_priority(railway_api::Priority::Critical);
+        let (Some(project_id), Some(service_id)) = (&agent.project_id, &agent.service_id) else {
+            return Ok(());
+        };
+        let volumes = match railway.project_volumes(project_id).await {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for volume in volumes.iter().filter(|v| {
+            v.mounts
+                .iter()
+                .any(|m| m.service_id.as_deref() == Some(service_id))
+        }) {
+            match railway.delete_volume(&volume.id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match railway
+            .delete_service(service_id, agent.environment_id.as_deref())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Kills one agent (any live status but `claiming`): teardown now.
+    pub async fn kill(&self, id: &AgentId, reason: &str) -> Result<()> {
+        let agent = self.load(id).await?;
+        match agent.status {
+            AgentStatus::Deleted => return Err(ProvisionError::NotFound(id.clone())),
+            AgentStatus::Claiming => {
+                return Err(ProvisionError::Conflict {
+                    agent: id.clone(),
+                    status: agent.status,
+                    message: "a claim is provisioning it; kill it once the claim ends".into(),
+                });
+            }
+            AgentStatus::Deleting => {}
+            from => {
+                let moved = self.inner.store.begin_teardown(id, from, reason, false).await?;
+                if let pool_store::Transition::LostRace { actual } = moved {
+                    return Err(ProvisionError::Conflict {
+                        agent: id.clone(),
+                        status: actual.unwrap_or(AgentStatus::Deleted),
+                        message: "its status changed meanwhile; try again".into(),
+                    });
+                }
+            }
+        }
+        let uncertain = (agent.status == AgentStatus::Creating)
+            .then(|| self.first_open_step(&agent))
+            .flatten();
+        // The teardown may fail now and be retried later; the kill itself is recorded.
+        if let Err(e) = self.teardown_agent(id, uncertain).await {
+            tracing::warn!(agent = %id, error = %e, "teardown will be retried");
+        }
+        Ok(())
+    }
+
+    /// Dismisses a crashed agent (teardown).
+    pub async fn dismiss_crashed(&self, id: &AgentId) -> Result<()> {
+        let agent = self.load(id).await?;
+        if agent.status != AgentStatus::Crashed {
+            return Err(if agent.status == AgentStatus::Deleted {
+                ProvisionError::NotFound(id.clone())
+            } else {
+                ProvisionError::Conflict {
+                    agent: id.clone(),
+                    status: agent.status,
+                    message: "only crashed agents can be dismissed".into(),
+                }
+            });
+        }
+        self.kill(id, "dismissed by operator").await
+    }
+
+    /// Tears down up to `count` unclaimed agents (idle first, then starting), newest first.
+    pub async fn drain(&self, count: usize) -> Result<Vec<AgentId>> {
+        let mut drained = Vec::new();
+        for status in [AgentStatus::Idle, AgentStatus::Starting] {
+            let mut agents = self.inner.store.agents_with_status(status).await?;
+            agents.reverse();
+            for agent in agents {
+                if drained.len() >= count {
+                    return Ok(drained);
+                }
+                let moved = self
+                    .inner
+                    .store
+                    .begin_teardown(&agent.id, status, "drained by operator", false)
+                    .await?;
+                if moved.applied() {
+                    if let Err(e) = self.teardown_agent(&agent.id, None).await {
+                        tracing::warn!(agent = %agent.id, error = %e, "teardown will be retried");
+                    }
+                    drained.push(agent.id);
+                }
+            }
+        }
+        Ok(drained)
+    }
+
+    /// Retries every teardown that is due. Returns how many finished.
+    pub async fn retry_due_teardowns(&self) -> Result<usize> {
+        let mut done = 0;
+        for agent in self.inner.store.due_teardowns().await? {
+            // A resource whose creation outcome was unknown and never recorded is left to the
+            // orphan sweep, which finds it by this pool's naming.
+            if self.teardown_agent(&agent.id, None).await.is_ok() {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(teardown_backoff(0), Duration::from_secs(5));
+        assert_eq!(teardown_backoff(1), Duration::from_secs(10));
+        assert_eq!(teardown_backoff(3), Duration::from_secs(40));
+        assert_eq!(teardown_backoff(10), MAX_BACKOFF);
+        assert_eq!(teardown_backoff(1000), MAX_BACKOFF);
+    }
+}

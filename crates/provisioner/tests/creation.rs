@@ -1,0 +1,243 @@
+//! The creation saga against the simulator and Postgres: what a created agent looks like,
+//! and that neither a failed step nor a crash at any step leaves anything behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ENVIRONMENT, TestPool};
+use pool_provisioner::{ProvisionError, StepHook};
+use pool_store::{AgentStatus, CreationStep};
+use railway_sim::{Faults, OperationFaults, SimConfig};
+use secrecy::ExposeSecret;
+
+#[tokio::test]
+async fn a_created_agent_has_its_own_project_and_exactly_one_deployment_with_everything_in_place() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let id = pool.provisioner.create_agent().await.unwrap();
+    let agent = pool.store.agent(&id).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Starting);
+    assert_eq!(agent.completed_steps, CreationStep::ALL.to_vec());
+
+    let snapshot = pool.sim.snapshot();
+    let project = snapshot
+        .projects
+        .iter()
+        .find(|p| Some(&p.id) == agent.project_id.as_ref())
+        .unwrap();
+    assert_eq!(project.name, format!("convos-agent-{id}"));
+    assert!(
+        project
+            .description
+            .as_deref()
+            .unwrap()
+            .starts_with("[agent-pool pool=pool-own-project env=staging]")
+    );
+    assert_eq!(project.environments, vec![ENVIRONMENT.to_string()]);
+
+    let service = snapshot
+        .services
+        .iter()
+        .find(|s| Some(&s.id) == agent.service_id.as_ref())
+        .unwrap();
+    assert!(service.has_registry_credentials, "GHCR credentials set");
+    assert_eq!(service.sleep_application, Some(false), "sleep off");
+    assert_eq!((service.vcpus, service.memory_gb), (Some(1.0), Some(2.0)));
+
+    let deployments = snapshot.deployments_of(&service.id);
+    assert_eq!(deployments.len(), 1, "exactly one deployment");
+    let d = deployments[0];
+    assert_eq!(d.image.as_deref(), Some("ghcr.io/xmtplabs/convos-agent:staging"));
+    assert_eq!(d.volume_mounts, vec!["/data".to_string()]);
+    assert_eq!(d.domains, vec![agent.domain.clone().unwrap()]);
+    let secrets = agent.secrets.as_ref().unwrap();
+    let vars: &BTreeMap<String, String> = &d.variables;
+    assert_eq!(vars["POOL_API_KEY"], secrets.agent_api_token.expose_secret());
+    assert_ne!(vars["POOL_API_KEY"], "the pool's admin key is never used here");
+    assert_eq!(
+        vars["OPENCLAW_GATEWAY_TOKEN"],
+        secrets.gateway_token.expose_secret()
+    );
+    assert_eq!(vars["INSTANCE_ID"], id.as_str());
+    assert_eq!(
+        vars["AGENTMAIL_INBOX_ID"],
+        agent.agentmail_inbox_id.clone().unwrap()
+    );
+    assert!(vars["OPENROUTER_API_KEY"].starts_with("sk-or-v1-"));
+    assert!(vars["PRIVATE_WALLET_KEY"].starts_with("0x") && vars["PRIVATE_WALLET_KEY"].len() == 66);
+
+    // Its own key and inbox, named like the project.
+    assert_eq!(snapshot.keys.iter().filter(|k| !k.deleted).count(), 1);
+    assert_eq!(snapshot.keys[0].name, format!("convos-agent-{id}"));
+    assert_eq!(snapshot.inboxes[0].name, format!("convos-agent-{id}"));
+    pool.make_idle(&id).await;
+}
+
+#[tokio::test]
+async fn a_pool_whose_environment_is_not_the_default_creates_it() {
+    let pool = TestPool::start(SimConfig {
+        honour_default_environment_name: false,
+        ..SimConfig::default()
+    })
+    .await;
+    let id = pool.provisioner.create_agent().await.unwrap();
+    let agent = pool.store.agent(&id).await.unwrap().unwrap();
+    let snapshot = pool.sim.snapshot();
+    let project = snapshot
+        .projects
+        .iter()
+        .find(|p| Some(&p.id) == agent.project_id.as_ref())
+        .unwrap();
+    assert_eq!(
+        project.environments,
+        vec!["production".to_string(), ENVIRONMENT.to_string()]
+    );
+    assert_eq!(pool.sim.counters().requests["environmentCreate"], 1);
+}
+
+/// The operation each step calls, and whether the simulator must be told to make it needed.
+fn step_operation(step: CreationStep) -> (&'static str, SimConfig) {
+    let plain = SimConfig::default();
+    match step {
+        CreationStep::OpenRouterKey => ("openrouter.createKey", plain),
+        CreationStep::AgentMailInbox => ("agentmail.createInbox", plain),
+        CreationStep::Project => ("projectCreate", plain),
+        CreationStep::Environment => (
+            "environmentCreate",
+            SimConfig {
+                honour_default_environment_name: false,
+                ..SimConfig::default()
+            },
+        ),
+        CreationStep::Service => ("serviceCreate", plain),
+        CreationStep::Variables => ("variableCollectionUpsert", plain),
+        CreationStep::Limits => ("serviceInstanceLimitsUpdate", plain),
+        CreationStep::Volume => ("volumeCreate", plain),
+        CreationStep::Domain => ("serviceDomainCreate", plain),
+        CreationStep::Instance => ("serviceInstanceUpdate", plain),
+        CreationStep::Deploy => ("serviceInstanceDeployV2", plain),
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_leaves_nothing_behind_and_an_event_naming_the_step() {
+    for step in CreationStep::ALL {
+        let (operation, sim_config) = step_operation(step);
+        let pool = TestPool::start(sim_config).await;
+        pool.sim.set_faults(Faults {
+            operations: BTreeMap::from([(
+                operation.to_string(),
+                OperationFaults {
+                    server_error: 1.0,
+                    ..OperationFaults::default()
+                },
+            )]),
+            ..Faults::default()
+        });
+        let err = match pool.provisioner.create_agent().await {
+            Ok(id) => panic!("{step}: creation of {id} succeeded despite {operation} failing"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&err, ProvisionError::Step { step: s, .. } if *s == step),
+            "{step}: {err:?}"
+        );
+
+        let agents = pool.store.agents_with_status(AgentStatus::Deleted).await.unwrap();
+        assert_eq!(agents.len(), 1, "{step}: the failed agent is archived");
+        let events = pool.store.events(&agents[0].id).await.unwrap();
+        let failed = events
+            .iter()
+            .find(|e| e.kind == "creation_failed")
+            .expect("a creation_failed event");
+        assert!(
+            failed.reason.contains(&format!("step {step}")),
+            "{step}: {}",
+            failed.reason
+        );
+
+        let snapshot = pool.sim.snapshot();
+        assert!(snapshot.live_projects().is_empty(), "{step}: no live project");
+        assert!(snapshot.keys.iter().all(|k| k.deleted), "{step}: no live key");
+        assert!(
+            snapshot.inboxes.iter().all(|i| i.deleted),
+            "{step}: no live inbox"
+        );
+        assert!(pool.store.live_agents().await.unwrap().is_empty(), "{step}");
+    }
+}
+
+/// A hook that stops the saga forever after `step`'s remote call, and says when it got there.
+fn crash_after(step: CreationStep) -> (StepHook, Arc<tokio::sync::Notify>) {
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let signal = reached.clone();
+    let hook: StepHook = Arc::new(move |s| {
+        let signal = signal.clone();
+        Box::pin(async move {
+            if s == step {
+                signal.notify_one();
+                std::future::pending::<()>().await;
+            }
+        })
+    });
+    (hook, reached)
+}
+
+#[tokio::test]
+async fn a_crash_after_any_steps_remote_call_is_recovered_with_nothing_left_behind() {
+    for step in CreationStep::ALL {
+        let (_, sim_config) = step_operation(step);
+        let (hook, reached) = crash_after(step);
+        let pool = TestPool::with_hook(sim_config, Some(hook)).await;
+        let crashing = pool.provisioner.clone();
+        let creation = tokio::spawn(async move { crashing.create_agent().await });
+        tokio::time::timeout(Duration::from_secs(10), reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{step}: the saga reached the step"));
+        creation.abort(); // the process dies here: remote effect done, not journaled
+        let _ = creation.await;
+
+        // The dead worker's lease runs out; a restarted replica recovers.
+        pool.db
+            .client()
+            .await
+            .execute(
+                "UPDATE agent_metadata SET worker_lease_until = now() - interval '1 second'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let restarted = pool.provisioner(common::provisioner_config(&pool.sim, None));
+        let recovery = restarted.recover_abandoned_creations().await.unwrap();
+        assert_eq!(
+            recovery.resumed.len() + recovery.compensated.len(),
+            1,
+            "{step}: {recovery:?}"
+        );
+        assert!(
+            pool.store
+                .agents_with_status(AgentStatus::Creating)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{step}: nothing stuck in creating"
+        );
+        pool.assert_nothing_leaked().await;
+        if let Some(id) = recovery.resumed.first() {
+            let agent = pool.store.agent(id).await.unwrap().unwrap();
+            assert_eq!(agent.status, AgentStatus::Starting, "{step}");
+            let snapshot = pool.sim.snapshot();
+            assert_eq!(snapshot.live_projects().len(), 1, "{step}: one project");
+            let service = agent.service_id.clone().unwrap();
+            assert_eq!(
+                snapshot.deployments_of(&service).len(),
+                1,
+                "{step}: still exactly one deployment"
+            );
+            pool.make_idle(id).await;
+        }
+    }
+}
