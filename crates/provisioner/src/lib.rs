@@ -24,6 +24,8 @@ pub mod resources;
 mod saga;
 mod stats;
 mod teardown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -202,23 +204,22 @@ impl Provisioner {
     /// (`create_concurrency`). On failure the agent is compensated — everything it created is
     /// deleted — and the error names the step.
     pub async fn create_agent(&self) -> Result<AgentId> {
-        let _permit = self
-            .inner
-            .create_permits
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::PoolEmpty)?;
+        let id = self.begin_creation().await?;
+        self.continue_creation(&id).await.map(|()| id)
+    }
+
+    /// The first half of [`Self::create_agent`]: writes the new agent's row (`creating`, with
+    /// its secrets and the work lease), so it is counted at once. Makes no remote call.
+    pub async fn begin_creation(&self) -> Result<AgentId> {
         let id = naming::new_agent_id();
+        let wallet = format!("0x{}", secrecy::ExposeSecret::expose_secret(&random_secret(32)));
         let agent = NewAgent {
             id: id.clone(),
             image: self.inner.config.image.to_string(),
             secrets: AgentSecrets {
                 gateway_token: random_secret(32),
                 setup_password: random_secret(16),
-                wallet_private_key: SecretString::from(format!(
-                    "0x{}",
-                    secrecy::ExposeSecret::expose_secret(&random_secret(32))
-                )),
+                wallet_private_key: SecretString::from(wallet),
                 agent_api_token: random_secret(32),
             },
         };
@@ -227,7 +228,23 @@ impl Provisioner {
             .insert_creating(&agent, self.inner.config.work_lease)
             .await?;
         tracing::info!(agent = %id, image = %agent.image, "creating agent");
-        self.finish_creation(&id, None).await.map(|()| id)
+        Ok(id)
+    }
+
+    /// The second half of [`Self::create_agent`]: waits for a creation slot, then runs the
+    /// saga (or compensates).
+    pub async fn continue_creation(&self, id: &AgentId) -> Result<()> {
+        let _permit = self
+            .inner
+            .create_permits
+            .acquire()
+            .await
+            .map_err(|_| ProvisionError::PoolEmpty)?;
+        self.inner
+            .store
+            .renew_work_lease(id, self.inner.config.work_lease)
+            .await?;
+        self.finish_creation(id, None).await
     }
 
     /// Runs the saga to its end, or compensates.

@@ -26,6 +26,12 @@ pub fn new_agent_id() -> AgentId {
     )
 }
 
+/// `text` as an agent id, if it has the form of one.
+pub fn parse_agent_id(text: &str) -> Option<AgentId> {
+    (text.len() == AGENT_ID_LEN && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        .then(|| AgentId(text.to_string()))
+}
+
 /// The pool's naming and marking scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
@@ -63,9 +69,7 @@ impl Naming {
 
     /// The agent id in a name this pool gave, if it is one.
     pub fn agent_id(&self, name: &str) -> Option<AgentId> {
-        let id = name.strip_prefix(&self.prefix)?;
-        (id.len() == AGENT_ID_LEN && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-            .then(|| AgentId(id.to_string()))
+        parse_agent_id(name.strip_prefix(&self.prefix)?)
     }
 
     /// The description of an agent's project: the marker, and a word for humans.

@@ -1,11 +1,9 @@
 //! Claims: each idle agent goes to exactly one claimer, failures quarantine, keys repeat.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::TestPool;
+use pool_provisioner::testing::TestPool;
 use pool_provisioner::{ClaimInput, ProvisionError};
 use pool_store::AgentStatus;
 use railway_sim::{AgentBehaviour, SimConfig};

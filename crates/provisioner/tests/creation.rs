@@ -2,13 +2,11 @@
 //! and that neither a failed step nor a crash at any step leaves anything behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ENVIRONMENT, TestPool};
+use pool_provisioner::testing::{ENVIRONMENT, TestPool};
 use pool_provisioner::{ProvisionError, StepHook};
 use pool_store::{AgentStatus, CreationStep};
 use railway_sim::{Faults, OperationFaults, SimConfig};
@@ -210,7 +208,7 @@ async fn a_crash_after_any_steps_remote_call_is_recovered_with_nothing_left_behi
             )
             .await
             .unwrap();
-        let restarted = pool.provisioner(common::provisioner_config(&pool.sim, None));
+        let restarted = pool.provisioner(pool_provisioner::testing::provisioner_config(&pool.sim, None));
         let recovery = restarted.recover_abandoned_creations().await.unwrap();
         assert_eq!(
             recovery.resumed.len() + recovery.compensated.len(),

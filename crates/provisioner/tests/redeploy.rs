@@ -1,9 +1,7 @@
 //! Redeploy: idle agents move to the current image a few at a time, never claimable mid-way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{TestPool, provisioner_config};
+use pool_provisioner::testing::{TestPool, provisioner_config};
 use pool_store::AgentStatus;
 use railway_sim::SimConfig;
 

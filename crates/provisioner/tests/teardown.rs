@@ -2,11 +2,9 @@
 //! service, retried until done.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{TestPool, WORKSPACE};
+use pool_provisioner::testing::{TestPool, WORKSPACE};
 use pool_provisioner::{GuardRefusal, Naming, ProjectGuard};
 use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
 use proptest::prelude::*;

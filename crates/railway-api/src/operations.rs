@@ -42,6 +42,28 @@ pub enum DeploymentStatus {
     Unknown(String),
 }
 
+impl DeploymentStatus {
+    /// Railway's name for the status (`SUCCESS`, `NEEDS_APPROVAL`, or the unknown value).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Building => "BUILDING",
+            Self::Crashed => "CRASHED",
+            Self::Deploying => "DEPLOYING",
+            Self::Failed => "FAILED",
+            Self::Initializing => "INITIALIZING",
+            Self::NeedsApproval => "NEEDS_APPROVAL",
+            Self::Queued => "QUEUED",
+            Self::Removed => "REMOVED",
+            Self::Removing => "REMOVING",
+            Self::Skipped => "SKIPPED",
+            Self::Sleeping => "SLEEPING",
+            Self::Success => "SUCCESS",
+            Self::Waiting => "WAITING",
+            Self::Unknown(other) => other,
+        }
+    }
+}
+
 #[derive(cynic::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicyType {
     Always,

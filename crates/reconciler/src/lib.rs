@@ -1,7 +1,224 @@
 //! The reconcile tick: Postgres is the truth, Railway and the agents are observed.
 //!
-//! `pool-reconciler` will own the tick (load from the database, batched status reads, health
-//! checks, the pure status decision, apply, replenish, orphan sweeps) and leader election.
+//! `pool-reconciler` owns the tick — load every live agent from the database, read Railway in
+//! batches (agents in motion every tick, steady ones in a slower full sweep), health-check
+//! agents, decide each agent's status with a pure function, apply, replenish, retry
+//! teardowns, sweep orphans — and the leader election that makes exactly one replica run it.
 //!
-//! Architecture invariant: every decision is a pure function of (stored agent, observation,
-//! now); the loop around it only schedules, locks and executes.
+//! Architecture invariant: every decision is [`decide::decide`], a pure function of (stored
+//! facts, observation, stuck timeout). The loop around it only schedules, locks and executes.
+
+pub mod decide;
+mod observe;
+pub mod sweep;
+mod tick;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pool_provisioner::Provisioner;
+use pool_store::{LEADER_LOCK_KEY, LeaderLock};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+pub use sweep::{SweepReport, sweep_orphans};
+pub use tick::{TickReport, replenish_count};
+
+/// The reconciler's settings.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Keep at least this many warm (idle + starting + creating) agents (`POOL_MIN_IDLE`).
+    pub min_idle: usize,
+    /// Never more live agents than this (`POOL_MAX_TOTAL`).
+    pub max_total: Option<usize>,
+    /// Time between ticks (`TICK_INTERVAL_MS`).
+    pub tick_interval: Duration,
+    /// Time an agent may stay starting (or unknown) before it is judged dead
+    /// (`POOL_STUCK_TIMEOUT_MS`).
+    pub stuck_timeout: Duration,
+    /// Time between full sweeps that read every steady agent from Railway.
+    pub full_sweep_interval: Duration,
+    /// Time between orphan sweeps.
+    pub orphan_sweep_interval: Duration,
+    /// Age below which an unowned marked project is not an orphan yet.
+    pub orphan_grace: Duration,
+    /// Health checks in flight at once.
+    pub health_concurrency: usize,
+    /// Teardowns in flight at once.
+    pub teardown_concurrency: usize,
+    /// The leader lock's key.
+    pub leader_lock_key: i64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            min_idle: 1,
+            max_total: None,
+            tick_interval: Duration::from_secs(30),
+            stuck_timeout: Duration::from_secs(900),
+            full_sweep_interval: Duration::from_secs(600),
+            orphan_sweep_interval: Duration::from_secs(1800),
+            orphan_grace: Duration::from_secs(600),
+            health_concurrency: 32,
+            teardown_concurrency: 8,
+            leader_lock_key: LEADER_LOCK_KEY,
+        }
+    }
+}
+
+/// What the reconciler is doing, for metrics and the console.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReconcilerStatus {
+    /// This replica holds the leader lock.
+    pub is_leader: bool,
+    /// Ticks run by this replica.
+    pub ticks: u64,
+    /// The last tick's report.
+    pub last_tick: Option<TickReport>,
+}
+
+/// The reconciler. Cheap to clone.
+#[derive(Clone)]
+pub struct Reconciler {
+    provisioner: Provisioner,
+    config: ReconcilerConfig,
+    prompt: Arc<Notify>,
+    status: Arc<Mutex<ReconcilerStatus>>,
+    leader: Arc<AtomicBool>,
+    creations_in_flight: Arc<AtomicUsize>,
+    teardown_permits: Arc<Semaphore>,
+    retrying_teardowns: Arc<tokio::sync::Mutex<()>>,
+    recovering: Arc<tokio::sync::Mutex<()>>,
+    last_full_sweep: Arc<Mutex<Option<Instant>>>,
+    last_orphan_sweep: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn due(last: &Mutex<Option<Instant>>, every: Duration) -> bool {
+    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    if last.is_none_or(|t| now.duration_since(t) >= every) {
+        *last = Some(now);
+        true
+    } else {
+        false
+    }
+}
+
+impl Reconciler {
+    /// A reconciler over this provisioner.
+    pub fn new(provisioner: Provisioner, config: ReconcilerConfig) -> Self {
+        Self {
+            teardown_permits: Arc::new(Semaphore::new(config.teardown_concurrency.max(1))),
+            provisioner,
+            config,
+            prompt: Arc::new(Notify::new()),
+            status: Arc::default(),
+            leader: Arc::default(),
+            creations_in_flight: Arc::default(),
+            retrying_teardowns: Arc::default(),
+            recovering: Arc::default(),
+            last_full_sweep: Arc::default(),
+            last_orphan_sweep: Arc::default(),
+        }
+    }
+
+    /// Asks for a tick now (after a claim, so the pool refills without waiting).
+    pub fn trigger(&self) {
+        self.prompt.notify_one();
+    }
+
+    /// What it is doing.
+    pub fn status(&self) -> ReconcilerStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True while this replica holds the leader lock.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &ReconcilerConfig {
+        &self.config
+    }
+
+    fn full_sweep_due(&self) -> bool {
+        due(&self.last_full_sweep, self.config.full_sweep_interval)
+    }
+
+    fn orphan_sweep_due(&self) -> bool {
+        due(&self.last_orphan_sweep, self.config.orphan_sweep_interval)
+    }
+
+    fn set_leader(&self, leader: bool) {
+        if self.leader.swap(leader, Ordering::SeqCst) != leader {
+            if leader {
+                tracing::info!("became the reconciler leader");
+            } else {
+                tracing::warn!("not the reconciler leader (any more)");
+            }
+        }
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).is_leader = leader;
+    }
+
+    /// Runs ticks until `shutdown` resolves: every interval, or at once when triggered, and
+    /// only while this replica holds the leader lock. Ticks never overlap. A replica that
+    /// loses the lock's connection stops reconciling before its next step.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let store_config = self.provisioner.store().config().clone();
+        let mut lock: Option<LeaderLock> = None;
+        let mut interval = tokio::time::interval(self.config.tick_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = interval.tick() => {}
+                () = self.prompt.notified() => {}
+            }
+            if lock.is_none() {
+                match LeaderLock::try_acquire(&store_config, self.config.leader_lock_key).await {
+                    Ok(acquired) => lock = acquired,
+                    Err(e) => tracing::warn!(error = %e, "could not try the leader lock"),
+                }
+            }
+            let Some(held) = &lock else {
+                self.set_leader(false);
+                continue;
+            };
+            if !held.still_held(Duration::from_secs(2)).await {
+                lock = None;
+                self.set_leader(false);
+                continue;
+            }
+            self.set_leader(true);
+            let report = self.tick(Some(held)).await;
+            if report.lost_leadership {
+                lock = None;
+                self.set_leader(false);
+            }
+            if !report.errors.is_empty() {
+                tracing::warn!(errors = ?report.errors, "tick finished with errors");
+            }
+            tracing::debug!(?report, "tick");
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.ticks += 1;
+            status.last_tick = Some(report);
+        }
+        self.set_leader(false);
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+    }
+}

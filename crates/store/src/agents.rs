@@ -220,6 +220,19 @@ impl Store {
             .transpose()
     }
 
+    /// The agents with these ids, deleted ones included.
+    pub async fn agents_by_ids(&self, ids: &[AgentId]) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        let ids: Vec<&str> = ids.iter().map(AgentId::as_str).collect();
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agent_metadata a WHERE a.id = ANY($1)");
+        client
+            .query(sql.as_str(), &[&ids])
+            .await?
+            .iter()
+            .map(agent_from_row)
+            .collect()
+    }
+
     /// Every agent that is not deleted: what the tick reconciles.
     pub async fn live_agents(&self) -> Result<Vec<Agent>> {
         let client = self.client().await?;

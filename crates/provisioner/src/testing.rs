@@ -1,12 +1,11 @@
-//! A pool under test: a simulator, a fresh database and a provisioner wired to both.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Test support: a pool under test — a simulator, a fresh database and a provisioner wired to
+//! both — for this crate's tests and those of the crates above it.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use pool_provisioner::{
-    AgentMailConfig, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image,
-};
+use crate::{AgentMailConfig, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image};
 use pool_store::testing::TestDatabase;
 use pool_store::{AgentId, AgentStatus, Store};
 use railway_api::{ClientConfig, RailwayClient, RegistryCredentials};

@@ -1,0 +1,111 @@
+//! Observation: batched Railway status reads and health checks.
+//!
+//! Railway is asked in batches (`projectsByIds`, 50 projects a request), never once per
+//! agent; legacy agents in the shared project are read with one listing of that project.
+//! Health checks go to the agents themselves, cost nothing against Railway's budget, and run
+//! with bounded concurrency.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::StreamExt;
+use pool_provisioner::{Health, Provisioner};
+use pool_store::{Agent, AgentId};
+use railway_api::{ProjectStatus, RailwayError};
+use secrecy::ExposeSecret;
+
+use crate::decide::Observation;
+
+/// What a status read produced.
+#[derive(Debug, Default)]
+pub(crate) struct StatusObservations {
+    pub by_agent: HashMap<AgentId, Observation>,
+    pub failed: Option<RailwayError>,
+}
+
+fn observe(agent: &Agent, project: &ProjectStatus) -> Observation {
+    let service = project.services.iter().find(|s| {
+        Some(&s.service_id) == agent.service_id.as_ref()
+            && agent
+                .environment_id
+                .as_ref()
+                .is_none_or(|env| *env == s.environment_id)
+    });
+    match service.and_then(|s| s.latest_deployment.as_ref()) {
+        Some(d) => Observation::Deployment {
+            status: d.status.clone(),
+            health: None,
+        },
+        None => Observation::Missing,
+    }
+}
+
+/// Reads the latest deployment of each agent.
+pub(crate) async fn read_status(provisioner: &Provisioner, agents: &[&Agent]) -> StatusObservations {
+    let railway = provisioner.railway();
+    let mut out = StatusObservations::default();
+    let (legacy, own): (Vec<&Agent>, Vec<&Agent>) = agents.iter().copied().partition(|a| a.legacy);
+
+    let ids: Vec<String> = own
+        .iter()
+        .filter_map(|a| a.project_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !ids.is_empty() {
+        let read = railway.projects_status(&ids).await;
+        let unread: BTreeSet<&String> = read.unread.iter().collect();
+        for agent in &own {
+            let observation = match &agent.project_id {
+                None => Observation::Missing,
+                Some(p) if unread.contains(p) => Observation::Unread,
+                Some(p) => match read.projects.get(p) {
+                    Some(project) => observe(agent, project),
+                    None => Observation::Missing,
+                },
+            };
+            out.by_agent.insert(agent.id.clone(), observation);
+        }
+        out.failed = read.last_error;
+    }
+
+    let shared: BTreeMap<String, Vec<&Agent>> = legacy.iter().fold(BTreeMap::new(), |mut m, a| {
+        if let Some(p) = &a.project_id {
+            m.entry(p.clone()).or_insert_with(Vec::new).push(*a);
+        }
+        m
+    });
+    for (project_id, agents) in shared {
+        match railway.project_status(&project_id).await {
+            Ok(project) => {
+                for agent in agents {
+                    out.by_agent.insert(agent.id.clone(), observe(agent, &project));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the shared project failed; legacy agents keep their status");
+                for agent in agents {
+                    out.by_agent.insert(agent.id.clone(), Observation::Unread);
+                }
+                out.failed = Some(e);
+            }
+        }
+    }
+    out
+}
+
+/// Health-checks agents (those with a domain and a token), `concurrency` at a time.
+pub(crate) async fn check_health(
+    provisioner: &Provisioner,
+    agents: &[&Agent],
+    concurrency: usize,
+) -> HashMap<AgentId, Health> {
+    futures_util::stream::iter(agents.iter().filter_map(|a| {
+        let url = provisioner.agent_url(a)?;
+        let token = a.secrets.as_ref()?.agent_api_token.expose_secret().to_string();
+        Some((a.id.clone(), url, token))
+    }))
+    .map(|(id, url, token)| async move { (id, provisioner.agents().health(&url, &token).await) })
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await
+}

@@ -1,0 +1,147 @@
+//! The orphan sweep: remote resources this pool made that no live agent owns.
+//!
+//! - Railway projects carrying this pool's marker and an agent name, owned by no live row and
+//!   older than a grace period (a creation may be between `projectCreate` and its journal).
+//!   Projects without the marker are never touched — the guard refuses them.
+//! - OpenRouter keys and AgentMail inboxes named after one of *this database's* agents whose
+//!   row is archived or records another key/inbox. Keys and inboxes of agents this database
+//!   does not know are left alone: they may belong to another pool sharing the account.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use pool_provisioner::Provisioner;
+use pool_store::{Agent, AgentId, AgentStatus};
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Railway projects deleted.
+    pub projects: usize,
+    /// OpenRouter keys deleted.
+    pub keys: usize,
+    /// AgentMail inboxes deleted.
+    pub inboxes: usize,
+    /// Problems met (the sweep goes on).
+    pub errors: Vec<String>,
+}
+
+/// Runs one sweep.
+pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepReport {
+    let mut report = SweepReport::default();
+    let store = provisioner.store();
+    let naming = provisioner.naming();
+    let live = match store.live_agents().await {
+        Ok(live) => live,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    let owned: BTreeSet<&str> = live.iter().filter_map(|a| a.project_id.as_deref()).collect();
+    let creating: BTreeSet<&AgentId> = live
+        .iter()
+        .filter(|a| a.status == AgentStatus::Creating)
+        .map(|a| &a.id)
+        .collect();
+
+    let railway = provisioner.railway().with_priority(railway_api::Priority::Status);
+    match railway
+        .workspace_projects(&provisioner.config().workspace_id)
+        .await
+    {
+        Ok(projects) => {
+            let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+            for project in projects {
+                let Ok(cleared) = provisioner.guard().marked_project(&project) else {
+                    continue;
+                };
+                let agent = naming.agent_id(&project.name);
+                if owned.contains(project.id.as_str())
+                    || agent.as_ref().is_some_and(|id| creating.contains(id))
+                    || Utc::now() - project.created_at < grace
+                {
+                    continue;
+                }
+                tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
+                match provisioner.guard().delete(&railway, cleared).await {
+                    Ok(()) => report.projects += 1,
+                    Err(e) => report.errors.push(format!("project {}: {e}", project.id)),
+                }
+            }
+        }
+        Err(e) => report.errors.push(format!("listing the workspace: {e}")),
+    }
+
+    // Keys and inboxes: only those named after agents this database knows.
+    let mut named: BTreeMap<AgentId, Vec<(&'static str, String)>> = BTreeMap::new();
+    if let Some(openrouter) = provisioner.openrouter() {
+        match openrouter.list_keys().await {
+            Ok(keys) => {
+                for (hash, name) in keys {
+                    if let Some(id) = naming.agent_id(&name) {
+                        named.entry(id).or_default().push(("key", hash));
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    if let Some(agentmail) = provisioner.agentmail() {
+        match agentmail.list_inboxes().await {
+            Ok(inboxes) => {
+                for (inbox, client_id) in inboxes {
+                    if let Some(id) = client_id
+                        .as_deref()
+                        .and_then(pool_provisioner::naming::parse_agent_id)
+                    {
+                        named.entry(id).or_default().push(("inbox", inbox));
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    if named.is_empty() {
+        return report;
+    }
+    let ids: Vec<AgentId> = named.keys().cloned().collect();
+    let rows: BTreeMap<AgentId, Agent> = match store.agents_by_ids(&ids).await {
+        Ok(rows) => rows.into_iter().map(|a| (a.id.clone(), a)).collect(),
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    for (id, resources) in named {
+        let Some(agent) = rows.get(&id) else { continue };
+        if agent.status == AgentStatus::Creating {
+            continue;
+        }
+        for (kind, remote) in resources {
+            let orphan = agent.status == AgentStatus::Deleted
+                || match kind {
+                    "key" => agent.openrouter_key_hash.as_deref() != Some(remote.as_str()),
+                    _ => agent.agentmail_inbox_id.as_deref() != Some(remote.as_str()),
+                };
+            if !orphan {
+                continue;
+            }
+            let result = match (kind, provisioner.openrouter(), provisioner.agentmail()) {
+                ("key", Some(openrouter), _) => {
+                    openrouter.delete_key(&remote).await.map(|()| report.keys += 1)
+                }
+                ("inbox", _, Some(agentmail)) => agentmail
+                    .delete_inbox(&remote)
+                    .await
+                    .map(|()| report.inboxes += 1),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                report.errors.push(e.to_string());
+            }
+        }
+    }
+    report
+}
