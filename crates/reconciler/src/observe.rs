@@ -99,13 +99,22 @@ pub(crate) async fn check_health(
     agents: &[&Agent],
     concurrency: usize,
 ) -> HashMap<AgentId, Health> {
-    futures_util::stream::iter(agents.iter().filter_map(|a| {
-        let url = provisioner.agent_url(a)?;
-        let token = a.secrets.as_ref()?.agent_api_token.expose_secret().to_string();
-        Some((a.id.clone(), url, token))
-    }))
-    .map(|(id, url, token)| async move { (id, provisioner.agents().health(&url, &token).await) })
-    .buffer_unordered(concurrency.max(1))
-    .collect()
-    .await
+    // Owned values only inside the stream, so the future stays `Send` for any caller.
+    let checks: Vec<(AgentId, String, String)> = agents
+        .iter()
+        .filter_map(|a| {
+            let url = provisioner.agent_url(a)?;
+            let token = a.secrets.as_ref()?.agent_api_token.expose_secret().to_string();
+            Some((a.id.clone(), url, token))
+        })
+        .collect();
+    let client = provisioner.agents().clone();
+    futures_util::stream::iter(checks)
+        .map(move |(id, url, token)| {
+            let client = client.clone();
+            async move { (id, client.health(&url, &token).await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
 }

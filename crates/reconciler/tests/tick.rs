@@ -1,0 +1,368 @@
+//! The tick against the simulator and Postgres, driven tick by tick.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use pool_provisioner::ClaimInput;
+use pool_provisioner::testing::TestPool;
+use pool_reconciler::{Reconciler, ReconcilerConfig, sweep_orphans};
+use pool_store::{AgentStatus, StatusCounts};
+use railway_api::NewProject;
+use railway_sim::{AgentBehaviour, SimConfig};
+
+fn config(min_idle: usize) -> ReconcilerConfig {
+    ReconcilerConfig {
+        min_idle,
+        tick_interval: Duration::from_millis(200),
+        stuck_timeout: Duration::from_secs(3),
+        full_sweep_interval: Duration::ZERO,
+        orphan_sweep_interval: Duration::from_secs(3600),
+        ..ReconcilerConfig::default()
+    }
+}
+
+/// Ticks until `done` holds for the counts, at most `max_ticks` times.
+async fn tick_until(
+    reconciler: &Reconciler,
+    pool: &TestPool,
+    max_ticks: usize,
+    done: impl Fn(&StatusCounts) -> bool,
+) -> usize {
+    for n in 1..=max_ticks {
+        let report = reconciler.tick(None).await;
+        assert!(!report.lost_leadership);
+        let counts = pool.store.counts().await.unwrap();
+        if done(&counts) {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "not done after {max_ticks} ticks: {:?}",
+        pool.store.counts().await.unwrap()
+    );
+}
+
+async fn total_rows(pool: &TestPool) -> i64 {
+    pool.db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM agent_metadata", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_empty_pool_fills_to_the_minimum_and_no_further() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(3));
+    let ticks = tick_until(&reconciler, &pool, 100, |c| c.idle == 3).await;
+    assert!(ticks > 1);
+    for _ in 0..3 {
+        reconciler.tick(None).await;
+    }
+    assert_eq!(total_rows(&pool).await, 3, "exactly the deficit was created");
+    pool.assert_nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn crashed_failed_and_never_ready_agents_are_replaced_and_torn_down() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(2));
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
+
+    // A crash: noticed by the idle health check, torn down, replaced.
+    let victim = pool
+        .store
+        .agents_with_status(AgentStatus::Idle)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(pool.sim.crash_service(victim.service_id.as_deref().unwrap()));
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 2 && c.deleting == 0).await;
+    assert_eq!(
+        pool.store.agent(&victim.id).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
+    );
+
+    // A replacement whose deploy fails, then one that is never ready: both torn down (the
+    // second after the stuck timeout), until healthy ones fill the pool.
+    for behaviour in [
+        AgentBehaviour {
+            fail: 1.0,
+            ..AgentBehaviour::default()
+        },
+        AgentBehaviour {
+            never_ready: 1.0,
+            ..AgentBehaviour::default()
+        },
+    ] {
+        pool.sim.set_agent_behaviour(behaviour);
+        let victim = pool
+            .store
+            .agents_with_status(AgentStatus::Idle)
+            .await
+            .unwrap()
+            .remove(0);
+        pool.sim.crash_service(victim.service_id.as_deref().unwrap());
+        tick_until(&reconciler, &pool, 100, |c| c.creating + c.starting >= 1).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        pool.sim.set_agent_behaviour(AgentBehaviour::default());
+        tick_until(&reconciler, &pool, 200, |c| {
+            c.idle == 2 && c.starting == 0 && c.deleting == 0 && c.creating == 0
+        })
+        .await;
+    }
+    let deleted = pool.store.agents_with_status(AgentStatus::Deleted).await.unwrap();
+    assert!(
+        deleted.len() >= 4,
+        "the crashed, failed and never-ready agents: {}",
+        deleted.len()
+    );
+    pool.assert_nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_claimed_agent_that_crashes_becomes_crashed_and_is_kept() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(2));
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
+    let input = ClaimInput {
+        agent_name: "Ada".into(),
+        instructions: "hi".into(),
+        join_url: None,
+    };
+    let claimed = pool.provisioner.claim(&input, None).await.unwrap();
+    let agent = pool
+        .store
+        .agent(&claimed.instance_id.as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    pool.sim.crash_service(agent.service_id.as_deref().unwrap());
+    tick_until(&reconciler, &pool, 100, |c| c.crashed == 1 && c.idle == 2).await;
+    for _ in 0..3 {
+        reconciler.tick(None).await;
+    }
+    let agent = pool.store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Crashed, "kept until dismissed");
+    assert_eq!(agent.invite_url.as_deref(), Some(claimed.invite_url.as_str()));
+    let project = agent.project_id.clone().unwrap();
+    assert!(
+        pool.sim
+            .snapshot()
+            .live_projects()
+            .iter()
+            .any(|p| p.id == project),
+        "not torn down behind the user's back"
+    );
+    pool.provisioner.dismiss_crashed(&agent.id).await.unwrap();
+    pool.assert_nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_railway_outage_for_several_ticks_changes_no_status_and_deletes_nothing() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(3));
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 3).await;
+    // One agent is starting when the outage begins (the riskiest case: it is being read).
+    let moving = pool
+        .store
+        .agents_with_status(AgentStatus::Idle)
+        .await
+        .unwrap()
+        .remove(0);
+    pool.store
+        .transition(&moving.id, AgentStatus::Idle, AgentStatus::Starting, "test")
+        .await
+        .unwrap();
+    let before = pool.store.counts().await.unwrap();
+    let projects_before = pool.sim.snapshot().live_projects().len();
+
+    pool.sim.set_outage(true);
+    for _ in 0..5 {
+        let report = reconciler.tick(None).await;
+        assert!(report.read_failed, "{report:?}");
+        assert_eq!(
+            report.teardowns + report.creations + report.transitions,
+            0,
+            "{report:?}"
+        );
+    }
+    assert_eq!(pool.store.counts().await.unwrap(), before);
+    assert_eq!(pool.sim.snapshot().live_projects().len(), projects_before);
+    pool.sim.set_outage(false);
+    tick_until(&reconciler, &pool, 50, |c| c.idle == 3).await;
+    assert_eq!(total_rows(&pool).await, 3);
+}
+
+#[tokio::test]
+async fn two_reconcilers_elect_one_leader_and_the_other_takes_over_when_it_dies() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let a = Reconciler::new(pool.provisioner.clone(), config(4));
+    let b = Reconciler::new(
+        pool.provisioner(pool_provisioner::testing::provisioner_config(&pool.sim, None)),
+        config(4),
+    );
+    let run_a = tokio::spawn(a.clone().run(std::future::pending()));
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let run_b = tokio::spawn(b.clone().run(async {
+        let _ = stopped_b.await;
+    }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = pool.store.counts().await.unwrap();
+        assert!(!(a.is_leader() && b.is_leader()), "never two leaders");
+        if counts.idle == 4 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pool filled: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..10 {
+        assert!(a.is_leader() ^ b.is_leader(), "exactly one leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        total_rows(&pool).await,
+        4,
+        "never more creations than the deficit"
+    );
+
+    // The leader dies: the other takes over within about one interval.
+    let (leader, follower, leader_task) = if a.is_leader() {
+        (a, b, run_a)
+    } else {
+        (b, a, run_b)
+    };
+    leader_task.abort();
+    let _ = leader_task.await;
+    let died = tokio::time::Instant::now();
+    while !follower.is_leader() {
+        assert!(died.elapsed() < Duration::from_secs(5), "the follower took over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "takeover after {:?} (tick interval {:?})",
+        died.elapsed(),
+        follower.config().tick_interval
+    );
+    assert!(!leader.is_leader() || leader.status().is_leader);
+    drop(stop_b);
+}
+
+#[tokio::test]
+async fn a_leader_whose_lock_connection_is_cut_stops_reconciling() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(1));
+    let task = tokio::spawn(reconciler.clone().run(std::future::pending()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !reconciler.is_leader() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin = pool.db.client().await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+            &[&pool_store::LEADER_LOCK_KEY],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 1, "the leader's lock connection was found and cut");
+    // It notices at its next check and steps down; then it may take the lock again, on a new
+    // connection — but never acts on the old one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut stepped_down = false;
+    while tokio::time::Instant::now() < deadline {
+        if !reconciler.is_leader() {
+            stepped_down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(
+        stepped_down,
+        "the leader stepped down after losing its lock connection"
+    );
+}
+
+#[tokio::test]
+async fn an_orphan_project_with_the_marker_is_deleted_and_an_unrelated_one_is_untouched() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let naming = pool.provisioner.naming().clone();
+    let orphan_id = pool_provisioner::naming::new_agent_id();
+    let orphan = pool
+        .railway
+        .create_project(&NewProject {
+            name: naming.name(&orphan_id),
+            description: naming.project_description(&orphan_id),
+            workspace_id: "ws-sim".into(),
+            default_environment_name: None,
+        })
+        .await
+        .unwrap();
+    let unrelated = pool
+        .sim
+        .create_foreign_project("convos-agent-aaaaaaaaaaaa", Some("someone's own project"));
+    let no_description = pool.sim.create_foreign_project("billing-service", None);
+    // A live agent's project is not an orphan.
+    let live = pool.provisioner.create_agent().await.unwrap();
+
+    let report = sweep_orphans(&pool.provisioner, Duration::ZERO).await;
+    assert_eq!(report.projects, 1, "{report:?}");
+    let snapshot = pool.sim.snapshot();
+    let alive = |id: &str| snapshot.projects.iter().any(|p| p.id == id && !p.deleted);
+    assert!(!alive(&orphan.id));
+    assert!(alive(&unrelated));
+    assert!(alive(&no_description));
+    let live = pool.store.agent(&live).await.unwrap().unwrap();
+    assert!(alive(live.project_id.as_deref().unwrap()));
+
+    // A young orphan is spared (a creation may be between projectCreate and its journal).
+    let young_id = pool_provisioner::naming::new_agent_id();
+    pool.railway
+        .create_project(&NewProject {
+            name: naming.name(&young_id),
+            description: naming.project_description(&young_id),
+            workspace_id: "ws-sim".into(),
+            default_environment_name: None,
+        })
+        .await
+        .unwrap();
+    let report = sweep_orphans(&pool.provisioner, Duration::from_secs(600)).await;
+    assert_eq!(report.projects, 0);
+}
+
+#[tokio::test]
+async fn a_key_and_inbox_left_by_an_archived_agent_are_swept() {
+    let pool = TestPool::start(SimConfig::default()).await;
+    let id = pool.provisioner.create_agent().await.unwrap();
+    let agent = pool.store.agent(&id).await.unwrap().unwrap();
+    // Simulate a teardown that lost track of the key and inbox (e.g. recorded as gone too early).
+    pool.db
+        .client()
+        .await
+        .execute(
+            "UPDATE agent_metadata SET openrouter_key_hash = NULL, agentmail_inbox_id = NULL WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .unwrap();
+    pool.provisioner.kill(&id, "test").await.unwrap();
+    let snapshot = pool.sim.snapshot();
+    assert!(
+        snapshot
+            .keys
+            .iter()
+            .any(|k| Some(&k.id) == agent.openrouter_key_hash.as_ref() && !k.deleted)
+    );
+    let report = sweep_orphans(&pool.provisioner, Duration::ZERO).await;
+    assert_eq!((report.keys, report.inboxes), (1, 1), "{report:?}");
+    pool.assert_nothing_leaked().await;
+}
