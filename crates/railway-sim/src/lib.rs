@@ -167,6 +167,18 @@ impl SimHandle {
     /// each, with an environment named `environment`, one service running `image` with a
     /// domain, deployed. For tests and benchmarks that need a large fleet quickly.
     pub fn seed_projects(&self, count: usize, environment: &str, image: &str) -> Vec<SeededProject> {
+        self.seed_agent_projects(count, environment, image, |_| BTreeMap::new())
+    }
+
+    /// [`Self::seed_projects`] with variables for each (e.g. the agent's `POOL_API_KEY`, so its
+    /// fake agent answers health checks), set before the deploy.
+    pub fn seed_agent_projects(
+        &self,
+        count: usize,
+        environment: &str,
+        image: &str,
+        variables: impl Fn(usize) -> BTreeMap<String, String>,
+    ) -> Vec<SeededProject> {
         let mut w = self.sim.world();
         let token = w.config.tokens.keys().next().cloned().unwrap_or_default();
         let workspace = w.config.tokens.get(&token).and_then(|ws| ws.first().cloned());
@@ -192,7 +204,7 @@ impl SimHandle {
                 Some(environment_id.clone()),
                 Some(name),
                 true,
-                Some(image.into()),
+                None,
                 now,
             ) else {
                 continue;
@@ -201,6 +213,35 @@ impl SimHandle {
                 .create_domain(&token, &environment_id, &service_id)
                 .map(|(_, d)| d)
                 .unwrap_or_default();
+            // Configured first, then deployed once, as the pool does.
+            let vars = variables(i);
+            let configured = w
+                .upsert_variables(
+                    &token,
+                    &project_id,
+                    &environment_id,
+                    Some(service_id.clone()),
+                    vars,
+                    false,
+                    true,
+                    now,
+                )
+                .and_then(|()| {
+                    w.update_instance(
+                        &token,
+                        &service_id,
+                        Some(environment_id.clone()),
+                        Some(image.into()),
+                        true,
+                        Some(false),
+                        None,
+                        None,
+                    )
+                })
+                .and_then(|()| w.deploy(&service_id, &environment_id, now));
+            if configured.is_err() {
+                continue;
+            }
             seeded.push(SeededProject {
                 project_id,
                 environment_id,

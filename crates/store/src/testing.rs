@@ -244,3 +244,56 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// An agent to put straight into the table (benchmarks and large-fleet tests).
+#[derive(Debug, Clone)]
+pub struct SeedAgent {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Environment.
+    pub environment_id: String,
+    /// Service.
+    pub service_id: String,
+    /// Domain.
+    pub domain: String,
+    /// The agent's own token.
+    pub token: String,
+}
+
+impl TestDatabase {
+    /// Inserts agents as `idle`, with every creation step journaled, in one statement each.
+    pub async fn seed_idle_agents(&self, agents: &[SeedAgent]) {
+        let client = self.client().await;
+        let col =
+            |f: fn(&SeedAgent) -> &str| agents.iter().map(|a| f(a).to_string()).collect::<Vec<String>>();
+        let (ids, projects, envs, services, domains, tokens) = (
+            col(|a| &a.id),
+            col(|a| &a.project_id),
+            col(|a| &a.environment_id),
+            col(|a| &a.service_id),
+            col(|a| &a.domain),
+            col(|a| &a.token),
+        );
+        client
+            .execute(
+                "INSERT INTO agent_metadata (id, railway_project_id, railway_environment_id, railway_service_id, \
+                 railway_domain, agent_api_token, gateway_token, setup_password, wallet_private_key, status, image, \
+                 deployment_status, last_health_ok) \
+                 SELECT id, p, e, s, d, t, 'gw', 'pw', '0x', 'idle', 'ghcr.io/xmtplabs/convos-agent:production', 'SUCCESS', true \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(id, p, e, s, d, t)",
+                &[&ids, &projects, &envs, &services, &domains, &tokens],
+            )
+            .await
+            .expect("seed agents");
+        client
+            .execute(
+                "INSERT INTO agent_saga_steps (agent_id, step) SELECT id, step FROM unnest($1::text[]) AS id, \
+                 unnest(ARRAY['project','environment','service','variables','limits','volume','domain','instance','deploy']) AS step",
+                &[&ids],
+            )
+            .await
+            .expect("seed saga steps");
+    }
+}

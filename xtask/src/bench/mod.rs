@@ -2,14 +2,32 @@
 //! timing assertions: the machines are shared and noisy, so the figures are for reading.
 
 mod railway;
+mod tick;
 
 pub fn main(args: &[String]) -> Result<(), String> {
+    // Timings of a debug build say little: run the benchmarks from a release build.
+    if cfg!(debug_assertions) {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench"])
+            .args(args)
+            .status()
+            .map_err(|e| format!("could not start the release build: {e}"))?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(format!("benchmark failed ({status})"))
+        };
+    }
     let which = args.first().map(String::as_str).unwrap_or("all");
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         match which {
             "railway" => railway::run().await,
-            "all" => railway::run().await,
+            "tick" => tick::run().await,
+            "all" => {
+                railway::run().await?;
+                tick::run().await
+            }
             other => Err(format!("unknown benchmark {other:?} (railway, tick, claim, all)")),
         }
     })
