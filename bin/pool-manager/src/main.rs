@@ -1,18 +1,26 @@
 //! `pool-manager`: keeps a warm pool of AI agents on Railway and hands one out per claim.
 //!
-//! This binary is the only place that knows every layer: it reads the environment once
-//! (`config`), opens the store, runs migrations, and starts the service.
+//! This binary is the only place that knows every layer. Start-up, in order: read and check
+//! the configuration → connect to the database → run migrations (under an advisory lock) →
+//! check the Railway token can act on the workspace → listen → start the reconciler. On
+//! SIGTERM or SIGINT it stops accepting requests, lets in-flight requests (claims included)
+//! finish, stops the reconciler and exits 0.
 
 mod config;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use pool_store::Store;
+use pool_http::{AppState, ServiceInfo};
+use pool_provisioner::Provisioner;
+use pool_reconciler::Reconciler;
+use pool_store::{MigrationState, Store};
+use railway_api::RailwayClient;
+use tokio::sync::watch;
 
 use crate::config::{Config, Env};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -20,7 +28,14 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run().await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pool-manager: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("pool-manager: {}", message.trim_end());
@@ -30,13 +45,128 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let config = Config::from_env(&Env::from_process()).map_err(|e| e.to_string())?;
+    let config = Config::from_env(&Env::from_process()).map_err(|problems| {
+        let mut message = String::from("invalid configuration:\n");
+        for p in problems {
+            message.push_str(&format!("  - {p}\n"));
+        }
+        message
+    })?;
+
     let store = Store::connect(config.store.clone())
         .await
         .map_err(|e| e.to_string())?;
     if config.run_migrations {
         store.migrate(&config.migrate).await.map_err(|e| e.to_string())?;
     }
-    tracing::info!("database ready; the service itself is not built yet");
+    match store.migration_state().await.map_err(|e| e.to_string())? {
+        MigrationState::Current => {}
+        MigrationState::Pending(versions) => {
+            return Err(format!(
+                "the database schema is behind (pending migrations {versions:?}); run them (cargo xtask migrate run) or set POOL_RUN_MIGRATIONS=true"
+            ));
+        }
+        MigrationState::TooNew { database, binary } => {
+            return Err(pool_store::StoreError::SchemaTooNew { database, binary }.to_string());
+        }
+    }
+
+    let railway = RailwayClient::new(config.railway.clone()).map_err(|e| e.to_string())?;
+    verify_workspace(&config, &railway).await?;
+
+    let provisioner = Provisioner::new(config.provisioner.clone(), store.clone(), railway)
+        .map_err(|e| format!("agents: {e}"))?;
+    let reconciler = Reconciler::new(provisioner.clone(), config.reconciler.clone());
+    let state = AppState {
+        provisioner,
+        reconciler: reconciler.clone(),
+        admin_key: config.admin_key.clone(),
+        info: ServiceInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (PORT): {e}", config.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reconciler_task = tokio::spawn(reconciler.run(wait_for(stop_rx.clone())));
+    tracing::info!(
+        listen = %config.listen,
+        image = %config.provisioner.image,
+        environment = %config.provisioner.environment_name,
+        "pool manager ready"
+    );
+
+    let server = axum::serve(listener, pool_http::router(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new requests; finishing in-flight ones");
+        let _ = stop_tx.send(true);
+    });
+    server.await.map_err(|e| format!("server error: {e}"))?;
+    // The reconciler stops at its next step; a tick in progress is given a moment to finish.
+    if tokio::time::timeout(Duration::from_secs(30), reconciler_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the reconciler did not stop within 30 s");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The token must be able to create projects in the workspace: a project token cannot.
+async fn verify_workspace(config: &Config, railway: &RailwayClient) -> Result<(), String> {
+    let workspace = &config.provisioner.workspace_id;
+    let workspaces = railway.token_workspaces().await.map_err(|e| match e {
+        railway_api::RailwayError::Unauthorized { .. } => format!(
+            "Railway refused RAILWAY_API_TOKEN ({e}); a workspace token is needed (a project token cannot create projects)"
+        ),
+        other => format!("could not check the Railway token: {other}"),
+    })?;
+    if workspaces.is_empty() {
+        return Err("RAILWAY_API_TOKEN can act on no workspace: it looks like a project token; a workspace (team) token is needed to create one project per agent".into());
+    }
+    if !workspaces.iter().any(|w| &w.id == workspace) {
+        let known: Vec<String> = workspaces
+            .iter()
+            .map(|w| format!("{} ({})", w.id, w.name))
+            .collect();
+        return Err(format!(
+            "RAILWAY_WORKSPACE_ID {workspace} is not a workspace this token can act on; it can act on: {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }

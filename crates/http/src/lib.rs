@@ -1,6 +1,112 @@
 //! The pool manager's HTTP API.
 //!
-//! `pool-http` will own the axum router, auth, error mapping, OpenAPI document and metrics
-//! endpoint. It is thin: it maps HTTP onto provisioner and store calls.
+//! `pool-http` owns the axum router, bearer auth, the wire types, error mapping, the OpenAPI
+//! document and the metrics endpoint. It keeps the original API's paths and payloads.
 //!
-//! Architecture invariant: no pool logic lives here.
+//! Architecture invariant: thin — every handler maps HTTP onto a provisioner, reconciler or
+//! store call; no pool logic lives here.
+
+mod auth;
+mod body;
+pub mod dto;
+mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pool_provisioner::Provisioner;
+use pool_reconciler::Reconciler;
+use secrecy::SecretString;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::is_admin_key;
+pub use body::{JsonBody, MAX_BODY};
+pub use error::ApiError;
+
+/// What the service says about itself.
+#[derive(Debug, Clone)]
+pub struct ServiceInfo {
+    /// Version of this build.
+    pub version: String,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The provisioner (and through it the store and Railway client).
+    pub provisioner: Provisioner,
+    /// The reconciler (to trigger ticks and read its status).
+    pub reconciler: Reconciler,
+    /// `POOL_API_KEY`.
+    pub admin_key: SecretString,
+    /// About this build.
+    pub info: ServiceInfo,
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// The API router with its layers: auth per route, JSON errors for unknown routes and
+/// methods, body limit, timeouts (longer for claims, which wait for the agent), request ids,
+/// tracing that never records the `Authorization` header, and panic catching.
+pub fn router(state: AppState) -> Router {
+    let claim_timeout = state.provisioner.config().provision_timeout + Duration::from_secs(30);
+    let mut router = Router::new();
+    let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
+    for (route, handler) in routes::routes() {
+        let handler = if route.auth {
+            handler.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_admin,
+            ))
+        } else {
+            handler
+        };
+        let timeout = if route.path == "/api/pool/claim" {
+            claim_timeout
+        } else {
+            Duration::from_secs(60)
+        };
+        let handler = handler.layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
+        match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => by_path.push((route.path, handler)),
+        }
+    }
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}

@@ -1,0 +1,191 @@
+//! The API's wire types. The HTTP layer owns its format; these are built from the store's and
+//! the provisioner's types and never carry a token, key or password.
+
+use chrono::{DateTime, Utc};
+use pool_store::{Agent, AgentEvent, StatusCounts};
+use serde::{Deserialize, Serialize};
+
+/// Live agents by status (the original's four, plus the states the new pool adds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Being created.
+    pub creating: i64,
+    /// Deployed, not yet healthy.
+    pub starting: i64,
+    /// Ready to claim.
+    pub idle: i64,
+    /// Being provisioned for a claimer.
+    pub claiming: i64,
+    /// Handed out.
+    pub claimed: i64,
+    /// Claimed and dead.
+    pub crashed: i64,
+    /// Being torn down.
+    pub deleting: i64,
+    /// All of the above.
+    pub total: i64,
+}
+
+impl From<&StatusCounts> for Counts {
+    fn from(c: &StatusCounts) -> Self {
+        Self {
+            creating: c.creating,
+            starting: c.starting,
+            idle: c.idle,
+            claiming: c.claiming,
+            claimed: c.claimed,
+            crashed: c.crashed,
+            deleting: c.deleting,
+            total: c.total(),
+        }
+    }
+}
+
+/// An agent as operators see it: everything but its secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    /// Id (`instanceId` in claims).
+    pub id: String,
+    /// Stored status.
+    pub status: String,
+    /// Written.
+    pub created_at: DateTime<Utc>,
+    /// Last status change.
+    pub status_changed_at: DateTime<Utc>,
+    /// From the shared-project era.
+    pub legacy: bool,
+    /// Never handed out again.
+    pub quarantined: bool,
+    /// Railway project.
+    pub project_id: Option<String>,
+    /// Railway service.
+    pub service_id: Option<String>,
+    /// Public domain.
+    pub domain: Option<String>,
+    /// Latest deployment status seen.
+    pub deployment_status: Option<String>,
+    /// Image.
+    pub image: Option<String>,
+    /// Last health check.
+    pub last_health_at: Option<DateTime<Utc>>,
+    /// Its result.
+    pub last_health_ok: Option<bool>,
+    /// Claimed: the agent's name.
+    pub agent_name: Option<String>,
+    /// Claimed: the invite URL.
+    pub invite_url: Option<String>,
+    /// Claimed: the conversation.
+    pub conversation_id: Option<String>,
+    /// Claimed: when.
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// A redeploy is pending.
+    pub redeploy_requested: bool,
+    /// Failed teardown attempts.
+    pub teardown_attempts: i32,
+    /// Last error.
+    pub last_error: Option<String>,
+}
+
+impl From<&Agent> for AgentView {
+    fn from(a: &Agent) -> Self {
+        Self {
+            id: a.id.to_string(),
+            status: a.status.to_string(),
+            created_at: a.created_at,
+            status_changed_at: a.status_changed_at,
+            legacy: a.legacy,
+            quarantined: a.quarantined,
+            project_id: a.project_id.clone(),
+            service_id: a.service_id.clone(),
+            domain: a.domain.clone(),
+            deployment_status: a.deployment_status.clone(),
+            image: a.image.clone(),
+            last_health_at: a.last_health_at,
+            last_health_ok: a.last_health_ok,
+            agent_name: a.agent_name.clone(),
+            invite_url: a.invite_url.clone(),
+            conversation_id: a.conversation_id.clone(),
+            claimed_at: a.claimed_at,
+            redeploy_requested: a.redeploy_requested_at.is_some(),
+            teardown_attempts: a.teardown_attempts,
+            last_error: a.last_error.clone(),
+        }
+    }
+}
+
+/// `GET /api/pool/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Counts.
+    pub counts: Counts,
+    /// Every live agent.
+    pub instances: Vec<AgentView>,
+}
+
+/// An event of an agent's timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Kind.
+    pub kind: String,
+    /// From.
+    pub from_status: Option<String>,
+    /// To.
+    pub to_status: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&AgentEvent> for EventView {
+    fn from(e: &AgentEvent) -> Self {
+        Self {
+            at: e.at,
+            kind: e.kind.clone(),
+            from_status: e.from_status.clone(),
+            to_status: e.to_status.clone(),
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+/// `GET /api/pool/agents/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentReply {
+    /// The agent.
+    pub agent: AgentView,
+    /// Its timeline, oldest first.
+    pub events: Vec<EventView>,
+}
+
+/// `POST /api/pool/claim`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimBody {
+    /// Display name.
+    pub agent_name: String,
+    /// Instructions.
+    pub instructions: String,
+    /// Conversation to join.
+    #[serde(default)]
+    pub join_url: Option<String>,
+}
+
+/// `POST /api/pool/replenish` and `/drain`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CountBody {
+    /// How many (1 to 20).
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+/// `POST /api/pool/redeploy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedeployBody {
+    /// Only these idle agents (default: all idle agents).
+    #[serde(default)]
+    pub instance_ids: Option<Vec<String>>,
+}

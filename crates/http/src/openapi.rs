@@ -1,0 +1,171 @@
+//! The OpenAPI 3 document, built from the route table (paths, methods, auth, bodies) and the
+//! schemas of the wire types below. A test checks it against the router.
+
+use serde_json::{Map, Value, json};
+
+use crate::routes::routes;
+
+fn nullable(kind: &str) -> Value {
+    json!({"type": [kind, "null"]})
+}
+
+fn schemas() -> Value {
+    let counts = json!({
+        "type": "object",
+        "required": ["creating", "starting", "idle", "claiming", "claimed", "crashed", "deleting", "total"],
+        "properties": {
+            "creating": {"type": "integer"}, "starting": {"type": "integer"}, "idle": {"type": "integer"},
+            "claiming": {"type": "integer"}, "claimed": {"type": "integer"}, "crashed": {"type": "integer"},
+            "deleting": {"type": "integer"}, "total": {"type": "integer"}
+        }
+    });
+    let agent = json!({
+        "type": "object",
+        "required": ["id", "status", "createdAt", "statusChangedAt", "legacy", "quarantined", "redeployRequested", "teardownAttempts"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["creating", "starting", "idle", "claiming", "claimed", "crashed", "deleting", "deleted"]},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "statusChangedAt": {"type": "string", "format": "date-time"},
+            "legacy": {"type": "boolean"},
+            "quarantined": {"type": "boolean"},
+            "projectId": nullable("string"),
+            "serviceId": nullable("string"),
+            "domain": nullable("string"),
+            "deploymentStatus": nullable("string"),
+            "image": nullable("string"),
+            "lastHealthAt": {"type": ["string", "null"], "format": "date-time"},
+            "lastHealthOk": nullable("boolean"),
+            "agentName": nullable("string"),
+            "inviteUrl": nullable("string"),
+            "conversationId": nullable("string"),
+            "claimedAt": {"type": ["string", "null"], "format": "date-time"},
+            "redeployRequested": {"type": "boolean"},
+            "teardownAttempts": {"type": "integer"},
+            "lastError": nullable("string")
+        }
+    });
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
+        "Version": {
+            "type": "object", "required": ["version", "environment", "image"],
+            "properties": {"version": {"type": "string"}, "environment": {"type": "string"}, "image": {"type": "string"}}
+        },
+        "Counts": counts,
+        "Agent": agent,
+        "Status": {
+            "type": "object", "required": ["counts", "instances"],
+            "properties": {"counts": {"$ref": "#/components/schemas/Counts"}, "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}}
+        },
+        "Event": {
+            "type": "object", "required": ["at", "kind", "reason"],
+            "properties": {
+                "at": {"type": "string", "format": "date-time"}, "kind": {"type": "string"},
+                "fromStatus": nullable("string"), "toStatus": nullable("string"), "reason": {"type": "string"}
+            }
+        },
+        "AgentDetail": {
+            "type": "object", "required": ["agent", "events"],
+            "properties": {"agent": {"$ref": "#/components/schemas/Agent"}, "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}
+        },
+        "ClaimRequest": {
+            "type": "object", "required": ["agentName", "instructions"],
+            "properties": {
+                "agentName": {"type": "string", "minLength": 1, "maxLength": 200},
+                "instructions": {"type": "string", "maxLength": 32768},
+                "joinUrl": {"type": ["string", "null"], "maxLength": 2048}
+            }
+        },
+        "ClaimResponse": {
+            "type": "object", "required": ["inviteUrl", "conversationId", "instanceId", "joined", "gatewayToken", "gatewayUrl"],
+            "properties": {
+                "inviteUrl": {"type": "string"}, "conversationId": {"type": "string"}, "instanceId": {"type": "string"},
+                "joined": {"type": "boolean"}, "gatewayToken": {"type": "string"}, "gatewayUrl": {"type": "string"}
+            }
+        },
+        "CountRequest": {"type": "object", "properties": {"count": {"type": ["integer", "null"], "minimum": 1, "maximum": 20}}},
+        "RedeployRequest": {
+            "type": "object",
+            "properties": {"instanceIds": {"type": ["array", "null"], "items": {"type": "string"}, "minItems": 1, "maxItems": 1000}}
+        },
+        "Replenished": {
+            "type": "object",
+            "properties": {"creating": {"type": "array", "items": {"type": "string"}}, "triggered": {"type": "boolean"}, "leader": {"type": "boolean"}}
+        },
+        "Triggered": {"type": "object", "required": ["triggered", "leader"], "properties": {"triggered": {"type": "boolean"}, "leader": {"type": "boolean"}}},
+        "Drained": {"type": "object", "required": ["drained"], "properties": {"drained": {"type": "array", "items": {"type": "string"}}}},
+        "Killed": {"type": "object", "required": ["ok", "id"], "properties": {"ok": {"type": "boolean"}, "id": {"type": "string"}}},
+        "RedeployProgress": {
+            "type": "object", "required": ["requested", "waiting", "in_progress", "image"],
+            "properties": {"requested": {"type": "integer"}, "waiting": {"type": "integer"}, "in_progress": {"type": "integer"}, "image": {"type": "string"}}
+        }
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (route, _) in routes() {
+        let mut operation = Map::new();
+        operation.insert("summary".into(), json!(route.summary));
+        operation.insert(
+            "operationId".into(),
+            json!(format!("{} {}", route.method, route.path).replace(['/', '{', '}', ' ', '.'], "_")),
+        );
+        if route.auth {
+            operation.insert("security".into(), json!([{"bearer": []}]));
+        }
+        if route.path.contains("{id}") {
+            operation.insert(
+                "parameters".into(),
+                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]),
+            );
+        }
+        if route.path == "/api/pool/claim" {
+            let params = operation.entry("parameters").or_insert_with(|| json!([]));
+            if let Some(list) = params.as_array_mut() {
+                list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}}));
+            }
+        }
+        if let Some(schema) = route.request {
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": false, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+            );
+        }
+        let mut responses = Map::new();
+        for (status, description, schema) in route.responses {
+            let body = match (schema, route.path) {
+                (Some(s), _) => {
+                    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}}})
+                }
+                (None, "/metrics") => {
+                    json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
+                }
+                (None, _) => {
+                    json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}})
+                }
+            };
+            responses.insert(status.to_string(), body);
+        }
+        operation.insert("responses".into(), Value::Object(responses));
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        if let Some(methods) = entry.as_object_mut() {
+            methods.insert(route.method.to_ascii_lowercase(), Value::Object(operation));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "agent pool manager",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Keeps a warm pool of AI agents on Railway (one project per agent) and hands one out per claim."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "POOL_API_KEY"}}
+        }
+    })
+}

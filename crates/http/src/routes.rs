@@ -1,0 +1,463 @@
+//! The routes: one table, from which both the router and the OpenAPI document are built, so
+//! the two cannot drift apart.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use pool_provisioner::ClaimInput;
+use pool_store::{AgentId, AgentStatus, MigrationState};
+use serde_json::json;
+
+use crate::AppState;
+use crate::body::JsonBody;
+use crate::dto::{AgentReply, AgentView, ClaimBody, CountBody, Counts, EventView, RedeployBody, StatusReply};
+use crate::error::ApiError;
+
+/// Most agents one replenish or drain request may touch (as in the original API).
+pub const MAX_BATCH: u32 = 20;
+
+/// One route as documented: method, path, what it does, and what it takes and answers.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `GET`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// Path, with `{id}` parameters (axum and OpenAPI share the syntax).
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Needs `Authorization: Bearer <POOL_API_KEY>`.
+    pub auth: bool,
+    /// Request body schema (a component name), if it takes one.
+    pub request: Option<&'static str>,
+    /// Answers: status, description, body schema (a component name).
+    pub responses: &'static [(u16, &'static str, Option<&'static str>)],
+}
+
+const UNAUTHORIZED: (u16, &str, Option<&str>) = (401, "missing or wrong API key", Some("Error"));
+const BAD_REQUEST: (u16, &str, Option<&str>) = (
+    400,
+    "malformed JSON, a wrong type or a missing field",
+    Some("Error"),
+);
+const NOT_FOUND: (u16, &str, Option<&str>) = (404, "no such agent", Some("Error"));
+const CONFLICT: (u16, &str, Option<&str>) = (409, "the agent's state forbids this", Some("Error"));
+const TOO_LARGE: (u16, &str, Option<&str>) = (413, "request body too large", Some("Error"));
+
+/// Every route with its handler.
+pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
+    vec![
+        (
+            Route {
+                method: "GET",
+                path: "/healthz",
+                summary: "The process is up",
+                auth: false,
+                request: None,
+                responses: &[(200, "up", Some("Ok"))],
+            },
+            get(healthz),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/readyz",
+                summary: "The database is reachable and its schema current",
+                auth: false,
+                request: None,
+                responses: &[(200, "ready", Some("Ok")), (503, "not ready", Some("Error"))],
+            },
+            get(readyz),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/version",
+                summary: "Version, environment and agent image",
+                auth: false,
+                request: None,
+                responses: &[(200, "version", Some("Version"))],
+            },
+            get(version),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/metrics",
+                summary: "Prometheus metrics",
+                auth: false,
+                request: None,
+                responses: &[(200, "Prometheus text format", None)],
+            },
+            get(crate::metrics::metrics),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/openapi.json",
+                summary: "This document",
+                auth: false,
+                request: None,
+                responses: &[(200, "OpenAPI 3 document", None)],
+            },
+            get(openapi),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/api/pool/counts",
+                summary: "Live agents by status",
+                auth: true,
+                request: None,
+                responses: &[(200, "counts", Some("Counts")), UNAUTHORIZED],
+            },
+            get(counts),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/api/pool/status",
+                summary: "Counts and every live agent (no secrets)",
+                auth: true,
+                request: None,
+                responses: &[(200, "status", Some("Status")), UNAUTHORIZED],
+            },
+            get(status),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/api/pool/agents/{id}",
+                summary: "One agent (no secrets) and its event timeline",
+                auth: true,
+                request: None,
+                responses: &[(200, "the agent", Some("AgentDetail")), UNAUTHORIZED, NOT_FOUND],
+            },
+            get(agent),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/claim",
+                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header)",
+                auth: true,
+                request: Some("ClaimRequest"),
+                responses: &[
+                    (200, "claimed", Some("ClaimResponse")),
+                    BAD_REQUEST,
+                    UNAUTHORIZED,
+                    (
+                        409,
+                        "a claim with this Idempotency-Key is still running",
+                        Some("Error"),
+                    ),
+                    TOO_LARGE,
+                    (
+                        502,
+                        "the agent could not be provisioned (it was quarantined)",
+                        Some("Error"),
+                    ),
+                    (503, "no idle agent (Retry-After)", Some("Error")),
+                ],
+            },
+            post(claim),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/replenish",
+                summary: "Create `count` agents (1-20) now, or run a tick when no count is given",
+                auth: true,
+                request: Some("CountRequest"),
+                responses: &[
+                    (200, "started", Some("Replenished")),
+                    BAD_REQUEST,
+                    UNAUTHORIZED,
+                    (409, "POOL_MAX_TOTAL would be exceeded", Some("Error")),
+                    TOO_LARGE,
+                ],
+            },
+            post(replenish),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/reconcile",
+                summary: "Run a tick now (on the leader)",
+                auth: true,
+                request: None,
+                responses: &[(202, "tick requested", Some("Triggered")), UNAUTHORIZED],
+            },
+            post(reconcile),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/drain",
+                summary: "Tear down `count` unclaimed agents (default 1, at most 20)",
+                auth: true,
+                request: Some("CountRequest"),
+                responses: &[
+                    (200, "drained", Some("Drained")),
+                    BAD_REQUEST,
+                    UNAUTHORIZED,
+                    TOO_LARGE,
+                ],
+            },
+            post(drain),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/redeploy",
+                summary: "Move idle agents (all, or the named ones) to the current image, a batch at a time",
+                auth: true,
+                request: Some("RedeployRequest"),
+                responses: &[
+                    (200, "progress", Some("RedeployProgress")),
+                    BAD_REQUEST,
+                    UNAUTHORIZED,
+                    NOT_FOUND,
+                    CONFLICT,
+                    TOO_LARGE,
+                ],
+            },
+            post(redeploy),
+        ),
+        (
+            Route {
+                method: "DELETE",
+                path: "/api/pool/instances/{id}",
+                summary: "Kill an agent: tear it down",
+                auth: true,
+                request: None,
+                responses: &[
+                    (200, "teardown started", Some("Killed")),
+                    UNAUTHORIZED,
+                    NOT_FOUND,
+                    CONFLICT,
+                ],
+            },
+            delete(kill),
+        ),
+        (
+            Route {
+                method: "DELETE",
+                path: "/api/pool/crashed/{id}",
+                summary: "Dismiss a crashed agent: tear it down",
+                auth: true,
+                request: None,
+                responses: &[
+                    (200, "teardown started", Some("Killed")),
+                    UNAUTHORIZED,
+                    NOT_FOUND,
+                    CONFLICT,
+                ],
+            },
+            delete(dismiss),
+        ),
+    ]
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"ok": true}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.provisioner.store();
+    let problem = match store.migration_state().await {
+        Ok(MigrationState::Current) => None,
+        Ok(MigrationState::Pending(v)) => Some(format!("migrations pending: {v:?}")),
+        Ok(MigrationState::TooNew { database, binary }) => Some(format!(
+            "database schema {database} is newer than this binary ({binary})"
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    match problem {
+        None => Json(json!({"ok": true})).into_response(),
+        Some(p) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, p).into_response(),
+    }
+}
+
+async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": state.info.version,
+        "environment": state.provisioner.config().environment_name,
+        "image": state.provisioner.config().image.to_string(),
+    }))
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn counts(State(state): State<AppState>) -> Result<Json<Counts>, ApiError> {
+    Ok(Json(Counts::from(&state.provisioner.store().counts().await?)))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiError> {
+    let store = state.provisioner.store();
+    let counts = store.counts().await?;
+    let agents = store.live_agents().await?;
+    Ok(Json(StatusReply {
+        counts: Counts::from(&counts),
+        instances: agents.iter().map(AgentView::from).collect(),
+    }))
+}
+
+async fn agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentReply>, ApiError> {
+    let id = AgentId(id);
+    let store = state.provisioner.store();
+    let agent = store
+        .agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
+    let events = store.events(&id).await?;
+    Ok(Json(AgentReply {
+        agent: AgentView::from(&agent),
+        events: events.iter().map(EventView::from).collect(),
+    }))
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ClaimBody>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key: must be visible ASCII"))?
+                .to_string(),
+        ),
+    };
+    let input = ClaimInput {
+        agent_name: body.agent_name,
+        instructions: body.instructions,
+        join_url: body.join_url,
+    };
+    let result = state.provisioner.claim(&input, key.as_deref()).await;
+    // Claimed or not, the pool may need refilling: ask for a tick now.
+    state.reconciler.trigger();
+    let response = result?;
+    let mut answer = Json(response).into_response();
+    answer.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(answer)
+}
+
+fn batch(count: Option<u32>, default: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match count.or(default) {
+        Some(n) if !(1..=MAX_BATCH).contains(&n) => {
+            Err(ApiError::bad_request(format!("count: must be 1 to {MAX_BATCH}")))
+        }
+        other => Ok(other),
+    }
+}
+
+async fn replenish(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CountBody>,
+) -> Result<Response, ApiError> {
+    let Some(count) = batch(body.count, None)? else {
+        state.reconciler.trigger();
+        return Ok(Json(json!({"triggered": true, "leader": state.reconciler.is_leader()})).into_response());
+    };
+    if let Some(max) = state.reconciler.config().max_total {
+        let total = state.provisioner.store().counts().await?.total();
+        if total + i64::from(count) > max as i64 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("POOL_MAX_TOTAL is {max} and {total} agents are live"),
+            ));
+        }
+    }
+    let mut creating = Vec::new();
+    for _ in 0..count {
+        let id = state.provisioner.begin_creation().await?;
+        let provisioner = state.provisioner.clone();
+        let spawned = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = provisioner.continue_creation(&spawned).await {
+                tracing::warn!(agent = %spawned, error = %e, "creation failed");
+            }
+        });
+        creating.push(id.to_string());
+    }
+    Ok(Json(json!({"creating": creating})).into_response())
+}
+
+async fn reconcile(State(state): State<AppState>) -> Response {
+    state.reconciler.trigger();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"triggered": true, "leader": state.reconciler.is_leader()})),
+    )
+        .into_response()
+}
+
+async fn drain(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CountBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let count = batch(body.count, Some(1))?.unwrap_or(1);
+    let drained = state.provisioner.drain(count as usize).await?;
+    Ok(Json(json!({"drained": drained})))
+}
+
+async fn redeploy(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RedeployBody>,
+) -> Result<Response, ApiError> {
+    let ids: Option<Vec<AgentId>> = body
+        .instance_ids
+        .map(|ids| ids.into_iter().map(AgentId).collect());
+    if let Some(ids) = &ids {
+        if ids.is_empty() || ids.len() > 1000 {
+            return Err(ApiError::bad_request(
+                "instanceIds: give 1 to 1000 ids, or leave it out for all idle agents",
+            ));
+        }
+        let found = state.provisioner.store().agents_by_ids(ids).await?;
+        for id in ids {
+            match found.iter().find(|a| &a.id == id) {
+                None => return Err(ApiError::not_found(format!("no agent {id}"))),
+                Some(a) if a.status == AgentStatus::Deleted => {
+                    return Err(ApiError::not_found(format!("no agent {id}")));
+                }
+                Some(a) if a.status != AgentStatus::Idle => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("agent {id} is {}: only idle agents are redeployed", a.status),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let progress = state.provisioner.request_redeploy(ids.as_deref()).await?;
+    Ok(Json(progress).into_response())
+}
+
+async fn kill(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = AgentId(id);
+    state.provisioner.kill(&id, "killed by operator").await?;
+    state.reconciler.trigger();
+    Ok(Json(json!({"ok": true, "id": id})))
+}
+
+async fn dismiss(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = AgentId(id);
+    state.provisioner.dismiss_crashed(&id).await?;
+    Ok(Json(json!({"ok": true, "id": id})))
+}

@@ -1,0 +1,410 @@
+//! Every route: success, auth failure, validation errors, unknown ids, the empty pool.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use pool_http::{AppState, ServiceInfo};
+use pool_provisioner::testing::TestPool;
+use pool_reconciler::{Reconciler, ReconcilerConfig};
+use railway_sim::SimConfig;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const KEY: &str = "test-admin-key-0123456789";
+
+struct Api {
+    pool: TestPool,
+    app: Router,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", self.text))
+            .to_string()
+    }
+}
+
+impl Api {
+    async fn start() -> Self {
+        let pool = TestPool::start(SimConfig::default()).await;
+        let reconciler = Reconciler::new(pool.provisioner.clone(), ReconcilerConfig::default());
+        let app = pool_http::router(AppState {
+            provisioner: pool.provisioner.clone(),
+            reconciler,
+            admin_key: SecretString::from(KEY),
+            info: ServiceInfo {
+                version: "test".into(),
+            },
+        });
+        Self { pool, app }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = auth {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, Some(KEY), None, &[]).await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> Answer {
+        self.call(Method::POST, path, Some(KEY), Some(body), &[]).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(KEY), None, &[]).await
+    }
+}
+
+const CLAIM: &str = r#"{"agentName":"Ada","instructions":"be kind"}"#;
+
+#[tokio::test]
+async fn public_routes_answer_without_auth() {
+    let api = Api::start().await;
+    let a = api.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!((a.status, a.json()), (StatusCode::OK, json!({"ok": true})));
+    let a = api.call(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = api.call(Method::GET, "/version", None, None, &[]).await;
+    assert_eq!(a.json()["environment"], "staging");
+    assert!(
+        a.headers.contains_key("x-request-id"),
+        "every answer carries a request id"
+    );
+    let a = api.call(Method::GET, "/metrics", None, None, &[]).await;
+    assert!(a.text.contains("pool_agents{status=\"idle\"} 0"), "{}", a.text);
+    assert!(a.text.contains("# TYPE pool_claim_duration_seconds histogram"));
+}
+
+#[tokio::test]
+async fn every_api_route_refuses_a_missing_or_wrong_key() {
+    let api = Api::start().await;
+    for (method, path) in [
+        (Method::GET, "/api/pool/counts"),
+        (Method::GET, "/api/pool/status"),
+        (Method::GET, "/api/pool/agents/abcdefabcdef"),
+        (Method::POST, "/api/pool/claim"),
+        (Method::POST, "/api/pool/replenish"),
+        (Method::POST, "/api/pool/reconcile"),
+        (Method::POST, "/api/pool/drain"),
+        (Method::POST, "/api/pool/redeploy"),
+        (Method::DELETE, "/api/pool/instances/abcdefabcdef"),
+        (Method::DELETE, "/api/pool/crashed/abcdefabcdef"),
+    ] {
+        for key in [None, Some("wrong"), Some(&KEY[..KEY.len() - 1])] {
+            let a = api.call(method.clone(), path, key, Some(CLAIM), &[]).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}");
+            assert_eq!(a.error(), "Invalid or missing API key");
+        }
+    }
+    assert_eq!(
+        api.pool.sim.counters().requests_total,
+        0,
+        "nothing reached Railway"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let api = Api::start().await;
+    let a = api.get("/api/pool/nope").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(!a.error().is_empty());
+    let a = api
+        .call(Method::PUT, "/api/pool/claim", Some(KEY), None, &[])
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(!a.error().is_empty());
+}
+
+#[tokio::test]
+async fn claims_validate_every_field_and_answer_503_when_the_pool_is_empty() {
+    let api = Api::start().await;
+    for (body, expect) in [
+        ("{", "malformed JSON"),
+        ("[1,2]", "invalid request"),
+        (r#"{"instructions":"x"}"#, "missing field `agentName`"),
+        (r#"{"agentName":"Ada"}"#, "missing field `instructions`"),
+        (
+            r#"{"agentName":5,"instructions":"x"}"#,
+            "invalid type: integer `5`, expected a string",
+        ),
+        (
+            r#"{"agentName":"","instructions":"x"}"#,
+            "agentName: must not be empty",
+        ),
+        (
+            r#"{"agentName":"Ada","instructions":"x","joinUrl":"ftp://x"}"#,
+            "joinUrl: must be an https:// URL",
+        ),
+        (
+            r#"{"agentName":"Ada","instructions":"x","joinUrl":"https://popup.convos.org/v2?i=1"}"#,
+            "joinUrl: popup.convos.org",
+        ),
+    ] {
+        let a = api.post("/api/pool/claim", body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.text);
+        assert!(a.error().contains(expect), "{body}: {}", a.error());
+    }
+    let huge = format!(r#"{{"agentName":"Ada","instructions":"{}"}}"#, "x".repeat(70_000));
+    let a = api.post("/api/pool/claim", &huge).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert!(!a.error().is_empty());
+
+    let a = api.post("/api/pool/claim", CLAIM).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        a.error(),
+        "No idle instances available. Try again in a few minutes."
+    );
+    assert_eq!(a.headers.get("retry-after").unwrap(), "30");
+}
+
+#[tokio::test]
+async fn a_claim_returns_the_invite_and_token_and_the_rest_of_the_api_shows_it_without_secrets() {
+    let api = Api::start().await;
+    let ids = api.pool.idle_agents(2).await;
+    let a = api
+        .call(
+            Method::POST,
+            "/api/pool/claim",
+            Some(KEY),
+            Some(CLAIM),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let claim = a.json();
+    for field in [
+        "inviteUrl",
+        "conversationId",
+        "instanceId",
+        "gatewayToken",
+        "gatewayUrl",
+    ] {
+        assert!(
+            claim[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field} in {claim}"
+        );
+    }
+    assert_eq!(claim["joined"], false);
+    let again = api
+        .call(
+            Method::POST,
+            "/api/pool/claim",
+            Some(KEY),
+            Some(CLAIM),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    assert_eq!(again.json(), claim, "a repeated key gets the first answer");
+
+    let counts = api.get("/api/pool/counts").await.json();
+    assert_eq!(
+        (counts["claimed"].as_i64(), counts["idle"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let status = api.get("/api/pool/status").await;
+    assert_eq!(status.json()["instances"].as_array().unwrap().len(), 2);
+    let token = claim["gatewayToken"].as_str().unwrap();
+    assert!(!status.text.contains(token), "no token in the status list");
+    let detail = api
+        .get(&format!(
+            "/api/pool/agents/{}",
+            claim["instanceId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(!detail.text.contains(token));
+    assert!(detail.json()["events"].as_array().unwrap().len() >= 4);
+    assert_eq!(detail.json()["agent"]["inviteUrl"], claim["inviteUrl"]);
+    let agent = api.pool.store.agent(&ids[0]).await.unwrap().unwrap();
+    use secrecy::ExposeSecret;
+    let secrets = agent.secrets.unwrap();
+    for secret in [
+        secrets.agent_api_token.expose_secret(),
+        secrets.setup_password.expose_secret(),
+        secrets.wallet_private_key.expose_secret(),
+    ] {
+        assert!(!status.text.contains(secret) && !detail.text.contains(secret));
+    }
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_and_forbidden_states_409() {
+    let api = Api::start().await;
+    let ids = api.pool.idle_agents(1).await;
+    for a in [
+        api.get("/api/pool/agents/nosuchagent0").await,
+        api.delete("/api/pool/instances/nosuchagent0").await,
+        api.delete("/api/pool/crashed/nosuchagent0").await,
+        api.post("/api/pool/redeploy", r#"{"instanceIds":["nosuchagent0"]}"#)
+            .await,
+    ] {
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+        assert!(a.error().contains("nosuchagent0"));
+    }
+    let a = api.delete(&format!("/api/pool/crashed/{}", ids[0])).await;
+    assert_eq!(
+        a.status,
+        StatusCode::CONFLICT,
+        "an idle agent is not crashed: {}",
+        a.text
+    );
+    let a = api.delete(&format!("/api/pool/instances/{}", ids[0])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = api.delete(&format!("/api/pool/instances/{}", ids[0])).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "a torn-down agent is gone: {}",
+        a.text
+    );
+    api.pool.assert_nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn replenish_drain_reconcile_and_redeploy() {
+    let api = Api::start().await;
+    for body in [
+        r#"{"count":0}"#,
+        r#"{"count":21}"#,
+        r#"{"count":"two"}"#,
+        r#"{"count":-1}"#,
+    ] {
+        let a = api.post("/api/pool/replenish", body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.text);
+        let a = api.post("/api/pool/drain", body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.text);
+    }
+    let a = api.post("/api/pool/replenish", r#"{"count":2}"#).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["creating"].as_array().unwrap().len(), 2);
+    let a = api.post("/api/pool/replenish", "").await;
+    assert_eq!(a.json()["triggered"], true);
+    let a = api.post("/api/pool/reconcile", "").await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+
+    // Wait for both creations, then make them idle.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while api
+        .pool
+        .store
+        .agents_with_status(pool_store::AgentStatus::Starting)
+        .await
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for agent in api
+        .pool
+        .store
+        .agents_with_status(pool_store::AgentStatus::Starting)
+        .await
+        .unwrap()
+    {
+        api.pool.make_idle(&agent.id).await;
+    }
+    let a = api.post("/api/pool/redeploy", r#"{"instanceIds":[]}"#).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = api.post("/api/pool/redeploy", "{}").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["requested"], 2);
+    assert_eq!(a.json()["in_progress"], 1, "one of two idle agents at a time");
+
+    let a = api.post("/api/pool/drain", "").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["drained"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let api = Api::start().await;
+    let doc = api
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = pool_http::routes::routes()
+        .iter()
+        .map(|(r, _)| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+    // And each documented route is really there: none answers 404/405.
+    for (method, path) in &served {
+        let path = path.replace("{id}", "abcdefabcdef");
+        let a = api
+            .call(method.parse().unwrap(), &path, Some(KEY), Some("{}"), &[])
+            .await;
+        assert!(
+            a.status != StatusCode::METHOD_NOT_ALLOWED
+                && !(a.status == StatusCode::NOT_FOUND && a.error() == "no such route"),
+            "{method} {path}: {}",
+            a.status
+        );
+    }
+    // Every $ref resolves.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for piece in text.split("#/components/schemas/").skip(1) {
+        let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
+        assert!(schemas.contains_key(&name), "missing schema {name}");
+    }
+}
