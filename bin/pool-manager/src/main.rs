@@ -8,6 +8,7 @@
 
 mod config;
 
+use axum::serve::ListenerExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -98,6 +99,10 @@ async fn run() -> Result<(), String> {
         "pool manager ready"
     );
 
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON answers: send them at once rather than waiting on Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, pool_http::router(state)).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new requests; finishing in-flight ones");

@@ -56,12 +56,16 @@ impl HttpClient {
     /// A client with the ring crypto provider and webpki roots.
     pub fn new() -> Result<Self, HttpFailure> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
             .map_err(|e| HttpFailure::Invalid(format!("TLS setup: {e}")))?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);

@@ -40,6 +40,10 @@ impl Transport {
         })?;
         // One crypto provider, chosen here explicitly: ring.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
             .map_err(|e| RailwayError::NotSent {
@@ -47,7 +51,7 @@ impl Transport {
             })?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);

@@ -21,6 +21,7 @@ mod limits;
 mod server;
 mod world;
 
+use axum::serve::ListenerExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -75,7 +76,13 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Si
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = server::router(sim.clone());
     tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let serve = axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async {
             let _ = rx.await;
         });
         if let Err(e) = serve.await {
@@ -402,6 +409,8 @@ pub struct DeploymentView {
     pub domains: Vec<String>,
     /// Times its agent was provisioned.
     pub provisions: u32,
+    /// Time its agent took to answer the provision, in microseconds.
+    pub provision_micros: Option<u64>,
     /// Its drawn fate.
     pub fate: Fate,
 }
@@ -485,6 +494,7 @@ impl SimSnapshot {
                     volume_mounts: d.volume_mounts.clone(),
                     domains: d.domains.clone(),
                     provisions: d.provisions,
+                    provision_micros: d.provision_micros,
                     fate: d.fate,
                 })
                 .collect(),

@@ -397,6 +397,7 @@ async fn agent_provision(
             .into_response();
     }
     d.provisions += 1;
+    d.provision_micros = Some(now.elapsed().as_micros() as u64);
     w.counters.provisions += 1;
     let conversation: u64 = rand::rng().random();
     Json(json!({

@@ -194,6 +194,8 @@ pub struct Deployment {
     pub crashed_at: Option<Instant>,
     /// Successful provisions of its agent.
     pub provisions: u32,
+    /// Time the agent took to answer its successful provision, in microseconds.
+    pub provision_micros: Option<u64>,
 }
 
 /// A deployment's status, as Railway names it.
@@ -747,6 +749,7 @@ impl World {
                 removed: false,
                 crashed_at: None,
                 provisions: 0,
+                provision_micros: None,
             },
         );
         self.instance_mut(service_id, environment_id)?.latest_deployment = Some(id.clone());

@@ -52,6 +52,26 @@ pub enum ClaimOutcome {
     Repeated(IdempotentClaim),
 }
 
+/// The claim statement: takes the oldest idle agent under a lease and logs the event, in one
+/// statement. `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
+static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH taken AS (
+            UPDATE agent_metadata SET status = 'claiming', status_changed_at = now(),
+                   claim_expires_at = now() + make_interval(secs => $1),
+                   agent_name = $2, instructions = $3, join_url = $4
+             WHERE id = (SELECT id FROM agent_metadata
+                          WHERE status = 'idle' AND NOT quarantined
+                          ORDER BY created_at, id
+                          FOR UPDATE SKIP LOCKED LIMIT 1)
+            RETURNING *),
+         logged AS (
+            INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
+            SELECT id, 'status_changed', 'idle', 'claiming', 'claimed' FROM taken)
+         SELECT {AGENT_COLUMNS} FROM taken a"
+    )
+});
+
 pub(crate) const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, a.legacy, a.quarantined, \
     a.railway_project_id, a.railway_environment_id, a.railway_service_id, a.railway_volume_id, \
     a.railway_domain, a.railway_deployment_id, a.image, a.openrouter_key_hash, a.openrouter_api_key, \
@@ -307,73 +327,50 @@ impl Store {
     /// taken and the first request's agent is returned instead.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let mut client = self.client().await?;
-        if let Some(key) = &request.idempotency_key
-            && let Some(previous) = idempotent_claim(&client, key).await?
-        {
+        let lease = request.lease.as_secs_f64();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &lease,
+            &request.agent_name,
+            &request.instructions,
+            &request.join_url,
+        ];
+        let Some(key) = &request.idempotency_key else {
+            // The hot path: one statement, one round trip, atomic on its own.
+            let statement = client.prepare_cached(&CLAIM_SQL).await?;
+            return match client.query_opt(&statement, &params).await? {
+                Some(row) => Ok(ClaimOutcome::Claimed(Box::new(agent_from_row(&row)?))),
+                None => Ok(ClaimOutcome::PoolEmpty),
+            };
+        };
+        if let Some(previous) = idempotent_claim(&client, key).await? {
             return Ok(ClaimOutcome::Repeated(previous));
         }
         let tx = client.transaction().await?;
-        if let Some(key) = &request.idempotency_key {
-            // Taking the key first makes a concurrent request with the same key wait here
-            // until this one commits (then it finds the key) or rolls back (then it goes on).
-            let inserted = tx
-                .execute(
-                    "INSERT INTO claim_idempotency_keys (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
-                    &[key],
-                )
-                .await?;
-            if inserted == 0 {
-                tx.rollback().await?;
-                return match idempotent_claim(&client, key).await? {
-                    Some(previous) => Ok(ClaimOutcome::Repeated(previous)),
-                    None => Err(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))),
-                };
-            }
-        }
-        let sql = format!(
-            "WITH taken AS (
-                UPDATE agent_metadata SET status = 'claiming', status_changed_at = now(),
-                       claim_expires_at = now() + make_interval(secs => $1),
-                       agent_name = $2, instructions = $3, join_url = $4
-                 WHERE id = (SELECT id FROM agent_metadata
-                              WHERE status = 'idle' AND NOT quarantined
-                              ORDER BY created_at, id
-                              FOR UPDATE SKIP LOCKED LIMIT 1)
-                RETURNING *)
-             SELECT {AGENT_COLUMNS} FROM taken a"
-        );
-        let lease = request.lease.as_secs_f64();
-        let row = tx
-            .query_opt(
-                sql.as_str(),
-                &[
-                    &lease,
-                    &request.agent_name,
-                    &request.instructions,
-                    &request.join_url,
-                ],
+        // Taking the key first makes a concurrent request with the same key wait here until
+        // this one commits (then it finds the key) or rolls back (then it goes on).
+        let inserted = tx
+            .execute(
+                "INSERT INTO claim_idempotency_keys (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
+                &[key],
             )
             .await?;
-        let Some(row) = row else {
+        if inserted == 0 {
+            tx.rollback().await?;
+            return match idempotent_claim(&client, key).await? {
+                Some(previous) => Ok(ClaimOutcome::Repeated(previous)),
+                None => Err(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))),
+            };
+        }
+        let statement = tx.prepare_cached(&CLAIM_SQL).await?;
+        let Some(row) = tx.query_opt(&statement, &params).await? else {
             // Rolling back also frees the idempotency key: a retry may find an agent later.
             tx.rollback().await?;
             return Ok(ClaimOutcome::PoolEmpty);
         };
         let agent = agent_from_row(&row)?;
-        if let Some(key) = &request.idempotency_key {
-            tx.execute(
-                "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE key = $1",
-                &[key, &agent.id.as_str()],
-            )
-            .await?;
-        }
-        insert_event(
-            &tx,
-            &agent.id,
-            EventKind::StatusChanged,
-            Some(AgentStatus::Idle),
-            Some(AgentStatus::Claiming),
-            "claimed",
+        tx.execute(
+            "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE key = $1",
+            &[key, &agent.id.as_str()],
         )
         .await?;
         tx.commit().await?;
@@ -389,37 +386,45 @@ impl Store {
         joined: bool,
         idempotency: Option<(&str, &serde_json::Value)>,
     ) -> Result<Transition> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let updated = tx
-            .execute(
-                "UPDATE agent_metadata SET status = 'claimed', status_changed_at = now(), claimed_at = now(), \
-                 claim_expires_at = NULL, invite_url = $2, conversation_id = $3, joined = $4 \
-                 WHERE id = $1 AND status = 'claiming'",
-                &[&id.as_str(), &invite_url, &conversation_id, &joined],
+        let client = self.client().await?;
+        // One statement: the status change, the stored answer and the event commit together.
+        let statement = client
+            .prepare_cached(
+                "WITH done AS (
+                    UPDATE agent_metadata SET status = 'claimed', status_changed_at = now(), claimed_at = now(),
+                           claim_expires_at = NULL, invite_url = $2, conversation_id = $3, joined = $4
+                     WHERE id = $1 AND status = 'claiming' RETURNING id),
+                 answer AS (
+                    UPDATE claim_idempotency_keys SET response = $6
+                     WHERE key = $5 AND EXISTS (SELECT 1 FROM done)),
+                 logged AS (
+                    INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
+                    SELECT id, 'status_changed', 'claiming', 'claimed', 'provisioned' FROM done)
+                 SELECT count(*) FROM done",
             )
             .await?;
-        if updated == 0 {
-            let actual = current_status(&tx, id).await?;
+        let (key, response) = match idempotency {
+            Some((k, r)) => (Some(k), Some(r)),
+            None => (None, None),
+        };
+        let done: i64 = client
+            .query_one(
+                &statement,
+                &[
+                    &id.as_str(),
+                    &invite_url,
+                    &conversation_id,
+                    &joined,
+                    &key,
+                    &response,
+                ],
+            )
+            .await?
+            .get(0);
+        if done == 0 {
+            let actual = current_status(&client, id).await?;
             return Ok(Transition::LostRace { actual });
         }
-        if let Some((key, response)) = idempotency {
-            tx.execute(
-                "UPDATE claim_idempotency_keys SET response = $2 WHERE key = $1",
-                &[&key, response],
-            )
-            .await?;
-        }
-        insert_event(
-            &tx,
-            id,
-            EventKind::StatusChanged,
-            Some(AgentStatus::Claiming),
-            Some(AgentStatus::Claimed),
-            "provisioned",
-        )
-        .await?;
-        tx.commit().await?;
         Ok(Transition::Applied)
     }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [railway|tick|claim|all]`: benchmarks that print tables. They are never
 //! timing assertions: the machines are shared and noisy, so the figures are for reading.
 
+mod claim;
 mod railway;
 mod tick;
 
@@ -24,9 +25,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
         match which {
             "railway" => railway::run().await,
             "tick" => tick::run().await,
+            "claim" => claim::run().await,
             "all" => {
                 railway::run().await?;
-                tick::run().await
+                tick::run().await?;
+                claim::run().await
             }
             other => Err(format!("unknown benchmark {other:?} (railway, tick, claim, all)")),
         }
