@@ -1,4 +1,4 @@
-//! `cargo xtask ci`: the checks `.ci/run` runs, in the same order.
+//! `cargo xtask ci`: everything `.ci/run` checks, in order (tools installed by `.ci/run`).
 
 use std::process::Command;
 
@@ -7,7 +7,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let status = Command::new(program)
         .args(args)
         .status()
-        .map_err(|e| format!("could not start {program}: {e}"))?;
+        .map_err(|e| format!("could not start {program}: {e} (is it installed? .ci/run installs it)"))?;
     if status.success() {
         Ok(())
     } else {
@@ -21,6 +21,19 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         "cargo",
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
     )?;
+    run(
+        "hadolint",
+        &["docker/pool-manager.Dockerfile", "docker/agent/Dockerfile"],
+    )?;
+    run(
+        "actionlint",
+        &[".github/workflows/agent-image.yml", ".github/workflows/ci.yml"],
+    )?;
+    if crate::schema::default_upstream().exists() {
+        run("cargo", &["xtask", "schema", "check"])?;
+    } else {
+        println!("==> schema check skipped: Railway's schema is not beside this checkout");
+    }
     run("cargo", &["test", "--workspace"])?;
     Ok(())
 }

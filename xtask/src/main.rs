@@ -2,6 +2,8 @@
 
 mod bench;
 mod ci;
+mod demo;
+mod image;
 mod migrate;
 mod schema;
 mod sim;
@@ -11,7 +13,9 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  demo                          run the pool manager locally against the simulator
+  demo [--port N]               run the pool manager locally against the simulator
+  image build|push (--branch B [--sha S] | --tag T...) [--dry-run]
+                                the agent image, tagged as CI tags it
   migrate status|run [--legacy-project-id ID]
                                 list or apply migrations on DATABASE_URL
   schema check [UPSTREAM]       prove schema/ and the simulator speak Railway's GraphQL
@@ -30,7 +34,8 @@ fn main() -> ExitCode {
         Some("schema") => schema::main(&args[1..]),
         Some("sim") => sim::main(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
-        Some("demo") => Err("the demo needs the simulator and the service, which are not built yet".into()),
+        Some("demo") => demo::main(&args[1..]),
+        Some("image") => image::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
