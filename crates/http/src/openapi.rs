@@ -58,6 +58,13 @@ fn schemas() -> Value {
             "type": "object", "required": ["counts", "instances"],
             "properties": {"counts": {"$ref": "#/components/schemas/Counts"}, "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}}
         },
+        "AgentLists": {
+            "type": "object", "required": ["claimed", "crashed"],
+            "properties": {
+                "claimed": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}},
+                "crashed": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}
+            }
+        },
         "Event": {
             "type": "object", "required": ["at", "kind", "reason"],
             "properties": {

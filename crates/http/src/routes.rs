@@ -128,6 +128,17 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         (
             Route {
                 method: "GET",
+                path: "/api/pool/agents",
+                summary: "Claimed and crashed agents (the original's list, now without secrets)",
+                auth: true,
+                request: None,
+                responses: &[(200, "agents", Some("AgentLists")), UNAUTHORIZED],
+            },
+            get(agents),
+        ),
+        (
+            Route {
+                method: "GET",
                 path: "/api/pool/agents/{id}",
                 summary: "One agent (no secrets) and its event timeline",
                 auth: true,
@@ -304,6 +315,16 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiE
         counts: Counts::from(&counts),
         instances: agents.iter().map(AgentView::from).collect(),
     }))
+}
+
+async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.provisioner.store();
+    let claimed = store.agents_with_status(AgentStatus::Claimed).await?;
+    let crashed = store.agents_with_status(AgentStatus::Crashed).await?;
+    let view = |agents: &[pool_store::Agent]| agents.iter().map(AgentView::from).collect::<Vec<_>>();
+    Ok(Json(
+        json!({"claimed": view(&claimed), "crashed": view(&crashed)}),
+    ))
 }
 
 async fn agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentReply>, ApiError> {

@@ -127,6 +127,7 @@ async fn every_api_route_refuses_a_missing_or_wrong_key() {
     for (method, path) in [
         (Method::GET, "/api/pool/counts"),
         (Method::GET, "/api/pool/status"),
+        (Method::GET, "/api/pool/agents"),
         (Method::GET, "/api/pool/agents/abcdefabcdef"),
         (Method::POST, "/api/pool/claim"),
         (Method::POST, "/api/pool/replenish"),
