@@ -35,5 +35,6 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         println!("==> schema check skipped: Railway's schema is not beside this checkout");
     }
     run("cargo", &["test", "--workspace"])?;
+    run("cargo", &["xtask", "api-check"])?;
     Ok(())
 }

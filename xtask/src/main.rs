@@ -1,5 +1,6 @@
 //! Developer tasks, run as `cargo xtask <task>`. All automation lives here, in Rust.
 
+mod api_check;
 mod bench;
 mod ci;
 mod demo;
@@ -23,6 +24,7 @@ tasks:
                                 the Railway simulator, standalone
   bench [railway|tick|claim|all]
                                 benchmarks (print tables)
+  api-check [--max-examples N]  schemathesis against /openapi.json of a running instance
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&args[1..]),
         Some("demo") => demo::main(&args[1..]),
         Some("image") => image::main(&args[1..]),
+        Some("api-check") => api_check::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
