@@ -2,6 +2,7 @@
 
 mod api_check;
 mod bench;
+mod chaos;
 mod ci;
 mod demo;
 mod image;
@@ -25,6 +26,8 @@ tasks:
   bench [railway|tick|claim|all]
                                 benchmarks (print tables)
   api-check [--max-examples N]  schemathesis against /openapi.json of a running instance
+  chaos [--short] [--duration-secs N]
+                                the fault-injection run (two replicas, faults, invariants)
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::main(&args[1..]),
         Some("image") => image::main(&args[1..]),
         Some("api-check") => api_check::main(&args[1..]),
+        Some("chaos") => chaos::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())

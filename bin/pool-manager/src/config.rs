@@ -200,6 +200,7 @@ impl Config {
         );
         let mut railway = ClientConfig::new(r.url("RAILWAY_API_URL", DEFAULT_ENDPOINT), tokens);
         railway.request_timeout = r.millis("RAILWAY_REQUEST_TIMEOUT_MS", 30_000);
+        railway.project_create_cooldown = r.millis("RAILWAY_PROJECT_CREATE_COOLDOWN_MS", 30_000);
         railway.budget = BudgetConfig {
             requests_per_second: r.parse("RAILWAY_REQUESTS_PER_SECOND", 50, "a whole number"),
             requests_per_hour: r.parse("RAILWAY_REQUESTS_PER_HOUR", 10_000, "a whole number"),

@@ -81,9 +81,26 @@ impl HttpClient {
         body: Option<&serde_json::Value>,
         timeout: Duration,
     ) -> Result<HttpAnswer, HttpFailure> {
+        self.send_with_headers(method, url, bearer, &[], body, timeout)
+            .await
+    }
+
+    /// [`Self::send`] with extra headers.
+    pub async fn send_with_headers(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<HttpAnswer, HttpFailure> {
         let mut request = hyper::Request::builder().method(method).uri(url);
         if let Some(token) = bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let payload = match body {
             Some(json) => {

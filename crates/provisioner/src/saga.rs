@@ -159,14 +159,7 @@ impl Provisioner {
                 let (project_id, environments) = match found {
                     Some(project_id) => (project_id, None),
                     None => {
-                        let project = railway
-                            .create_project(&NewProject {
-                                name: name.clone(),
-                                description: self.inner.naming.project_description(&agent.id),
-                                workspace_id: self.inner.config.workspace_id.clone(),
-                                default_environment_name: Some(self.inner.config.environment_name.clone()),
-                            })
-                            .await?;
+                        let project = self.create_project_when_allowed(agent, &name).await?;
                         (project.id, Some(project.environments))
                     }
                 };
@@ -341,6 +334,41 @@ impl Provisioner {
             }
         }
         Ok(())
+    }
+
+    /// `projectCreate`, waiting out per-token throttles (every token resting) rather than
+    /// failing: the agent's key and inbox already exist, and a failure would only delete them
+    /// to make them again. Waits at most a few times, renewing the work lease.
+    async fn create_project_when_allowed(
+        &self,
+        agent: &Agent,
+        name: &str,
+    ) -> Result<railway_api::CreatedProject> {
+        let project = NewProject {
+            name: name.to_string(),
+            description: self.inner.naming.project_description(&agent.id),
+            workspace_id: self.inner.config.workspace_id.clone(),
+            default_environment_name: Some(self.inner.config.environment_name.clone()),
+        };
+        let mut waits = 0;
+        loop {
+            match self.inner.railway.create_project(&project).await {
+                Err(RailwayError::Throttled { retry_after, .. }) if waits < 4 => {
+                    waits += 1;
+                    let wait = retry_after.clamp(
+                        std::time::Duration::from_millis(100),
+                        std::time::Duration::from_secs(60),
+                    );
+                    tracing::info!(agent = %agent.id, ?wait, "every token rests after a projectCreate throttle; waiting");
+                    tokio::time::sleep(wait).await;
+                    self.inner
+                        .store
+                        .renew_work_lease(&agent.id, self.inner.config.work_lease)
+                        .await?;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     fn placement<'a>(&self, agent: &'a Agent, step: CreationStep) -> Result<(&'a str, &'a str, &'a str)> {

@@ -239,3 +239,51 @@ async fn a_crash_after_any_steps_remote_call_is_recovered_with_nothing_left_behi
         }
     }
 }
+
+/// Found by the chaos run: while every token rested after a projectCreate throttle, each tick
+/// started creations that failed at once — making and deleting keys and inboxes each time.
+#[tokio::test]
+async fn a_project_create_throttle_is_waited_out_instead_of_churning_keys_and_inboxes() {
+    let pool = TestPool::start(SimConfig {
+        limits: railway_sim::Limits {
+            project_create_interval: Duration::from_millis(800),
+            ..railway_sim::Limits::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let mut railway = railway_api::ClientConfig::new(
+        pool.sim.graphql_url(),
+        vec![secrecy::SecretString::from("sim-token")],
+    );
+    railway.project_create_cooldown = Duration::from_millis(300);
+    let provisioner = pool_provisioner::Provisioner::new(
+        pool_provisioner::testing::provisioner_config(&pool.sim, None),
+        pool.store.clone(),
+        railway_api::RailwayClient::new(railway).unwrap(),
+    )
+    .unwrap();
+    provisioner.create_agent().await.unwrap();
+    provisioner.create_agent().await.unwrap(); // throttled once, waits, succeeds
+    let throttled = provisioner
+        .railway()
+        .stats()
+        .by_operation
+        .get(&("projectCreate".into(), "throttled".into()))
+        .copied();
+    assert!(
+        throttled.is_some_and(|n| n >= 1),
+        "the second creation was throttled: {throttled:?}"
+    );
+    let snapshot = pool.sim.snapshot();
+    assert_eq!(snapshot.keys.len(), 2, "one key per agent, none made twice");
+    assert_eq!(snapshot.inboxes.len(), 2);
+    assert!(
+        pool.store
+            .agents_with_status(AgentStatus::Deleted)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing compensated"
+    );
+}

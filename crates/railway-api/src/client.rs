@@ -129,6 +129,12 @@ impl RailwayClient {
         self.inner.budget.snapshot()
     }
 
+    /// How long until a token may create a project again (`None`: one may now). While every
+    /// token rests after a throttle, starting a creation only wastes money.
+    pub fn project_create_available_in(&self) -> Option<Duration> {
+        self.inner.tokens.rested_in()
+    }
+
     /// Requests by operation and outcome.
     pub fn stats(&self) -> RequestStats {
         self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -69,6 +69,23 @@ impl TokenPool {
         Err(soonest.saturating_duration_since(now))
     }
 
+    /// How long until some token may create a project (`None`: one may now).
+    pub(crate) fn rested_in(&self) -> Option<Duration> {
+        let r = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut soonest: Option<Duration> = None;
+        for until in &r.resting_until {
+            match until {
+                Some(t) if *t > now => {
+                    let wait = *t - now;
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                _ => return None,
+            }
+        }
+        soonest
+    }
+
     /// Rests a token after a throttle answer.
     pub(crate) fn rest(&self, index: TokenIndex, cooldown: Duration) {
         let mut r = self.rotation.lock().unwrap_or_else(|p| p.into_inner());

@@ -174,7 +174,11 @@ impl Reconciler {
         }
         self.spawn_teardown_retries();
         // Creating while Railway is failing only spends money on compensations.
-        let railway_paused = self.provisioner.railway().budget().paused_for.is_some();
+        // Nor while Railway paused us after a 429, or every token rests after a
+        // projectCreate throttle.
+        let railway = self.provisioner.railway();
+        let railway_paused =
+            railway.budget().paused_for.is_some() || railway.project_create_available_in().is_some();
         if status.failed.is_none() && !railway_paused {
             report.creations = self.replenish().await?;
         }

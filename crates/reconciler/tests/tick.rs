@@ -366,3 +366,44 @@ async fn a_key_and_inbox_left_by_an_archived_agent_are_swept() {
     assert_eq!((report.keys, report.inboxes), (1, 1), "{report:?}");
     pool.assert_nothing_leaked().await;
 }
+
+/// Found by the chaos run: replenishment went on while every token rested after a
+/// projectCreate throttle, so each tick made keys and inboxes only to delete them again.
+#[tokio::test]
+async fn no_creation_starts_while_every_token_rests_after_a_project_create_throttle() {
+    let pool = TestPool::start(SimConfig {
+        limits: railway_sim::Limits {
+            project_create_interval: Duration::from_secs(30),
+            ..railway_sim::Limits::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let reconciler = Reconciler::new(pool.provisioner.clone(), config(1));
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 1).await;
+    // The token is now throttled on Railway; the next creation is refused once and the token
+    // rests (the test provisioner's cooldown is the default 30 s).
+    let victim = pool
+        .store
+        .agents_with_status(AgentStatus::Idle)
+        .await
+        .unwrap()
+        .remove(0);
+    pool.provisioner.kill(&victim.id, "test").await.unwrap();
+    reconciler.tick(None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        pool.provisioner.railway().project_create_available_in().is_some(),
+        "the token rests"
+    );
+    let keys_before = pool.sim.snapshot().keys.len();
+    for _ in 0..5 {
+        let report = reconciler.tick(None).await;
+        assert_eq!(report.creations, 0, "{report:?}");
+    }
+    assert_eq!(
+        pool.sim.snapshot().keys.len(),
+        keys_before,
+        "no key made while waiting"
+    );
+}

@@ -1,7 +1,7 @@
 //! `cargo xtask bench [railway|tick|claim|all]`: benchmarks that print tables. They are never
 //! timing assertions: the machines are shared and noisy, so the figures are for reading.
 
-mod claim;
+pub mod claim;
 mod railway;
 mod tick;
 
