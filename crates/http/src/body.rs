@@ -38,12 +38,13 @@ where
         } else {
             &bytes
         };
-        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
-            let message = match e.classify() {
-                serde_json::error::Category::Data => format!("invalid request: {e}"),
-                _ => format!("malformed JSON: {e}"),
-            };
-            ApiError::bad_request(message)
-        })
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
     }
 }

@@ -168,7 +168,7 @@ async fn claims_validate_every_field_and_answer_503_when_the_pool_is_empty() {
     let api = Api::start().await;
     for (body, expect) in [
         ("{", "malformed JSON"),
-        ("[1,2]", "invalid request"),
+        ("[1,2]", "must be a JSON object"),
         (r#"{"instructions":"x"}"#, "missing field `agentName`"),
         (r#"{"agentName":"Ada"}"#, "missing field `instructions`"),
         (

@@ -250,3 +250,44 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_health_answer_is_read_without_panicking(status in 100u16..600, body in prop::collection::vec(any::<u8>(), 0..300)) {
+            let health = parse_health(status, &body);
+            if status != 200 && status != 503 {
+                prop_assert!(!health.is_ready());
+            }
+        }
+
+        #[test]
+        fn any_provision_answer_is_read_without_panicking(status in 100u16..600, body in prop::collection::vec(any::<u8>(), 0..300)) {
+            let result = parse_provision(status, &body);
+            if status != 200 {
+                let refused = matches!(result, Err(ProvisionFailure::Refused { .. }));
+                prop_assert!(refused);
+            }
+        }
+
+        #[test]
+        fn a_provision_answer_missing_a_field_is_never_success(
+            invite in prop::option::of("\\PC{0,20}"),
+            conversation in prop::option::of("\\PC{0,20}"),
+            joined in prop::option::of(any::<bool>()),
+        ) {
+            let mut v = serde_json::json!({"ok": true});
+            if let Some(i) = &invite { v["inviteUrl"] = serde_json::json!(i); }
+            if let Some(c) = &conversation { v["conversationId"] = serde_json::json!(c); }
+            if let Some(j) = joined { v["joined"] = serde_json::json!(j); }
+            let result = parse_provision(200, v.to_string().as_bytes());
+            let complete = invite.as_ref().is_some_and(|s| !s.is_empty()) && conversation.as_ref().is_some_and(|s| !s.is_empty());
+            prop_assert_eq!(result.is_ok(), complete);
+        }
+    }
+}
