@@ -74,6 +74,7 @@ pub fn sim_environment(
         ("POOL_PROVISION_TIMEOUT_MS", "20000".to_string()),
         ("POOL_FULL_SWEEP_INTERVAL_MS", "1000".to_string()),
         ("RUST_LOG", "info".to_string()),
+        ("POOL_CONSOLE_INSECURE_COOKIES", "true".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

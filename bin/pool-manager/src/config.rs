@@ -33,6 +33,8 @@ pub struct Config {
     pub provisioner: ProvisionerConfig,
     /// The tick.
     pub reconciler: ReconcilerConfig,
+    /// The operator console.
+    pub console: pool_http::console::ConsoleConfig,
 }
 
 /// Variables passed to every agent unchanged.
@@ -315,6 +317,20 @@ impl Config {
             ));
         }
 
+        let console = pool_http::console::ConsoleConfig {
+            admin_password: r.secret("POOL_ADMIN_PASSWORD"),
+            secure_cookies: !r.flag("POOL_CONSOLE_INSECURE_COOKIES", false),
+            session_ttl: r.millis("POOL_CONSOLE_SESSION_TTL_MS", 12 * 3600 * 1000),
+        };
+        if console
+            .admin_password
+            .as_ref()
+            .is_some_and(|p| secrecy::ExposeSecret::expose_secret(p).len() < 12)
+        {
+            r.problems
+                .push("POOL_ADMIN_PASSWORD must be at least 12 characters".into());
+        }
+
         if !r.problems.is_empty() {
             return Err(r.problems);
         }
@@ -329,6 +345,7 @@ impl Config {
             railway,
             provisioner,
             reconciler,
+            console,
         })
     }
 }

@@ -85,6 +85,7 @@ async fn run() -> Result<(), String> {
         info: ServiceInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
+        console: config.console.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)

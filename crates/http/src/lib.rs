@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+pub mod console;
 pub mod dto;
 mod error;
 pub mod metrics;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub admin_key: SecretString,
     /// About this build.
     pub info: ServiceInfo,
+    /// The operator console.
+    pub console: console::ConsoleConfig,
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -92,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     router
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))

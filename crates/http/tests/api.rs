@@ -52,6 +52,7 @@ impl Api {
             info: ServiceInfo {
                 version: "test".into(),
             },
+            console: pool_http::console::ConsoleConfig::default(),
         });
         Self { pool, app }
     }

@@ -85,6 +85,7 @@ fn generated_bad_requests_never_panic_never_5xx_and_change_nothing() {
             info: ServiceInfo {
                 version: "test".into(),
             },
+            console: pool_http::console::ConsoleConfig::default(),
         });
         (pool, app)
     });

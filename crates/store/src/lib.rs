@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod leader;
 mod migrate;
+mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod work;
@@ -29,6 +30,7 @@ pub use error::StoreError;
 pub use events::{AgentEvent, EventKind};
 pub use leader::{LEADER_LOCK_KEY, LeaderLock};
 pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
+pub use sessions::ConsoleSession;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;

@@ -97,6 +97,7 @@ pub async fn run() -> Result<(), String> {
         info: ServiceInfo {
             version: "bench".into(),
         },
+        console: pool_http::console::ConsoleConfig::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

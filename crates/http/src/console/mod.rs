@@ -1,0 +1,474 @@
+//! The operator console: server-rendered pages under `/`, signed in with a session cookie.
+//!
+//! Sign-in takes the admin key (or `POOL_ADMIN_PASSWORD` when set) and sets an `HttpOnly`,
+//! `SameSite=Strict` (and `Secure`, unless running on plain HTTP locally) session cookie backed
+//! by a database row, so every replica knows it; sessions expire. Every form post carries the
+//! session's CSRF token and a same-origin `Origin`; pages carry a strict Content-Security-Policy
+//! and never contain the admin key, a password or any agent secret. Programs keep using the
+//! bearer API.
+
+mod views;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use pool_provisioner::ClaimInput;
+use pool_store::{AgentId, AgentStatus};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::auth::is_admin_key;
+use views::{AgentPage, FleetPage, LaunchedPage, LoginPage, fleet_json};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "pool_session";
+
+/// Console settings.
+#[derive(Clone)]
+pub struct ConsoleConfig {
+    /// `POOL_ADMIN_PASSWORD`: accepted at sign-in besides the admin key.
+    pub admin_password: Option<SecretString>,
+    /// Mark the cookie `Secure` (off only when running on plain HTTP locally).
+    pub secure_cookies: bool,
+    /// How long a session lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            admin_password: None,
+            secure_cookies: true,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConsoleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleConfig")
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_ttl", &self.session_ttl)
+            .finish()
+    }
+}
+
+/// The console's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(fleet))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/agents/{id}", get(agent))
+        .route("/console/fleet.json", get(fleet_data))
+        .route("/console/app.js", get(script))
+        .route("/console/app.css", get(style))
+        .route("/console/add", post(add))
+        .route("/console/drain", post(drain))
+        .route("/console/redeploy", post(redeploy))
+        .route("/console/launch", post(launch))
+        .route("/console/kill/{id}", post(kill))
+        .route("/console/dismiss/{id}", post(dismiss))
+}
+
+fn random_token() -> String {
+    let mut rng = rand::rng();
+    (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// A signed-in operator.
+struct Session {
+    token: String,
+    csrf: String,
+}
+
+async fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let token = cookie(headers)?;
+    if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let found = state.provisioner.store().session(&token).await.ok()??;
+    Some(Session {
+        token,
+        csrf: found.csrf_token,
+    })
+}
+
+/// Security headers of every console answer.
+fn secure(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn page(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => secure(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "console error").into_response()
+        }
+    }
+}
+
+fn to_login() -> Response {
+    secure(Redirect::to("/login").into_response())
+}
+
+fn back(notice: &str) -> Response {
+    let encoded: String = notice
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    secure(Redirect::to(&format!("/?notice={encoded}")).into_response())
+}
+
+/// A form post is accepted only with the session's CSRF token and, when the browser says
+/// where it comes from, from this very origin.
+fn check_post(
+    headers: &HeaderMap,
+    session: &Session,
+    form: &HashMap<String, String>,
+) -> Result<(), Response> {
+    let refused = || {
+        Err(secure(
+            (StatusCode::FORBIDDEN, "cross-site request refused").into_response(),
+        ))
+    };
+    let presented = form.get("csrf").map(String::as_str).unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(session.csrf.as_bytes())) || presented.is_empty() {
+        return refused();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host);
+        if !same {
+            return refused();
+        }
+    }
+    Ok(())
+}
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if session(&state, &headers).await.is_some() {
+        return secure(Redirect::to("/").into_response());
+    }
+    page(&LoginPage::new(String::new()))
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> Response {
+    let presented = form.get("key").map(String::as_str).unwrap_or("");
+    let password_ok = state.console.admin_password.as_ref().is_some_and(|p| {
+        let expected = p.expose_secret().as_bytes();
+        !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
+    });
+    if !(is_admin_key(&state, presented) || password_ok) {
+        let mut response = page(&LoginPage::new("That key is not right.".into()));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let (token, csrf) = (random_token(), random_token());
+    if let Err(e) = state
+        .provisioner
+        .store()
+        .create_session(&token, &csrf, state.console.session_ttl)
+        .await
+    {
+        tracing::error!(error = %e, "could not record a console session");
+        return secure(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unreachable; try again",
+            )
+                .into_response(),
+        );
+    }
+    let secure_flag = if state.console.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure_flag}",
+        state.console.session_ttl.as_secs()
+    );
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    secure(response)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = session(&state, &headers).await else {
+        return to_login();
+    };
+    if let Err(refusal) = check_post(&headers, &session, &form) {
+        return refusal;
+    }
+    let _ = state.provisioner.store().delete_session(&session.token).await;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("pool_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    secure(response)
+}
+
+async fn fleet(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = session(&state, &headers).await else {
+        return to_login();
+    };
+    match FleetPage::load(&state, &session.csrf, &query).await {
+        Ok(p) => page(&p),
+        Err(e) => secure((StatusCode::SERVICE_UNAVAILABLE, e).into_response()),
+    }
+}
+
+async fn fleet_data(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if session(&state, &headers).await.is_none() {
+        return secure(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"error": "sign in"})),
+            )
+                .into_response(),
+        );
+    }
+    match fleet_json(&state, &query).await {
+        Ok(v) => secure(axum::Json(v).into_response()),
+        Err(e) => secure((StatusCode::SERVICE_UNAVAILABLE, e).into_response()),
+    }
+}
+
+async fn agent(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Some(session) = session(&state, &headers).await else {
+        return to_login();
+    };
+    match AgentPage::load(&state, &session.csrf, &AgentId(id)).await {
+        Ok(Some(p)) => page(&p),
+        Ok(None) => secure((StatusCode::NOT_FOUND, "no such agent").into_response()),
+        Err(e) => secure((StatusCode::SERVICE_UNAVAILABLE, e).into_response()),
+    }
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+fn count(form: &HashMap<String, String>) -> Result<u32, Response> {
+    match form.get("count").and_then(|c| c.trim().parse::<u32>().ok()) {
+        Some(n) if (1..=crate::routes::MAX_BATCH).contains(&n) => Ok(n),
+        _ => Err(back("Give a count from 1 to 20.")),
+    }
+}
+
+/// Runs an action for a signed-in operator, after the cross-site checks.
+macro_rules! signed_post {
+    ($state:expr, $headers:expr, $form:expr) => {{
+        let Some(session) = session(&$state, &$headers).await else {
+            return to_login();
+        };
+        if let Err(refusal) = check_post(&$headers, &session, &$form) {
+            return refusal;
+        }
+        session
+    }};
+}
+
+async fn add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    signed_post!(state, headers, form);
+    let n = match count(&form) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    for _ in 0..n {
+        match state.provisioner.begin_creation().await {
+            Ok(id) => {
+                let provisioner = state.provisioner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = provisioner.continue_creation(&id).await {
+                        tracing::warn!(agent = %id, error = %e, "creation failed");
+                    }
+                });
+            }
+            Err(e) => return back(&format!("Could not add agents: {e}")),
+        }
+    }
+    back(&format!("Creating {n} agent(s)."))
+}
+
+async fn drain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    signed_post!(state, headers, form);
+    let n = match count(&form) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match state.provisioner.drain(n as usize).await {
+        Ok(ids) => back(&format!("Draining {} agent(s).", ids.len())),
+        Err(e) => back(&format!("Drain failed: {e}")),
+    }
+}
+
+async fn redeploy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    signed_post!(state, headers, form);
+    match state.provisioner.request_redeploy(None).await {
+        Ok(p) => back(&format!(
+            "Redeploying to {}: {} requested, {} in progress, {} waiting.",
+            p.image, p.requested, p.in_progress, p.waiting
+        )),
+        Err(e) => back(&format!("Redeploy failed: {e}")),
+    }
+}
+
+async fn kill(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    signed_post!(state, headers, form);
+    match state
+        .provisioner
+        .kill(&AgentId(id.clone()), "killed from the console")
+        .await
+    {
+        Ok(()) => {
+            state.reconciler.trigger();
+            back(&format!("Agent {id} is being torn down."))
+        }
+        Err(e) => back(&format!("Kill failed: {e}")),
+    }
+}
+
+async fn dismiss(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    signed_post!(state, headers, form);
+    match state.provisioner.dismiss_crashed(&AgentId(id.clone())).await {
+        Ok(()) => back(&format!("Agent {id} dismissed.")),
+        Err(e) => back(&format!("Dismiss failed: {e}")),
+    }
+}
+
+async fn launch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = signed_post!(state, headers, form);
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let join = field("joinUrl");
+    let input = ClaimInput {
+        agent_name: field("agentName"),
+        instructions: form.get("instructions").cloned().unwrap_or_default(),
+        join_url: (!join.is_empty()).then_some(join),
+    };
+    let result = state.provisioner.claim(&input, None).await;
+    state.reconciler.trigger();
+    match result {
+        Ok(claimed) => page(&LaunchedPage::new(&session.csrf, &claimed)),
+        Err(e) => back(&format!("Launch failed: {e}")),
+    }
+}
+
+/// Statuses the fleet view can filter by.
+pub(crate) fn status_filter(query: &HashMap<String, String>) -> Option<AgentStatus> {
+    query.get("status").and_then(|s| {
+        AgentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s && *st != AgentStatus::Deleted)
+    })
+}

@@ -1,0 +1,288 @@
+//! The operator console without a browser: sign-in, cookies, cross-site refusal, expiry, and
+//! that no page carries the admin key or an agent secret.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use pool_http::console::ConsoleConfig;
+use pool_http::{AppState, ServiceInfo};
+use pool_provisioner::testing::TestPool;
+use pool_reconciler::{Reconciler, ReconcilerConfig};
+use railway_sim::SimConfig;
+use secrecy::{ExposeSecret, SecretString};
+use tower::ServiceExt;
+
+const KEY: &str = "console-admin-key-0123456789";
+
+struct Console {
+    pool: TestPool,
+    app: Router,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Console {
+    async fn start() -> Self {
+        let pool = TestPool::start(SimConfig::default()).await;
+        let app = pool_http::router(AppState {
+            provisioner: pool.provisioner.clone(),
+            reconciler: Reconciler::new(pool.provisioner.clone(), ReconcilerConfig::default()),
+            admin_key: SecretString::from(KEY),
+            info: ServiceInfo {
+                version: "test".into(),
+            },
+            console: ConsoleConfig::default(),
+        });
+        Self { pool, app }
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<String>,
+        origin: Option<&str>,
+    ) -> Page {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "pool.example");
+        if let Some(c) = cookie {
+            r = r.header(header::COOKIE, format!("pool_session={c}"));
+        }
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        let body = match form {
+            Some(f) => {
+                r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(f)
+            }
+            None => Body::empty(),
+        };
+        let response = self.app.clone().oneshot(r.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text =
+            String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).to_string();
+        Page {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    async fn sign_in(&self) -> (String, String) {
+        let page = self
+            .request(Method::POST, "/login", None, Some(format!("key={KEY}")), None)
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        let cookie = page
+            .headers
+            .get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+            assert!(cookie.contains(flag), "{flag} in {cookie}");
+        }
+        let token = cookie
+            .trim_start_matches("pool_session=")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let fleet = self.request(Method::GET, "/", Some(&token), None, None).await;
+        assert_eq!(fleet.status, StatusCode::OK);
+        let csrf = fleet
+            .text
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        (token, csrf)
+    }
+}
+
+#[tokio::test]
+async fn signing_in_needs_the_key_and_sets_a_strict_http_only_cookie() {
+    let console = Console::start().await;
+    let page = console.request(Method::GET, "/", None, None, None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.headers.get(header::LOCATION).unwrap(), "/login");
+    let wrong = console
+        .request(Method::POST, "/login", None, Some("key=nope".into()), None)
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    let (token, _) = console.sign_in().await;
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert!(
+        page.headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+}
+
+#[tokio::test]
+async fn no_page_script_redirect_or_cookie_carries_the_key_or_an_agent_secret() {
+    let console = Console::start().await;
+    let ids = console.pool.idle_agents(2).await;
+    let (token, csrf) = console.sign_in().await;
+    let launched = console
+        .request(
+            Method::POST,
+            "/console/launch",
+            Some(&token),
+            Some(format!("csrf={csrf}&agentName=Ada&instructions=hi&joinUrl=")),
+            None,
+        )
+        .await;
+    assert_eq!(launched.status, StatusCode::OK, "{}", launched.text);
+    assert!(launched.text.contains("<svg"), "a QR code drawn locally");
+    assert!(launched.text.contains("https://popup.convos.org/"));
+    let mut everything = vec![launched.text.clone(), token.clone()];
+    for path in [
+        "/",
+        "/login",
+        "/console/app.js",
+        "/console/app.css",
+        "/console/fleet.json",
+        "/?status=claimed",
+    ] {
+        let page = console.request(Method::GET, path, Some(&token), None, None).await;
+        everything.push(page.text);
+        everything.push(format!("{:?}", page.headers));
+    }
+    for id in &ids {
+        everything.push(
+            console
+                .request(Method::GET, &format!("/agents/{id}"), Some(&token), None, None)
+                .await
+                .text,
+        );
+    }
+    let mut secrets = vec![KEY.to_string()];
+    for id in &ids {
+        let agent = console.pool.store.agent(id).await.unwrap().unwrap();
+        let s = agent.secrets.unwrap();
+        secrets.extend(
+            [
+                &s.gateway_token,
+                &s.agent_api_token,
+                &s.setup_password,
+                &s.wallet_private_key,
+            ]
+            .iter()
+            .map(|x| x.expose_secret().to_string()),
+        );
+        secrets.push(agent.openrouter_api_key.unwrap().expose_secret().to_string());
+    }
+    for secret in &secrets {
+        assert!(
+            everything.iter().all(|text| !text.contains(secret.as_str())),
+            "a secret leaked into the console"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_and_changes_nothing() {
+    let console = Console::start().await;
+    let ids = console.pool.idle_agents(1).await;
+    let (token, csrf) = console.sign_in().await;
+    let kill = format!("/console/kill/{}", ids[0]);
+    for (form, origin) in [
+        (String::new(), None),                                  // no CSRF token
+        ("csrf=forged".to_string(), None),                      // a wrong one
+        (format!("csrf={csrf}"), Some("https://evil.example")), // the right one, from elsewhere
+    ] {
+        let page = console
+            .request(Method::POST, &kill, Some(&token), Some(form), origin)
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(
+        console.pool.store.counts().await.unwrap().idle,
+        1,
+        "nothing was killed"
+    );
+    let page = console
+        .request(
+            Method::POST,
+            &kill,
+            Some(&token),
+            Some(format!("csrf={csrf}")),
+            Some("https://pool.example"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(console.pool.store.counts().await.unwrap().idle, 0);
+}
+
+#[tokio::test]
+async fn an_expired_session_and_a_signed_out_one_are_refused() {
+    let console = Console::start().await;
+    console
+        .pool
+        .store
+        .create_session(&"a".repeat(64), "csrf", Duration::ZERO)
+        .await
+        .unwrap();
+    let page = console
+        .request(Method::GET, "/", Some(&"a".repeat(64)), None, None)
+        .await;
+    assert_eq!(page.headers.get(header::LOCATION).unwrap(), "/login", "expired");
+    let data = console
+        .request(
+            Method::GET,
+            "/console/fleet.json",
+            Some(&"a".repeat(64)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(data.status, StatusCode::UNAUTHORIZED);
+
+    let (token, csrf) = console.sign_in().await;
+    let out = console
+        .request(
+            Method::POST,
+            "/logout",
+            Some(&token),
+            Some(format!("csrf={csrf}")),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(
+        out.headers
+            .get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert_eq!(
+        page.headers.get(header::LOCATION).unwrap(),
+        "/login",
+        "signed out"
+    );
+}
