@@ -312,7 +312,7 @@ async fn run(options: Options) -> Result<(), String> {
     let mut checks: Vec<(&str, bool, String)> = Vec::new();
     let rows = admin
         .query(
-            "SELECT id, status, railway_project_id, openrouter_key_hash, agentmail_inbox_id, invite_url FROM agent_metadata",
+            "SELECT id, status, railway_project_id, openrouter_key_hash, agentmail_inbox_id, invite_url, last_error, teardown_attempts FROM agent_metadata",
             &[],
         )
         .await
@@ -344,9 +344,34 @@ async fn run(options: Options) -> Result<(), String> {
     let leaks = live_projects.difference(&owned(2)).count()
         + live_keys.difference(&owned(3)).count()
         + live_inboxes.difference(&owned(4)).count();
-    let dangling = owned(2).difference(&live_projects).count()
-        + owned(3).difference(&live_keys).count()
-        + owned(4).difference(&live_inboxes).count();
+    // A row mid-teardown may already have lost its remote resources; any other live row must
+    // point at resources that exist.
+    let steady: Vec<_> = live_rows
+        .iter()
+        .filter(|r| r.get::<_, String>(1) != "deleting")
+        .collect();
+    let steady_owned = |col: usize| -> BTreeSet<String> {
+        steady
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(col))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let dangling = steady_owned(2).difference(&live_projects).count()
+        + steady_owned(3).difference(&live_keys).count()
+        + steady_owned(4).difference(&live_inboxes).count();
+    for r in live_rows
+        .iter()
+        .filter(|r| r.get::<_, String>(1) == "deleting")
+        .take(5)
+    {
+        println!(
+            "  still deleting: {} after {} attempt(s): {}",
+            r.get::<_, String>(0),
+            r.get::<_, i32>(7),
+            r.get::<_, Option<String>>(6).unwrap_or_default()
+        );
+    }
     checks.push((
         "no leaks",
         leaks == 0 && dangling == 0,

@@ -255,7 +255,7 @@ async fn logout(
         return to_login();
     };
     if let Err(refusal) = check_post(&headers, &session, &form) {
-        return refusal;
+        return *refusal;
     }
     let _ = state.provisioner.store().delete_session(&session.token).await;
     let mut response = Redirect::to("/login").into_response();
@@ -333,11 +333,10 @@ async fn style() -> Response {
         .into_response()
 }
 
-fn count(form: &HashMap<String, String>) -> Result<u32, Response> {
-    match form.get("count").and_then(|c| c.trim().parse::<u32>().ok()) {
-        Some(n) if (1..=crate::routes::MAX_BATCH).contains(&n) => Ok(n),
-        _ => Err(back("Give a count from 1 to 20.")),
-    }
+fn count(form: &HashMap<String, String>) -> Option<u32> {
+    form.get("count")
+        .and_then(|c| c.trim().parse::<u32>().ok())
+        .filter(|n| (1..=crate::routes::MAX_BATCH).contains(n))
 }
 
 /// Runs an action for a signed-in operator, after the cross-site checks.
@@ -347,7 +346,7 @@ macro_rules! signed_post {
             return to_login();
         };
         if let Err(refusal) = check_post(&$headers, &session, &$form) {
-            return refusal;
+            return *refusal;
         }
         session
     }};
@@ -359,9 +358,8 @@ async fn add(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
-    let n = match count(&form) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let Some(n) = count(&form) else {
+        return back("Give a count from 1 to 20.");
     };
     for _ in 0..n {
         match state.provisioner.begin_creation().await {
@@ -385,9 +383,8 @@ async fn drain(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
-    let n = match count(&form) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let Some(n) = count(&form) else {
+        return back("Give a count from 1 to 20.");
     };
     match state.provisioner.drain(n as usize).await {
         Ok(ids) => back(&format!("Draining {} agent(s).", ids.len())),
