@@ -171,11 +171,11 @@ fn check_post(
     headers: &HeaderMap,
     session: &Session,
     form: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let refused = || {
-        Err(secure(
+        Err(Box::new(secure(
             (StatusCode::FORBIDDEN, "cross-site request refused").into_response(),
-        ))
+        )))
     };
     let presented = form.get("csrf").map(String::as_str).unwrap_or("");
     if !bool::from(presented.as_bytes().ct_eq(session.csrf.as_bytes())) || presented.is_empty() {
