@@ -37,5 +37,6 @@ pub fn main(_args: &[String]) -> Result<(), String> {
     run("cargo", &["test", "--workspace"])?;
     run("cargo", &["xtask", "api-check"])?;
     run("cargo", &["xtask", "chaos", "--short"])?;
+    run("cargo", &["xtask", "browser-test"])?;
     Ok(())
 }

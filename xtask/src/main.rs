@@ -2,6 +2,7 @@
 
 mod api_check;
 mod bench;
+mod browser;
 mod chaos;
 mod ci;
 mod demo;
@@ -28,6 +29,7 @@ tasks:
   api-check [--max-examples N]  schemathesis against /openapi.json of a running instance
   chaos [--short] [--duration-secs N]
                                 the fault-injection run (two replicas, faults, invariants)
+  browser-test                  the console in headless Chromium (screenshots in artifacts/console)
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Some("image") => image::main(&args[1..]),
         Some("api-check") => api_check::main(&args[1..]),
         Some("chaos") => chaos::main(&args[1..]),
+        Some("browser-test") => browser::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())

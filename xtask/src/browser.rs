@@ -1,0 +1,315 @@
+//! `cargo xtask browser-test`: the operator console in a real browser — headless Chromium,
+//! driven over WebDriver (chromedriver) — against the real binary, the simulator and a scratch
+//! database, at a phone's width. Signs in, watches the pool fill, launches an agent and reads
+//! its invite URL, kills an agent and sees it leave the list, signs out and is refused.
+//! Screenshots of each page go to `artifacts/console/`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use pool_e2e::{ADMIN_KEY, ManagerProcess, free_port, pool_manager_binary, sim_environment};
+use pool_provisioner::http::HttpClient;
+use pool_store::testing::TestDatabase;
+use railway_sim::SimConfig;
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session.
+struct Browser {
+    http: HttpClient,
+    base: String,
+    session: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn call(&self, method: hyper::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let answer = self
+            .http
+            .send(method, &url, None, body.as_ref(), Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("webdriver {path}: {}", v["value"]["message"]));
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn go(&self, url: &str) -> Result<(), String> {
+        self.call(hyper::Method::POST, "/url", Some(json!({"url": url})))
+            .await
+            .map(|_| ())
+    }
+
+    async fn find(&self, using: &str, value: &str) -> Result<String, String> {
+        let v = self
+            .call(
+                hyper::Method::POST,
+                "/element",
+                Some(json!({"using": using, "value": value})),
+            )
+            .await?;
+        v[ELEMENT]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no element {value}"))
+    }
+
+    async fn css(&self, selector: &str) -> Result<String, String> {
+        self.find("css selector", selector).await
+    }
+
+    async fn text(&self, element: &str) -> Result<String, String> {
+        let v = self
+            .call(hyper::Method::GET, &format!("/element/{element}/text"), None)
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    async fn type_into(&self, element: &str, text: &str) -> Result<(), String> {
+        self.call(
+            hyper::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn click(&self, element: &str) -> Result<(), String> {
+        self.call(
+            hyper::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn source(&self) -> Result<String, String> {
+        Ok(self
+            .call(hyper::Method::GET, "/source", None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        Ok(self
+            .call(hyper::Method::GET, "/url", None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    async fn accept_alert(&self) -> Result<(), String> {
+        self.call(hyper::Method::POST, "/alert/accept", Some(json!({})))
+            .await
+            .map(|_| ())
+    }
+
+    async fn screenshot(&self, name: &str) -> Result<(), String> {
+        let v = self.call(hyper::Method::GET, "/screenshot", None).await?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("  screenshot {}", path.display());
+        Ok(())
+    }
+
+    /// Polls until `check` holds on the page source.
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(&self.source().await?) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.screenshot("failed").await;
+                let source = self.source().await.unwrap_or_default();
+                let notice = source
+                    .split("class=\"notice\"")
+                    .nth(1)
+                    .map(|s| s.chars().take(300).collect::<String>());
+                return Err(format!(
+                    "timed out waiting for {what} (at {}; notice: {notice:?})",
+                    self.url().await.unwrap_or_default()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+pub fn main(_args: &[String]) -> Result<(), String> {
+    crate::runtime()?.block_on(run())
+}
+
+async fn run() -> Result<(), String> {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/console");
+    std::fs::create_dir_all(&shots).map_err(|e| e.to_string())?;
+    let binary = pool_manager_binary()?;
+    let sim = railway_sim::start(SimConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let db = TestDatabase::empty().await;
+    let env = sim_environment(&sim, db.url(), free_port()?);
+    let mut manager = ManagerProcess::start(&binary, &env).await?;
+    manager.wait_healthy(Duration::from_secs(60)).await?;
+
+    let driver_port = free_port()?;
+    let mut driver = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={driver_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("chromedriver is needed (apt-get install chromium chromium-driver): {e}"))?;
+    let http = HttpClient::new().map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{driver_port}");
+    let mut session = None;
+    for _ in 0..50 {
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=390,1400"]
+            }
+        }}});
+        if let Ok(answer) = http
+            .send(
+                hyper::Method::POST,
+                &format!("{base}/session"),
+                None,
+                Some(&capabilities),
+                Duration::from_secs(60),
+            )
+            .await
+            && answer.status == 200
+        {
+            let v: Value = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+            session = v["value"]["sessionId"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let browser = Browser {
+        http,
+        base,
+        session: session.ok_or("could not start a Chromium session")?,
+        shots,
+    };
+    let result = scenario(&browser, &manager).await;
+    let _ = browser.call(hyper::Method::DELETE, "", None).await;
+    let _ = driver.kill().await;
+    manager.signal("TERM")?;
+    let _ = manager.wait_exit(Duration::from_secs(30)).await;
+    result
+}
+
+async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
+    let site = &manager.base_url;
+    println!("==> sign in");
+    b.go(&format!("{site}/")).await?;
+    if !b.url().await?.ends_with("/login") {
+        return Err("an anonymous visit was not sent to the sign-in page".into());
+    }
+    b.screenshot("1-sign-in").await?;
+    let key = b.css("#key").await?;
+    b.type_into(&key, ADMIN_KEY).await?;
+    b.click(&b.css("form[action='/login'] button").await?).await?;
+    b.wait_for("the fleet view", Duration::from_secs(10), |s| {
+        s.contains("<h1>Fleet</h1>")
+    })
+    .await?;
+
+    println!("==> the pool fills (live updates)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let idle = b.text(&b.css("[data-count='idle']").await?).await?;
+        if idle.trim() == "2" {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the page never showed 2 idle agents (shows {idle})"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    b.screenshot("2-fleet-filled").await?;
+
+    println!("==> launch an agent");
+    b.type_into(&b.css("#agentName").await?, "Browser agent").await?;
+    b.type_into(&b.css("#instructions").await?, "Say hello").await?;
+    b.click(&b.css("form.launch button").await?).await?;
+    b.wait_for("the launched page", Duration::from_secs(30), |s| {
+        s.contains("invite-url")
+    })
+    .await?;
+    let invite = b.text(&b.css("#invite-url").await?).await?;
+    if !invite.starts_with("https://") {
+        return Err(format!("no invite URL on the page: {invite:?}"));
+    }
+    if !b.source().await?.contains("<svg") {
+        return Err("no QR code on the launched page".into());
+    }
+    println!("  invite URL on the page: {invite}");
+    b.screenshot("3-launched").await?;
+
+    println!("==> kill an agent and see it leave the list");
+    b.go(&format!("{site}/?status=idle")).await?;
+    let row = b.css("#agents tbody tr").await?;
+    let victim = b
+        .text(&b.find("css selector", "#agents tbody tr td a").await?)
+        .await?;
+    let _ = row;
+    b.go(&format!("{site}/agents/{victim}")).await?;
+    b.screenshot("4-agent").await?;
+    b.go(&format!("{site}/?status=idle")).await?;
+    b.click(
+        &b.find(
+            "xpath",
+            &format!("//tr[@data-id='{victim}']//button[text()='Kill']"),
+        )
+        .await?,
+    )
+    .await?;
+    b.accept_alert().await?;
+    b.go(&format!("{site}/")).await?;
+    let victim_row = format!("data-id=\"{victim}\"");
+    b.wait_for(
+        "the killed agent to leave the list",
+        Duration::from_secs(30),
+        |s| !s.contains(&victim_row),
+    )
+    .await?;
+    b.screenshot("5-after-kill").await?;
+
+    println!("==> sign out and be refused");
+    b.click(&b.css("header form button").await?).await?;
+    b.go(&format!("{site}/")).await?;
+    if !b.url().await?.ends_with("/login") {
+        return Err("a signed-out browser still saw the fleet".into());
+    }
+    b.screenshot("6-signed-out").await?;
+    let source = b.source().await?;
+    if source.contains(ADMIN_KEY) {
+        return Err("the admin key appears in a page".into());
+    }
+    println!("browser test passed");
+    Ok(())
+}
