@@ -16,6 +16,11 @@ use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
 use crate::Provisioner;
 use crate::error::{ProvisionError, Result};
 
+/// How long a teardown holds its row. Short: a replica killed mid-teardown leaves the row to
+/// the next worker within a minute, and deletions are idempotent (gone counts as deleted), so
+/// two workers overlapping after a slow attempt do no harm.
+const TEARDOWN_LEASE: Duration = Duration::from_secs(60);
+
 /// The longest wait between two attempts: a teardown that failed during an outage resumes
 /// within a minute of Railway's return.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -34,7 +39,7 @@ impl Provisioner {
     pub(crate) async fn teardown_agent(&self, id: &AgentId, uncertain: Option<CreationStep>) -> Result<()> {
         let store = &self.inner.store;
         if !store
-            .take_work_lease(id, AgentStatus::Deleting, self.inner.config.work_lease)
+            .take_work_lease(id, AgentStatus::Deleting, TEARDOWN_LEASE)
             .await?
         {
             // Someone else is on it, or it is no longer `deleting`.

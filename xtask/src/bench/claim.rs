@@ -14,7 +14,6 @@ use pool_provisioner::http::HttpClient;
 use pool_provisioner::testing::provisioner_config;
 use pool_reconciler::{Reconciler, ReconcilerConfig};
 use pool_store::Store;
-use pool_store::testing::{SeedAgent, TestDatabase};
 use railway_api::{ClientConfig, RailwayClient};
 use railway_sim::{AgentBehaviour, DeployTimings, Limits, SimConfig};
 use secrecy::SecretString;
@@ -55,23 +54,7 @@ pub async fn run() -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    let seeded = sim.seed_agent_projects(CLAIMS, "staging", "ghcr.io/xmtplabs/convos-agent:staging", |i| {
-        BTreeMap::from([("POOL_API_KEY".to_string(), format!("token-{i}"))])
-    });
-    let db = TestDatabase::migrated().await;
-    let rows: Vec<SeedAgent> = seeded
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SeedAgent {
-            id: format!("{i:012}"),
-            project_id: s.project_id.clone(),
-            environment_id: s.environment_id.clone(),
-            service_id: s.service_id.clone(),
-            domain: s.domain.clone(),
-            token: format!("token-{i}"),
-        })
-        .collect();
-    db.seed_idle_agents(&rows).await;
+    let (db, rows) = super::seed_fleet(&sim, CLAIMS).await;
     let service_of: BTreeMap<String, String> = rows
         .iter()
         .map(|r| (r.id.clone(), r.service_id.clone()))

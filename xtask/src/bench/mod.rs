@@ -66,3 +66,32 @@ impl Table {
         println!("|{}|", cells.join("|"));
     }
 }
+
+/// A steady fleet of `count` idle agents: projects deployed in the simulator (each agent
+/// answering health checks with its own token) and the matching rows in a fresh database.
+pub async fn seed_fleet(
+    sim: &railway_sim::SimHandle,
+    count: usize,
+) -> (
+    pool_store::testing::TestDatabase,
+    Vec<pool_store::testing::SeedAgent>,
+) {
+    let seeded = sim.seed_agent_projects(count, "staging", "ghcr.io/xmtplabs/convos-agent:staging", |i| {
+        std::collections::BTreeMap::from([("POOL_API_KEY".to_string(), format!("token-{i}"))])
+    });
+    let db = pool_store::testing::TestDatabase::migrated().await;
+    let rows: Vec<pool_store::testing::SeedAgent> = seeded
+        .iter()
+        .enumerate()
+        .map(|(i, s)| pool_store::testing::SeedAgent {
+            id: format!("{i:012}"),
+            project_id: s.project_id.clone(),
+            environment_id: s.environment_id.clone(),
+            service_id: s.service_id.clone(),
+            domain: s.domain.clone(),
+            token: format!("token-{i}"),
+        })
+        .collect();
+    db.seed_idle_agents(&rows).await;
+    (db, rows)
+}

@@ -2,13 +2,12 @@
 //! (simulator with 50 ms latency and Pro limits), against the seed's one-status-request-per-
 //! agent-per-tick strategy measured in the same run.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pool_provisioner::Provisioner;
 use pool_provisioner::testing::provisioner_config;
 use pool_reconciler::{Reconciler, ReconcilerConfig};
-use pool_store::testing::{SeedAgent, TestDatabase};
+use pool_store::testing::TestDatabase;
 use railway_api::{ClientConfig, RailwayClient};
 use railway_sim::{AgentBehaviour, DeployTimings, SimConfig};
 use secrecy::SecretString;
@@ -92,24 +91,7 @@ impl Fleet {
         })
         .await
         .map_err(|e| e.to_string())?;
-        let seeded =
-            sim.seed_agent_projects(agents, "staging", "ghcr.io/xmtplabs/convos-agent:staging", |i| {
-                BTreeMap::from([("POOL_API_KEY".to_string(), format!("token-{i}"))])
-            });
-        let db = TestDatabase::migrated().await;
-        let rows: Vec<SeedAgent> = seeded
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SeedAgent {
-                id: format!("{i:012}"),
-                project_id: s.project_id.clone(),
-                environment_id: s.environment_id.clone(),
-                service_id: s.service_id.clone(),
-                domain: s.domain.clone(),
-                token: format!("token-{i}"),
-            })
-            .collect();
-        db.seed_idle_agents(&rows).await;
+        let (db, rows) = super::seed_fleet(&sim, agents).await;
         let mut client_config = ClientConfig::new(sim.graphql_url(), vec![SecretString::from("sim-token")]);
         client_config.budget.max_in_flight = 64;
         let railway = RailwayClient::new(client_config).map_err(|e| e.to_string())?;
@@ -118,7 +100,7 @@ impl Fleet {
         config.agentmail = None;
         let provisioner = Provisioner::new(config, db.store().await, railway).map_err(|e| e.to_string())?;
         Ok(Self {
-            project_ids: seeded.into_iter().map(|s| s.project_id).collect(),
+            project_ids: rows.into_iter().map(|s| s.project_id).collect(),
             sim,
             _db: db,
             provisioner,
