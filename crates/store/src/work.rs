@@ -86,7 +86,8 @@ impl Store {
     }
 
     /// Moves an agent to `deleting` (from `expected`), optionally quarantining it so it can
-    /// never be handed out even if the teardown is slow.
+    /// never be handed out even if the teardown is slow. A creation's work lease on the row is
+    /// cut to a minute: if its worker died, the teardown need not wait out the saga's lease.
     pub async fn begin_teardown(
         &self,
         id: &AgentId,
@@ -100,7 +101,9 @@ impl Store {
             .execute(
                 "UPDATE agent_metadata SET status = 'deleting', status_changed_at = now(), \
                  quarantined = quarantined OR $3, next_attempt_at = NULL, claim_expires_at = NULL, \
-                 redeploy_requested_at = NULL WHERE id = $1 AND status = $2",
+                 redeploy_requested_at = NULL, \
+                 worker_lease_until = LEAST(worker_lease_until, now() + interval '60 seconds') \
+                 WHERE id = $1 AND status = $2",
                 &[&id.as_str(), &expected.as_str(), &quarantine],
             )
             .await?;
