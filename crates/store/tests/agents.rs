@@ -335,10 +335,22 @@ async fn the_event_log_is_append_only() {
 async fn a_teardown_does_not_wait_out_a_dead_creations_lease() {
     let db = TestDatabase::migrated().await;
     let store = db.store().await;
-    let agent = store.insert_creating(&new_agent("leaseheld000"), LEASE).await.unwrap();
-    assert!(store.begin_teardown(&agent.id, AgentStatus::Creating, "failed", false).await.unwrap().applied());
+    let agent = store
+        .insert_creating(&new_agent("leaseheld000"), LEASE)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .begin_teardown(&agent.id, AgentStatus::Creating, "failed", false)
+            .await
+            .unwrap()
+            .applied()
+    );
     let agent = store.agent(&agent.id).await.unwrap().unwrap();
     let now = store.now().await.unwrap();
     let held_for = agent.worker_lease_until.unwrap() - now;
-    assert!(held_for <= chrono::Duration::seconds(60), "lease cut to a minute: {held_for}");
+    assert!(
+        held_for <= chrono::Duration::seconds(60),
+        "lease cut to a minute: {held_for}"
+    );
 }
