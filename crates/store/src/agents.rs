@@ -301,11 +301,7 @@ impl Store {
             )
             .await?;
         if updated == 0 {
-            let actual = tx
-                .query_opt("SELECT status FROM agent_metadata WHERE id = $1", &[&id.as_str()])
-                .await?
-                .map(|r| AgentStatus::parse(r.get(0)))
-                .transpose()?;
+            let actual = current_status(&tx, id).await?;
             return Ok(Transition::LostRace { actual });
         }
         insert_event(
@@ -572,7 +568,7 @@ async fn idempotent_claim(
     }))
 }
 
-async fn current_status(
+pub(crate) async fn current_status(
     client: &impl deadpool_postgres::GenericClient,
     id: &AgentId,
 ) -> Result<Option<AgentStatus>> {

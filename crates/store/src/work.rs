@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::agent::{Agent, AgentId, AgentStatus};
-use crate::agents::{AGENT_COLUMNS, Transition, agent_from_row};
+use crate::agents::{AGENT_COLUMNS, Transition, agent_from_row, current_status};
 use crate::events::{EventKind, insert_event};
 use crate::{Result, Store};
 
@@ -108,11 +108,7 @@ impl Store {
             )
             .await?;
         if n == 0 {
-            let actual = tx
-                .query_opt("SELECT status FROM agent_metadata WHERE id = $1", &[&id.as_str()])
-                .await?
-                .map(|r| AgentStatus::parse(r.get(0)))
-                .transpose()?;
+            let actual = current_status(&tx, id).await?;
             return Ok(Transition::LostRace { actual });
         }
         let kind = if quarantine {
