@@ -102,7 +102,8 @@ impl Store {
                 "UPDATE agent_metadata SET status = 'deleting', status_changed_at = now(), \
                  quarantined = quarantined OR $3, next_attempt_at = NULL, claim_expires_at = NULL, \
                  redeploy_requested_at = NULL, \
-                 worker_lease_until = LEAST(worker_lease_until, now() + interval '60 seconds') \
+                 worker_lease_until = CASE WHEN worker_lease_until IS NULL THEN NULL \
+                     ELSE LEAST(worker_lease_until, now() + interval '60 seconds') END \
                  WHERE id = $1 AND status = $2",
                 &[&id.as_str(), &expected.as_str(), &quarantine],
             )
