@@ -15,6 +15,19 @@ use crate::body::JsonBody;
 use crate::dto::{AgentReply, AgentView, ClaimBody, CountBody, Counts, EventView, RedeployBody, StatusReply};
 use crate::error::ApiError;
 
+/// An id from a path or body. Ids are short printable text; anything else (NUL bytes, control
+/// characters, huge strings) names no agent and never reaches the database, which would refuse
+/// a NUL byte with an error of its own.
+pub fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(ApiError::not_found(format!(
+            "no agent {:?}",
+            raw.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(AgentId(raw.to_string()))
+}
+
 /// Most agents one replenish or drain request may touch (as in the original API).
 pub const MAX_BATCH: u32 = 20;
 
@@ -328,7 +341,7 @@ async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 async fn agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AgentReply>, ApiError> {
-    let id = AgentId(id);
+    let id = agent_id(&id)?;
     let store = state.provisioner.store();
     let agent = store
         .agent(&id)
@@ -434,9 +447,10 @@ async fn redeploy(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RedeployBody>,
 ) -> Result<Response, ApiError> {
-    let ids: Option<Vec<AgentId>> = body
-        .instance_ids
-        .map(|ids| ids.into_iter().map(AgentId).collect());
+    let ids: Option<Vec<AgentId>> = match body.instance_ids {
+        None => None,
+        Some(ids) => Some(ids.iter().map(|id| agent_id(id)).collect::<Result<_, _>>()?),
+    };
     if let Some(ids) = &ids {
         if ids.is_empty() || ids.len() > 1000 {
             return Err(ApiError::bad_request(
@@ -468,7 +482,7 @@ async fn kill(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = AgentId(id);
+    let id = agent_id(&id)?;
     state.provisioner.kill(&id, "killed by operator").await?;
     state.reconciler.trigger();
     Ok(Json(json!({"ok": true, "id": id})))
@@ -478,7 +492,7 @@ async fn dismiss(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = AgentId(id);
+    let id = agent_id(&id)?;
     state.provisioner.dismiss_crashed(&id).await?;
     Ok(Json(json!({"ok": true, "id": id})))
 }

@@ -281,6 +281,15 @@ async fn a_claim_returns_the_invite_and_token_and_the_rest_of_the_api_shows_it_w
 async fn unknown_ids_are_404_and_forbidden_states_409() {
     let api = Api::start().await;
     let ids = api.pool.idle_agents(1).await;
+    // Found by schemathesis: ids with NUL bytes reached Postgres and answered 500.
+    for a in [
+        api.get("/api/pool/agents/bad%00id").await,
+        api.delete("/api/pool/instances/bad%00id").await,
+        api.post("/api/pool/redeploy", r#"{"instanceIds":["\u0000x"]}"#)
+            .await,
+    ] {
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    }
     for a in [
         api.get("/api/pool/agents/nosuchagent0").await,
         api.delete("/api/pool/instances/nosuchagent0").await,

@@ -84,6 +84,10 @@ impl ClaimInput {
         if name.chars().any(char::is_control) {
             return invalid("agentName", "must not contain control characters");
         }
+        // PostgreSQL cannot store a NUL byte in text.
+        if self.instructions.contains('\0') {
+            return invalid("instructions", "must not contain NUL characters");
+        }
         if self.instructions.len() > MAX_INSTRUCTIONS {
             return invalid(
                 "instructions",
@@ -91,6 +95,9 @@ impl ClaimInput {
             );
         }
         if let Some(url) = &self.join_url {
+            if url.chars().any(char::is_control) {
+                return invalid("joinUrl", "must not contain control characters");
+            }
             if url.len() > MAX_JOIN_URL {
                 return invalid("joinUrl", &format!("must be at most {MAX_JOIN_URL} characters"));
             }
@@ -294,6 +301,17 @@ mod tests {
         let mut long = input("Ada", None);
         long.instructions = "x".repeat(MAX_INSTRUCTIONS + 1);
         assert_eq!(field(long.validate(false)), Some("instructions"));
+        let mut nul = input("Ada", None);
+        nul.instructions = "a\0b".into();
+        assert_eq!(
+            field(nul.validate(false)),
+            Some("instructions"),
+            "found by schemathesis: NUL reached Postgres"
+        );
+        assert_eq!(
+            field(input("Ada", Some("https://x.org/\0")).validate(false)),
+            Some("joinUrl")
+        );
     }
 
     #[test]
