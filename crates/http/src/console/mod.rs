@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use pool_provisioner::ClaimInput;
-use pool_store::{AgentId, AgentStatus};
+use pool_store::AgentStatus;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -306,7 +306,10 @@ async fn agent(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
     let Some(session) = session(&state, &headers).await else {
         return to_login();
     };
-    match AgentPage::load(&state, &session.csrf, &AgentId(id)).await {
+    let Ok(id) = crate::routes::agent_id(&id) else {
+        return secure((StatusCode::NOT_FOUND, "no such agent").into_response());
+    };
+    match AgentPage::load(&state, &session.csrf, &id).await {
         Ok(Some(p)) => page(&p),
         Ok(None) => secure((StatusCode::NOT_FOUND, "no such agent").into_response()),
         Err(e) => secure((StatusCode::SERVICE_UNAVAILABLE, e).into_response()),
@@ -416,11 +419,10 @@ async fn kill(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
-    match state
-        .provisioner
-        .kill(&AgentId(id.clone()), "killed from the console")
-        .await
-    {
+    let Ok(agent) = crate::routes::agent_id(&id) else {
+        return back("No such agent.");
+    };
+    match state.provisioner.kill(&agent, "killed from the console").await {
         Ok(()) => {
             state.reconciler.trigger();
             back(&format!("Agent {id} is being torn down."))
@@ -436,7 +438,10 @@ async fn dismiss(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
-    match state.provisioner.dismiss_crashed(&AgentId(id.clone())).await {
+    let Ok(agent) = crate::routes::agent_id(&id) else {
+        return back("No such agent.");
+    };
+    match state.provisioner.dismiss_crashed(&agent).await {
         Ok(()) => back(&format!("Agent {id} dismissed.")),
         Err(e) => back(&format!("Dismiss failed: {e}")),
     }
