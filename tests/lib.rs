@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pool_provisioner::http::{HttpAnswer, HttpClient};
+use pool_provisioner::outbound::{OutboundAnswer, OutboundClient};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -88,7 +88,7 @@ pub struct ManagerProcess {
     pub base_url: String,
     /// Everything it printed (stdout and stderr), line by line.
     pub output: Arc<Mutex<Vec<String>>>,
-    http: HttpClient,
+    http: OutboundClient,
 }
 
 impl ManagerProcess {
@@ -111,7 +111,7 @@ impl ManagerProcess {
         if let Some(stderr) = child.stderr.take() {
             collect(stderr, output.clone());
         }
-        let http = HttpClient::new().map_err(|e| e.to_string())?;
+        let http = OutboundClient::new().map_err(|e| e.to_string())?;
         Ok(Self {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -179,7 +179,7 @@ impl ManagerProcess {
     }
 
     /// `GET path`, with the admin key when `auth`.
-    pub async fn get(&self, path: &str, auth: bool) -> Result<HttpAnswer, String> {
+    pub async fn get(&self, path: &str, auth: bool) -> Result<OutboundAnswer, String> {
         self.send(hyper::Method::GET, path, auth, None).await
     }
 
@@ -190,7 +190,7 @@ impl ManagerProcess {
         path: &str,
         auth: bool,
         body: Option<&Value>,
-    ) -> Result<HttpAnswer, String> {
+    ) -> Result<OutboundAnswer, String> {
         let url = format!("{}{path}", self.base_url);
         self.http
             .send(

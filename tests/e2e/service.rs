@@ -8,7 +8,7 @@ use pool_store::testing::TestDatabase;
 use railway_sim::{AgentBehaviour, SimConfig};
 use serde_json::{Value, json};
 
-fn body(answer: &pool_provisioner::http::HttpAnswer) -> Value {
+fn body(answer: &pool_provisioner::outbound::OutboundAnswer) -> Value {
     serde_json::from_slice(&answer.body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&answer.body)))
 }
@@ -21,7 +21,7 @@ async fn the_pool_fills_hands_out_an_agent_refills_kills_and_shuts_down_without_
             provision_time: Duration::from_millis(1500),
             ..AgentBehaviour::default()
         },
-        ..SimConfig::default()
+        ..SimConfig::quick()
     })
     .await
     .unwrap();
@@ -108,7 +108,7 @@ async fn the_pool_fills_hands_out_an_agent_refills_kills_and_shuts_down_without_
     // SIGTERM during a claim: the claim completes, the process exits 0.
     let url = manager.base_url.clone();
     let in_flight = tokio::spawn(async move {
-        let http = pool_provisioner::http::HttpClient::new().unwrap();
+        let http = pool_provisioner::outbound::OutboundClient::new().unwrap();
         http.send(
             hyper::Method::POST,
             &format!("{url}/api/pool/claim"),
@@ -136,7 +136,7 @@ async fn the_pool_fills_hands_out_an_agent_refills_kills_and_shuts_down_without_
     );
     let store = db.store().await;
     let agent = store
-        .agent(&late["instanceId"].as_str().unwrap().into())
+        .agent(&pool_store::AgentId::parse(late["instanceId"].as_str().unwrap()).unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -206,7 +206,7 @@ async fn bad_configuration_lists_every_problem_and_exits_non_zero() {
 #[tokio::test]
 async fn a_project_token_is_refused_at_start_up_with_a_clear_message() {
     let binary = pool_manager_binary().unwrap();
-    let mut config = SimConfig::default();
+    let mut config = SimConfig::quick();
     config.tokens.insert("project-token".into(), Vec::new()); // acts on no workspace
     let sim = railway_sim::start(config).await.unwrap();
     let db = TestDatabase::empty().await;
@@ -227,7 +227,7 @@ async fn a_project_token_is_refused_at_start_up_with_a_clear_message() {
 #[tokio::test]
 async fn an_unreachable_database_is_one_line_and_a_non_zero_exit() {
     let binary = pool_manager_binary().unwrap();
-    let sim = railway_sim::start(SimConfig::default()).await.unwrap();
+    let sim = railway_sim::start(SimConfig::quick()).await.unwrap();
     let env = sim_environment(&sim, "postgres://postgres@127.0.0.1:1/none", free_port().unwrap());
     let mut manager = ManagerProcess::start(&binary, &env).await.unwrap();
     assert_eq!(manager.wait_exit(Duration::from_secs(20)).await.unwrap(), Some(1));

@@ -18,7 +18,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .unwrap_or_else(|| "25".into());
     crate::runtime()?.block_on(async {
         let binary = pool_manager_binary()?;
-        let sim = railway_sim::start(SimConfig::default()).await.map_err(|e| e.to_string())?;
+        let sim = railway_sim::start(SimConfig::quick()).await.map_err(|e| e.to_string())?;
         let db = TestDatabase::empty().await;
         let env = sim_environment(&sim, db.url(), free_port()?);
         let mut manager = ManagerProcess::start(&binary, &env).await?;

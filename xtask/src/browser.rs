@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use pool_e2e::{ADMIN_KEY, ManagerProcess, free_port, pool_manager_binary, sim_environment};
-use pool_provisioner::http::HttpClient;
+use pool_provisioner::outbound::OutboundClient;
 use pool_store::testing::TestDatabase;
 use railway_sim::SimConfig;
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A WebDriver session.
 struct Browser {
-    http: HttpClient,
+    http: OutboundClient,
     base: String,
     session: String,
     shots: PathBuf,
@@ -162,7 +162,7 @@ async fn run() -> Result<(), String> {
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/console");
     std::fs::create_dir_all(&shots).map_err(|e| e.to_string())?;
     let binary = pool_manager_binary()?;
-    let sim = railway_sim::start(SimConfig::default())
+    let sim = railway_sim::start(SimConfig::quick())
         .await
         .map_err(|e| e.to_string())?;
     let db = TestDatabase::empty().await;
@@ -178,7 +178,7 @@ async fn run() -> Result<(), String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("chromedriver is needed (apt-get install chromium chromium-driver): {e}"))?;
-    let http = HttpClient::new().map_err(|e| e.to_string())?;
+    let http = OutboundClient::new().map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{driver_port}");
     let mut session = None;
     for _ in 0..50 {

@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use pool_e2e::{ADMIN_KEY, ManagerProcess, free_port, pool_manager_binary, sim_environment};
-use pool_provisioner::http::HttpClient;
+use pool_provisioner::outbound::OutboundClient;
+use pool_provisioner::testing::{OwnedResources, check_leaks};
 use pool_store::testing::TestDatabase;
-use railway_sim::{AgentBehaviour, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig, SimHandle};
+use railway_sim::{AgentBehaviour, Faults, OperationFaults, RateLimitStorm, SimConfig, SimHandle};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -90,6 +91,7 @@ fn faults(rate: f64) -> Faults {
             server_error: rate,
             timeout_after_apply: rate / 2.0,
             graphql_error: rate,
+            refused: rate / 5.0,
         },
         ..Faults::default()
     }
@@ -111,14 +113,15 @@ fn unhealthy_agents() -> AgentBehaviour {
 async fn run(options: Options) -> Result<(), String> {
     let started = Instant::now();
     let binary = pool_manager_binary()?;
-    let mut sim_config = SimConfig::default();
+    // Railway as it is: every undocumented behaviour on (a per-workspace projectCreate
+    // throttle, self-deploying instance updates, ids left out of batches, "Not Authorized" for
+    // deleted projects, fresh-service refusals), with its timings shortened to the run's.
+    let mut sim_config = SimConfig::quick();
     for token in ["chaos-a", "chaos-b"] {
         sim_config.tokens.insert(token.into(), vec!["ws-sim".into()]);
     }
-    sim_config.limits = Limits {
-        project_create_interval: Duration::from_millis(700),
-        ..Limits::default()
-    };
+    sim_config.quirks.project_create_interval = Some(Duration::from_millis(700));
+    sim_config.quirks.batch_omission = 0.05;
     let sim = railway_sim::start(sim_config).await.map_err(|e| e.to_string())?;
     let db = TestDatabase::empty().await;
     let admin = db.client().await;
@@ -137,8 +140,6 @@ async fn run(options: Options) -> Result<(), String> {
             ("RAILWAY_REQUEST_TIMEOUT_MS", "2000".into()),
             ("RAILWAY_REQUESTS_PER_SECOND", REPLICA_RPS.to_string()),
             ("RAILWAY_API_TOKENS", "chaos-a,chaos-b".into()),
-            // The simulator throttles projectCreate per token for 0.7 s.
-            ("RAILWAY_PROJECT_CREATE_COOLDOWN_MS", "1000".into()),
             ("RUST_LOG", "warn".into()),
         ] {
             env.insert(k.into(), v);
@@ -158,7 +159,7 @@ async fn run(options: Options) -> Result<(), String> {
     sim.set_faults(faults(0.05));
     sim.set_agent_behaviour(unhealthy_agents());
     let mut ledger = Ledger::default();
-    let http = HttpClient::new().map_err(|e| e.to_string())?;
+    let http = OutboundClient::new().map_err(|e| e.to_string())?;
     let fault_end = Instant::now() + options.duration;
     let mut next_storm = Instant::now() + Duration::from_secs(7);
     let mut next_sigkill = Instant::now() + Duration::from_secs(5);
@@ -321,45 +322,16 @@ async fn run(options: Options) -> Result<(), String> {
         .iter()
         .filter(|r| r.get::<_, String>(1) != "deleted")
         .collect();
-    let owned = |col: usize| -> BTreeSet<String> {
-        live_rows
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(col))
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let live_projects: BTreeSet<String> = snapshot.live_projects().iter().map(|p| p.id.clone()).collect();
-    let live_keys: BTreeSet<String> = snapshot
-        .keys
+    let owned: Vec<OwnedResources> = live_rows
         .iter()
-        .filter(|k| !k.deleted)
-        .map(|k| k.id.clone())
+        .map(|r| OwnedResources {
+            deleting: r.get::<_, String>(1) == "deleting",
+            project: r.get(2),
+            key: r.get(3),
+            inbox: r.get(4),
+        })
         .collect();
-    let live_inboxes: BTreeSet<String> = snapshot
-        .inboxes
-        .iter()
-        .filter(|i| !i.deleted)
-        .map(|i| i.id.clone())
-        .collect();
-    let leaks = live_projects.difference(&owned(2)).count()
-        + live_keys.difference(&owned(3)).count()
-        + live_inboxes.difference(&owned(4)).count();
-    // A row mid-teardown may already have lost its remote resources; any other live row must
-    // point at resources that exist.
-    let steady: Vec<_> = live_rows
-        .iter()
-        .filter(|r| r.get::<_, String>(1) != "deleting")
-        .collect();
-    let steady_owned = |col: usize| -> BTreeSet<String> {
-        steady
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(col))
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let dangling = steady_owned(2).difference(&live_projects).count()
-        + steady_owned(3).difference(&live_keys).count()
-        + steady_owned(4).difference(&live_inboxes).count();
+    let leak_report = check_leaks(&snapshot, &owned);
     for r in live_rows
         .iter()
         .filter(|r| r.get::<_, String>(1) == "deleting")
@@ -374,12 +346,14 @@ async fn run(options: Options) -> Result<(), String> {
     }
     checks.push((
         "no leaks",
-        leaks == 0 && dangling == 0,
+        leak_report.is_clean(),
         format!(
-            "{} live projects, {} keys, {} inboxes; {leaks} without a live row, {dangling} rows pointing at nothing",
-            live_projects.len(),
-            live_keys.len(),
-            live_inboxes.len()
+            "{} live projects, {} keys, {} inboxes; {} without a live row, {} rows pointing at nothing",
+            leak_report.live_projects,
+            leak_report.live_keys,
+            leak_report.live_inboxes,
+            leak_report.without_row.len(),
+            leak_report.dangling.len()
         ),
     ));
 
@@ -538,7 +512,7 @@ fn live_replica(replicas: &[Replica], n: usize) -> Option<&ManagerProcess> {
     }
 }
 
-async fn claim(http: &HttpClient, replica: &ManagerProcess, key: Option<String>, ledger: &mut Ledger) {
+async fn claim(http: &OutboundClient, replica: &ManagerProcess, key: Option<String>, ledger: &mut Ledger) {
     ledger.claims_sent += 1;
     let body = json!({"agentName": "Chaos", "instructions": "survive"});
     let url = format!("{}/api/pool/claim", replica.base_url);
@@ -594,27 +568,21 @@ async fn wait_idle(replicas: &[Replica], n: i64, timeout: Duration) -> Result<()
 
 /// True when every live project, key and inbox in the simulator belongs to a live row.
 async fn orphan_free(sim: &SimHandle, admin: &tokio_postgres::Client) -> Result<bool, String> {
-    let snapshot = sim.snapshot();
     let rows = admin
         .query(
-            "SELECT railway_project_id, openrouter_key_hash, agentmail_inbox_id FROM agent_metadata WHERE status <> 'deleted'",
+            "SELECT status, railway_project_id, openrouter_key_hash, agentmail_inbox_id FROM agent_metadata WHERE status <> 'deleted'",
             &[],
         )
         .await
         .map_err(|e| e.to_string())?;
-    let owned: BTreeSet<String> = rows
+    let owned: Vec<OwnedResources> = rows
         .iter()
-        .flat_map(|r| (0..3).filter_map(move |i| r.get::<_, Option<String>>(i)))
+        .map(|r| OwnedResources {
+            deleting: r.get::<_, String>(0) == "deleting",
+            project: r.get(1),
+            key: r.get(2),
+            inbox: r.get(3),
+        })
         .collect();
-    Ok(snapshot.live_projects().iter().all(|p| owned.contains(&p.id))
-        && snapshot
-            .keys
-            .iter()
-            .filter(|k| !k.deleted)
-            .all(|k| owned.contains(&k.id))
-        && snapshot
-            .inboxes
-            .iter()
-            .filter(|i| !i.deleted)
-            .all(|i| owned.contains(&i.id)))
+    Ok(check_leaks(&sim.snapshot(), &owned).without_row.is_empty())
 }

@@ -64,7 +64,7 @@ async fn demo(port: u16) -> Result<(), String> {
     let database_url = fresh_database(&crate::database_url()).await?;
     println!("building pool-manager …");
     let binary = pool_manager_binary()?;
-    let sim = railway_sim::start(SimConfig::default())
+    let sim = railway_sim::start(SimConfig::quick())
         .await
         .map_err(|e| e.to_string())?;
     let mut env = sim_environment(&sim, &database_url, port);

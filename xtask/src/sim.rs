@@ -13,6 +13,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let mut value = || rest.next().cloned().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--port" => port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            // Railway's behaviours, with their slow timings (the 30 s projectCreate throttle)
+            // shortened for local runs.
+            "--quick" => config.quirks = railway_sim::Quirks::quick(),
+            "--no-quirks" => config.quirks = railway_sim::Quirks::none(),
             "--latency-ms" => {
                 config.latency =
                     Duration::from_millis(value()?.parse().map_err(|e| format!("--latency-ms: {e}"))?)
@@ -24,7 +28,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option {other:?}\nusage: cargo xtask sim [--port N] [--latency-ms N] [--config sim.json]"
+                    "unknown option {other:?}\nusage: cargo xtask sim [--port N] [--latency-ms N] [--quick | --no-quirks] [--config sim.json]"
                 ));
             }
         }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use pool_provisioner::{AgentMailConfig, AgentVariables, OpenRouterConfig, ProvisionerConfig, select_image};
 use pool_reconciler::ReconcilerConfig;
 use pool_store::{MigrateOptions, StoreConfig};
-use railway_api::{BudgetConfig, ClientConfig, DEFAULT_ENDPOINT, RegistryCredentials};
+use railway_api::{
+    BudgetConfig, ClientConfig, DEFAULT_ENDPOINT, ProjectId, RegistryCredentials, WorkspaceId,
+};
 use secrecy::SecretString;
 
 /// Everything the service needs, parsed.
@@ -202,7 +204,7 @@ impl Config {
         );
         let mut railway = ClientConfig::new(r.url("RAILWAY_API_URL", DEFAULT_ENDPOINT), tokens);
         railway.request_timeout = r.millis("RAILWAY_REQUEST_TIMEOUT_MS", 30_000);
-        railway.project_create_cooldown = r.millis("RAILWAY_PROJECT_CREATE_COOLDOWN_MS", 30_000);
+        railway.project_create_cooldown = r.millis("RAILWAY_PROJECT_CREATE_COOLDOWN_MS", 31_000);
         railway.budget = BudgetConfig {
             requests_per_second: r.parse("RAILWAY_REQUESTS_PER_SECOND", 50, "a whole number"),
             requests_per_hour: r.parse("RAILWAY_REQUESTS_PER_HOUR", 10_000, "a whole number"),
@@ -229,14 +231,14 @@ impl Config {
         });
 
         let mut provisioner = ProvisionerConfig::new(
-            workspace_id,
+            WorkspaceId::new(workspace_id),
             environment_name.clone(),
             image.unwrap_or(pool_provisioner::ImageRef {
                 repository,
                 tag: String::new(),
             }),
         );
-        provisioner.pool_project_id = pool_project_id.clone();
+        provisioner.pool_project_id = pool_project_id.as_deref().map(ProjectId::new);
         provisioner.registry = registry;
         provisioner.name_prefix = r
             .optional("AGENT_NAME_PREFIX")
@@ -292,6 +294,12 @@ impl Config {
             r.problems
                 .push("POOL_CREATE_CONCURRENCY must be at least 1".into());
         }
+        provisioner.max_total = r.parse_optional("POOL_MAX_TOTAL", "a whole number");
+        provisioner.start_command = match r.optional("AGENT_START_COMMAND") {
+            Some(command) if command == "-" => None,
+            Some(command) => Some(command),
+            None => Some(pool_provisioner::DEFAULT_START_COMMAND.into()),
+        };
         provisioner.redeploy_fraction = r.parse("POOL_REDEPLOY_FRACTION", 0.25, "a fraction between 0 and 1");
         if !(0.0..=1.0).contains(&provisioner.redeploy_fraction) {
             r.problems
@@ -300,7 +308,7 @@ impl Config {
 
         let reconciler = ReconcilerConfig {
             min_idle: r.parse("POOL_MIN_IDLE", 1, "a whole number"),
-            max_total: r.parse_optional("POOL_MAX_TOTAL", "a whole number"),
+            health_concurrency: r.parse("POOL_HEALTH_CONCURRENCY", 64, "a whole number"),
             tick_interval: r.millis("TICK_INTERVAL_MS", 30_000),
             stuck_timeout: r.millis("POOL_STUCK_TIMEOUT_MS", 900_000),
             full_sweep_interval: r.millis("POOL_FULL_SWEEP_INTERVAL_MS", 600_000),
@@ -308,7 +316,11 @@ impl Config {
             orphan_grace: r.millis("POOL_ORPHAN_GRACE_MS", 600_000),
             ..ReconcilerConfig::default()
         };
-        if let Some(max) = reconciler.max_total
+        if reconciler.health_concurrency == 0 {
+            r.problems
+                .push("POOL_HEALTH_CONCURRENCY must be at least 1".into());
+        }
+        if let Some(max) = provisioner.max_total
             && max < reconciler.min_idle
         {
             r.problems.push(format!(
@@ -422,7 +434,7 @@ mod tests {
         pairs.push(("AGENT_IMAGE_TAG", "sha-abc"));
         pairs.push(("RAILWAY_ENVIRONMENT_NAME", "pr-7"));
         let config = Config::from_env(&Env::from_pairs(&pairs)).unwrap();
-        assert_eq!(config.provisioner.workspace_id, "team");
+        assert_eq!(config.provisioner.workspace_id.as_str(), "team");
         assert_eq!(config.railway.tokens.len(), 3);
         assert_eq!(config.provisioner.image.tag, "sha-abc");
     }

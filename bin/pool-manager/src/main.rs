@@ -7,10 +7,13 @@
 //! finish, stops the reconciler and exits 0.
 
 mod config;
+mod control;
 
 use axum::serve::ListenerExt;
 use std::process::ExitCode;
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use pool_http::{AppState, ServiceInfo};
 use pool_provisioner::Provisioner;
@@ -72,15 +75,16 @@ async fn run() -> Result<(), String> {
         }
     }
 
-    let railway = RailwayClient::new(config.railway.clone()).map_err(|e| e.to_string())?;
-    verify_workspace(&config, &railway).await?;
+    let (railway, deleter) =
+        RailwayClient::with_project_deleter(config.railway.clone()).map_err(|e| e.to_string())?;
+    verify_tokens(&config, &railway).await?;
 
-    let provisioner = Provisioner::new(config.provisioner.clone(), store.clone(), railway)
+    let provisioner = Provisioner::new(config.provisioner.clone(), store.clone(), railway, deleter)
         .map_err(|e| format!("agents: {e}"))?;
     let reconciler = Reconciler::new(provisioner.clone(), config.reconciler.clone());
     let state = AppState {
-        provisioner,
-        reconciler: reconciler.clone(),
+        provisioner: provisioner.clone(),
+        control: Arc::new(control::ReconcilerControl::new(reconciler.clone())),
         admin_key: config.admin_key.clone(),
         info: ServiceInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -117,6 +121,14 @@ async fn run() -> Result<(), String> {
     {
         tracing::warn!("the reconciler did not stop within 30 s");
     }
+    // Creations and teardowns in flight get a moment too; whatever is cut off is resumed by
+    // crash recovery from its journal.
+    if !provisioner.shutdown(Duration::from_secs(20)).await {
+        tracing::warn!(
+            tasks = provisioner.tasks_running(),
+            "creations or teardowns still running at exit; recovery resumes them"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -129,29 +141,45 @@ async fn wait_for(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The token must be able to create projects in the workspace: a project token cannot.
-async fn verify_workspace(config: &Config, railway: &RailwayClient) -> Result<(), String> {
+/// Every configured token must be able to create projects in the workspace (a project token
+/// cannot): each is checked, and a bad one is named by its position, never shown.
+async fn verify_tokens(config: &Config, railway: &RailwayClient) -> Result<(), String> {
     let workspace = &config.provisioner.workspace_id;
-    let workspaces = railway.token_workspaces().await.map_err(|e| match e {
-        railway_api::RailwayError::Unauthorized { .. } => format!(
-            "Railway refused RAILWAY_API_TOKEN ({e}); a workspace token is needed (a project token cannot create projects)"
-        ),
-        other => format!("could not check the Railway token: {other}"),
-    })?;
-    if workspaces.is_empty() {
-        return Err("RAILWAY_API_TOKEN can act on no workspace: it looks like a project token; a workspace (team) token is needed to create one project per agent".into());
+    let mut problems = Vec::new();
+    let checks = railway.check_tokens().await;
+    let count = checks.len();
+    for check in checks {
+        let name = if count == 1 {
+            "RAILWAY_API_TOKEN".to_string()
+        } else {
+            format!("Railway token #{} of {count}", check.index + 1)
+        };
+        match check.workspaces {
+            Err(e) if e.kind() == railway_api::ErrorKind::Unauthorized => problems.push(format!(
+                "Railway refused {name} ({e}); a workspace token is needed (a project token cannot create projects)"
+            )),
+            Err(e) => problems.push(format!("could not check {name}: {e}")),
+            Ok(workspaces) if workspaces.is_empty() => problems.push(format!(
+                "{name} can act on no workspace: it looks like a project token; a workspace (team) token is needed to create one project per agent"
+            )),
+            Ok(workspaces) if !workspaces.iter().any(|w| &w.id == workspace) => {
+                let known: Vec<String> = workspaces
+                    .iter()
+                    .map(|w| format!("{} ({})", w.id, w.name))
+                    .collect();
+                problems.push(format!(
+                    "RAILWAY_WORKSPACE_ID {workspace} is not a workspace {name} can act on; it can act on: {}",
+                    known.join(", ")
+                ));
+            }
+            Ok(_) => {}
+        }
     }
-    if !workspaces.iter().any(|w| &w.id == workspace) {
-        let known: Vec<String> = workspaces
-            .iter()
-            .map(|w| format!("{} ({})", w.id, w.name))
-            .collect();
-        return Err(format!(
-            "RAILWAY_WORKSPACE_ID {workspace} is not a workspace this token can act on; it can act on: {}",
-            known.join(", ")
-        ));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

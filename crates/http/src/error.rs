@@ -62,9 +62,9 @@ impl From<ProvisionError> for ApiError {
                 retry_after: Some(30),
             },
             ProvisionError::NotFound(_) => Self::not_found(e.to_string()),
-            ProvisionError::Conflict { .. } | ProvisionError::ClaimInProgress => {
-                Self::new(StatusCode::CONFLICT, e.to_string())
-            }
+            ProvisionError::Conflict { .. }
+            | ProvisionError::ClaimInProgress
+            | ProvisionError::Capacity(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             ProvisionError::ProvisionFailed { .. } | ProvisionError::RepeatedFailure(_) => {
                 Self::new(StatusCode::BAD_GATEWAY, e.to_string())
             }
@@ -76,7 +76,7 @@ impl From<ProvisionError> for ApiError {
             ProvisionError::Railway(_) | ProvisionError::Resource(_) | ProvisionError::Step { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, e.to_string())
             }
-            ProvisionError::Store(_) | ProvisionError::Guard(_) => {
+            _ => {
                 tracing::error!(error = %e, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }

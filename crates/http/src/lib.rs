@@ -3,12 +3,14 @@
 //! `pool-http` owns the axum router, bearer auth, the wire types, error mapping, the OpenAPI
 //! document and the metrics endpoint. It keeps the original API's paths and payloads.
 //!
-//! Architecture invariant: thin — every handler maps HTTP onto a provisioner, reconciler or
-//! store call; no pool logic lives here.
+//! Architecture invariant: thin — every handler maps HTTP onto a provisioner or store call, or
+//! onto the [`PoolControl`] the binary hands in; no pool logic lives here, and nothing of the
+//! reconciler's internals is known here.
 
 mod auth;
 mod body;
 pub mod console;
+mod control;
 pub mod dto;
 mod error;
 pub mod metrics;
@@ -21,8 +23,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use pool_provisioner::Provisioner;
-use pool_reconciler::Reconciler;
 use secrecy::SecretString;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -32,6 +35,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::is_admin_key;
 pub use body::{JsonBody, MAX_BODY};
+pub use control::{DetachedControl, PoolControl, ReconcilerView, TickView};
 pub use error::ApiError;
 
 /// What the service says about itself.
@@ -46,8 +50,8 @@ pub struct ServiceInfo {
 pub struct AppState {
     /// The provisioner (and through it the store and Railway client).
     pub provisioner: Provisioner,
-    /// The reconciler (to trigger ticks and read its status).
-    pub reconciler: Reconciler,
+    /// The reconciler, as far as the API may touch it.
+    pub control: Arc<dyn PoolControl>,
     /// `POOL_API_KEY`.
     pub admin_key: SecretString,
     /// About this build.

@@ -179,7 +179,7 @@ pub async fn render(state: &AppState) -> String {
         budget.paused_for.map_or(0.0, |d| d.as_secs_f64())
     );
 
-    let status = state.reconciler.status();
+    let status = state.control.reconciler();
     metric(
         &mut out,
         "pool_is_leader",

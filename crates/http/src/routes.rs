@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use pool_provisioner::ClaimInput;
+use pool_provisioner::{ClaimInput, CreationDemand};
 use pool_store::{AgentId, AgentStatus, MigrationState};
 use serde_json::json;
 
@@ -15,17 +15,11 @@ use crate::body::JsonBody;
 use crate::dto::{AgentReply, AgentView, ClaimBody, CountBody, Counts, EventView, RedeployBody, StatusReply};
 use crate::error::ApiError;
 
-/// An id from a path or body. Ids are short printable text; anything else (NUL bytes, control
-/// characters, huge strings) names no agent and never reaches the database, which would refuse
-/// a NUL byte with an error of its own.
+/// An id from a path or body, parsed by the one rule ([`AgentId::parse`]). Text that is not
+/// an id (NUL bytes, control characters, huge strings) names no agent: 404, and it never
+/// reaches the database.
 pub fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
-        return Err(ApiError::not_found(format!(
-            "no agent {:?}",
-            raw.chars().take(40).collect::<String>()
-        )));
-    }
-    Ok(AgentId(raw.to_string()))
+    AgentId::parse(raw).map_err(|e| ApiError::not_found(format!("no agent: {e}")))
 }
 
 /// Most agents one replenish or drain request may touch (as in the original API).
@@ -374,7 +368,7 @@ async fn claim(
     };
     let result = state.provisioner.claim(&input, key.as_deref()).await;
     // Claimed or not, the pool may need refilling: ask for a tick now.
-    state.reconciler.trigger();
+    state.control.tick_soon();
     let response = result?;
     let mut answer = Json(response).into_response();
     answer.headers_mut().insert(
@@ -398,38 +392,24 @@ async fn replenish(
     JsonBody(body): JsonBody<CountBody>,
 ) -> Result<Response, ApiError> {
     let Some(count) = batch(body.count, None)? else {
-        state.reconciler.trigger();
-        return Ok(Json(json!({"triggered": true, "leader": state.reconciler.is_leader()})).into_response());
+        state.control.tick_soon();
+        return Ok(
+            Json(json!({"triggered": true, "leader": state.control.reconciler().is_leader})).into_response(),
+        );
     };
-    if let Some(max) = state.reconciler.config().max_total {
-        let total = state.provisioner.store().counts().await?.total();
-        if total + i64::from(count) > max as i64 {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("POOL_MAX_TOTAL is {max} and {total} agents are live"),
-            ));
-        }
-    }
-    let mut creating = Vec::new();
-    for _ in 0..count {
-        let id = state.provisioner.begin_creation().await?;
-        let provisioner = state.provisioner.clone();
-        let spawned = id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = provisioner.continue_creation(&spawned).await {
-                tracing::warn!(agent = %spawned, error = %e, "creation failed");
-            }
-        });
-        creating.push(id.to_string());
-    }
+    let started = state
+        .provisioner
+        .start_creations(CreationDemand::Exactly(count as usize))
+        .await?;
+    let creating: Vec<String> = started.ids.iter().map(ToString::to_string).collect();
     Ok(Json(json!({"creating": creating})).into_response())
 }
 
 async fn reconcile(State(state): State<AppState>) -> Response {
-    state.reconciler.trigger();
+    state.control.tick_soon();
     (
         StatusCode::ACCEPTED,
-        Json(json!({"triggered": true, "leader": state.reconciler.is_leader()})),
+        Json(json!({"triggered": true, "leader": state.control.reconciler().is_leader})),
     )
         .into_response()
 }
@@ -451,28 +431,12 @@ async fn redeploy(
         None => None,
         Some(ids) => Some(ids.iter().map(|id| agent_id(id)).collect::<Result<_, _>>()?),
     };
-    if let Some(ids) = &ids {
-        if ids.is_empty() || ids.len() > 1000 {
-            return Err(ApiError::bad_request(
-                "instanceIds: give 1 to 1000 ids, or leave it out for all idle agents",
-            ));
-        }
-        let found = state.provisioner.store().agents_by_ids(ids).await?;
-        for id in ids {
-            match found.iter().find(|a| &a.id == id) {
-                None => return Err(ApiError::not_found(format!("no agent {id}"))),
-                Some(a) if a.status == AgentStatus::Deleted => {
-                    return Err(ApiError::not_found(format!("no agent {id}")));
-                }
-                Some(a) if a.status != AgentStatus::Idle => {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        format!("agent {id} is {}: only idle agents are redeployed", a.status),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+    if let Some(ids) = &ids
+        && (ids.is_empty() || ids.len() > 1000)
+    {
+        return Err(ApiError::bad_request(
+            "instanceIds: give 1 to 1000 ids, or leave it out for all idle agents",
+        ));
     }
     let progress = state.provisioner.request_redeploy(ids.as_deref()).await?;
     Ok(Json(progress).into_response())
@@ -484,7 +448,7 @@ async fn kill(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = agent_id(&id)?;
     state.provisioner.kill(&id, "killed by operator").await?;
-    state.reconciler.trigger();
+    state.control.tick_soon();
     Ok(Json(json!({"ok": true, "id": id})))
 }
 

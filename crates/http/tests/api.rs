@@ -8,9 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use pool_http::{AppState, ServiceInfo};
-use pool_provisioner::testing::TestPool;
-use pool_reconciler::{Reconciler, ReconcilerConfig};
-use railway_sim::SimConfig;
+use pool_provisioner::testing::{TestPool, unthrottled};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -43,11 +41,10 @@ impl Answer {
 
 impl Api {
     async fn start() -> Self {
-        let pool = TestPool::start(SimConfig::default()).await;
-        let reconciler = Reconciler::new(pool.provisioner.clone(), ReconcilerConfig::default());
+        let pool = TestPool::start(unthrottled()).await;
         let app = pool_http::router(AppState {
             provisioner: pool.provisioner.clone(),
-            reconciler,
+            control: std::sync::Arc::new(pool_http::DetachedControl::default()),
             admin_key: SecretString::from(KEY),
             info: ServiceInfo {
                 version: "test".into(),

@@ -7,10 +7,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use pool_http::{AppState, ServiceInfo};
-use pool_provisioner::testing::TestPool;
-use pool_reconciler::{Reconciler, ReconcilerConfig};
+use pool_provisioner::testing::{TestPool, unthrottled};
 use proptest::prelude::*;
-use railway_sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -75,12 +73,11 @@ fn generated_bad_requests_never_panic_never_5xx_and_change_nothing() {
         .build()
         .unwrap();
     let (pool, app) = runtime.block_on(async {
-        let pool = TestPool::start(SimConfig::default()).await;
+        let pool = TestPool::start(unthrottled()).await;
         pool.idle_agents(1).await;
-        let reconciler = Reconciler::new(pool.provisioner.clone(), ReconcilerConfig::default());
         let app = pool_http::router(AppState {
             provisioner: pool.provisioner.clone(),
-            reconciler,
+            control: std::sync::Arc::new(pool_http::DetachedControl::default()),
             admin_key: SecretString::from(KEY),
             info: ServiceInfo {
                 version: "test".into(),

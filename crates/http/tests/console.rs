@@ -10,9 +10,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use pool_http::console::ConsoleConfig;
 use pool_http::{AppState, ServiceInfo};
-use pool_provisioner::testing::TestPool;
-use pool_reconciler::{Reconciler, ReconcilerConfig};
-use railway_sim::SimConfig;
+use pool_provisioner::testing::{TestPool, unthrottled};
 use secrecy::{ExposeSecret, SecretString};
 use tower::ServiceExt;
 
@@ -31,10 +29,18 @@ struct Page {
 
 impl Console {
     async fn start() -> Self {
-        let pool = TestPool::start(SimConfig::default()).await;
+        Self::start_with(|_| {}).await
+    }
+
+    /// A console over a provisioner whose settings `adjust` changes.
+    async fn start_with(adjust: impl FnOnce(&mut pool_provisioner::ProvisionerConfig)) -> Self {
+        let pool = TestPool::start(unthrottled()).await;
+        let mut config = pool_provisioner::testing::provisioner_config(&pool.sim, None);
+        adjust(&mut config);
+        let provisioner = pool.provisioner(config);
         let app = pool_http::router(AppState {
-            provisioner: pool.provisioner.clone(),
-            reconciler: Reconciler::new(pool.provisioner.clone(), ReconcilerConfig::default()),
+            provisioner,
+            control: std::sync::Arc::new(pool_http::DetachedControl::default()),
             admin_key: SecretString::from(KEY),
             info: ServiceInfo {
                 version: "test".into(),
@@ -234,6 +240,50 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(console.pool.store.counts().await.unwrap().idle, 0);
+}
+
+/// Must show (issue 16): the console's add goes through the same capacity check as the API, so
+/// it respects `POOL_MAX_TOTAL`.
+#[tokio::test]
+async fn the_consoles_add_respects_pool_max_total() {
+    let console = Console::start_with(|c| c.max_total = Some(2)).await;
+    let (token, csrf) = console.sign_in().await;
+    let add = |count: u32| {
+        console.request(
+            Method::POST,
+            "/console/add",
+            Some(&token),
+            Some(format!("csrf={csrf}&count={count}")),
+            Some("https://pool.example"),
+        )
+    };
+    let refused = add(3).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    let location = refused.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.contains("POOL_MAX_TOTAL"), "{location}");
+    assert_eq!(
+        console.pool.store.counts().await.unwrap().total(),
+        0,
+        "nothing was created"
+    );
+    let accepted = add(2).await;
+    assert!(
+        accepted.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("Creating+2"),
+        "{:?}",
+        accepted.headers
+    );
+    assert_eq!(console.pool.store.counts().await.unwrap().total(), 2);
+    let refused = add(1).await;
+    assert!(
+        refused.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("POOL_MAX_TOTAL")
+    );
+    assert_eq!(console.pool.store.counts().await.unwrap().total(), 2);
 }
 
 #[tokio::test]

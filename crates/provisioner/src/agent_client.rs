@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::{HttpClient, HttpFailure, excerpt};
+use crate::outbound::{OutboundClient, OutboundFailure, excerpt};
 
 /// What `/pool/health` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,7 @@ pub fn parse_provision(status: u16, body: &[u8]) -> Result<Provisioned, Provisio
 /// Calls agents.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    http: HttpClient,
+    http: OutboundClient,
     /// Time allowed for a health check.
     pub health_timeout: Duration,
     /// Time allowed for a provision (longer than the agent's own ~5 minute retry window).
@@ -144,7 +144,7 @@ pub struct AgentClient {
 
 impl AgentClient {
     /// A client with these timeouts.
-    pub fn new(http: HttpClient, health_timeout: Duration, provision_timeout: Duration) -> Self {
+    pub fn new(http: OutboundClient, health_timeout: Duration, provision_timeout: Duration) -> Self {
         Self {
             http,
             health_timeout,
@@ -152,7 +152,8 @@ impl AgentClient {
         }
     }
 
-    /// `GET {base}/pool/health`.
+    /// `GET {base}/pool/health`. The agent answers it without auth; the token is sent anyway
+    /// for agents of older images, which checked it.
     pub async fn health(&self, base_url: &str, token: &str) -> Health {
         let url = format!("{}/pool/health", base_url.trim_end_matches('/'));
         match self
@@ -165,8 +166,28 @@ impl AgentClient {
         }
     }
 
-    /// `POST {base}/pool/provision`.
+    /// `POST {base}/pool/provision` with `Authorization: Bearer <token>`. Today's agent
+    /// runtime checks its `GATEWAY_TOKEN` (xmtplabs/convos-managed-agent-runtime
+    /// `runtime/convos-platform/pool-server/index.ts`, `checkAuth`); agents of older images
+    /// checked `POOL_API_KEY` (the Node pool's `authFetch.ts`: "Old instances check
+    /// POOL_API_KEY instead of GATEWAY_TOKEN"). A 401 to the first token changed nothing, so
+    /// the fallback token is tried once.
     pub async fn provision(
+        &self,
+        base_url: &str,
+        tokens: ProvisionTokens<'_>,
+        request: &ProvisionRequest,
+    ) -> Result<Provisioned, ProvisionFailure> {
+        match self.provision_with(base_url, tokens.gateway, request).await {
+            Err(ProvisionFailure::Refused { status: 401, .. }) if tokens.legacy.is_some() => {
+                let legacy = tokens.legacy.unwrap_or_default();
+                self.provision_with(base_url, legacy, request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn provision_with(
         &self,
         base_url: &str,
         token: &str,
@@ -186,11 +207,23 @@ impl AgentClient {
             .await
         {
             Ok(answer) => parse_provision(answer.status, &answer.body),
-            Err(HttpFailure::NotSent(e)) | Err(HttpFailure::Invalid(e)) => Err(ProvisionFailure::NotSent(e)),
-            Err(HttpFailure::Timeout(t)) => Err(ProvisionFailure::Timeout(t)),
-            Err(HttpFailure::Transport(e)) => Err(ProvisionFailure::Transport(e)),
+            Err(OutboundFailure::NotSent(e)) | Err(OutboundFailure::Invalid(e)) => {
+                Err(ProvisionFailure::NotSent(e))
+            }
+            Err(OutboundFailure::Timeout(t)) => Err(ProvisionFailure::Timeout(t)),
+            Err(OutboundFailure::Transport(e)) => Err(ProvisionFailure::Transport(e)),
         }
     }
+}
+
+/// The bearer tokens a provision may use: the agent's gateway token, and for agents of older
+/// images, its own pool token.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisionTokens<'a> {
+    /// `GATEWAY_TOKEN` (also `OPENCLAW_GATEWAY_TOKEN`).
+    pub gateway: &'a str,
+    /// `POOL_API_KEY` of the agent, tried when the gateway token is refused with 401.
+    pub legacy: Option<&'a str>,
 }
 
 #[cfg(test)]

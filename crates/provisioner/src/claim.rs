@@ -179,11 +179,11 @@ impl Provisioner {
             instructions: request.instructions.clone(),
             join_url: request.join_url.clone(),
         };
-        let provisioned = self
-            .inner
-            .agents
-            .provision(&base_url, secrets.agent_api_token.expose_secret(), &provision)
-            .await;
+        let tokens = crate::ProvisionTokens {
+            gateway: secrets.gateway_token.expose_secret(),
+            legacy: Some(secrets.agent_api_token.expose_secret()),
+        };
+        let provisioned = self.inner.agents.provision(&base_url, tokens, &provision).await;
         let provisioned = match provisioned {
             Ok(p) => p,
             Err(failure) => {
@@ -251,13 +251,7 @@ impl Provisioner {
             .await?;
         self.inner.stats.claim("failed", started.elapsed());
         tracing::warn!(agent = %id, %message, "claim failed; agent quarantined");
-        let this = self.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.teardown_agent(&id, None).await {
-                tracing::warn!(agent = %id, error = %e, "teardown of a quarantined agent will be retried");
-            }
-        });
+        self.start_teardown(id.clone());
         Ok(())
     }
 }

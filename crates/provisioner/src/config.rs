@@ -3,22 +3,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use railway_api::RegistryCredentials;
+use railway_api::https::ExtraRoots;
+use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
 use secrecy::SecretString;
 
 use crate::image::ImageRef;
 use crate::resources::{AgentMailConfig, OpenRouterConfig};
 
+/// The agent runtime's pool server: what the Node pool manager sets as every agent's start
+/// command (xmtplabs/convos-managed-agent-runtime `pool/src/services/providers/railway.ts`).
+pub const DEFAULT_START_COMMAND: &str = "node convos-platform/pool-server/dist/index.js";
+
 /// Everything the provisioner needs.
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
     /// Workspace agents' projects are created in.
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     /// The pool's own Railway environment name (agents get an environment of the same name).
     pub environment_name: String,
     /// The pool manager's own project (`RAILWAY_PROJECT_ID`): legacy agents live there, and
     /// it is never deleted.
-    pub pool_project_id: Option<String>,
+    pub pool_project_id: Option<ProjectId>,
     /// Prefix of agent names.
     pub name_prefix: String,
     /// The image new agents run.
@@ -27,6 +32,8 @@ pub struct ProvisionerConfig {
     pub registry: Option<RegistryCredentials>,
     /// How an agent's base URL is formed from its domain: `{domain}` is replaced.
     pub agent_url_template: String,
+    /// Certificates trusted for agents besides the public roots (a test's self-signed agents).
+    pub agent_roots: ExtraRoots,
     /// Variables every agent gets besides its own secrets.
     pub agent_variables: AgentVariables,
     /// CPU limit per agent.
@@ -41,8 +48,20 @@ pub struct ProvisionerConfig {
     pub health_timeout: Duration,
     /// Time allowed for `/pool/provision` (longer than the agent's own ~5 minute retries).
     pub provision_timeout: Duration,
-    /// Creations in flight at once.
+    /// Creations in flight at once, across replicas (rows in `creating`).
     pub create_concurrency: usize,
+    /// Never more live agents than this (`POOL_MAX_TOTAL`).
+    pub max_total: Option<usize>,
+    /// The command agents run instead of their image's own: the agent runtime's pool server,
+    /// which serves `/pool/health` and `/pool/provision` (the image's `CMD`, `pnpm start`, runs
+    /// OpenClaw without it). `None` keeps the image's command.
+    pub start_command: Option<String>,
+    /// How long one creation step keeps retrying a throttle or a passing failure before the
+    /// saga gives the creation up to recovery (never to compensation).
+    pub step_retry_deadline: Duration,
+    /// After the instance update, how long the saga waits for the deployment Railway may
+    /// start by itself before it deploys.
+    pub self_deploy_grace: Duration,
     /// Share of idle agents redeployed at a time.
     pub redeploy_fraction: f64,
     /// How long a creation or teardown holds its row before recovery may take it over.
@@ -74,19 +93,16 @@ impl std::fmt::Debug for AgentVariables {
 
 impl ProvisionerConfig {
     /// Settings with the defaults for everything but where and what to deploy.
-    pub fn new(
-        workspace_id: impl Into<String>,
-        environment_name: impl Into<String>,
-        image: ImageRef,
-    ) -> Self {
+    pub fn new(workspace_id: WorkspaceId, environment_name: impl Into<String>, image: ImageRef) -> Self {
         Self {
-            workspace_id: workspace_id.into(),
+            workspace_id,
             environment_name: environment_name.into(),
             pool_project_id: None,
             name_prefix: "convos-agent-".into(),
             image,
             registry: None,
             agent_url_template: "https://{domain}".into(),
+            agent_roots: ExtraRoots::default(),
             agent_variables: AgentVariables {
                 xmtp_env: "dev".into(),
                 ..AgentVariables::default()
@@ -98,6 +114,10 @@ impl ProvisionerConfig {
             health_timeout: Duration::from_secs(5),
             provision_timeout: Duration::from_secs(360),
             create_concurrency: 8,
+            max_total: None,
+            start_command: Some(DEFAULT_START_COMMAND.into()),
+            step_retry_deadline: Duration::from_secs(300),
+            self_deploy_grace: Duration::from_secs(3),
             redeploy_fraction: 0.25,
             work_lease: Duration::from_secs(300),
         }

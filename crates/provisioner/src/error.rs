@@ -4,12 +4,17 @@ use pool_store::{AgentId, AgentStatus, CreationStep, StoreError};
 use railway_api::RailwayError;
 
 use crate::agent_client::ProvisionFailure;
+use crate::capacity::CreationLimit;
 use crate::guard::GuardRefusal;
 use crate::resources::ResourceError;
 
 /// What went wrong, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProvisionError {
+    /// The settings cannot work (a name prefix too long for Railway, a TLS setup that fails).
+    #[error("provisioner configuration: {0}")]
+    Config(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -19,17 +24,22 @@ pub enum ProvisionError {
     /// OpenRouter or AgentMail failed.
     #[error(transparent)]
     Resource(#[from] ResourceError),
-    /// A creation step failed (the creation was compensated).
-    #[error("creation step {step} failed: {message}")]
+    /// A creation step failed (the creation was compensated, or is left to recovery when the
+    /// failure was a passing one).
+    #[error("creation step {step} failed: {source}")]
     Step {
         /// The step.
         step: CreationStep,
         /// Why.
-        message: String,
+        #[source]
+        source: Box<ProvisionError>,
     },
     /// The guard refused a deletion.
     #[error(transparent)]
     Guard(#[from] GuardRefusal),
+    /// No creation could start: a capacity limit holds.
+    #[error("no agent can be created now: {0}")]
+    Capacity(CreationLimit),
     /// A claim request is invalid; nothing was changed.
     #[error("{field}: {message}")]
     InvalidRequest {
@@ -68,6 +78,28 @@ pub enum ProvisionError {
         /// What was refused.
         message: String,
     },
+}
+
+impl ProvisionError {
+    /// A step's failure, with its cause kept.
+    pub(crate) fn step(step: CreationStep, source: ProvisionError) -> Self {
+        Self::Step {
+            step,
+            source: Box::new(source),
+        }
+    }
+
+    /// True when the failure is a passing one (a throttle, a transient refusal, a network
+    /// failure): the same step is worth doing again later, and no compensation is due.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Railway(e) => e.is_transient(),
+            Self::Resource(e) => e.transient,
+            Self::Store(e) => e.is_unreachable(),
+            Self::Step { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 /// Result of a provisioner operation.

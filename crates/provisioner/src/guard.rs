@@ -2,30 +2,39 @@
 //!
 //! Deleting a project deletes everything in it. The pool deletes only projects it created
 //! for one agent — never the shared project legacy agents live in, never the pool manager's
-//! own project, never a project without this pool's marker. [`ProjectGuard`] is the only code
-//! that calls `projectDelete`, and it takes a [`DeletableProject`], which only the guard's
-//! checks can make.
+//! own project, never a project without this pool's marker. [`ProjectGuard`] holds the pool's
+//! only [`ProjectDeleter`] (the capability `railway-api` hands out with the client), and it
+//! deletes only a [`DeletableProject`], which only the guard's checks can make.
+//!
+//! Railway answers a delete of an already deleted project with "Not Authorized" or "Problem
+//! processing request", not "not found" (terraform-provider-railway `isNotFoundOrGone`, used
+//! for deletes only). Such an answer is not taken on trust either way: one `project(id)` read
+//! confirms whether the project is gone.
 
 use pool_store::{Agent, CreationStep};
-use railway_api::{ProjectSummary, RailwayClient, RailwayError};
+use railway_api::{
+    Delivery, ErrorKind, ProjectDeleter, ProjectId, ProjectPresence, ProjectSummary, RailwayClient,
+    RailwayError, WorkspaceId,
+};
 
 use crate::naming::Naming;
 
 /// A project the guard has cleared for deletion. Cannot be built outside this module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletableProject {
-    id: String,
+    id: ProjectId,
 }
 
 impl DeletableProject {
     /// The project id.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &ProjectId {
         &self.id
     }
 }
 
 /// Why a project may not be deleted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GuardRefusal {
     /// A legacy agent lives in the shared project: tear it down service by service.
     #[error("agent {0} is a legacy agent in the shared project; its project is never deleted")]
@@ -47,21 +56,30 @@ pub enum GuardRefusal {
 /// Decides which projects may be deleted, and deletes them.
 #[derive(Debug, Clone)]
 pub struct ProjectGuard {
-    own_project_id: Option<String>,
+    own_project_id: Option<ProjectId>,
+    workspace: WorkspaceId,
     naming: Naming,
+    deleter: ProjectDeleter,
 }
 
 impl ProjectGuard {
-    /// A guard for the pool whose own project is `own_project_id`.
-    pub fn new(own_project_id: Option<String>, naming: Naming) -> Self {
+    /// A guard for the pool whose own project is `own_project_id`, deleting in `workspace`.
+    pub fn new(
+        own_project_id: Option<ProjectId>,
+        workspace: WorkspaceId,
+        naming: Naming,
+        deleter: ProjectDeleter,
+    ) -> Self {
         Self {
             own_project_id,
+            workspace,
             naming,
+            deleter,
         }
     }
 
-    fn not_own(&self, id: &str) -> Result<(), GuardRefusal> {
-        if self.own_project_id.as_deref() == Some(id) {
+    fn not_own(&self, id: &ProjectId) -> Result<(), GuardRefusal> {
+        if self.own_project_id.as_ref() == Some(id) {
             Err(GuardRefusal::OwnProject(id.to_string()))
         } else {
             Ok(())
@@ -76,12 +94,13 @@ impl ProjectGuard {
         let id = agent
             .project_id
             .as_deref()
+            .map(ProjectId::new)
             .ok_or_else(|| GuardRefusal::NoProject(agent.id.to_string()))?;
-        self.not_own(id)?;
+        self.not_own(&id)?;
         if !agent.has_completed(CreationStep::Project) {
             return Err(GuardRefusal::NotCreatedByPool(id.to_string()));
         }
-        Ok(DeletableProject { id: id.to_string() })
+        Ok(DeletableProject { id })
     }
 
     /// A project found in the workspace (an orphan, or one whose creation was not recorded):
@@ -91,24 +110,47 @@ impl ProjectGuard {
         if !self.naming.is_marked(project.description.as_deref())
             || self.naming.agent_id(&project.name).is_none()
         {
-            return Err(GuardRefusal::NotMarked(project.id.clone()));
+            return Err(GuardRefusal::NotMarked(project.id.to_string()));
         }
         Ok(DeletableProject {
             id: project.id.clone(),
         })
     }
 
-    /// Deletes a cleared project. The only call to `projectDelete` in the code base. A project
-    /// that is already gone counts as deleted.
-    pub async fn delete(
-        &self,
-        client: &RailwayClient,
-        project: DeletableProject,
-    ) -> Result<(), RailwayError> {
-        match client.delete_project(&project.id).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
+    /// Deletes a cleared project: the only call to `projectDelete` in the pool. A project that
+    /// is already gone counts as deleted — once a read has confirmed it.
+    pub async fn delete(&self, project: DeletableProject) -> Result<(), RailwayError> {
+        let error = match self.deleter.delete_project(&project.id).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let worth_a_look = matches!(
+            error.kind(),
+            ErrorKind::NotFound | ErrorKind::Unauthorized | ErrorKind::Transient | ErrorKind::Unknown
+        ) || error.delivery() == Delivery::MayHaveApplied;
+        if !worth_a_look {
+            return Err(error);
+        }
+        if self.is_gone(self.deleter.client(), &project.id).await? {
+            tracing::info!(project = %project.id, answer = %error, "project delete answered with an error, but the project is gone");
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Whether a project is gone, by one `project(id)` read. "Not Authorized" means gone only
+    /// while the token still reaches the workspace: a token that lost access gets the same
+    /// answer for projects that still exist.
+    pub async fn is_gone(&self, client: &RailwayClient, project: &ProjectId) -> Result<bool, RailwayError> {
+        match client.project_presence(project).await? {
+            ProjectPresence::Deleted | ProjectPresence::NotFound => Ok(true),
+            ProjectPresence::Exists => Ok(false),
+            ProjectPresence::NotVisible => Ok(client
+                .token_workspaces()
+                .await?
+                .iter()
+                .any(|w| w.id == self.workspace)),
         }
     }
 }

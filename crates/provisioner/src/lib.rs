@@ -1,24 +1,51 @@
 //! The agent's life on Railway: creation saga, teardown, claim and redeploy.
 //!
-//! `pool-provisioner` owns the creation saga (external resources → project → environment →
-//! service → variables/limits → volume → domain → image → one deploy, crash-safe and
-//! compensated on failure), teardown (external resources, then `projectDelete`, then the
-//! row; retried forever), the claim, redeploys, image tag selection, the agent client
+//! ```no_run
+//! use pool_provisioner::{CreationDemand, Provisioner, ProvisionerConfig, select_image};
+//! use pool_store::{Store, StoreConfig};
+//! use railway_api::{ClientConfig, DEFAULT_ENDPOINT, RailwayClient, WorkspaceId};
+//! use secrecy::SecretString;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::connect(StoreConfig::new("postgres://postgres@127.0.0.1/pool")).await?;
+//! let token = SecretString::from("a workspace token".to_string());
+//! let (railway, deleter) =
+//!     RailwayClient::with_project_deleter(ClientConfig::new(DEFAULT_ENDPOINT, vec![token]))?;
+//! let image = select_image("ghcr.io/xmtplabs/convos-agent", None, "staging")?;
+//! let config = ProvisionerConfig::new(WorkspaceId::new("my-workspace"), "staging", image);
+//! let provisioner = Provisioner::new(config, store, railway, deleter)?;
+//! // One agent: its row first, then project → … → one deploy, in a task the provisioner owns.
+//! let started = provisioner.start_creations(CreationDemand::Exactly(1)).await?;
+//! for outcome in started.finished().await {
+//!     println!("{outcome:?}");
+//! }
+//! provisioner.shutdown(std::time::Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! `pool-provisioner` owns the creation saga (project → environment → external resources →
+//! service → variables/limits → volume → domain → image → exactly one deploy; crash-safe,
+//! retried through Railway's throttles and passing failures, compensated on real failure),
+//! teardown (external resources, then `projectDelete` through the guard, then the row;
+//! retried forever), the claim, redeploys, image tag selection, the agent client
 //! (`/pool/health`, `/pool/provision`) and the external resources (OpenRouter keys, AgentMail
-//! inboxes).
+//! inboxes). Every task it starts is its own ([`Provisioner::shutdown`] waits for them).
 //!
 //! Architecture invariants: it talks to Railway only through `railway-api` and to the
 //! database only through `pool-store`; it never reads environment variables; `projectDelete`
-//! is called only by [`guard::ProjectGuard`].
+//! is reached only by [`guard::ProjectGuard`], which holds the pool's only
+//! [`railway_api::ProjectDeleter`].
 
 pub mod agent_client;
+mod capacity;
 mod claim;
 mod config;
+mod creation;
 mod error;
 pub mod guard;
-pub mod http;
 pub mod image;
 pub mod naming;
+pub mod outbound;
 mod redeploy;
 pub mod resources;
 mod saga;
@@ -30,20 +57,22 @@ pub mod testing;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use pool_store::{Agent, AgentId, AgentSecrets, AgentStatus, CreationStep, NewAgent, Store};
-use railway_api::RailwayClient;
-use rand::Rng;
-use secrecy::SecretString;
+use pool_store::{Agent, AgentId, CreationStep, Store};
+use railway_api::{ProjectDeleter, RailwayClient};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
-pub use agent_client::{AgentClient, Health, ProvisionFailure, Provisioned};
+pub use agent_client::{AgentClient, Health, ProvisionFailure, ProvisionTokens, Provisioned};
+pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
 pub use claim::{ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_INSTRUCTIONS, MAX_JOIN_URL};
-pub use config::{AgentVariables, ProvisionerConfig};
+pub use config::{AgentVariables, DEFAULT_START_COMMAND, ProvisionerConfig};
+pub use creation::{Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
 pub use image::{ImageError, ImageRef, select_image};
-pub use naming::Naming;
+pub use naming::{InvalidNaming, Naming};
 pub use redeploy::{RedeployProgress, redeploy_batch};
 pub use resources::{AgentMailConfig, OpenRouterConfig};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot};
@@ -63,8 +92,12 @@ struct Inner {
     openrouter: Option<resources::OpenRouter>,
     agentmail: Option<resources::AgentMail>,
     create_permits: Semaphore,
+    teardown_permits: Arc<Semaphore>,
+    tasks: TaskTracker,
     step_hook: Option<StepHook>,
     stats: ProvisionerStats,
+    retrying_teardowns: Arc<tokio::sync::Mutex<()>>,
+    recovering: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Creates, claims, redeploys and tears down agents. Cheap to clone.
@@ -81,27 +114,19 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
-/// What crash recovery did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Creations resumed to the end.
-    pub resumed: Vec<AgentId>,
-    /// Creations that could not be resumed and were compensated.
-    pub compensated: Vec<AgentId>,
-}
-
-fn random_secret(bytes: usize) -> SecretString {
-    let mut rng = rand::rng();
-    let hex: String = (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect();
-    SecretString::from(hex)
-}
+/// Teardowns in flight at once.
+const TEARDOWN_CONCURRENCY: usize = 8;
 
 impl Provisioner {
-    /// A provisioner. The pool's own project, naming and clients come from `config`.
-    pub fn new(config: ProvisionerConfig, store: Store, railway: RailwayClient) -> Result<Self, String> {
-        Self::with_step_hook(config, store, railway, None)
+    /// A provisioner. The pool's own project, naming and clients come from `config`; `deleter`
+    /// is the capability to delete projects, which only its guard will hold.
+    pub fn new(
+        config: ProvisionerConfig,
+        store: Store,
+        railway: RailwayClient,
+        deleter: ProjectDeleter,
+    ) -> Result<Self> {
+        Self::with_step_hook(config, store, railway, deleter, None)
     }
 
     /// A provisioner that calls `step_hook` after each creation step's remote call (tests).
@@ -109,14 +134,25 @@ impl Provisioner {
         config: ProvisionerConfig,
         store: Store,
         railway: RailwayClient,
+        deleter: ProjectDeleter,
         step_hook: Option<StepHook>,
-    ) -> Result<Self, String> {
-        let pool = config.pool_project_id.clone().unwrap_or_else(|| "local".into());
-        let naming = Naming::new(&config.name_prefix, &pool, &config.environment_name)?;
-        let http = http::HttpClient::new().map_err(|e| e.to_string())?;
+    ) -> Result<Self> {
+        let pool = config
+            .pool_project_id
+            .as_ref()
+            .map_or_else(|| "local".to_string(), ToString::to_string);
+        let naming = Naming::new(&config.name_prefix, &pool, &config.environment_name)
+            .map_err(|e| ProvisionError::Config(e.to_string()))?;
+        let http = outbound::OutboundClient::with_roots(&config.agent_roots)
+            .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                guard: ProjectGuard::new(config.pool_project_id.clone(), naming.clone()),
+                guard: ProjectGuard::new(
+                    config.pool_project_id.clone(),
+                    config.workspace_id.clone(),
+                    naming.clone(),
+                    deleter,
+                ),
                 agents: AgentClient::new(http.clone(), config.health_timeout, config.provision_timeout),
                 openrouter: config
                     .openrouter
@@ -127,8 +163,12 @@ impl Provisioner {
                     .clone()
                     .map(|c| resources::AgentMail::new(c, http.clone())),
                 create_permits: Semaphore::new(config.create_concurrency.max(1)),
+                teardown_permits: Arc::new(Semaphore::new(TEARDOWN_CONCURRENCY)),
+                tasks: TaskTracker::new(),
                 step_hook,
                 stats: ProvisionerStats::default(),
+                retrying_teardowns: Arc::default(),
+                recovering: Arc::default(),
                 naming,
                 config,
                 store,
@@ -172,9 +212,25 @@ impl Provisioner {
         self.inner.stats.snapshot()
     }
 
-    /// Creations in flight now.
+    /// Creations whose saga runs in this process now.
     pub fn creations_in_flight(&self) -> usize {
         self.inner.config.create_concurrency.max(1) - self.inner.create_permits.available_permits()
+    }
+
+    /// Tasks this provisioner started that have not finished (creations, teardowns,
+    /// recoveries).
+    pub fn tasks_running(&self) -> usize {
+        self.inner.tasks.len()
+    }
+
+    /// Stops taking new tasks and waits up to `timeout` for the running ones. Returns whether
+    /// they all finished; those that did not are left to crash recovery (their rows hold
+    /// leases that run out).
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.inner.tasks.close();
+        tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_ok()
     }
 
     /// An agent's base URL, once it has a domain.
@@ -198,116 +254,5 @@ impl Provisioner {
             .agent(id)
             .await?
             .ok_or_else(|| ProvisionError::NotFound(id.clone()))
-    }
-
-    /// Creates one agent: writes its row, then runs the saga. Waits for a creation slot
-    /// (`create_concurrency`). On failure the agent is compensated — everything it created is
-    /// deleted — and the error names the step.
-    pub async fn create_agent(&self) -> Result<AgentId> {
-        let id = self.begin_creation().await?;
-        self.continue_creation(&id).await.map(|()| id)
-    }
-
-    /// The first half of [`Self::create_agent`]: writes the new agent's row (`creating`, with
-    /// its secrets and the work lease), so it is counted at once. Makes no remote call.
-    pub async fn begin_creation(&self) -> Result<AgentId> {
-        let id = naming::new_agent_id();
-        let wallet = format!("0x{}", secrecy::ExposeSecret::expose_secret(&random_secret(32)));
-        let agent = NewAgent {
-            id: id.clone(),
-            image: self.inner.config.image.to_string(),
-            secrets: AgentSecrets {
-                gateway_token: random_secret(32),
-                setup_password: random_secret(16),
-                wallet_private_key: SecretString::from(wallet),
-                agent_api_token: random_secret(32),
-            },
-        };
-        self.inner
-            .store
-            .insert_creating(&agent, self.inner.config.work_lease)
-            .await?;
-        tracing::info!(agent = %id, image = %agent.image, "creating agent");
-        Ok(id)
-    }
-
-    /// The second half of [`Self::create_agent`]: waits for a creation slot, then runs the
-    /// saga (or compensates).
-    pub async fn continue_creation(&self, id: &AgentId) -> Result<()> {
-        let _permit = self
-            .inner
-            .create_permits
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::PoolEmpty)?;
-        self.inner
-            .store
-            .renew_work_lease(id, self.inner.config.work_lease)
-            .await?;
-        self.finish_creation(id, None).await
-    }
-
-    /// Runs the saga to its end, or compensates.
-    async fn finish_creation(&self, id: &AgentId, uncertain: Option<CreationStep>) -> Result<()> {
-        match self.run_saga(id, uncertain).await {
-            Ok(()) => {
-                self.inner.stats.creation(true);
-                Ok(())
-            }
-            Err(failure) => {
-                self.inner.stats.creation(false);
-                let message = format!("creation failed at step {}: {}", failure.step, failure.error);
-                tracing::warn!(agent = %id, step = %failure.step, error = %failure.error, "creation failed; compensating");
-                self.compensate(id, &message, Some(failure.step)).await?;
-                Err(ProvisionError::Step {
-                    step: failure.step,
-                    message: failure.error.to_string(),
-                })
-            }
-        }
-    }
-
-    /// Deletes everything a failed creation made and archives the row.
-    async fn compensate(&self, id: &AgentId, reason: &str, uncertain: Option<CreationStep>) -> Result<()> {
-        let store = &self.inner.store;
-        store
-            .append_event(id, pool_store::EventKind::CreationFailed, reason)
-            .await?;
-        store.record_error(id, reason).await?;
-        let moved = store
-            .begin_teardown(id, AgentStatus::Creating, reason, false)
-            .await?;
-        if !moved.applied() {
-            tracing::warn!(agent = %id, ?moved, "agent left `creating` before compensation");
-        }
-        store.release_work_lease(id).await?;
-        if let Err(e) = self.teardown_agent(id, uncertain).await {
-            tracing::warn!(agent = %id, error = %e, "compensation will be retried by the tick");
-        }
-        Ok(())
-    }
-
-    /// Recovers creations whose worker died (a crash, a killed replica): each is resumed from
-    /// its journal — looking up the step a crash may have left unrecorded — or, if that
-    /// fails, compensated. Nothing is left in `creating`.
-    pub async fn recover_abandoned_creations(&self) -> Result<Recovery> {
-        let mut recovery = Recovery::default();
-        for agent in self.inner.store.abandoned_creations().await? {
-            if !self
-                .inner
-                .store
-                .take_work_lease(&agent.id, AgentStatus::Creating, self.inner.config.work_lease)
-                .await?
-            {
-                continue;
-            }
-            let uncertain = self.first_open_step(&agent);
-            tracing::info!(agent = %agent.id, step = ?uncertain, "resuming an abandoned creation");
-            match self.finish_creation(&agent.id, uncertain).await {
-                Ok(()) => recovery.resumed.push(agent.id),
-                Err(_) => recovery.compensated.push(agent.id),
-            }
-        }
-        Ok(recovery)
     }
 }

@@ -7,29 +7,23 @@
 //! orphan sweep can find its own projects — and never touches anyone else's.
 
 use pool_store::AgentId;
-use rand::Rng;
 
 /// Railway refuses longer project names.
 pub const MAX_NAME_LEN: usize = 32;
 
-/// Length of a generated agent id.
-pub const AGENT_ID_LEN: usize = 12;
-
-/// A fresh random agent id: 12 lowercase letters and digits.
-pub fn new_agent_id() -> AgentId {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    AgentId(
-        (0..AGENT_ID_LEN)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect(),
-    )
-}
-
-/// `text` as an agent id, if it has the form of one.
-pub fn parse_agent_id(text: &str) -> Option<AgentId> {
-    (text.len() == AGENT_ID_LEN && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        .then(|| AgentId(text.to_string()))
+/// Why a naming scheme cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidNaming {
+    /// With a generated id, names would be longer than Railway allows.
+    #[error(
+        "agent name prefix {0:?} is too long: with a {len}-character id names must fit in {MAX_NAME_LEN} characters",
+        len = AgentId::GENERATED_LEN
+    )]
+    PrefixTooLong(String),
+    /// The prefix has characters Railway, OpenRouter or AgentMail would refuse.
+    #[error("agent name prefix {0:?} may hold only lowercase letters, digits and '-'")]
+    PrefixCharacters(String),
 }
 
 /// The pool's naming and marking scheme.
@@ -42,19 +36,15 @@ pub struct Naming {
 impl Naming {
     /// Names `<prefix><id>`; projects marked as created by pool `pool` in `environment`.
     /// Fails when a name would be longer than Railway allows.
-    pub fn new(prefix: &str, pool: &str, environment: &str) -> Result<Self, String> {
-        if prefix.len() + AGENT_ID_LEN > MAX_NAME_LEN {
-            return Err(format!(
-                "agent name prefix {prefix:?} is too long: with a {AGENT_ID_LEN}-character id names must fit in {MAX_NAME_LEN} characters"
-            ));
+    pub fn new(prefix: &str, pool: &str, environment: &str) -> Result<Self, InvalidNaming> {
+        if prefix.len() + AgentId::GENERATED_LEN > MAX_NAME_LEN {
+            return Err(InvalidNaming::PrefixTooLong(prefix.to_string()));
         }
         if !prefix
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(format!(
-                "agent name prefix {prefix:?} may hold only lowercase letters, digits and '-'"
-            ));
+            return Err(InvalidNaming::PrefixCharacters(prefix.to_string()));
         }
         Ok(Self {
             prefix: prefix.to_string(),
@@ -67,9 +57,11 @@ impl Naming {
         format!("{}{id}", self.prefix)
     }
 
-    /// The agent id in a name this pool gave, if it is one.
+    /// The agent id in a name this pool gave, if it is one (a generated id after the prefix).
     pub fn agent_id(&self, name: &str) -> Option<AgentId> {
-        parse_agent_id(name.strip_prefix(&self.prefix)?)
+        AgentId::parse(name.strip_prefix(&self.prefix)?)
+            .ok()
+            .filter(AgentId::is_generated)
     }
 
     /// The description of an agent's project: the marker, and a word for humans.
@@ -93,7 +85,7 @@ mod tests {
     #[test]
     fn names_fit_railway_and_round_trip() {
         let naming = Naming::new("convos-agent-", "pool-1", "staging").unwrap();
-        let id = new_agent_id();
+        let id = AgentId::random();
         let name = naming.name(&id);
         assert!(name.len() <= MAX_NAME_LEN);
         assert_eq!(naming.agent_id(&name), Some(id.clone()));

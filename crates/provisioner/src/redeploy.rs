@@ -5,13 +5,21 @@
 //! the pool (`idle → starting`, so no claim can take one mid-redeploy), points their service
 //! at the current image and deploys it. The tick returns them to `idle` once healthy. A batch
 //! is at most a share of the idle agents, and never the last idle one: the pool never empties.
+//!
+//! A moving tag (`:staging`) is pulled anew only by `serviceInstanceDeploy(latestCommit:
+//! true)` — what Railway's own CLI calls to "pull … latest image" (railwayapp/cli PR #865);
+//! `deploymentRedeploy` "redeploys the existing build/image as-is". Pinning `sha-<commit>`
+//! tags avoids the question altogether.
 
-use pool_store::{AgentId, AgentStatus};
-use railway_api::InstanceSettings;
+use std::time::Duration;
+
+use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
+use railway_api::{DeploymentId, InstanceSettings};
 use serde::Serialize;
 
 use crate::Provisioner;
-use crate::error::Result;
+use crate::error::{ProvisionError, Result};
+use crate::saga::Placement;
 
 /// Where a redeploy stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -35,7 +43,32 @@ pub fn redeploy_batch(idle: i64, fraction: f64) -> i64 {
 
 impl Provisioner {
     /// Marks idle agents (all, or the named ones) for a redeploy, and starts the first batch.
+    /// Named agents must all be redeployable ([`Agent::is_redeployable`]: idle and not legacy);
+    /// otherwise nothing is marked and the first offender is named.
     pub async fn request_redeploy(&self, ids: Option<&[AgentId]>) -> Result<RedeployProgress> {
+        if let Some(ids) = ids {
+            let found = self.inner.store.agents_by_ids(ids).await?;
+            for id in ids {
+                match found.iter().find(|a| &a.id == id) {
+                    None => return Err(ProvisionError::NotFound(id.clone())),
+                    Some(a) if a.status == AgentStatus::Deleted => {
+                        return Err(ProvisionError::NotFound(id.clone()));
+                    }
+                    Some(a) if !a.is_redeployable() => {
+                        return Err(ProvisionError::Conflict {
+                            agent: id.clone(),
+                            status: a.status,
+                            message: if a.legacy {
+                                "legacy agents live in the shared project and are not redeployed".into()
+                            } else {
+                                "only idle agents are redeployed".into()
+                            },
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         let requested = self.inner.store.request_redeploy(ids).await?;
         self.redeploy_step().await?;
         let mut progress = self.redeploy_progress().await?;
@@ -66,30 +99,17 @@ impl Provisioner {
         let image = self.inner.config.image.to_string();
         let mut sent = 0;
         for agent in store.redeploy_candidates(room).await? {
-            let (Some(environment_id), Some(service_id)) = (&agent.environment_id, &agent.service_id) else {
+            if agent.environment_id.is_none() || agent.service_id.is_none() {
                 continue;
-            };
+            }
             if !store.hold_for_redeploy(&agent.id).await?.applied() {
                 continue; // claimed meanwhile
             }
-            let railway = &self.inner.railway;
-            let settings = InstanceSettings {
-                image: Some(image.clone()),
-                registry_credentials: self.inner.config.registry.clone(),
-                ..InstanceSettings::default()
-            };
-            // A fresh deploy of the instance's source pulls the tag anew (a moving tag moves);
-            // `deploymentRedeploy` would replay the old image.
-            let deployed = match railway
-                .update_service_instance(service_id, environment_id, &settings)
-                .await
-            {
-                Ok(()) => railway.deploy_service(service_id, environment_id).await,
-                Err(e) => Err(e),
-            };
-            match deployed {
+            match self.redeploy_agent(&agent, &image).await {
                 Ok(deployment_id) => {
-                    store.record_redeployed(&agent.id, &deployment_id, &image).await?;
+                    store
+                        .record_redeployed(&agent.id, deployment_id.as_str(), &image)
+                        .await?;
                     sent += 1;
                 }
                 Err(e) => {
@@ -111,6 +131,52 @@ impl Provisioner {
             }
         }
         Ok(sent)
+    }
+
+    /// Points the agent's service at `image` and makes exactly one new deployment of it that
+    /// pulls the tag anew. Changing the image reference deploys by itself on the live API;
+    /// otherwise (a moving tag) `serviceInstanceDeploy(latestCommit: true)` does.
+    async fn redeploy_agent(&self, agent: &Agent, image: &str) -> Result<DeploymentId> {
+        let at = Placement::of(agent, CreationStep::Instance)?;
+        let railway = &self.inner.railway;
+        let config = &self.inner.config;
+        let before = agent.deployment_id.as_deref().map(DeploymentId::new);
+        railway
+            .update_service_instance(
+                &at.environment,
+                &at.service,
+                &InstanceSettings {
+                    image: Some(image.to_string()),
+                    registry_credentials: config.registry.clone(),
+                    start_command: config.start_command.clone(),
+                    ..InstanceSettings::default()
+                },
+            )
+            .await?;
+        let changed_reference = agent.image.as_deref() != Some(image);
+        if changed_reference {
+            let started = std::time::Instant::now();
+            loop {
+                let latest = self.latest_deployment(&at).await?;
+                if let Some(latest) = latest
+                    && Some(&latest) != before.as_ref()
+                {
+                    return Ok(latest);
+                }
+                if started.elapsed() >= config.self_deploy_grace {
+                    break;
+                }
+                tokio::time::sleep(config.self_deploy_grace.min(Duration::from_secs(1))).await;
+            }
+        }
+        railway.deploy_latest_source(&at.environment, &at.service).await?;
+        match self.latest_deployment(&at).await? {
+            Some(latest) if Some(&latest) != before.as_ref() => Ok(latest),
+            _ => Err(ProvisionError::Config(format!(
+                "agent {}: Railway accepted the deploy but shows no new deployment",
+                agent.id
+            ))),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::http::{HttpClient, excerpt};
+use crate::outbound::{OutboundClient, OutboundFailure, excerpt};
 
 /// Why a resource call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,6 +18,8 @@ pub struct ResourceError {
     pub service: &'static str,
     /// What went wrong.
     pub message: String,
+    /// A passing failure (no answer, 5xx, 429): worth trying again.
+    pub transient: bool,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +28,25 @@ fn error(service: &'static str, message: impl Into<String>) -> ResourceError {
     ResourceError {
         service,
         message: message.into(),
+        transient: false,
+    }
+}
+
+/// No answer (or a malformed request): transient unless the request itself was wrong.
+fn unanswered(service: &'static str, failure: OutboundFailure) -> ResourceError {
+    ResourceError {
+        service,
+        transient: !matches!(failure, OutboundFailure::Invalid(_)),
+        message: failure.to_string(),
+    }
+}
+
+/// An error status: 5xx and 429 pass, the rest are refusals.
+fn refused(service: &'static str, status: u16, message: String) -> ResourceError {
+    ResourceError {
+        service,
+        message,
+        transient: status >= 500 || status == 429,
     }
 }
 
@@ -63,12 +84,12 @@ pub struct CreatedKey {
 #[derive(Debug, Clone)]
 pub struct OpenRouter {
     config: OpenRouterConfig,
-    http: HttpClient,
+    http: OutboundClient,
 }
 
 impl OpenRouter {
     /// A client.
-    pub fn new(config: OpenRouterConfig, http: HttpClient) -> Self {
+    pub fn new(config: OpenRouterConfig, http: OutboundClient) -> Self {
         Self { config, http }
     }
 
@@ -90,10 +111,11 @@ impl OpenRouter {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("openrouter", e.to_string()))?;
+            .map_err(|e| unanswered("openrouter", e))?;
         if !(200..300).contains(&answer.status) {
-            return Err(error(
+            return Err(refused(
                 "openrouter",
+                answer.status,
                 format!("create key: {} {}", answer.status, excerpt(&answer.body)),
             ));
         }
@@ -122,11 +144,12 @@ impl OpenRouter {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("openrouter", e.to_string()))?;
+            .map_err(|e| unanswered("openrouter", e))?;
         match answer.status {
             200..=299 | 404 => Ok(()),
-            s => Err(error(
+            s => Err(refused(
                 "openrouter",
+                s,
                 format!("delete key: {s} {}", excerpt(&answer.body)),
             )),
         }
@@ -144,10 +167,11 @@ impl OpenRouter {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("openrouter", e.to_string()))?;
+            .map_err(|e| unanswered("openrouter", e))?;
         if answer.status != 200 {
-            return Err(error(
+            return Err(refused(
                 "openrouter",
+                answer.status,
                 format!("list keys: {} {}", answer.status, excerpt(&answer.body)),
             ));
         }
@@ -196,12 +220,12 @@ impl std::fmt::Debug for AgentMailConfig {
 #[derive(Debug, Clone)]
 pub struct AgentMail {
     config: AgentMailConfig,
-    http: HttpClient,
+    http: OutboundClient,
 }
 
 impl AgentMail {
     /// A client.
-    pub fn new(config: AgentMailConfig, http: HttpClient) -> Self {
+    pub fn new(config: AgentMailConfig, http: OutboundClient) -> Self {
         Self { config, http }
     }
 
@@ -235,10 +259,11 @@ impl AgentMail {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("agentmail", e.to_string()))?;
+            .map_err(|e| unanswered("agentmail", e))?;
         if !(200..300).contains(&answer.status) {
-            return Err(error(
+            return Err(refused(
                 "agentmail",
+                answer.status,
                 format!("create inbox: {} {}", answer.status, excerpt(&answer.body)),
             ));
         }
@@ -262,11 +287,12 @@ impl AgentMail {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("agentmail", e.to_string()))?;
+            .map_err(|e| unanswered("agentmail", e))?;
         match answer.status {
             200..=299 | 404 => Ok(()),
-            s => Err(error(
+            s => Err(refused(
                 "agentmail",
+                s,
                 format!("delete inbox: {s} {}", excerpt(&answer.body)),
             )),
         }
@@ -284,10 +310,11 @@ impl AgentMail {
                 TIMEOUT,
             )
             .await
-            .map_err(|e| error("agentmail", e.to_string()))?;
+            .map_err(|e| unanswered("agentmail", e))?;
         if answer.status != 200 {
-            return Err(error(
+            return Err(refused(
                 "agentmail",
+                answer.status,
                 format!("list inboxes: {} {}", answer.status, excerpt(&answer.body)),
             ));
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
+use railway_api::{EnvironmentId, ProjectId, ServiceId, VolumeId};
 
 use crate::Provisioner;
 use crate::error::{ProvisionError, Result};
@@ -34,9 +35,9 @@ pub fn teardown_backoff(attempts: i32) -> Duration {
 }
 
 impl Provisioner {
-    /// Tears an agent in `deleting` down now. `uncertain`: a creation step whose outcome is
-    /// unknown (its resource may exist without a recorded id; it is looked up by name).
-    pub(crate) async fn teardown_agent(&self, id: &AgentId, uncertain: Option<CreationStep>) -> Result<()> {
+    /// Tears an agent in `deleting` down now. A creation step left in flight (its resource may
+    /// exist without a recorded id) is looked up by name first.
+    pub(crate) async fn teardown_agent(&self, id: &AgentId) -> Result<()> {
         let store = &self.inner.store;
         if !store
             .take_work_lease(id, AgentStatus::Deleting, TEARDOWN_LEASE)
@@ -46,7 +47,7 @@ impl Provisioner {
             return Ok(());
         }
         let agent = self.load(id).await?;
-        match self.remove_remote(&agent, uncertain).await {
+        match self.remove_remote(&agent).await {
             Ok(()) => {
                 store
                     .transition(id, AgentStatus::Deleting, AgentStatus::Deleted, "torn down")
@@ -71,10 +72,11 @@ impl Provisioner {
         }
     }
 
-    async fn remove_remote(&self, agent: &Agent, uncertain: Option<CreationStep>) -> Result<()> {
+    async fn remove_remote(&self, agent: &Agent) -> Result<()> {
         let store = &self.inner.store;
         let railway = self.inner.railway.with_priority(railway_api::Priority::Critical);
         let name = self.inner.naming.name(&agent.id);
+        let uncertain = agent.step_in_flight;
 
         if let Some(openrouter) = &self.inner.openrouter {
             if let Some(hash) = &agent.openrouter_key_hash {
@@ -112,18 +114,20 @@ impl Provisioner {
         }
         if agent.project_id.is_some() {
             let project = self.inner.guard.agent_project(agent)?;
-            self.inner.guard.delete(&railway, project).await?;
+            self.inner.guard.delete(project).await?;
             store.forget_remote_id(&agent.id, CreationStep::Project).await?;
         } else if uncertain == Some(CreationStep::Project) {
-            // projectCreate may have applied without an answer: find it by name and marker.
+            // `projectCreate` may have applied without an answer (a crash, a timeout): find
+            // the project by name and marker, so it cannot outlive the row.
             let projects = railway
                 .workspace_projects(&self.inner.config.workspace_id)
                 .await?;
             for project in projects.iter().filter(|p| p.name == name) {
                 let cleared = self.inner.guard.marked_project(project)?;
-                self.inner.guard.delete(&railway, cleared).await?;
+                self.inner.guard.delete(cleared).await?;
             }
         }
+        store.clear_step_in_flight(&agent.id).await?;
         Ok(())
     }
 
@@ -133,7 +137,9 @@ impl Provisioner {
         let (Some(project_id), Some(service_id)) = (&agent.project_id, &agent.service_id) else {
             return Ok(());
         };
-        let volumes = match railway.project_volumes(project_id).await {
+        let project_id = ProjectId::new(project_id.as_str());
+        let service_id = ServiceId::new(service_id.as_str());
+        let volumes = match railway.project_volumes(&project_id).await {
             Ok(v) => v,
             Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e.into()),
@@ -141,18 +147,16 @@ impl Provisioner {
         for volume in volumes.iter().filter(|v| {
             v.mounts
                 .iter()
-                .any(|m| m.service_id.as_deref() == Some(service_id))
+                .any(|m| m.service_id.as_ref() == Some(&service_id))
         }) {
-            match railway.delete_volume(&volume.id).await {
+            match railway.delete_volume(&VolumeId::new(volume.id.as_str())).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        match railway
-            .delete_service(service_id, agent.environment_id.as_deref())
-            .await
-        {
+        let environment = agent.environment_id.as_deref().map(EnvironmentId::new);
+        match railway.delete_service(environment.as_ref(), &service_id).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
@@ -183,11 +187,8 @@ impl Provisioner {
                 }
             }
         }
-        let uncertain = (agent.status == AgentStatus::Creating)
-            .then(|| self.first_open_step(&agent))
-            .flatten();
         // The teardown may fail now and be retried later; the kill itself is recorded.
-        if let Err(e) = self.teardown_agent(id, uncertain).await {
+        if let Err(e) = self.teardown_agent(id).await {
             tracing::warn!(agent = %id, error = %e, "teardown will be retried");
         }
         Ok(())
@@ -226,7 +227,7 @@ impl Provisioner {
                     .begin_teardown(&agent.id, status, "drained by operator", false)
                     .await?;
                 if moved.applied() {
-                    if let Err(e) = self.teardown_agent(&agent.id, None).await {
+                    if let Err(e) = self.teardown_agent(&agent.id).await {
                         tracing::warn!(agent = %agent.id, error = %e, "teardown will be retried");
                     }
                     drained.push(agent.id);
@@ -240,13 +241,40 @@ impl Provisioner {
     pub async fn retry_due_teardowns(&self) -> Result<usize> {
         let mut done = 0;
         for agent in self.inner.store.due_teardowns().await? {
-            // A resource whose creation outcome was unknown and never recorded is left to the
-            // orphan sweep, which finds it by this pool's naming.
-            if self.teardown_agent(&agent.id, None).await.is_ok() {
+            if self.teardown_agent(&agent.id).await.is_ok() {
                 done += 1;
             }
         }
         Ok(done)
+    }
+
+    /// Tears an agent already in `deleting` down in a task (at most a few at once). A failed
+    /// attempt is retried by [`Self::start_teardown_retries`].
+    pub fn start_teardown(&self, id: AgentId) {
+        let this = self.clone();
+        let permits = self.inner.teardown_permits.clone();
+        self.inner.tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = this.teardown_agent(&id).await {
+                tracing::warn!(agent = %id, error = %e, "teardown will be retried");
+            }
+        });
+    }
+
+    /// [`Self::retry_due_teardowns`] in a task, unless one runs already.
+    pub fn start_teardown_retries(&self) {
+        let Ok(guard) = self.inner.retrying_teardowns.clone().try_lock_owned() else {
+            return;
+        };
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let _guard = guard;
+            if let Err(e) = this.retry_due_teardowns().await {
+                tracing::warn!(error = %e, "teardown retries failed");
+            }
+        });
     }
 }
 

@@ -1,16 +1,19 @@
 //! Test support: a pool under test — a simulator, a fresh database and a provisioner wired to
-//! both — for this crate's tests and those of the crates above it.
+//! both — for this crate's tests and those of the crates above it, and the one leak check the
+//! tests and the chaos run share.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::{AgentMailConfig, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image};
+use crate::{
+    AgentMailConfig, CreationDemand, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image,
+};
 use pool_store::testing::TestDatabase;
-use pool_store::{AgentId, AgentStatus, Store};
-use railway_api::{ClientConfig, RailwayClient, RegistryCredentials};
-use railway_sim::{SimConfig, SimHandle};
-use secrecy::{ExposeSecret, SecretString};
+use pool_store::{Agent, AgentId, AgentStatus, Store};
+use railway_api::{ClientConfig, ProjectDeleter, ProjectId, RailwayClient, RegistryCredentials, WorkspaceId};
+use railway_sim::{SimConfig, SimHandle, SimSnapshot};
+use secrecy::SecretString;
 
 pub const WORKSPACE: &str = "ws-sim";
 pub const ENVIRONMENT: &str = "staging";
@@ -20,22 +23,28 @@ pub struct TestPool {
     pub db: TestDatabase,
     pub store: Store,
     pub railway: RailwayClient,
+    pub deleter: ProjectDeleter,
     pub provisioner: Provisioner,
 }
 
-pub fn railway_client(sim: &SimHandle) -> RailwayClient {
+pub fn client_config(sim: &SimHandle) -> ClientConfig {
     let mut config = ClientConfig::new(sim.graphql_url(), vec![SecretString::from("sim-token")]);
     config.request_timeout = Duration::from_secs(2);
     config.retry_min_delay = Duration::from_millis(5);
     config.retry_max_delay = Duration::from_millis(50);
     config.budget.requests_per_second = 1000;
-    RailwayClient::new(config).unwrap()
+    config
+}
+
+/// A client (and its deleter) pointed at the simulator, with short timeouts.
+pub fn railway_client(sim: &SimHandle) -> (RailwayClient, ProjectDeleter) {
+    RailwayClient::with_project_deleter(client_config(sim)).unwrap()
 }
 
 pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConfig {
     let image = select_image("ghcr.io/xmtplabs/convos-agent", tag, ENVIRONMENT).unwrap();
-    let mut config = ProvisionerConfig::new(WORKSPACE, ENVIRONMENT, image);
-    config.pool_project_id = Some("pool-own-project".into());
+    let mut config = ProvisionerConfig::new(WorkspaceId::new(WORKSPACE), ENVIRONMENT, image);
+    config.pool_project_id = Some(ProjectId::new("pool-own-project"));
     config.registry = Some(RegistryCredentials {
         username: "xmtplabs".into(),
         password: SecretString::from("ghp_test_token"),
@@ -56,10 +65,26 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
     });
     config.provision_timeout = Duration::from_secs(3);
     config.health_timeout = Duration::from_secs(2);
+    config.step_retry_deadline = Duration::from_secs(20);
+    config.self_deploy_grace = Duration::from_millis(300);
+    config
+}
+
+/// Railway as it is ([`SimConfig::quick`]) but without the `projectCreate` throttle: for tests
+/// that need many agents and are not about creation's pace.
+pub fn unthrottled() -> SimConfig {
+    let mut config = SimConfig::quick();
+    config.quirks.project_create_interval = None;
     config
 }
 
 impl TestPool {
+    /// A pool on a simulator with Railway's behaviours on and its timings shortened
+    /// ([`SimConfig::quick`]).
+    pub async fn quick() -> Self {
+        Self::start(SimConfig::quick()).await
+    }
+
     pub async fn start(sim_config: SimConfig) -> Self {
         Self::with_hook(sim_config, None).await
     }
@@ -68,11 +93,12 @@ impl TestPool {
         let sim = railway_sim::start(sim_config).await.unwrap();
         let db = TestDatabase::migrated().await;
         let store = db.store().await;
-        let railway = railway_client(&sim);
+        let (railway, deleter) = railway_client(&sim);
         let provisioner = Provisioner::with_step_hook(
             provisioner_config(&sim, None),
             store.clone(),
             railway.clone(),
+            deleter.clone(),
             hook,
         )
         .unwrap();
@@ -81,13 +107,36 @@ impl TestPool {
             db,
             store,
             railway,
+            deleter,
             provisioner,
         }
     }
 
     /// Another provisioner on the same simulator and database (a restarted replica).
     pub fn provisioner(&self, config: ProvisionerConfig) -> Provisioner {
-        Provisioner::new(config, self.store.clone(), self.railway.clone()).unwrap()
+        Provisioner::new(
+            config,
+            self.store.clone(),
+            self.railway.clone(),
+            self.deleter.clone(),
+        )
+        .unwrap()
+    }
+
+    /// Creates `n` agents and waits for their sagas: the ids of those that reached
+    /// `starting`, in order, and the failures.
+    pub async fn create(&self, n: usize) -> Vec<crate::Result<AgentId>> {
+        self.provisioner
+            .start_creations(CreationDemand::Exactly(n))
+            .await
+            .unwrap()
+            .finished()
+            .await
+    }
+
+    /// Creates one agent and waits for its saga.
+    pub async fn create_one(&self) -> crate::Result<AgentId> {
+        self.create(1).await.pop().unwrap()
     }
 
     /// Polls until the agent's health check says ready, then moves it to idle (the tick's
@@ -97,14 +146,7 @@ impl TestPool {
         loop {
             let agent = self.store.agent(id).await.unwrap().unwrap();
             let url = self.provisioner.agent_url(&agent).unwrap();
-            let token = agent
-                .secrets
-                .as_ref()
-                .unwrap()
-                .agent_api_token
-                .expose_secret()
-                .to_string();
-            if self.provisioner.agents().health(&url, &token).await.is_ready() {
+            if self.provisioner.agents().health(&url, "").await.is_ready() {
                 let moved = self
                     .store
                     .transition(id, AgentStatus::Starting, AgentStatus::Idle, "healthy")
@@ -122,16 +164,7 @@ impl TestPool {
     }
 
     pub async fn idle_agents(&self, n: usize) -> Vec<AgentId> {
-        let creations: Vec<_> = (0..n)
-            .map(|_| {
-                let p = self.provisioner.clone();
-                tokio::spawn(async move { p.create_agent().await.unwrap() })
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for c in creations {
-            ids.push(c.await.unwrap());
-        }
+        let ids: Vec<AgentId> = self.create(n).await.into_iter().map(|r| r.unwrap()).collect();
         for id in &ids {
             self.make_idle(id).await;
         }
@@ -139,41 +172,103 @@ impl TestPool {
     }
 
     /// Every live project, key and inbox in the simulator belongs to a live agent row, and
-    /// every archived agent's resources are gone.
+    /// every live row's resources exist.
     pub async fn assert_nothing_leaked(&self) {
-        let snapshot = self.sim.snapshot();
         let live = self.store.live_agents().await.unwrap();
-        let live_projects: BTreeSet<String> = snapshot.live_projects().iter().map(|p| p.id.clone()).collect();
-        let owned_projects: BTreeSet<String> = live.iter().filter_map(|a| a.project_id.clone()).collect();
-        assert_eq!(
-            live_projects, owned_projects,
-            "live projects are exactly those of live agents"
+        let report = check_leaks(
+            &self.sim.snapshot(),
+            &live.iter().map(OwnedResources::of).collect::<Vec<_>>(),
         );
-        let live_keys: BTreeSet<String> = snapshot
-            .keys
-            .iter()
-            .filter(|k| !k.deleted)
-            .map(|k| k.id.clone())
-            .collect();
-        let owned_keys: BTreeSet<String> = live
-            .iter()
-            .filter_map(|a| a.openrouter_key_hash.clone())
-            .collect();
-        assert_eq!(
-            live_keys, owned_keys,
-            "live keys are exactly those of live agents"
+        assert!(report.is_clean(), "{report:#?}");
+    }
+}
+
+/// What one agent row owns (for the leak check).
+#[derive(Debug, Clone)]
+pub struct OwnedResources {
+    /// The row is mid-teardown: its resources may be gone already.
+    pub deleting: bool,
+    pub project: Option<String>,
+    pub key: Option<String>,
+    pub inbox: Option<String>,
+}
+
+impl OwnedResources {
+    pub fn of(agent: &Agent) -> Self {
+        Self {
+            deleting: agent.status == AgentStatus::Deleting,
+            project: agent.project_id.clone(),
+            key: agent.openrouter_key_hash.clone(),
+            inbox: agent.agentmail_inbox_id.clone(),
+        }
+    }
+}
+
+/// Resources without a live row (leaks), and rows pointing at nothing.
+#[derive(Debug, Clone, Default)]
+pub struct LeakReport {
+    pub live_projects: usize,
+    pub live_keys: usize,
+    pub live_inboxes: usize,
+    /// Live remote resources no live row owns.
+    pub without_row: Vec<String>,
+    /// Resources a live row (not mid-teardown) records that do not exist.
+    pub dangling: Vec<String>,
+}
+
+impl LeakReport {
+    pub fn is_clean(&self) -> bool {
+        self.without_row.is_empty() && self.dangling.is_empty()
+    }
+}
+
+/// The leak check of the tests and the chaos run: `rows` are the live agent rows.
+pub fn check_leaks(snapshot: &SimSnapshot, rows: &[OwnedResources]) -> LeakReport {
+    let live_projects: BTreeSet<String> = snapshot.live_projects().iter().map(|p| p.id.clone()).collect();
+    let live_keys: BTreeSet<String> = snapshot
+        .keys
+        .iter()
+        .filter(|k| !k.deleted)
+        .map(|k| k.id.clone())
+        .collect();
+    let live_inboxes: BTreeSet<String> = snapshot
+        .inboxes
+        .iter()
+        .filter(|i| !i.deleted)
+        .map(|i| i.id.clone())
+        .collect();
+    let owned = |pick: fn(&OwnedResources) -> Option<&String>, steady_only: bool| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|r| !(steady_only && r.deleting))
+            .filter_map(pick)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    };
+    let mut report = LeakReport {
+        live_projects: live_projects.len(),
+        live_keys: live_keys.len(),
+        live_inboxes: live_inboxes.len(),
+        ..LeakReport::default()
+    };
+    for (kind, live, pick) in [
+        (
+            "project",
+            &live_projects,
+            (|r: &OwnedResources| r.project.as_ref()) as fn(&OwnedResources) -> Option<&String>,
+        ),
+        ("key", &live_keys, |r| r.key.as_ref()),
+        ("inbox", &live_inboxes, |r| r.inbox.as_ref()),
+    ] {
+        report.without_row.extend(
+            live.difference(&owned(pick, false))
+                .map(|id| format!("{kind} {id}")),
         );
-        let live_inboxes: BTreeSet<String> = snapshot
-            .inboxes
-            .iter()
-            .filter(|i| !i.deleted)
-            .map(|i| i.id.clone())
-            .collect();
-        let owned_inboxes: BTreeSet<String> =
-            live.iter().filter_map(|a| a.agentmail_inbox_id.clone()).collect();
-        assert_eq!(
-            live_inboxes, owned_inboxes,
-            "live inboxes are exactly those of live agents"
+        report.dangling.extend(
+            owned(pick, true)
+                .difference(live)
+                .map(|id| format!("{kind} {id}")),
         );
     }
+    report
 }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use pool_provisioner::testing::TestPool;
+use pool_provisioner::testing::{TestPool, unthrottled};
 use pool_provisioner::{ClaimInput, ProvisionError};
-use pool_store::AgentStatus;
+use pool_store::{AgentId, AgentStatus};
 use railway_sim::{AgentBehaviour, SimConfig};
 
 fn input(name: &str) -> ClaimInput {
@@ -18,7 +18,7 @@ fn input(name: &str) -> ClaimInput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_claims_over_thirty_idle_agents_hand_each_out_once() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    let pool = TestPool::start(unthrottled()).await;
     let idle: BTreeSet<String> = pool
         .idle_agents(30)
         .await
@@ -58,7 +58,7 @@ async fn a_hundred_concurrent_claims_over_thirty_idle_agents_hand_each_out_once(
     for r in &won {
         let agent = pool
             .store
-            .agent(&r.instance_id.as_str().into())
+            .agent(&AgentId::parse(&r.instance_id).unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -69,7 +69,7 @@ async fn a_hundred_concurrent_claims_over_thirty_idle_agents_hand_each_out_once(
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_returns_the_first_answer_and_takes_no_second_agent() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    let pool = TestPool::start(unthrottled()).await;
     pool.idle_agents(2).await;
     let first = pool
         .provisioner
@@ -97,7 +97,7 @@ async fn a_failed_provision_quarantines_the_agent_and_tears_it_down_instead_of_r
             provision_fail: 1.0,
             ..AgentBehaviour::default()
         },
-        ..SimConfig::default()
+        ..unthrottled()
     })
     .await;
     let ids = pool.idle_agents(1).await;
@@ -146,7 +146,7 @@ async fn a_provision_that_never_answers_times_out_and_quarantines() {
             provision_hang: 1.0,
             ..AgentBehaviour::default()
         },
-        ..SimConfig::default()
+        ..unthrottled()
     })
     .await;
     let ids = pool.idle_agents(1).await;
@@ -158,7 +158,7 @@ async fn a_provision_that_never_answers_times_out_and_quarantines() {
 
 #[tokio::test]
 async fn invalid_claims_are_refused_before_any_agent_is_touched() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    let pool = TestPool::start(unthrottled()).await;
     pool.idle_agents(1).await;
     let err = pool.provisioner.claim(&input(""), None).await.unwrap_err();
     assert!(matches!(

@@ -4,16 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use pool_provisioner::testing::{TestPool, WORKSPACE};
+use pool_provisioner::testing::{TestPool, WORKSPACE, unthrottled};
 use pool_provisioner::{GuardRefusal, Naming, ProjectGuard};
 use pool_store::{Agent, AgentId, AgentStatus, CreationStep};
 use proptest::prelude::*;
-use railway_api::{NewProject, NewService};
-use railway_sim::{Faults, OperationFaults, SimConfig};
+use railway_api::{
+    ClientConfig, NewProject, NewService, ProjectDeleter, ProjectId, RailwayClient, WorkspaceId,
+};
+use railway_sim::{Faults, OperationFaults};
 
 #[tokio::test]
 async fn killing_an_agent_deletes_its_project_key_and_inbox_then_archives_the_row() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    let pool = TestPool::start(unthrottled()).await;
     let ids = pool.idle_agents(2).await;
     pool.provisioner.kill(&ids[0], "operator").await.unwrap();
     let agent = pool.store.agent(&ids[0]).await.unwrap().unwrap();
@@ -28,7 +30,7 @@ async fn killing_an_agent_deletes_its_project_key_and_inbox_then_archives_the_ro
 
 #[tokio::test]
 async fn a_failed_teardown_stays_deleting_and_is_retried_until_done() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    let pool = TestPool::start(unthrottled()).await;
     let ids = pool.idle_agents(1).await;
     let outage = Faults {
         operations: BTreeMap::from([(
@@ -73,14 +75,18 @@ async fn a_failed_teardown_stays_deleting_and_is_retried_until_done() {
 
 #[tokio::test]
 async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the_shared_project() {
-    let pool = TestPool::start(SimConfig::default()).await;
+    // The setup makes volumes right after their services; the fresh-service window is not this
+    // test's subject.
+    let mut sim = unthrottled();
+    sim.quirks.fresh_service_window = std::time::Duration::ZERO;
+    let pool = TestPool::start(sim).await;
     // The shared project of the Node era, with two agents' services and volumes.
     let shared = pool
         .railway
         .create_project(&NewProject {
             name: "convos-pool".into(),
             description: "the old shared project".into(),
-            workspace_id: WORKSPACE.into(),
+            workspace_id: WorkspaceId::new(WORKSPACE),
             default_environment_name: Some("staging".into()),
         })
         .await
@@ -109,13 +115,13 @@ async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the
         .execute(
             "INSERT INTO agent_metadata (id, railway_project_id, railway_environment_id, railway_service_id, status, legacy) \
              VALUES ('legacy000000', $1, $2, $3, 'idle', true)",
-            &[&shared.id, &env, &services[0]],
+            &[&shared.id.as_str(), &env.as_str(), &services[0].as_str()],
         )
         .await
         .unwrap();
     let before = pool.sim.counters();
     pool.provisioner
-        .kill(&AgentId::from("legacy000000"), "cycled out")
+        .kill(&AgentId::parse("legacy000000").unwrap(), "cycled out")
         .await
         .unwrap();
 
@@ -133,15 +139,23 @@ async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the
     assert_eq!(calls(&after, "volumeDelete") - calls(&before, "volumeDelete"), 1);
     let snapshot = pool.sim.snapshot();
     assert!(
-        snapshot.projects.iter().any(|p| p.id == shared.id && !p.deleted),
+        snapshot
+            .projects
+            .iter()
+            .any(|p| p.id == shared.id.as_str() && !p.deleted),
         "shared project alive"
     );
-    assert!(snapshot.services.iter().any(|s| s.id == services[0] && s.deleted));
     assert!(
         snapshot
             .services
             .iter()
-            .any(|s| s.id == services[1] && !s.deleted),
+            .any(|s| s.id == services[0].as_str() && s.deleted)
+    );
+    assert!(
+        snapshot
+            .services
+            .iter()
+            .any(|s| s.id == services[1].as_str() && !s.deleted),
         "the other legacy agent untouched"
     );
     let volumes: Vec<_> = snapshot.volumes.iter().filter(|v| !v.deleted).collect();
@@ -149,7 +163,7 @@ async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the
     assert_eq!(volumes[0].service_id.as_deref(), Some(services[1].as_str()));
     assert_eq!(
         pool.store
-            .agent(&AgentId::from("legacy000000"))
+            .agent(&AgentId::parse("legacy000000").unwrap())
             .await
             .unwrap()
             .unwrap()
@@ -158,32 +172,113 @@ async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the
     );
 }
 
-#[test]
-fn project_delete_is_called_only_by_the_guard() {
-    // The one call site of `delete_project` outside railway-api is guard.rs: grep the sources.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut offenders = Vec::new();
-    let mut stack = vec![root.join("crates"), root.join("bin"), root.join("xtask")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let allowed = path.ends_with("provisioner/src/guard.rs")
-                    || path.ends_with("railway-api/src/client.rs")
-                    || path.components().any(|c| c.as_os_str() == "tests")
-                    || path.components().any(|c| c.as_os_str() == "railway-sim");
-                if text.contains(".delete_project(") && !allowed {
-                    offenders.push(path.display().to_string());
-                }
-            }
-        }
-    }
+/// Must show: a kill whose `projectDelete` applied and then timed out ends archived. Every
+/// repeat of the delete is answered "Not Authorized" (Railway's answer for a project already
+/// deleted); a read of the project confirms it is gone.
+#[tokio::test]
+async fn a_kill_whose_delete_applied_and_then_timed_out_ends_archived() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ids = pool.idle_agents(1).await;
+    // The delete applies and its answer never comes; the read that would confirm it fails too
+    // this time, so the teardown is retried.
+    let timeout = OperationFaults {
+        timeout_after_apply: 1.0,
+        ..OperationFaults::default()
+    };
+    pool.sim.set_faults(Faults {
+        operations: BTreeMap::from([
+            ("projectDelete".to_string(), timeout),
+            (
+                "project".to_string(),
+                OperationFaults {
+                    server_error: 1.0,
+                    ..OperationFaults::default()
+                },
+            ),
+        ]),
+        ..Faults::default()
+    });
+    pool.provisioner.kill(&ids[0], "operator").await.unwrap();
     assert!(
-        offenders.is_empty(),
-        "delete_project called outside the guard: {offenders:?}"
+        pool.sim.snapshot().live_projects().is_empty(),
+        "the delete applied"
+    );
+    let agent = pool.store.agent(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Deleting, "not confirmed yet");
+    // Railway is back; the retry's delete is answered "Not Authorized".
+    pool.sim.set_faults(Faults::default());
+    pool.db
+        .client()
+        .await
+        .execute(
+            "UPDATE agent_metadata SET next_attempt_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pool.provisioner.retry_due_teardowns().await.unwrap(), 1);
+    assert_eq!(
+        pool.store.agent(&ids[0]).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
+    );
+    assert!(
+        pool.sim.counters().quirks.contains_key("Not Authorized"),
+        "the repeated delete was answered Not Authorized"
+    );
+    pool.assert_nothing_leaked().await;
+}
+
+/// With the quirk off (a repeated delete answers "not found"), the same holds.
+#[tokio::test]
+async fn a_repeated_delete_answered_not_found_also_ends_archived() {
+    let mut sim = unthrottled();
+    sim.quirks.deleted_project_delete_unauthorized = false;
+    let pool = TestPool::start(sim).await;
+    let ids = pool.idle_agents(1).await;
+    let agent = pool.store.agent(&ids[0]).await.unwrap().unwrap();
+    pool.deleter
+        .delete_project(&ProjectId::new(agent.project_id.clone().unwrap()))
+        .await
+        .unwrap();
+    pool.provisioner.kill(&ids[0], "operator").await.unwrap();
+    assert_eq!(
+        pool.store.agent(&ids[0]).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
+    );
+}
+
+/// A crash between `projectCreate` and its journal entry: the row knows no project, but its
+/// step was in flight, so the teardown looks the project up by name — no project outlives its
+/// row, without waiting for the orphan sweep.
+#[tokio::test]
+async fn a_creation_whose_project_step_is_uncertain_is_torn_down_by_name() {
+    let pool = TestPool::start(unthrottled()).await;
+    let id = AgentId::random();
+    let name = pool.provisioner.naming().name(&id);
+    let description = pool.provisioner.naming().project_description(&id);
+    let client = pool.db.client().await;
+    client
+        .execute(
+            "INSERT INTO agent_metadata (id, railway_project_id, status, step_in_flight) VALUES ($1, '', 'deleting', 'project')",
+            &[&id.as_str()],
+        )
+        .await
+        .unwrap();
+    // The project exists on Railway; its id never reached the row.
+    pool.railway
+        .create_project(&NewProject {
+            name,
+            description,
+            workspace_id: WorkspaceId::new(WORKSPACE),
+            default_environment_name: Some("staging".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(pool.provisioner.retry_due_teardowns().await.unwrap(), 1);
+    assert!(pool.sim.snapshot().live_projects().is_empty());
+    assert_eq!(
+        pool.store.agent(&id).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
     );
 }
 
@@ -191,7 +286,7 @@ const OWN: &str = "pool-own-project";
 
 fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
     Agent {
-        id: AgentId::from("abcdefabcdef"),
+        id: AgentId::parse("abcdefabcdef").unwrap(),
         status: AgentStatus::Deleting,
         status_changed_at: chrono::Utc::now(),
         created_at: chrono::Utc::now(),
@@ -229,7 +324,26 @@ fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
         } else {
             Vec::new()
         },
+        step_in_flight: None,
     }
+}
+
+/// A deleter for guards that are only asked what they would clear (nothing is sent).
+fn idle_deleter() -> ProjectDeleter {
+    let config = ClientConfig::new(
+        "http://127.0.0.1:1/graphql/v2",
+        vec![secrecy::SecretString::from("unused")],
+    );
+    RailwayClient::with_project_deleter(config).unwrap().1
+}
+
+fn guard(naming: Naming) -> ProjectGuard {
+    ProjectGuard::new(
+        Some(ProjectId::new(OWN)),
+        WorkspaceId::new(WORKSPACE),
+        naming,
+        idle_deleter(),
+    )
 }
 
 proptest! {
@@ -239,14 +353,14 @@ proptest! {
         project in prop_oneof![Just(None), Just(Some(OWN.to_string())), "[a-z0-9-]{1,20}".prop_map(Some)],
         journaled in any::<bool>(),
     ) {
-        let guard = ProjectGuard::new(Some(OWN.into()), Naming::new("convos-agent-", OWN, "staging").unwrap());
+        let guard = guard(Naming::new("convos-agent-", OWN, "staging").unwrap());
         let a = agent(legacy, project.clone(), journaled);
         let created_by_pool = !legacy && journaled && project.as_deref().is_some_and(|p| p != OWN);
         match guard.agent_project(&a) {
             Ok(cleared) => {
                 prop_assert!(created_by_pool);
-                prop_assert_eq!(Some(cleared.id()), project.as_deref());
-                prop_assert_ne!(cleared.id(), OWN);
+                prop_assert_eq!(Some(cleared.id().as_str()), project.as_deref());
+                prop_assert_ne!(cleared.id().as_str(), OWN);
             }
             Err(refusal) => {
                 prop_assert!(!created_by_pool);
@@ -264,9 +378,9 @@ proptest! {
         own in any::<bool>(),
     ) {
         let naming = Naming::new("convos-agent-", OWN, "staging").unwrap();
-        let guard = ProjectGuard::new(Some(OWN.into()), naming.clone());
+        let guard = guard(naming.clone());
         let project = railway_api::ProjectSummary {
-            id: if own { OWN.into() } else { "prj-1".into() },
+            id: ProjectId::new(if own { OWN } else { "prj-1" }),
             name: name.clone(),
             description: description.clone(),
             created_at: chrono::Utc::now(),

@@ -16,7 +16,8 @@ pub const DEFAULT_QUERY_STRING: &str = "source=pool-manager";
 pub struct ClientConfig {
     /// GraphQL endpoint. A query string is added when it has none.
     pub endpoint: String,
-    /// Workspace or account tokens. `projectCreate` rotates over them; other calls use any.
+    /// Workspace or account tokens. Calls use any; `projectCreate` moves to another one only
+    /// when Railway throttles per user.
     pub tokens: Vec<SecretString>,
     /// Time allowed for one request, answer included.
     pub request_timeout: Duration,
@@ -26,8 +27,11 @@ pub struct ClientConfig {
     pub retry_min_delay: Duration,
     /// Longest retry delay.
     pub retry_max_delay: Duration,
-    /// How long a token rests after a per-token `projectCreate` throttle.
+    /// How long a `projectCreate` throttle lasts when Railway's message names no interval.
     pub project_create_cooldown: Duration,
+    /// How long `create_project` waits for its workspace's turn before answering
+    /// [`crate::RailwayError::Paced`] (so its caller can renew what it holds and ask again).
+    pub project_create_max_wait: Duration,
     /// The request budget.
     pub budget: BudgetConfig,
     /// `User-Agent` header.
@@ -55,7 +59,8 @@ impl ClientConfig {
             max_attempts: 4,
             retry_min_delay: Duration::from_millis(250),
             retry_max_delay: Duration::from_secs(10),
-            project_create_cooldown: Duration::from_secs(30),
+            project_create_cooldown: crate::classify::DEFAULT_THROTTLE_WAIT,
+            project_create_max_wait: Duration::from_secs(60),
             budget: BudgetConfig::default(),
             user_agent: concat!("pool-manager/", env!("CARGO_PKG_VERSION")).to_string(),
         }

@@ -2,18 +2,7 @@
 
 use std::time::Duration;
 
-/// Whether a failed request may have changed anything on Railway. This decides what a caller
-/// may retry: a mutation is only repeated when Railway provably did not apply it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// The request never reached Railway (connection refused, DNS failure, budget closed).
-    NotSent,
-    /// Railway answered and refused: nothing was applied.
-    Refused,
-    /// Railway may have applied it (timeout, broken connection, 5xx, undecodable answer):
-    /// look the resource up before creating it again.
-    MayHaveApplied,
-}
+pub use crate::classify::{Delivery, ErrorKind, ThrottleScope};
 
 /// One GraphQL error as Railway reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +13,7 @@ pub struct GraphQlErrorInfo {
     pub path: Vec<String>,
     /// `extensions.code` when the server sends one (`BAD_USER_INPUT`, `INTERNAL_SERVER_ERROR`).
     pub code: Option<String>,
-    /// `extensions.traceId`, for Railway support.
+    /// Railway's `traceId` (top level or in `extensions`), for Railway support.
     pub trace_id: Option<String>,
 }
 
@@ -37,13 +26,24 @@ impl std::fmt::Display for GraphQlErrorInfo {
         if !self.path.is_empty() {
             write!(f, " at {}", self.path.join("."))?;
         }
+        if let Some(trace) = &self.trace_id {
+            write!(f, " [traceId {trace}]")?;
+        }
         Ok(())
     }
 }
 
 /// What went wrong with a Railway request.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum RailwayError {
+    /// The client is configured wrongly (no token, an endpoint that is not a URL): nothing was
+    /// sent, and nothing will be until the configuration changes.
+    #[error("Railway client configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
     /// The request could not be sent (connection refused, DNS, TLS handshake).
     #[error("could not reach Railway: {reason}")]
     NotSent {
@@ -67,24 +67,7 @@ pub enum RailwayError {
         /// True for the edge's HTML page (no rate-limit headers).
         edge: bool,
     },
-    /// The token was refused ("Not Authorized", "Project Token not found", 401/403).
-    #[error("Railway refused the token: {message}")]
-    Unauthorized {
-        /// Railway's message.
-        message: String,
-    },
-    /// A per-token throttle ("Only one project can be created per user", "You are creating
-    /// volumes too quickly"). Nothing was applied; another token may succeed.
-    #[error("Railway throttled {operation}: {message}")]
-    Throttled {
-        /// The operation that was throttled.
-        operation: &'static str,
-        /// Railway's message.
-        message: String,
-        /// When this token may try again.
-        retry_after: Duration,
-    },
-    /// An HTTP status other than 200 (and 429), with the start of the body.
+    /// An HTTP status other than 200 and 429, with the start of the body (401/403 included).
     #[error("Railway answered HTTP {status}: {body_excerpt}")]
     Http {
         /// The status code.
@@ -92,9 +75,25 @@ pub enum RailwayError {
         /// The first few hundred characters of the body.
         body_excerpt: String,
     },
-    /// GraphQL errors inside an HTTP 200 answer.
-    #[error("Railway GraphQL error: {}", join(.0))]
-    GraphQl(Vec<GraphQlErrorInfo>),
+    /// Railway answered with GraphQL errors; `kind` is what the message table made of them.
+    #[error("Railway refused {operation} ({kind:?}): {}", join(.errors))]
+    Api {
+        /// The operation (its root field, e.g. `projectCreate`).
+        operation: &'static str,
+        /// What the errors mean.
+        kind: ErrorKind,
+        /// Whether it may have applied (decided by the message, not by the code).
+        delivery: Delivery,
+        /// The errors as sent.
+        errors: Vec<GraphQlErrorInfo>,
+    },
+    /// `projectCreate` was not sent: the workspace's throttle (or the queue of creations
+    /// before this one) does not open within the wait allowed.
+    #[error("projectCreate in this workspace is paced by Railway's throttle; next turn in {retry_after:?}")]
+    Paced {
+        /// How long until the workspace's turn.
+        retry_after: Duration,
+    },
     /// The answer could not be decoded.
     #[error("could not decode Railway's answer: {0}")]
     Decode(String),
@@ -112,50 +111,91 @@ impl RailwayError {
     /// Whether Railway may have applied the request.
     pub fn delivery(&self) -> Delivery {
         match self {
-            Self::NotSent { .. } => Delivery::NotSent,
-            Self::RateLimited { .. } | Self::Unauthorized { .. } | Self::Throttled { .. } => {
-                Delivery::Refused
-            }
+            Self::Config { .. } | Self::NotSent { .. } | Self::Paced { .. } => Delivery::NotSent,
+            Self::RateLimited { .. } => Delivery::Refused,
             Self::Http { status, .. } if *status < 500 => Delivery::Refused,
-            Self::GraphQl(errors) if !errors.iter().any(is_internal) => Delivery::Refused,
-            Self::Timeout(_)
-            | Self::Transport { .. }
-            | Self::Http { .. }
-            | Self::GraphQl(_)
-            | Self::Decode(_) => Delivery::MayHaveApplied,
+            Self::Api { delivery, .. } => *delivery,
+            Self::Timeout(_) | Self::Transport { .. } | Self::Http { .. } | Self::Decode(_) => {
+                Delivery::MayHaveApplied
+            }
+        }
+    }
+
+    /// What the error means. Failures of the transport are [`ErrorKind::Transient`] (5xx,
+    /// timeouts, broken connections) or [`ErrorKind::Throttled`] (429); a 401/403 is
+    /// [`ErrorKind::Unauthorized`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Api { kind, .. } => *kind,
+            Self::Paced { retry_after } => ErrorKind::Throttled {
+                scope: ThrottleScope::Workspace,
+                retry_after: *retry_after,
+            },
+            Self::RateLimited { retry_after, .. } => ErrorKind::Throttled {
+                scope: ThrottleScope::User,
+                retry_after: *retry_after,
+            },
+            Self::Http {
+                status: 401 | 403, ..
+            } => ErrorKind::Unauthorized,
+            Self::Http { status, .. } if *status < 500 => ErrorKind::Invalid,
+            Self::Config { .. } => ErrorKind::Invalid,
+            Self::NotSent { .. } | Self::Timeout(_) | Self::Transport { .. } | Self::Http { .. } => {
+                ErrorKind::Transient
+            }
+            Self::Decode(_) => ErrorKind::Unknown,
         }
     }
 
     /// True when the error says the thing asked for does not exist (deleted already, or never
-    /// visible to this token). Teardown treats it as done.
+    /// there).
     pub fn is_not_found(&self) -> bool {
-        match self {
-            Self::GraphQl(errors) => errors.iter().any(|e| {
-                let m = e.message.to_ascii_lowercase();
-                m.contains("not found") || m.contains("does not exist")
-            }),
-            _ => false,
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// True when the same request is worth repeating after a moment: a throttle or a passing
+    /// failure. Whether repeating a *mutation* is safe is [`Self::delivery`]'s question.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Throttled { .. } | ErrorKind::Transient)
+    }
+
+    /// How long a throttle asks us to wait, if this is one.
+    pub fn throttled_for(&self) -> Option<Duration> {
+        match self.kind() {
+            ErrorKind::Throttled { retry_after, .. } => Some(retry_after),
+            _ => None,
         }
     }
 
-    /// True when a query (which changes nothing) is worth repeating.
+    /// Railway's `traceId`, when it sent one.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            Self::Api { errors, .. } => errors.iter().find_map(|e| e.trace_id.as_deref()),
+            _ => None,
+        }
+    }
+
+    /// True when a query (which changes nothing) is worth repeating at once, with backoff.
     pub(crate) fn retryable_query(&self) -> bool {
         match self {
-            Self::NotSent { .. } | Self::Timeout(_) | Self::Transport { .. } | Self::RateLimited { .. } => {
-                true
-            }
-            Self::Http { status, .. } => *status >= 500,
-            Self::GraphQl(errors) => errors.iter().any(is_internal),
-            Self::Unauthorized { .. } | Self::Throttled { .. } | Self::Decode(_) => false,
+            Self::Config { .. } | Self::Decode(_) | Self::Paced { .. } => false,
+            Self::Api { kind, .. } => matches!(kind, ErrorKind::Transient | ErrorKind::Unknown),
+            _ => self.kind() == ErrorKind::Transient || matches!(self, Self::RateLimited { .. }),
         }
     }
 
-    /// True when a mutation may be repeated: only when it provably did not apply.
+    /// True when a mutation may be repeated at once: it provably did not apply, and the refusal
+    /// is of the kind that passes within a backoff (not a 30 s throttle: the caller decides).
     pub(crate) fn retryable_mutation(&self) -> bool {
-        matches!(self, Self::NotSent { .. } | Self::RateLimited { .. })
+        matches!(
+            self,
+            Self::NotSent { .. }
+                | Self::RateLimited { .. }
+                | Self::Api {
+                    kind: ErrorKind::Transient,
+                    delivery: Delivery::Refused,
+                    ..
+                }
+        )
     }
-}
-
-fn is_internal(e: &GraphQlErrorInfo) -> bool {
-    e.code.as_deref() == Some("INTERNAL_SERVER_ERROR")
 }

@@ -1,8 +1,9 @@
 //! The token pool: any token for most calls, a rested one for `projectCreate`.
 //!
-//! Railway throttles `projectCreate` per token (about one project per 30 s). A fleet that grows
-//! fast configures several tokens; after a throttle answer a token rests for a cooldown and
-//! creation moves to the next one.
+//! Railway's current throttle on `projectCreate` is per workspace (see `pacing.rs`), and more
+//! tokens do not raise it; an older form of the message is per user ("Only one project can be
+//! created per user every 30s"). For that one, the throttled token rests and creation moves to
+//! the next token.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,23 +68,6 @@ impl TokenPool {
         }
         let soonest = r.resting_until.iter().flatten().min().copied().unwrap_or(now);
         Err(soonest.saturating_duration_since(now))
-    }
-
-    /// How long until some token may create a project (`None`: one may now).
-    pub(crate) fn rested_in(&self) -> Option<Duration> {
-        let r = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let mut soonest: Option<Duration> = None;
-        for until in &r.resting_until {
-            match until {
-                Some(t) if *t > now => {
-                    let wait = *t - now;
-                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-                }
-                _ => return None,
-            }
-        }
-        soonest
     }
 
     /// Rests a token after a throttle answer.

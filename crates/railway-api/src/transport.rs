@@ -1,18 +1,14 @@
-//! HTTP transport: hyper 1 over rustls (ring provider, webpki roots compiled in).
+//! HTTP transport: posts GraphQL bodies over the workspace's one HTTPS client ([`crate::https`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::RailwayError;
+use crate::https::{ExtraRoots, HttpsClient};
 
 /// Largest answer read (a status batch of 50 projects is well under 1 MB).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -28,33 +24,22 @@ pub(crate) struct RawResponse {
 /// Posts GraphQL bodies to one endpoint.
 #[derive(Clone)]
 pub(crate) struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
     uri: hyper::Uri,
     user_agent: String,
 }
 
 impl Transport {
     pub(crate) fn new(endpoint: &str, user_agent: &str) -> Result<Self, RailwayError> {
-        let uri: hyper::Uri = endpoint.parse().map_err(|e| RailwayError::NotSent {
+        let uri: hyper::Uri = endpoint.parse().map_err(|e| RailwayError::Config {
             reason: format!("invalid Railway endpoint {endpoint:?}: {e}"),
         })?;
-        // One crypto provider, chosen here explicitly: ring.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| RailwayError::NotSent {
-                reason: format!("TLS setup: {e}"),
-            })?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let client =
+            crate::https::client(Duration::from_secs(30), 32, &ExtraRoots::default()).map_err(|e| {
+                RailwayError::Config {
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Self {
             client,
             uri,
@@ -74,8 +59,8 @@ impl Transport {
             .header(USER_AGENT, &self.user_agent)
             .header(AUTHORIZATION, format!("Bearer {}", token.expose_secret()))
             .body(Full::new(body))
-            .map_err(|e| RailwayError::NotSent {
-                reason: format!("could not build request: {e}"),
+            .map_err(|e| RailwayError::Config {
+                reason: format!("could not build a request: {e}"),
             })?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::ids::{DeploymentId, EnvironmentId, ProjectId, ServiceId, VolumeId, WorkspaceId};
 pub use crate::operations::{DeploymentStatus, RestartPolicyType};
 
 /// A workspace the token can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     /// Id (`workspaceId`).
-    pub id: String,
+    pub id: WorkspaceId,
     /// Display name.
     pub name: String,
 }
@@ -20,7 +21,7 @@ pub struct Workspace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Id.
-    pub id: String,
+    pub id: EnvironmentId,
     /// Name (`production`, `staging`, …).
     pub name: String,
 }
@@ -33,7 +34,7 @@ pub struct NewProject {
     /// Description.
     pub description: String,
     /// Workspace to create it in.
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     /// Name of the environment created with it.
     pub default_environment_name: Option<String>,
 }
@@ -42,7 +43,7 @@ pub struct NewProject {
 #[derive(Debug, Clone)]
 pub struct CreatedProject {
     /// Id.
-    pub id: String,
+    pub id: ProjectId,
     /// Name.
     pub name: String,
     /// Environments created with it.
@@ -53,7 +54,7 @@ pub struct CreatedProject {
 #[derive(Debug, Clone)]
 pub struct ProjectSummary {
     /// Id.
-    pub id: String,
+    pub id: ProjectId,
     /// Name.
     pub name: String,
     /// Description (the pool marks its projects here).
@@ -92,20 +93,29 @@ impl std::fmt::Debug for RegistryCredentials {
 #[derive(Debug, Clone)]
 pub struct NewService {
     /// Project.
-    pub project_id: String,
+    pub project_id: ProjectId,
     /// Environment.
-    pub environment_id: String,
+    pub environment_id: EnvironmentId,
     /// Name.
     pub name: String,
     /// Credentials for a private image.
     pub registry_credentials: Option<RegistryCredentials>,
 }
 
-/// A service, volume or other resource just created.
+/// A service just created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
+pub struct CreatedService {
     /// Id.
-    pub id: String,
+    pub id: ServiceId,
+    /// Name.
+    pub name: String,
+}
+
+/// A volume just created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedVolume {
+    /// Id.
+    pub id: VolumeId,
     /// Name.
     pub name: String,
 }
@@ -125,6 +135,8 @@ pub struct InstanceSettings {
     pub healthcheck_path: Option<String>,
     /// Replicas (≥ 1).
     pub num_replicas: Option<i32>,
+    /// The command the container runs instead of the image's own.
+    pub start_command: Option<String>,
 }
 
 /// Variables for `variableCollectionUpsert`.
@@ -134,7 +146,7 @@ pub type Variables = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {
     /// Id.
-    pub id: String,
+    pub id: VolumeId,
     /// Name.
     pub name: String,
     /// Mounts: (service id, environment id, mount path).
@@ -145,9 +157,9 @@ pub struct VolumeInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
     /// Service.
-    pub service_id: Option<String>,
+    pub service_id: Option<ServiceId>,
     /// Environment.
-    pub environment_id: String,
+    pub environment_id: EnvironmentId,
     /// Path.
     pub mount_path: String,
 }
@@ -165,7 +177,7 @@ pub struct ServiceDomain {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
     /// Id.
-    pub id: String,
+    pub id: DeploymentId,
     /// Status.
     pub status: DeploymentStatus,
     /// Creation time.
@@ -176,11 +188,11 @@ pub struct Deployment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStatus {
     /// Service.
-    pub service_id: String,
+    pub service_id: ServiceId,
     /// Its name.
     pub service_name: String,
     /// Environment.
-    pub environment_id: String,
+    pub environment_id: EnvironmentId,
     /// Environment name.
     pub environment_name: String,
     /// Latest deployment, if any.
@@ -195,21 +207,49 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectStatus {
     /// Project.
-    pub project_id: String,
+    pub project_id: ProjectId,
     /// Its services, per environment.
     pub services: Vec<ServiceStatus>,
 }
 
-/// The result of a batched status read: what was read, and which projects could not be.
+/// The result of a batched status read: what was read, and which projects were not.
 #[derive(Debug, Clone, Default)]
 pub struct StatusRead {
-    /// Projects read, by id. A requested id that is absent here and not in `unread` was not
-    /// returned by Railway: deleted, or not visible to the token.
-    pub projects: BTreeMap<String, ProjectStatus>,
+    /// Projects read, by id.
+    pub projects: BTreeMap<ProjectId, ProjectStatus>,
     /// Ids whose batch failed: their status is unknown this time.
-    pub unread: Vec<String>,
+    pub failed: Vec<ProjectId>,
+    /// Ids a successful batch left out. `projectsByIds` "skips ids the caller cannot access
+    /// (does not throw on partial denial)", and the live API leaves out others now and then:
+    /// an id missing from its answer is no evidence that the project is gone.
+    /// [`crate::RailwayClient::project_presence`] tells.
+    pub omitted: Vec<ProjectId>,
     /// Requests sent.
     pub requests: usize,
     /// The last error, when a batch failed.
     pub last_error: Option<crate::RailwayError>,
+}
+
+/// Whether a project exists, as one `project(id)` read tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectPresence {
+    /// It exists and is not deleted.
+    Exists,
+    /// It is deleted (`deletedAt` is set: Railway's grace period after a delete).
+    Deleted,
+    /// Railway says "not found": deleted and gone.
+    NotFound,
+    /// Railway answers "Not Authorized": deleted, or moved out of this token's reach. Railway
+    /// answers so for deleted projects too, but a token that lost access gets the same answer;
+    /// whoever treats this as gone should check the token still reaches the workspace.
+    NotVisible,
+}
+
+/// What start-up learns about one configured token.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    /// Position of the token in the configuration (the token itself is never shown).
+    pub index: usize,
+    /// The workspaces it can act on, or why that could not be read.
+    pub workspaces: Result<Vec<Workspace>, crate::RailwayError>,
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::quirks::Quirks;
+
 /// Everything configurable about the simulator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -21,6 +23,8 @@ pub struct SimConfig {
     pub deploy: DeployTimings,
     /// Railway's limits.
     pub limits: Limits,
+    /// Railway's undocumented behaviours (all on by default).
+    pub quirks: Quirks,
     /// Failures of Railway operations.
     pub faults: Faults,
     /// How the fake agents behave.
@@ -44,12 +48,32 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             deploy: DeployTimings::default(),
             limits: Limits::default(),
+            quirks: Quirks::default(),
             faults: Faults::default(),
             agents: AgentBehaviour::default(),
             private_image_prefixes: vec!["ghcr.io/xmtplabs/".to_string()],
             honour_default_environment_name: true,
             openrouter_management_key: "sim-openrouter-management-key".to_string(),
             agentmail_api_key: "sim-agentmail-key".to_string(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Railway as it is, with every behaviour on but its slow timings shortened for tests
+    /// (see [`Quirks::quick`]).
+    pub fn quick() -> Self {
+        Self {
+            quirks: Quirks::quick(),
+            ..Self::default()
+        }
+    }
+
+    /// The schema's world: no undocumented behaviour at all (tests of the other branch).
+    pub fn without_quirks() -> Self {
+        Self {
+            quirks: Quirks::none(),
+            ..Self::default()
         }
     }
 }
@@ -103,9 +127,6 @@ pub struct Limits {
     /// How long the edge blocks after its limit is hit.
     #[serde(with = "millis")]
     pub edge_block: Duration,
-    /// Minimum time between two `projectCreate` of one token (Railway: about 30 s). 0 = none.
-    #[serde(with = "millis")]
-    pub project_create_interval: Duration,
     /// Longest project name.
     pub max_project_name: usize,
     /// Volumes per project (Pro: 20).
@@ -119,7 +140,6 @@ impl Default for Limits {
             requests_per_hour: 10_000,
             edge_requests_per_second: 10,
             edge_block: Duration::from_secs(10),
-            project_create_interval: Duration::ZERO,
             max_project_name: 32,
             max_volumes_per_project: 20,
         }
@@ -147,8 +167,12 @@ pub struct OperationFaults {
     pub server_error: f64,
     /// Applied, then no answer until the client gives up.
     pub timeout_after_apply: f64,
-    /// HTTP 200 with a GraphQL `INTERNAL_SERVER_ERROR`, nothing applied.
+    /// HTTP 200 with a GraphQL `INTERNAL_SERVER_ERROR` and a message nobody knows, nothing
+    /// applied (the client cannot tell, so it must assume it may have).
     pub graphql_error: f64,
+    /// Refused outright, nothing applied: a validation error ("Invalid request"), or a 400
+    /// from OpenRouter and AgentMail. Not worth retrying.
+    pub refused: f64,
 }
 
 /// A 429 storm.
@@ -206,7 +230,7 @@ impl Default for AgentBehaviour {
 }
 
 /// Durations as whole milliseconds in JSON.
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -217,5 +241,23 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+
+    /// Optional durations as whole milliseconds (or `null`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+        }
     }
 }

@@ -12,7 +12,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::world::{Refusal, Status, World};
+use crate::world::{InstanceUpdate, Refusal, Status, World};
 
 /// The schema type.
 pub type RailwaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -183,6 +183,10 @@ impl Project {
             .get(&self.0)
             .map(|p| p.created_at)
             .unwrap_or_default()
+    }
+
+    async fn deleted_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        world(ctx).projects.get(&self.0).and_then(|p| p.deleted_at)
     }
 
     async fn workspace_id(&self, ctx: &Context<'_>) -> Option<String> {
@@ -381,6 +385,17 @@ struct Deployment {
 }
 
 #[derive(SimpleObject)]
+struct QueryDeploymentsConnection {
+    edges: Vec<QueryDeploymentsConnectionEdge>,
+    page_info: PageInfo,
+}
+
+#[derive(SimpleObject)]
+struct QueryDeploymentsConnectionEdge {
+    node: Deployment,
+}
+
+#[derive(SimpleObject)]
 struct Service {
     id: ID,
     name: String,
@@ -519,6 +534,14 @@ struct VolumeCreateInput {
 }
 
 #[derive(InputObject)]
+struct DeploymentListInput {
+    environment_id: Option<String>,
+    include_deleted: Option<bool>,
+    project_id: Option<String>,
+    service_id: Option<String>,
+}
+
+#[derive(InputObject)]
 struct ServiceDomainCreateInput {
     environment_id: String,
     service_id: String,
@@ -569,8 +592,60 @@ impl QueryRoot {
     }
 
     async fn project(&self, ctx: &Context<'_>, id: String) -> Result<Project> {
-        world(ctx).project_visible(token(ctx), &id)?;
+        world(ctx).project_for_read(token(ctx), &id, Instant::now())?;
         Ok(Project(id))
+    }
+
+    #[allow(unused_variables)]
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        input: DeploymentListInput,
+        last: Option<i32>,
+    ) -> Result<QueryDeploymentsConnection> {
+        let w = world(ctx);
+        let now = Instant::now();
+        if let Some(project) = &input.project_id {
+            w.project_visible(token(ctx), project)?;
+        } else {
+            return Err(Refusal::bad_input("projectId is required").into());
+        }
+        // Replaced deployments stay listed (as REMOVED); deleted ones are not simulated.
+        let _ = input.include_deleted;
+        let mut deployments: Vec<&crate::world::Deployment> = w
+            .deployments
+            .values()
+            .filter(|d| input.project_id.as_ref().is_none_or(|p| *p == d.project_id))
+            .filter(|d| {
+                input
+                    .environment_id
+                    .as_ref()
+                    .is_none_or(|e| *e == d.environment_id)
+            })
+            .filter(|d| input.service_id.as_ref().is_none_or(|s| *s == d.service_id))
+            .collect();
+        deployments.sort_by_key(|d| std::cmp::Reverse(d.started));
+        let first = first.unwrap_or(100).clamp(1, 500) as usize;
+        Ok(QueryDeploymentsConnection {
+            edges: deployments
+                .into_iter()
+                .take(first)
+                .map(|d| QueryDeploymentsConnectionEdge {
+                    node: Deployment {
+                        created_at: d.created_at,
+                        id: ID(d.id.clone()),
+                        status: w.status(d, now).into(),
+                    },
+                })
+                .collect(),
+            page_info: PageInfo {
+                end_cursor: None,
+                has_next_page: false,
+            },
+        })
     }
 
     #[allow(clippy::too_many_arguments, unused_variables)]
@@ -614,11 +689,12 @@ impl QueryRoot {
     }
 
     async fn projects_by_ids(&self, ctx: &Context<'_>, ids: Vec<String>) -> Vec<Project> {
-        let w = world(ctx);
-        let token = token(ctx);
-        // Railway skips ids the token cannot see (and deleted projects).
-        ids.into_iter()
-            .filter(|id| w.project_visible(token, id).is_ok())
+        let token = token(ctx).to_string();
+        // Railway skips ids the token cannot see, deleted projects — and, with the quirk on,
+        // some others ("does not throw on partial denial").
+        world(ctx)
+            .projects_by_ids(&token, ids)
+            .into_iter()
             .map(Project)
             .collect()
     }
@@ -637,7 +713,10 @@ impl MutationRoot {
     ) -> Result<Deployment> {
         let mut w = world(ctx);
         let now = Instant::now();
-        let new_id = w.redeploy(token(ctx), &id, use_previous_image_tag.unwrap_or(false), now)?;
+        // Railway's redeploy replays the build as-is, whatever `usePreviousImageTag` says
+        // (railwayapp/cli PR #865); the flag is accepted and changes nothing here.
+        let _ = use_previous_image_tag;
+        let new_id = w.redeploy(token(ctx), &id, now)?;
         let d = &w.deployments[&new_id];
         Ok(Deployment {
             created_at: d.created_at,
@@ -651,7 +730,9 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: EnvironmentCreateInput,
     ) -> Result<Environment> {
-        let (id, name) = world(ctx).create_environment(token(ctx), &input.project_id, input.name)?;
+        let _ = input.skip_initial_deploys;
+        let (id, name) =
+            world(ctx).create_environment(token(ctx), &input.project_id, input.name, Instant::now())?;
         Ok(Environment {
             id,
             name,
@@ -673,7 +754,7 @@ impl MutationRoot {
     }
 
     async fn project_delete(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
-        world(ctx).delete_project(token(ctx), &id)?;
+        world(ctx).delete_project(token(ctx), &id, Instant::now())?;
         Ok(true)
     }
 
@@ -722,7 +803,12 @@ impl MutationRoot {
         input: ServiceDomainCreateInput,
     ) -> Result<ServiceDomain> {
         let _ = input.target_port;
-        let (id, domain) = world(ctx).create_domain(token(ctx), &input.environment_id, &input.service_id)?;
+        let (id, domain) = world(ctx).create_domain(
+            token(ctx),
+            &input.environment_id,
+            &input.service_id,
+            Instant::now(),
+        )?;
         Ok(ServiceDomain { domain, id: ID(id) })
     }
 
@@ -735,7 +821,27 @@ impl MutationRoot {
         service_id: String,
     ) -> Result<String> {
         let _ = commit_sha;
-        Ok(world(ctx).deploy_checked(token(ctx), &service_id, &environment_id, Instant::now())?)
+        Ok(world(ctx).deploy_checked(token(ctx), &service_id, &environment_id, false, Instant::now())?)
+    }
+
+    /// With `latestCommit: true` the image tag is pulled anew (railwayapp/cli PR #865).
+    async fn service_instance_deploy(
+        &self,
+        ctx: &Context<'_>,
+        commit_sha: Option<String>,
+        environment_id: String,
+        latest_commit: Option<bool>,
+        service_id: String,
+    ) -> Result<bool> {
+        let _ = commit_sha;
+        world(ctx).deploy_checked(
+            token(ctx),
+            &service_id,
+            &environment_id,
+            latest_commit.unwrap_or(false),
+            Instant::now(),
+        )?;
+        Ok(true)
     }
 
     async fn service_instance_limits_update(
@@ -749,6 +855,7 @@ impl MutationRoot {
             &input.service_id,
             input.vcpus,
             input.memory_gb,
+            Instant::now(),
         )?;
         Ok(true)
     }
@@ -760,11 +867,7 @@ impl MutationRoot {
         input: ServiceInstanceUpdateInput,
         service_id: String,
     ) -> Result<bool> {
-        let _ = (
-            input.healthcheck_path,
-            input.restart_policy_max_retries,
-            input.start_command,
-        );
+        let _ = (input.healthcheck_path, input.restart_policy_max_retries);
         let restart = input.restart_policy_type.map(|t| {
             match t {
                 RestartPolicyType::Always => "ALWAYS",
@@ -777,11 +880,15 @@ impl MutationRoot {
             token(ctx),
             &service_id,
             environment_id,
-            input.source.and_then(|s| s.image),
-            input.registry_credentials.is_some(),
-            input.sleep_application,
-            restart,
-            input.num_replicas,
+            InstanceUpdate {
+                image: input.source.and_then(|s| s.image),
+                registry_credentials: input.registry_credentials.is_some(),
+                sleep_application: input.sleep_application,
+                restart_policy: restart,
+                num_replicas: input.num_replicas,
+                start_command: input.start_command,
+            },
+            Instant::now(),
         )?;
         Ok(true)
     }
@@ -811,6 +918,7 @@ impl MutationRoot {
             input.environment_id,
             input.service_id.clone(),
             input.mount_path,
+            Instant::now(),
         )?;
         Ok(Volume {
             id: ID(id),

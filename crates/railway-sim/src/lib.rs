@@ -18,24 +18,32 @@
 mod config;
 mod graphql;
 mod limits;
+mod quirks;
 mod server;
+mod snapshot;
 mod world;
 
 use axum::serve::ListenerExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use config::{AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig};
-pub use world::{Counters, Fate};
+pub use quirks::{ProjectThrottleScope, Quirks};
+pub use snapshot::{DeploymentView, ProjectView, ResourceView, ServiceView, SimSnapshot, VolumeView};
+pub use world::{Counters, DeployCause, Fate};
 
 use crate::server::Sim;
-use crate::world::World;
+use crate::world::{InstanceUpdate, World};
+
+/// The command that starts the agent runtime's pool server (`/pool/health`,
+/// `/pool/provision`). The image's own `CMD` (`pnpm start`) starts OpenClaw without it, so
+/// whoever deploys the image sets this start command, as the Node pool manager does
+/// (xmtplabs/convos-managed-agent-runtime `pool/src/services/providers/railway.ts`). The fake
+/// agents answer only when it is set.
+pub const AGENT_START_COMMAND: &str = "node convos-platform/pool-server/dist/index.js";
 
 /// The simulator's GraphQL schema as SDL (checked against Railway's by `xtask schema check`).
 pub fn schema_sdl() -> String {
@@ -160,6 +168,46 @@ impl SimHandle {
         self.sim.world().config.limits = limits;
     }
 
+    /// Changes which of Railway's undocumented behaviours are on.
+    pub fn set_quirks(&self, quirks: Quirks) {
+        self.sim.world().config.quirks = quirks;
+    }
+
+    /// The quirks in force.
+    pub fn quirks(&self) -> Quirks {
+        self.sim.world().config.quirks.clone()
+    }
+
+    /// Pushes a new image under `reference` (e.g. `ghcr.io/xmtplabs/convos-agent:staging`): a
+    /// moving tag moves. Returns the new digest.
+    pub fn push_image(&self, reference: &str) -> String {
+        self.sim.world().push_image(reference)
+    }
+
+    /// The digest `reference` has in the registry now.
+    pub fn image_digest(&self, reference: &str) -> String {
+        self.sim.world().digest_of(reference)
+    }
+
+    /// The restart policy brings a crashed service's deployment back. `false` when it has
+    /// none.
+    pub fn recover_service(&self, service_id: &str) -> bool {
+        let mut w = self.sim.world();
+        let latest = w
+            .services
+            .get(service_id)
+            .filter(|s| !s.deleted)
+            .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()));
+        match latest.and_then(|d| w.deployments.get_mut(&d)) {
+            Some(d) if !d.removed && d.crashed_at.is_some() => {
+                d.crashed_at = None;
+                d.fate = Fate::Healthy;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Every GraphQL request answers 503 while on.
     pub fn set_outage(&self, enabled: bool) {
         self.sim.control.lock().unwrap_or_else(|p| p.into_inner()).outage = enabled;
@@ -189,7 +237,8 @@ impl SimHandle {
         let mut w = self.sim.world();
         let token = w.config.tokens.keys().next().cloned().unwrap_or_default();
         let workspace = w.config.tokens.get(&token).and_then(|ws| ws.first().cloned());
-        let interval = std::mem::replace(&mut w.config.limits.project_create_interval, Duration::ZERO);
+        // Seeding is not a client: none of Railway's quirks apply to it.
+        let quirks = std::mem::replace(&mut w.config.quirks, Quirks::none());
         let now = Instant::now();
         let mut seeded = Vec::with_capacity(count);
         for i in 0..count {
@@ -217,7 +266,7 @@ impl SimHandle {
                 continue;
             };
             let domain = w
-                .create_domain(&token, &environment_id, &service_id)
+                .create_domain(&token, &environment_id, &service_id, now)
                 .map(|(_, d)| d)
                 .unwrap_or_default();
             // Configured first, then deployed once, as the pool does.
@@ -238,14 +287,17 @@ impl SimHandle {
                         &token,
                         &service_id,
                         Some(environment_id.clone()),
-                        Some(image.into()),
-                        true,
-                        Some(false),
-                        None,
-                        None,
+                        InstanceUpdate {
+                            image: Some(image.into()),
+                            registry_credentials: true,
+                            sleep_application: Some(false),
+                            start_command: Some(AGENT_START_COMMAND.into()),
+                            ..InstanceUpdate::default()
+                        },
+                        now,
                     )
                 })
-                .and_then(|()| w.deploy(&service_id, &environment_id, now));
+                .and_then(|()| w.deploy(&service_id, &environment_id, now, DeployCause::Deploy));
             if configured.is_err() {
                 continue;
             }
@@ -256,8 +308,8 @@ impl SimHandle {
                 domain,
             });
         }
-        w.config.limits.project_create_interval = interval;
-        w.last_project_create.remove(&token);
+        w.config.quirks = quirks;
+        w.last_project_create.clear();
         seeded
     }
 
@@ -267,7 +319,7 @@ impl SimHandle {
         let mut w = self.sim.world();
         let token = w.config.tokens.keys().next().cloned().unwrap_or_default();
         let workspace = w.config.tokens.get(&token).and_then(|ws| ws.first().cloned());
-        let interval = std::mem::replace(&mut w.config.limits.project_create_interval, Duration::ZERO);
+        let quirks = std::mem::replace(&mut w.config.quirks, Quirks::none());
         let id = w.create_project(
             &token,
             Some(name.into()),
@@ -276,8 +328,8 @@ impl SimHandle {
             None,
             Instant::now(),
         );
-        w.config.limits.project_create_interval = interval;
-        w.last_project_create.remove(&token);
+        w.config.quirks = quirks;
+        w.last_project_create.clear();
         id.unwrap_or_default()
     }
 }
@@ -319,232 +371,4 @@ pub struct SeededProject {
     pub service_id: String,
     /// The service's domain.
     pub domain: String,
-}
-
-/// Everything the simulator knows, for assertions and the chaos run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SimSnapshot {
-    /// Every project ever created.
-    pub projects: Vec<ProjectView>,
-    /// Every service.
-    pub services: Vec<ServiceView>,
-    /// Every deployment, with what it captured.
-    pub deployments: Vec<DeploymentView>,
-    /// Every volume.
-    pub volumes: Vec<VolumeView>,
-    /// Every OpenRouter key (by hash).
-    pub keys: Vec<ResourceView>,
-    /// Every AgentMail inbox.
-    pub inboxes: Vec<ResourceView>,
-    /// Live resources by kind.
-    pub live: BTreeMap<String, usize>,
-    /// Request counters.
-    pub counters: Counters,
-}
-
-/// A project.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProjectView {
-    /// Id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: Option<String>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Deleted.
-    pub deleted: bool,
-    /// Environment names.
-    pub environments: Vec<String>,
-}
-
-/// A service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceView {
-    /// Id.
-    pub id: String,
-    /// Project.
-    pub project_id: String,
-    /// Name.
-    pub name: String,
-    /// Deleted.
-    pub deleted: bool,
-    /// Registry credentials given.
-    pub has_registry_credentials: bool,
-    /// Image source (first environment).
-    pub image: Option<String>,
-    /// Serverless sleep.
-    pub sleep_application: Option<bool>,
-    /// CPU limit.
-    pub vcpus: Option<f64>,
-    /// Memory limit.
-    pub memory_gb: Option<f64>,
-    /// Restart policy.
-    pub restart_policy: Option<String>,
-    /// Current variables.
-    pub variables: BTreeMap<String, String>,
-}
-
-/// A deployment and what it captured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeploymentView {
-    /// Id.
-    pub id: String,
-    /// Project.
-    pub project_id: String,
-    /// Service.
-    pub service_id: String,
-    /// Environment.
-    pub environment_id: String,
-    /// Status now.
-    pub status: String,
-    /// Image.
-    pub image: Option<String>,
-    /// Variables at creation.
-    pub variables: BTreeMap<String, String>,
-    /// Volume mounts at creation.
-    pub volume_mounts: Vec<String>,
-    /// Domains at creation.
-    pub domains: Vec<String>,
-    /// Times its agent was provisioned.
-    pub provisions: u32,
-    /// Time its agent took to answer the provision, in microseconds.
-    pub provision_micros: Option<u64>,
-    /// Its drawn fate.
-    pub fate: Fate,
-}
-
-/// A volume.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VolumeView {
-    /// Id.
-    pub id: String,
-    /// Project.
-    pub project_id: String,
-    /// Service.
-    pub service_id: Option<String>,
-    /// Mount path.
-    pub mount_path: String,
-    /// Deleted.
-    pub deleted: bool,
-}
-
-/// An OpenRouter key or AgentMail inbox.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResourceView {
-    /// Hash or inbox id.
-    pub id: String,
-    /// Key name or inbox user name.
-    pub name: String,
-    /// Deleted.
-    pub deleted: bool,
-}
-
-impl SimSnapshot {
-    pub(crate) fn of(w: &World, now: Instant) -> Self {
-        Self {
-            projects: w
-                .projects
-                .values()
-                .map(|p| ProjectView {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    description: p.description.clone(),
-                    created_at: p.created_at,
-                    deleted: p.deleted_at.is_some(),
-                    environments: p.environments.iter().map(|(_, n)| n.clone()).collect(),
-                })
-                .collect(),
-            services: w
-                .services
-                .values()
-                .map(|s| {
-                    let instance = s.instances.values().next().cloned().unwrap_or_default();
-                    ServiceView {
-                        id: s.id.clone(),
-                        project_id: s.project_id.clone(),
-                        name: s.name.clone(),
-                        deleted: s.deleted,
-                        has_registry_credentials: s.has_registry_credentials
-                            || instance.has_registry_credentials,
-                        image: instance.image,
-                        sleep_application: instance.sleep_application,
-                        vcpus: instance.vcpus,
-                        memory_gb: instance.memory_gb,
-                        restart_policy: instance.restart_policy,
-                        variables: instance.variables,
-                    }
-                })
-                .collect(),
-            deployments: w
-                .deployments
-                .values()
-                .map(|d| DeploymentView {
-                    id: d.id.clone(),
-                    project_id: d.project_id.clone(),
-                    service_id: d.service_id.clone(),
-                    environment_id: d.environment_id.clone(),
-                    status: serde_json::to_value(w.status(d, now))
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    image: d.image.clone(),
-                    variables: d.variables.clone(),
-                    volume_mounts: d.volume_mounts.clone(),
-                    domains: d.domains.clone(),
-                    provisions: d.provisions,
-                    provision_micros: d.provision_micros,
-                    fate: d.fate,
-                })
-                .collect(),
-            volumes: w
-                .volumes
-                .values()
-                .map(|v| VolumeView {
-                    id: v.id.clone(),
-                    project_id: v.project_id.clone(),
-                    service_id: v.service_id.clone(),
-                    mount_path: v.mount_path.clone(),
-                    deleted: v.deleted,
-                })
-                .collect(),
-            keys: w
-                .keys
-                .values()
-                .map(|k| ResourceView {
-                    id: k.hash.clone(),
-                    name: k.name.clone(),
-                    deleted: k.deleted,
-                })
-                .collect(),
-            inboxes: w
-                .inboxes
-                .values()
-                .map(|i| ResourceView {
-                    id: i.inbox_id.clone(),
-                    name: i.username.clone(),
-                    deleted: i.deleted,
-                })
-                .collect(),
-            live: server::live_counts(w)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            counters: w.counters.clone(),
-        }
-    }
-
-    /// Deployments of one service, oldest first.
-    pub fn deployments_of(&self, service_id: &str) -> Vec<&DeploymentView> {
-        self.deployments
-            .iter()
-            .filter(|d| d.service_id == service_id)
-            .collect()
-    }
-
-    /// Projects not deleted.
-    pub fn live_projects(&self) -> Vec<&ProjectView> {
-        self.projects.iter().filter(|p| !p.deleted).collect()
-    }
 }

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use crate::config::{AgentBehaviour, Faults, OperationFaults};
 use crate::graphql::{RailwaySchema, RequestToken, SharedWorld};
 use crate::limits::{Limited, RateLimiter};
-use crate::world::{Fate, Inbox, Key, Status, World};
+use crate::quirks::Quirks;
+use crate::world::{Fate, Inbox, Key, PROBLEM_PROCESSING, Status, World};
 
 /// Shared server state.
 #[derive(Clone)]
@@ -67,6 +68,8 @@ pub(crate) fn router(sim: Sim) -> axum::Router {
         .route("/_sim/agents", put(set_agents))
         .route("/_sim/outage", put(set_outage))
         .route("/_sim/services/{id}/crash", post(crash_service))
+        .route("/_sim/quirks", put(set_quirks))
+        .route("/_sim/images", post(push_image))
         .with_state(sim)
 }
 
@@ -116,15 +119,19 @@ fn root_fields(query: &str) -> Result<Vec<String>, String> {
 
 fn draw(faults: &OperationFaults) -> Option<&'static str> {
     let x: f64 = rand::rng().random();
-    if x < faults.server_error {
-        Some("server_error")
-    } else if x < faults.server_error + faults.graphql_error {
-        Some("graphql_error")
-    } else if x < faults.server_error + faults.graphql_error + faults.timeout_after_apply {
-        Some("timeout_after_apply")
-    } else {
-        None
+    let mut edge = 0.0;
+    for (p, kind) in [
+        (faults.server_error, "server_error"),
+        (faults.graphql_error, "graphql_error"),
+        (faults.timeout_after_apply, "timeout_after_apply"),
+        (faults.refused, "refused"),
+    ] {
+        edge += p;
+        if x < edge {
+            return Some(kind);
+        }
     }
+    None
 }
 
 async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -223,6 +230,13 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
             "graphql_error" => {
                 return graphql_error(StatusCode::OK, "Internal server error", "INTERNAL_SERVER_ERROR");
             }
+            "refused" => {
+                return graphql_error(
+                    StatusCode::OK,
+                    "Invalid request (injected refusal)",
+                    "INTERNAL_SERVER_ERROR",
+                );
+            }
             _ => {}
         }
     }
@@ -251,7 +265,9 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
     } else {
         StatusCode::OK
     };
-    let mut out = (status, Json(response)).into_response();
+    let quirks = sim.world().config.quirks.clone();
+    let body = railway_error_shapes(serde_json::to_value(&response).unwrap_or(Value::Null), &quirks);
+    let mut out = (status, Json(body)).into_response();
     let h = out.headers_mut();
     h.insert("x-ratelimit-limit", rate_headers.limit.into());
     h.insert("x-ratelimit-remaining", rate_headers.remaining.into());
@@ -259,11 +275,55 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
     out
 }
 
+/// Railway's error shapes: business errors all carry `INTERNAL_SERVER_ERROR` (distilled
+/// `errors.ts`: "Railway often reuses INTERNAL_SERVER_ERROR"), and "Problem processing request"
+/// goes out with no path, no extensions and a top-level `traceId` (distilled's live probe,
+/// `60-request-processing.json`).
+fn railway_error_shapes(mut body: Value, quirks: &Quirks) -> Value {
+    let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) else {
+        return body;
+    };
+    for error in errors {
+        let Some(error) = error.as_object_mut() else {
+            continue;
+        };
+        let code = error
+            .get("extensions")
+            .and_then(|x| x.get("code"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match code.as_deref() {
+            Some(PROBLEM_PROCESSING) => {
+                error.remove("extensions");
+                error.remove("path");
+                error.remove("locations");
+                let trace: u64 = rand::rng().random();
+                error.insert("traceId".into(), Value::String(trace.to_string()));
+            }
+            Some("GRAPHQL_VALIDATION_FAILED" | "GRAPHQL_PARSE_FAILED") | None => {}
+            Some(_) if quirks.internal_server_error_codes => {
+                error.insert("extensions".into(), json!({"code": "INTERNAL_SERVER_ERROR"}));
+            }
+            Some(_) => {}
+        }
+    }
+    body
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fake agents
 
+/// The agent behind a domain, as its pool server sees itself.
+struct AgentAt {
+    deployment_id: String,
+    status: Status,
+    ready: bool,
+    /// Its pool server runs: the deployment's start command is the pool server's.
+    serving: bool,
+}
+
 /// Looks up the agent behind a domain: its deployment, status and readiness.
-fn agent_at(w: &World, domain: &str, now: Instant) -> Option<(String, Status, bool)> {
+fn agent_at(w: &World, domain: &str, now: Instant) -> Option<AgentAt> {
     let d = w.domains.get(domain)?;
     let service = w.services.get(&d.service_id).filter(|s| !s.deleted)?;
     let deployment_id = service
@@ -273,36 +333,43 @@ fn agent_at(w: &World, domain: &str, now: Instant) -> Option<(String, Status, bo
         .clone()?;
     let deployment = w.deployments.get(&deployment_id)?;
     let status = w.status(deployment, now);
+    let serving = deployment.start_command.as_deref() == Some(crate::AGENT_START_COMMAND);
     let ready = status == Status::Success
+        && serving
         && deployment.fate != Fate::NeverReady
         && now >= w.success_at(deployment) + w.config.agents.ready_after;
-    Some((deployment_id, status, ready))
+    Some(AgentAt {
+        deployment_id,
+        status,
+        ready,
+        serving,
+    })
 }
 
+/// `/pool/provision` checks `Authorization: Bearer <GATEWAY_TOKEN>`; agents of older images
+/// checked `POOL_API_KEY` instead (xmtplabs/convos-managed-agent-runtime
+/// `runtime/convos-platform/pool-server/index.ts` `checkAuth`; `pool/src/authFetch.ts`).
 fn agent_authorized(w: &World, deployment_id: &str, headers: &HeaderMap) -> bool {
-    let expected = w
-        .deployments
-        .get(deployment_id)
-        .and_then(|d| d.variables.get("POOL_API_KEY"));
+    let variables = w.deployments.get(deployment_id).map(|d| &d.variables);
+    let expected = variables.and_then(|v| v.get("GATEWAY_TOKEN").or_else(|| v.get("POOL_API_KEY")));
     matches!((expected, bearer(headers)), (Some(e), Some(got)) if e == got)
 }
 
-async fn agent_health(State(sim): State<Sim>, Path(domain): Path<String>, headers: HeaderMap) -> Response {
+async fn agent_health(State(sim): State<Sim>, Path(domain): Path<String>) -> Response {
     let now = Instant::now();
     let mut w = sim.world();
     w.counters.health_checks += 1;
-    let Some((deployment_id, status, ready)) = agent_at(&w, &domain, now) else {
+    let Some(agent) = agent_at(&w, &domain, now) else {
         return (StatusCode::NOT_FOUND, "Application not found").into_response();
     };
-    if status != Status::Success {
+    if agent.status != Status::Success || !agent.serving {
         return (StatusCode::BAD_GATEWAY, "Application failed to respond").into_response();
     }
-    if !agent_authorized(&w, &deployment_id, &headers) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "Unauthorized"}))).into_response();
-    }
-    touch(&mut w, &deployment_id, now);
-    if ready {
-        Json(json!({"ready": true})).into_response()
+    // The pool server answers `/pool/health` without auth (its route comment: "used by
+    // Railway health checks and CI").
+    touch(&mut w, &agent.deployment_id, now);
+    if agent.ready {
+        Json(json!({"ready": true, "runtime": "openclaw"})).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response()
     }
@@ -338,10 +405,16 @@ async fn agent_provision(
     let now = Instant::now();
     let (deployment_id, fate, provision_time) = {
         let mut w = sim.world();
-        let Some((deployment_id, status, ready)) = agent_at(&w, &domain, now) else {
+        let Some(AgentAt {
+            deployment_id,
+            status,
+            ready,
+            serving,
+        }) = agent_at(&w, &domain, now)
+        else {
             return (StatusCode::NOT_FOUND, "Application not found").into_response();
         };
-        if status != Status::Success {
+        if status != Status::Success || !serving {
             return (StatusCode::BAD_GATEWAY, "Application failed to respond").into_response();
         }
         if !agent_authorized(&w, &deployment_id, &headers) {
@@ -425,13 +498,12 @@ fn resource_fault(w: &mut World, operation: &str) -> Option<Response> {
         .faults
         .entry(format!("{operation}:{kind}"))
         .or_default() += 1;
-    Some(
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": {"message": "injected failure"}})),
-        )
-            .into_response(),
-    )
+    let status = if kind == "refused" {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Some((status, Json(json!({"error": {"message": "injected failure"}}))).into_response())
 }
 
 fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), Box<Response>> {
@@ -621,6 +693,21 @@ struct Outage {
 async fn set_outage(State(sim): State<Sim>, Json(outage): Json<Outage>) -> Response {
     sim.control().outage = outage.enabled;
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_quirks(State(sim): State<Sim>, Json(quirks): Json<Quirks>) -> Response {
+    sim.world().config.quirks = quirks;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct PushImage {
+    reference: String,
+}
+
+async fn push_image(State(sim): State<Sim>, Json(push): Json<PushImage>) -> Response {
+    let digest = sim.world().push_image(&push.reference);
+    Json(json!({"reference": push.reference, "digest": digest})).into_response()
 }
 
 async fn crash_service(State(sim): State<Sim>, Path(id): Path<String>) -> Response {

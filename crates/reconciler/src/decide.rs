@@ -5,10 +5,13 @@
 //! rules the original lacked:
 //! - agents in `creating`, `claiming` or `deleting` are never overridden by observation
 //!   (their own workflows own them; the tick only rescues them when those workflows died);
-//! - a status read that failed is no news: the agent keeps its status;
+//! - a status read that failed, or left the agent out, is no news: the agent keeps its status;
+//!   only a project confirmed gone by a read of its own is gone;
 //! - an unknown or missing deployment status is unknown, not dead, until the stuck timeout;
 //! - an idle agent that fails its health check leaves the pool (back to `starting`) before it
 //!   is judged dead, so one lost health check never deletes a healthy agent;
+//! - a claimed agent whose deployment crashed or failed is `crashed`, and `claimed` again when
+//!   its restart policy brings it back;
 //! - sleeping is not dead.
 
 use std::time::Duration;
@@ -26,7 +29,7 @@ pub struct AgentFacts {
     pub in_status_for: Duration,
     /// `claiming`: the claimer's lease ran out (it died mid-provision).
     pub claim_lease_expired: bool,
-    /// `creating`: the saga's work lease ran out (its worker died).
+    /// `creating`: the saga's work lease ran out (its worker died or paused).
     pub worker_lease_expired: bool,
     /// `starting` because a redeploy is being sent: hold until it is recorded.
     pub redeploy_hold: bool,
@@ -38,17 +41,89 @@ pub struct AgentFacts {
 /// What Railway and the agent said this tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
-    /// Railway was not asked, or the read failed: no news.
+    /// Railway was not asked, the read failed or it left the agent out: no news.
     Unread,
-    /// Railway does not know the agent's project or service (deleted, or not visible).
+    /// A read of the project itself confirmed it is gone (deleted, or no longer visible to a
+    /// token that still reaches the workspace).
+    Gone,
+    /// The project exists, but not the agent's service or any deployment of it.
     Missing,
-    /// The latest deployment's status, and the health check if one ran (only on `SUCCESS`).
+    /// The latest deployment's status, and the health check if one ran.
     Deployment {
         /// Status.
         status: DeploymentStatus,
         /// Health check result.
         health: Option<Health>,
     },
+    /// Only the health check ran (Railway was not asked about this agent this tick).
+    HealthOnly(Health),
+}
+
+/// Why a decision was taken (recorded in the agent's events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Deployed and ready.
+    Healthy,
+    /// A claimed agent's deployment crashed or failed.
+    DiedWhileClaimed,
+    /// A crashed agent's deployment runs and is ready again.
+    Recovered,
+    /// A deployment failed, crashed or was removed.
+    DeploymentDead,
+    /// A deployment is on its way up.
+    DeploymentInProgress,
+    /// The health check did not say ready.
+    HealthCheckFailed,
+    /// Deployed, not health-checked yet.
+    NotCheckedYet,
+    /// Railway put the service to sleep.
+    Sleeping,
+    /// Its project is gone.
+    ProjectGone,
+    /// Starting for longer than the stuck timeout.
+    StuckStarting,
+    /// Its deployment is missing past the stuck timeout.
+    MissingPastTimeout,
+    /// Its deployment status is unknown past the stuck timeout.
+    UnknownPastTimeout,
+    /// Creating for longer than the stuck timeout.
+    StuckCreating,
+    /// The claimer died mid-provision (its lease ran out).
+    ClaimLeaseExpired,
+    /// A legacy agent of the shared project: it cannot be provisioned safely.
+    LegacyCycledOut,
+}
+
+impl Reason {
+    /// In words, for events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::DiedWhileClaimed => "deployment died while claimed",
+            Self::Recovered => "deployment running and healthy again",
+            Self::DeploymentDead => "deployment failed, crashed or was removed",
+            Self::DeploymentInProgress => "deployment in progress",
+            Self::HealthCheckFailed => "health check failed",
+            Self::NotCheckedYet => "not health-checked yet",
+            Self::Sleeping => "sleeping",
+            Self::ProjectGone => "its Railway project is gone",
+            Self::StuckStarting => "stuck in starting past the stuck timeout",
+            Self::MissingPastTimeout => "deployment missing past the stuck timeout",
+            Self::UnknownPastTimeout => "deployment status unknown past the stuck timeout",
+            Self::StuckCreating => "stuck in creating past the stuck timeout",
+            Self::ClaimLeaseExpired => "claim lease expired: the claimer died mid-provision",
+            Self::LegacyCycledOut => {
+                "legacy agent from the shared project: cycled out, it cannot be provisioned safely"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What to do with the agent.
@@ -57,15 +132,15 @@ pub enum Decision {
     /// Nothing.
     Keep,
     /// Change the stored status (expected old status: the stored one).
-    Become(AgentStatus, &'static str),
+    Become(AgentStatus, Reason),
     /// Tear the unclaimed agent down.
-    Teardown(&'static str),
+    Teardown(Reason),
     /// The claimer died mid-provision: quarantine and tear down, never back to the pool.
-    QuarantineAndTeardown(&'static str),
+    QuarantineAndTeardown(Reason),
     /// Its creation's worker died: resume or compensate it.
     RecoverCreation,
-    /// Stuck in `creating` too long even with a live worker: give up on it.
-    AbandonCreation(&'static str),
+    /// Stuck in `creating` too long: give up on it.
+    AbandonCreation(Reason),
 }
 
 /// Deployment statuses that mean the agent is gone.
@@ -91,30 +166,57 @@ fn is_in_progress(status: &DeploymentStatus) -> bool {
     )
 }
 
+/// How many stuck timeouts a creation with a live worker may take before it is given up.
+const LIVE_CREATION_BOUND: u32 = 4;
+
 /// Decides one agent.
 pub fn decide(facts: &AgentFacts, observation: &Observation, stuck_timeout: Duration) -> Decision {
     use AgentStatus as S;
     let stuck = facts.in_status_for > stuck_timeout;
     match facts.status {
         S::Deleted | S::Deleting => Decision::Keep,
+        // A creation whose worker is gone is resumed — unless it has been at it for longer
+        // than the stuck timeout (a creation that keeps meeting passing failures); one whose
+        // worker lives is left alone up to a generous bound (it may be waiting its turn
+        // behind Railway's per-workspace throttle).
+        S::Creating if facts.worker_lease_expired && stuck => {
+            Decision::AbandonCreation(Reason::StuckCreating)
+        }
         S::Creating if facts.worker_lease_expired => Decision::RecoverCreation,
-        S::Creating if stuck => Decision::AbandonCreation("stuck in creating past the stuck timeout"),
+        S::Creating if facts.in_status_for > stuck_timeout * LIVE_CREATION_BOUND => {
+            Decision::AbandonCreation(Reason::StuckCreating)
+        }
         S::Creating => Decision::Keep,
         S::Claiming if facts.claim_lease_expired => {
-            Decision::QuarantineAndTeardown("claim lease expired: the claimer died mid-provision")
+            Decision::QuarantineAndTeardown(Reason::ClaimLeaseExpired)
         }
         S::Claiming => Decision::Keep,
-        S::Crashed => Decision::Keep,
-        S::Claimed => match observation {
-            Observation::Deployment { status, .. } if is_dead(status) => {
-                Decision::Become(S::Crashed, "deployment died while claimed")
-            }
-            _ => Decision::Keep,
-        },
-        S::Idle | S::Starting if facts.legacy => Decision::Teardown(
-            "legacy agent from the shared project: cycled out, it cannot be provisioned safely",
-        ),
+        S::Claimed => claimed(observation),
+        S::Crashed => crashed(observation),
+        S::Idle | S::Starting if facts.legacy => Decision::Teardown(Reason::LegacyCycledOut),
         S::Idle | S::Starting => unclaimed(facts, observation, stuck),
+    }
+}
+
+fn claimed(observation: &Observation) -> Decision {
+    match observation {
+        Observation::Deployment { status, .. } if is_dead(status) => {
+            Decision::Become(AgentStatus::Crashed, Reason::DiedWhileClaimed)
+        }
+        Observation::Gone => Decision::Become(AgentStatus::Crashed, Reason::ProjectGone),
+        // A failed health check alone is no verdict: the tick reads Railway for it at once.
+        _ => Decision::Keep,
+    }
+}
+
+fn crashed(observation: &Observation) -> Decision {
+    match observation {
+        Observation::Deployment {
+            status: DeploymentStatus::Success,
+            health: Some(Health::Ready),
+        }
+        | Observation::HealthOnly(Health::Ready) => Decision::Become(AgentStatus::Claimed, Reason::Recovered),
+        _ => Decision::Keep,
     }
 }
 
@@ -122,301 +224,47 @@ fn unclaimed(facts: &AgentFacts, observation: &Observation, stuck: bool) -> Deci
     use AgentStatus as S;
     let idle = facts.status == S::Idle;
     // Not ready (yet): out of the pool if idle; dead once stuck in starting.
-    let not_ready = |why: &'static str| {
+    let not_ready = |why: Reason| {
         if idle {
             Decision::Become(S::Starting, why)
         } else if stuck {
-            Decision::Teardown("stuck in starting past the stuck timeout")
+            Decision::Teardown(Reason::StuckStarting)
         } else {
             Decision::Keep
         }
     };
+    let ready = || {
+        if idle || facts.redeploy_hold {
+            Decision::Keep
+        } else {
+            Decision::Become(S::Idle, Reason::Healthy)
+        }
+    };
     match observation {
         Observation::Unread => Decision::Keep,
-        Observation::Missing => {
-            if stuck {
-                Decision::Teardown("deployment missing past the stuck timeout")
-            } else {
-                Decision::Keep
-            }
-        }
+        Observation::Gone => Decision::Teardown(Reason::ProjectGone),
+        Observation::Missing if stuck => Decision::Teardown(Reason::MissingPastTimeout),
+        Observation::Missing => Decision::Keep,
+        Observation::HealthOnly(Health::Ready) => ready(),
+        Observation::HealthOnly(_) => not_ready(Reason::HealthCheckFailed),
         Observation::Deployment { status, health } => match status {
-            s if is_dead(s) => Decision::Teardown("deployment failed, crashed or was removed"),
-            s if is_in_progress(s) => not_ready("deployment in progress"),
+            s if is_dead(s) => Decision::Teardown(Reason::DeploymentDead),
+            s if is_in_progress(s) => not_ready(Reason::DeploymentInProgress),
             DeploymentStatus::Success => match health {
-                Some(Health::Ready) if idle => Decision::Keep,
-                Some(Health::Ready) if facts.redeploy_hold => Decision::Keep,
-                Some(Health::Ready) => Decision::Become(S::Idle, "healthy"),
-                Some(_) => not_ready("health check failed"),
+                Some(Health::Ready) => ready(),
+                Some(_) => not_ready(Reason::HealthCheckFailed),
                 None if idle => Decision::Keep,
-                None => not_ready("not health-checked yet"),
+                None => not_ready(Reason::NotCheckedYet),
             },
-            DeploymentStatus::Sleeping if idle => Decision::Become(S::Starting, "sleeping"),
+            DeploymentStatus::Sleeping if idle => Decision::Become(S::Starting, Reason::Sleeping),
             DeploymentStatus::Sleeping => Decision::Keep,
             // NEEDS_APPROVAL, REMOVING, and values Railway adds later: unknown.
             _ if idle => Decision::Keep,
-            _ if stuck => Decision::Teardown("deployment status unknown past the stuck timeout"),
+            _ if stuck => Decision::Teardown(Reason::UnknownPastTimeout),
             _ => Decision::Keep,
         },
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const STUCK: Duration = Duration::from_secs(900);
-    const YOUNG: Duration = Duration::from_secs(60);
-    const OLD: Duration = Duration::from_secs(901);
-
-    fn facts(status: AgentStatus, in_status_for: Duration) -> AgentFacts {
-        AgentFacts {
-            status,
-            in_status_for,
-            claim_lease_expired: false,
-            worker_lease_expired: false,
-            redeploy_hold: false,
-            legacy: false,
-        }
-    }
-
-    fn deployed(status: DeploymentStatus, health: Option<Health>) -> Observation {
-        Observation::Deployment { status, health }
-    }
-
-    #[test]
-    fn the_reference_table_and_the_new_rules() {
-        use AgentStatus::*;
-        use DeploymentStatus as D;
-        let unreachable = || Some(Health::Unreachable("502".into()));
-        let rows: Vec<(AgentStatus, Duration, Observation, Decision)> = vec![
-            // SLEEPING: not dead. Out of the pool if idle.
-            (
-                Idle,
-                OLD,
-                deployed(D::Sleeping, None),
-                Decision::Become(Starting, "sleeping"),
-            ),
-            (Starting, OLD, deployed(D::Sleeping, None), Decision::Keep),
-            (Claimed, OLD, deployed(D::Sleeping, None), Decision::Keep),
-            // FAILED, CRASHED, REMOVED, SKIPPED: dead unclaimed → teardown; claimed → crashed.
-            (
-                Idle,
-                YOUNG,
-                deployed(D::Failed, None),
-                Decision::Teardown("deployment failed, crashed or was removed"),
-            ),
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Crashed, None),
-                Decision::Teardown("deployment failed, crashed or was removed"),
-            ),
-            (
-                Idle,
-                OLD,
-                deployed(D::Removed, None),
-                Decision::Teardown("deployment failed, crashed or was removed"),
-            ),
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Skipped, None),
-                Decision::Teardown("deployment failed, crashed or was removed"),
-            ),
-            (
-                Claimed,
-                OLD,
-                deployed(D::Crashed, None),
-                Decision::Become(Crashed, "deployment died while claimed"),
-            ),
-            (
-                Claimed,
-                OLD,
-                deployed(D::Failed, None),
-                Decision::Become(Crashed, "deployment died while claimed"),
-            ),
-            (
-                Claimed,
-                OLD,
-                deployed(D::Removed, None),
-                Decision::Become(Crashed, "deployment died while claimed"),
-            ),
-            (
-                Claimed,
-                OLD,
-                deployed(D::Skipped, None),
-                Decision::Become(Crashed, "deployment died while claimed"),
-            ),
-            // QUEUED, WAITING, BUILDING, DEPLOYING: starting; dead once stuck; claimed stays.
-            (Starting, YOUNG, deployed(D::Queued, None), Decision::Keep),
-            (Starting, YOUNG, deployed(D::Waiting, None), Decision::Keep),
-            (Starting, YOUNG, deployed(D::Building, None), Decision::Keep),
-            (Starting, YOUNG, deployed(D::Deploying, None), Decision::Keep),
-            (
-                Starting,
-                OLD,
-                deployed(D::Deploying, None),
-                Decision::Teardown("stuck in starting past the stuck timeout"),
-            ),
-            (
-                Idle,
-                OLD,
-                deployed(D::Deploying, None),
-                Decision::Become(Starting, "deployment in progress"),
-            ),
-            (Claimed, OLD, deployed(D::Building, None), Decision::Keep),
-            // SUCCESS + ready: idle; claimed stays claimed.
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Success, Some(Health::Ready)),
-                Decision::Become(Idle, "healthy"),
-            ),
-            (
-                Idle,
-                OLD,
-                deployed(D::Success, Some(Health::Ready)),
-                Decision::Keep,
-            ),
-            (
-                Claimed,
-                OLD,
-                deployed(D::Success, Some(Health::Ready)),
-                Decision::Keep,
-            ),
-            // SUCCESS + not ready / unreachable: starting while young, else dead.
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Success, Some(Health::NotReady)),
-                Decision::Keep,
-            ),
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Success, unreachable()),
-                Decision::Keep,
-            ),
-            (
-                Starting,
-                OLD,
-                deployed(D::Success, Some(Health::NotReady)),
-                Decision::Teardown("stuck in starting past the stuck timeout"),
-            ),
-            (
-                Starting,
-                OLD,
-                deployed(D::Success, unreachable()),
-                Decision::Teardown("stuck in starting past the stuck timeout"),
-            ),
-            (Claimed, OLD, deployed(D::Success, unreachable()), Decision::Keep),
-            // An idle agent failing its health check leaves the pool before it is judged.
-            (
-                Idle,
-                OLD,
-                deployed(D::Success, unreachable()),
-                Decision::Become(Starting, "health check failed"),
-            ),
-            (
-                Idle,
-                OLD,
-                deployed(D::Success, Some(Health::Unauthorized)),
-                Decision::Become(Starting, "health check failed"),
-            ),
-            // Anything else or none: unknown until the stuck timeout.
-            (Starting, YOUNG, Observation::Missing, Decision::Keep),
-            (
-                Starting,
-                OLD,
-                Observation::Missing,
-                Decision::Teardown("deployment missing past the stuck timeout"),
-            ),
-            (Idle, YOUNG, Observation::Missing, Decision::Keep),
-            (Claimed, OLD, Observation::Missing, Decision::Keep),
-            (
-                Starting,
-                YOUNG,
-                deployed(D::Unknown("TELEPORTING".into()), None),
-                Decision::Keep,
-            ),
-            (
-                Starting,
-                OLD,
-                deployed(D::NeedsApproval, None),
-                Decision::Teardown("deployment status unknown past the stuck timeout"),
-            ),
-            (Idle, OLD, deployed(D::Removing, None), Decision::Keep),
-            // A failed read is no news, whatever the age.
-            (Starting, OLD, Observation::Unread, Decision::Keep),
-            (Idle, OLD, Observation::Unread, Decision::Keep),
-            (Claimed, OLD, Observation::Unread, Decision::Keep),
-            // Crashed stays until dismissed, whatever is observed.
-            (
-                Crashed,
-                OLD,
-                deployed(D::Success, Some(Health::Ready)),
-                Decision::Keep,
-            ),
-            // Workflows own creating, claiming and deleting.
-            (Creating, YOUNG, deployed(D::Failed, None), Decision::Keep),
-            (
-                Creating,
-                OLD,
-                Observation::Unread,
-                Decision::AbandonCreation("stuck in creating past the stuck timeout"),
-            ),
-            (Claiming, OLD, deployed(D::Crashed, None), Decision::Keep),
-            (
-                Deleting,
-                OLD,
-                deployed(D::Success, Some(Health::Ready)),
-                Decision::Keep,
-            ),
-            (Deleted, OLD, Observation::Missing, Decision::Keep),
-        ];
-        for (status, age, observation, expected) in rows {
-            let got = decide(&facts(status, age), &observation, STUCK);
-            assert_eq!(got, expected, "{status} for {age:?} with {observation:?}");
-        }
-    }
-
-    #[test]
-    fn dead_workers_and_claimers_are_rescued() {
-        let mut creating = facts(AgentStatus::Creating, YOUNG);
-        creating.worker_lease_expired = true;
-        assert_eq!(
-            decide(&creating, &Observation::Unread, STUCK),
-            Decision::RecoverCreation
-        );
-        let mut claiming = facts(AgentStatus::Claiming, YOUNG);
-        claiming.claim_lease_expired = true;
-        assert!(matches!(
-            decide(&claiming, &Observation::Unread, STUCK),
-            Decision::QuarantineAndTeardown(_)
-        ));
-    }
-
-    #[test]
-    fn legacy_agents_are_cycled_out_unless_claimed() {
-        let mut legacy = facts(AgentStatus::Starting, YOUNG);
-        legacy.legacy = true;
-        let healthy = deployed(DeploymentStatus::Success, Some(Health::Ready));
-        assert!(matches!(decide(&legacy, &healthy, STUCK), Decision::Teardown(_)));
-        legacy.status = AgentStatus::Claimed;
-        assert_eq!(decide(&legacy, &healthy, STUCK), Decision::Keep);
-        let dead = deployed(DeploymentStatus::Crashed, None);
-        assert_eq!(
-            decide(&legacy, &dead, STUCK),
-            Decision::Become(AgentStatus::Crashed, "deployment died while claimed")
-        );
-    }
-
-    #[test]
-    fn an_agent_held_for_a_redeploy_is_not_returned_to_the_pool_early() {
-        let mut held = facts(AgentStatus::Starting, YOUNG);
-        held.redeploy_hold = true;
-        let old_deployment_still_up = deployed(DeploymentStatus::Success, Some(Health::Ready));
-        assert_eq!(decide(&held, &old_deployment_still_up, STUCK), Decision::Keep);
-    }
-}
+mod tests;

@@ -9,30 +9,30 @@
 //! facts, observation, stuck timeout). The loop around it only schedules, locks and executes.
 
 pub mod decide;
+mod error;
 mod observe;
 pub mod sweep;
 mod tick;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_provisioner::Provisioner;
 use pool_store::{LEADER_LOCK_KEY, LeaderLock};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use error::ReconcileError;
 pub use sweep::{SweepReport, sweep_orphans};
-pub use tick::{TickReport, replenish_count};
+pub use tick::TickReport;
 
 /// The reconciler's settings.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
     /// Keep at least this many warm (idle + starting + creating) agents (`POOL_MIN_IDLE`).
     pub min_idle: usize,
-    /// Never more live agents than this (`POOL_MAX_TOTAL`).
-    pub max_total: Option<usize>,
     /// Time between ticks (`TICK_INTERVAL_MS`).
     pub tick_interval: Duration,
     /// Time an agent may stay starting (or unknown) before it is judged dead
@@ -46,8 +46,6 @@ pub struct ReconcilerConfig {
     pub orphan_grace: Duration,
     /// Health checks in flight at once.
     pub health_concurrency: usize,
-    /// Teardowns in flight at once.
-    pub teardown_concurrency: usize,
     /// The leader lock's key.
     pub leader_lock_key: i64,
 }
@@ -56,14 +54,12 @@ impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
             min_idle: 1,
-            max_total: None,
             tick_interval: Duration::from_secs(30),
             stuck_timeout: Duration::from_secs(900),
             full_sweep_interval: Duration::from_secs(600),
             orphan_sweep_interval: Duration::from_secs(1800),
             orphan_grace: Duration::from_secs(600),
-            health_concurrency: 32,
-            teardown_concurrency: 8,
+            health_concurrency: 64,
             leader_lock_key: LEADER_LOCK_KEY,
         }
     }
@@ -88,10 +84,6 @@ pub struct Reconciler {
     prompt: Arc<Notify>,
     status: Arc<Mutex<ReconcilerStatus>>,
     leader: Arc<AtomicBool>,
-    creations_in_flight: Arc<AtomicUsize>,
-    teardown_permits: Arc<Semaphore>,
-    retrying_teardowns: Arc<tokio::sync::Mutex<()>>,
-    recovering: Arc<tokio::sync::Mutex<()>>,
     last_full_sweep: Arc<Mutex<Option<Instant>>>,
     last_orphan_sweep: Arc<Mutex<Option<Instant>>>,
 }
@@ -119,15 +111,11 @@ impl Reconciler {
     /// A reconciler over this provisioner.
     pub fn new(provisioner: Provisioner, config: ReconcilerConfig) -> Self {
         Self {
-            teardown_permits: Arc::new(Semaphore::new(config.teardown_concurrency.max(1))),
             provisioner,
             config,
             prompt: Arc::new(Notify::new()),
             status: Arc::default(),
             leader: Arc::default(),
-            creations_in_flight: Arc::default(),
-            retrying_teardowns: Arc::default(),
-            recovering: Arc::default(),
             last_full_sweep: Arc::default(),
             last_orphan_sweep: Arc::default(),
         }

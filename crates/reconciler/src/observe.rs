@@ -2,15 +2,17 @@
 //!
 //! Railway is asked in batches (`projectsByIds`, 50 projects a request), never once per
 //! agent; legacy agents in the shared project are read with one listing of that project.
-//! Health checks go to the agents themselves, cost nothing against Railway's budget, and run
-//! with bounded concurrency.
+//! An agent a successful batch left out is not judged on that: a read of its own project
+//! confirms whether it is gone (a bounded number per tick; the rest stay unread until the
+//! next). Health checks go to the agents themselves, cost nothing against Railway's budget,
+//! and run with bounded concurrency.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::StreamExt;
 use pool_provisioner::{Health, Provisioner};
 use pool_store::{Agent, AgentId};
-use railway_api::{ProjectStatus, RailwayError};
+use railway_api::{EnvironmentId, ProjectId, ProjectStatus, RailwayError, ServiceId};
 use secrecy::ExposeSecret;
 
 use crate::decide::Observation;
@@ -20,15 +22,18 @@ use crate::decide::Observation;
 pub(crate) struct StatusObservations {
     pub by_agent: HashMap<AgentId, Observation>,
     pub failed: Option<RailwayError>,
+    /// Agents a successful batch left out.
+    pub omitted: usize,
+    /// Of those, how many were confirmed by a read of their own project.
+    pub confirmed: usize,
 }
 
 fn observe(agent: &Agent, project: &ProjectStatus) -> Observation {
+    let service_id = agent.service_id.as_deref().map(ServiceId::new);
+    let environment_id = agent.environment_id.as_deref().map(EnvironmentId::new);
     let service = project.services.iter().find(|s| {
-        Some(&s.service_id) == agent.service_id.as_ref()
-            && agent
-                .environment_id
-                .as_ref()
-                .is_none_or(|env| *env == s.environment_id)
+        Some(&s.service_id) == service_id.as_ref()
+            && environment_id.as_ref().is_none_or(|env| *env == s.environment_id)
     });
     match service.and_then(|s| s.latest_deployment.as_ref()) {
         Some(d) => Observation::Deployment {
@@ -39,32 +44,53 @@ fn observe(agent: &Agent, project: &ProjectStatus) -> Observation {
     }
 }
 
-/// Reads the latest deployment of each agent.
-pub(crate) async fn read_status(provisioner: &Provisioner, agents: &[&Agent]) -> StatusObservations {
+/// Reads the latest deployment of each agent. At most `max_confirmations` agents left out of
+/// a batch get a read of their own this time.
+pub(crate) async fn read_status(
+    provisioner: &Provisioner,
+    agents: &[&Agent],
+    max_confirmations: usize,
+) -> StatusObservations {
     let railway = provisioner.railway();
     let mut out = StatusObservations::default();
     let (legacy, own): (Vec<&Agent>, Vec<&Agent>) = agents.iter().copied().partition(|a| a.legacy);
 
-    let ids: Vec<String> = own
+    let ids: Vec<ProjectId> = own
         .iter()
-        .filter_map(|a| a.project_id.clone())
+        .filter_map(|a| a.project_id.as_deref().map(ProjectId::new))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     if !ids.is_empty() {
         let read = railway.projects_status(&ids).await;
-        let unread: BTreeSet<&String> = read.unread.iter().collect();
+        let failed: BTreeSet<&ProjectId> = read.failed.iter().collect();
+        let omitted: BTreeSet<&ProjectId> = read.omitted.iter().collect();
+        out.omitted = omitted.len();
+        let mut confirmations: BTreeMap<ProjectId, Observation> = BTreeMap::new();
         for agent in &own {
-            let observation = match &agent.project_id {
+            let project = agent.project_id.as_deref().map(ProjectId::new);
+            let observation = match &project {
                 None => Observation::Missing,
-                Some(p) if unread.contains(p) => Observation::Unread,
+                Some(p) if failed.contains(p) => Observation::Unread,
+                Some(p) if omitted.contains(p) => {
+                    if let Some(known) = confirmations.get(p) {
+                        known.clone()
+                    } else if confirmations.len() < max_confirmations {
+                        let confirmed = confirm(provisioner, agent, p).await;
+                        confirmations.insert(p.clone(), confirmed.clone());
+                        confirmed
+                    } else {
+                        Observation::Unread
+                    }
+                }
                 Some(p) => match read.projects.get(p) {
                     Some(project) => observe(agent, project),
-                    None => Observation::Missing,
+                    None => Observation::Unread,
                 },
             };
             out.by_agent.insert(agent.id.clone(), observation);
         }
+        out.confirmed = confirmations.len();
         out.failed = read.last_error;
     }
 
@@ -75,7 +101,7 @@ pub(crate) async fn read_status(provisioner: &Provisioner, agents: &[&Agent]) ->
         m
     });
     for (project_id, agents) in shared {
-        match railway.project_status(&project_id).await {
+        match railway.project_status(&ProjectId::new(project_id)).await {
             Ok(project) => {
                 for agent in agents {
                     out.by_agent.insert(agent.id.clone(), observe(agent, &project));
@@ -91,6 +117,26 @@ pub(crate) async fn read_status(provisioner: &Provisioner, agents: &[&Agent]) ->
         }
     }
     out
+}
+
+/// An agent a batch left out: is its project gone (a read of the project itself says), or
+/// there after all (then one read of it gives its status)?
+async fn confirm(provisioner: &Provisioner, agent: &Agent, project: &ProjectId) -> Observation {
+    let railway = provisioner.railway();
+    match provisioner.guard().is_gone(railway, project).await {
+        Ok(true) => {
+            tracing::info!(agent = %agent.id, %project, "a status batch left the agent out; its project is gone");
+            Observation::Gone
+        }
+        Ok(false) => match railway.project_status(project).await {
+            Ok(status) => observe(agent, &status),
+            Err(_) => Observation::Unread,
+        },
+        Err(e) => {
+            tracing::debug!(agent = %agent.id, error = %e, "could not confirm a project left out of a batch");
+            Observation::Unread
+        }
+    }
 }
 
 /// Health-checks agents (those with a domain and a token), `concurrency` at a time.

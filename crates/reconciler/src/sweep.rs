@@ -8,14 +8,18 @@
 //!   does not know are left alone: they may belong to another pool sharing the account.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use pool_provisioner::Provisioner;
 use pool_store::{Agent, AgentId, AgentStatus};
+use railway_api::ProjectId;
+
+use crate::error::ReconcileError;
 
 /// What one sweep deleted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SweepReport {
     /// Railway projects deleted.
     pub projects: usize,
@@ -24,7 +28,7 @@ pub struct SweepReport {
     /// AgentMail inboxes deleted.
     pub inboxes: usize,
     /// Problems met (the sweep goes on).
-    pub errors: Vec<String>,
+    pub errors: Vec<Arc<ReconcileError>>,
 }
 
 /// Runs one sweep.
@@ -35,11 +39,16 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
     let live = match store.live_agents().await {
         Ok(live) => live,
         Err(e) => {
-            report.errors.push(e.to_string());
+            report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("loading agents", e)));
             return report;
         }
     };
-    let owned: BTreeSet<&str> = live.iter().filter_map(|a| a.project_id.as_deref()).collect();
+    let owned: BTreeSet<ProjectId> = live
+        .iter()
+        .filter_map(|a| a.project_id.as_deref().map(ProjectId::new))
+        .collect();
     let creating: BTreeSet<&AgentId> = live
         .iter()
         .filter(|a| a.status == AgentStatus::Creating)
@@ -58,20 +67,25 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
                     continue;
                 };
                 let agent = naming.agent_id(&project.name);
-                if owned.contains(project.id.as_str())
+                if owned.contains(&project.id)
                     || agent.as_ref().is_some_and(|id| creating.contains(id))
                     || Utc::now() - project.created_at < grace
                 {
                     continue;
                 }
                 tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
-                match provisioner.guard().delete(&railway, cleared).await {
+                match provisioner.guard().delete(cleared).await {
                     Ok(()) => report.projects += 1,
-                    Err(e) => report.errors.push(format!("project {}: {e}", project.id)),
+                    Err(e) => report.errors.push(Arc::new(ReconcileError::sweep(
+                        format!("project {}", project.id),
+                        e,
+                    ))),
                 }
             }
         }
-        Err(e) => report.errors.push(format!("listing the workspace: {e}")),
+        Err(e) => report
+            .errors
+            .push(Arc::new(ReconcileError::sweep("listing the workspace", e))),
     }
 
     // Keys and inboxes: only those named after agents this database knows.
@@ -85,7 +99,9 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
                     }
                 }
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("listing keys", e))),
         }
     }
     if let Some(agentmail) = provisioner.agentmail() {
@@ -94,13 +110,16 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
                 for (inbox, client_id) in inboxes {
                     if let Some(id) = client_id
                         .as_deref()
-                        .and_then(pool_provisioner::naming::parse_agent_id)
+                        .and_then(|c| AgentId::parse(c).ok())
+                        .filter(AgentId::is_generated)
                     {
                         named.entry(id).or_default().push(("inbox", inbox));
                     }
                 }
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("listing inboxes", e))),
         }
     }
     if named.is_empty() {
@@ -110,7 +129,9 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
     let rows: BTreeMap<AgentId, Agent> = match store.agents_by_ids(&ids).await {
         Ok(rows) => rows.into_iter().map(|a| (a.id.clone(), a)).collect(),
         Err(e) => {
-            report.errors.push(e.to_string());
+            report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("loading agents", e)));
             return report;
         }
     };
@@ -139,7 +160,9 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
                 _ => Ok(()),
             };
             if let Err(e) = result {
-                report.errors.push(e.to_string());
+                report
+                    .errors
+                    .push(Arc::new(ReconcileError::sweep(format!("{kind} {remote}"), e)));
             }
         }
     }

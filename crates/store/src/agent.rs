@@ -6,12 +6,65 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
-/// An agent's id: the 12-character suffix of its name (`convos-agent-<id>`), stable for life.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// An agent's id: the suffix of its name (`convos-agent-<id>`), stable for life. Built only by
+/// parsing ([`AgentId::parse`]) or by [`AgentId::random`], so an invalid one cannot exist.
+///
+/// The alphabet is nanoid's (`A-Z a-z 0-9 _ -`): the Node.js pool manager gave its agents
+/// `nanoid(12)` ids, and its rows are adopted as they are. New ids are 12 lowercase letters
+/// and digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct AgentId(pub String);
+pub struct AgentId(String);
+
+/// Why text is not an agent id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an agent id: 1 to 64 letters, digits, '_' or '-'")]
+pub struct InvalidAgentId(String);
 
 impl AgentId {
+    /// Length of a generated id.
+    pub const GENERATED_LEN: usize = 12;
+
+    /// Longest id accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses an id: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+    pub fn parse(text: &str) -> Result<Self, InvalidAgentId> {
+        let valid = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(text.to_string()))
+        } else {
+            // Keep the message short and printable whatever was sent.
+            Err(InvalidAgentId(
+                text.chars().take(40).filter(|c| !c.is_control()).collect(),
+            ))
+        }
+    }
+
+    /// A fresh random id: 12 lowercase letters and digits.
+    pub fn random() -> Self {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        Self(
+            (0..Self::GENERATED_LEN)
+                .map(|_| ALPHABET[rand::Rng::random_range(&mut rng, 0..ALPHABET.len())] as char)
+                .collect(),
+        )
+    }
+
+    /// True for an id of the form this pool generates (12 lowercase letters and digits).
+    pub fn is_generated(&self) -> bool {
+        self.0.len() == Self::GENERATED_LEN
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -24,9 +77,18 @@ impl std::fmt::Display for AgentId {
     }
 }
 
-impl From<&str> for AgentId {
-    fn from(s: &str) -> Self {
-        Self(s.to_string())
+impl std::str::FromStr for AgentId {
+    type Err = InvalidAgentId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -197,6 +259,9 @@ pub struct Agent {
     pub redeploy_requested_at: Option<DateTime<Utc>>,
     /// The saga steps completed, in order.
     pub completed_steps: Vec<CreationStep>,
+    /// A step whose remote call may have happened without being journaled (set before the
+    /// call, cleared with the journal entry).
+    pub step_in_flight: Option<CreationStep>,
 }
 
 impl Agent {
@@ -208,6 +273,13 @@ impl Agent {
     /// True when the step has been journaled.
     pub fn has_completed(&self, step: CreationStep) -> bool {
         self.completed_steps.contains(&step)
+    }
+
+    /// Whether the agent may be moved to a new image: idle, and not a legacy agent of the
+    /// shared project. The one rule; [`crate::Store::request_redeploy`] writes it in SQL for
+    /// "every idle agent", and a test keeps the two in step.
+    pub fn is_redeployable(&self) -> bool {
+        self.status == AgentStatus::Idle && !self.legacy
     }
 }
 
@@ -240,12 +312,14 @@ pub enum CreationStep {
 }
 
 impl CreationStep {
-    /// Every step, in saga order.
+    /// Every step, in saga order. The project comes first: it is the step that waits for
+    /// Railway's per-workspace throttle, and a creation waiting for its turn should hold
+    /// nothing that costs money (a key, an inbox) meanwhile.
     pub const ALL: [CreationStep; 11] = [
-        Self::OpenRouterKey,
-        Self::AgentMailInbox,
         Self::Project,
         Self::Environment,
+        Self::OpenRouterKey,
+        Self::AgentMailInbox,
         Self::Service,
         Self::Variables,
         Self::Limits,
@@ -362,5 +436,29 @@ impl StatusCounts {
             + self.claimed
             + self.crashed
             + self.deleting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_parsed_from_nanoid_text_only() {
+        assert!(AgentId::parse("abcdef012345").is_ok());
+        assert!(AgentId::parse("V1StGXR8_Z5j").is_ok(), "a Node-era nanoid(12)");
+        for bad in ["", "a b", "a\u{0}b", "ünïcode", "a/b", &"x".repeat(65)] {
+            assert!(AgentId::parse(bad).is_err(), "{bad:?}");
+        }
+        let random = AgentId::random();
+        assert!(random.is_generated());
+        assert_eq!(AgentId::parse(random.as_str()), Ok(random));
+        assert!(!AgentId::parse("V1StGXR8_Z5j").unwrap().is_generated());
+    }
+
+    #[test]
+    fn an_invalid_id_never_deserializes() {
+        assert!(serde_json::from_str::<AgentId>("\"abc\"").is_ok());
+        assert!(serde_json::from_str::<AgentId>("\"a b\"").is_err());
     }
 }

@@ -10,27 +10,33 @@
 //! it a [`StoreConfig`].
 
 mod agent;
-mod agents;
+mod claims;
 mod config;
 mod error;
 mod events;
+mod journal;
 mod leader;
 mod migrate;
+mod queries;
+mod rows;
 mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transitions;
 mod work;
 
 pub use agent::{
-    Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, NewAgent, StatusCounts,
+    Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, InvalidAgentId, NewAgent,
+    StatusCounts,
 };
-pub use agents::{ClaimOutcome, IdempotentClaim, Transition};
+pub use claims::{ClaimOutcome, IdempotentClaim};
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use events::{AgentEvent, EventKind};
 pub use leader::{LEADER_LOCK_KEY, LeaderLock};
 pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
 pub use sessions::ConsoleSession;
+pub use transitions::Transition;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;

@@ -11,8 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::agent::{Agent, AgentId, AgentStatus};
-use crate::agents::{AGENT_COLUMNS, Transition, agent_from_row, current_status};
 use crate::events::{EventKind, insert_event};
+use crate::rows::{current_status, select_agents};
+use crate::transitions::Transition;
 use crate::{Result, Store};
 
 impl Store {
@@ -57,32 +58,26 @@ impl Store {
     /// Agents in `creating` whose worker is gone (lease run out): a crash mid-saga.
     pub async fn abandoned_creations(&self) -> Result<Vec<Agent>> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM agent_metadata a WHERE a.status = 'creating' \
-             AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now()) ORDER BY a.created_at"
-        );
-        client
-            .query(sql.as_str(), &[])
-            .await?
-            .iter()
-            .map(agent_from_row)
-            .collect()
+        select_agents(
+            &client,
+            "a.status = 'creating' AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now())",
+            "a.created_at",
+            &[],
+        )
+        .await
     }
 
     /// Agents in `deleting` that are due for a (first or next) teardown attempt.
     pub async fn due_teardowns(&self) -> Result<Vec<Agent>> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM agent_metadata a WHERE a.status = 'deleting' \
-             AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now()) \
-             AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= now()) ORDER BY a.status_changed_at"
-        );
-        client
-            .query(sql.as_str(), &[])
-            .await?
-            .iter()
-            .map(agent_from_row)
-            .collect()
+        select_agents(
+            &client,
+            "a.status = 'deleting' AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now()) \
+             AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= now())",
+            "a.status_changed_at",
+            &[],
+        )
+        .await
     }
 
     /// Moves an agent to `deleting` (from `expected`), optionally quarantining it so it can
@@ -152,16 +147,13 @@ impl Store {
     /// Idle agents waiting for a requested redeploy, oldest request first.
     pub async fn redeploy_candidates(&self, limit: i64) -> Result<Vec<Agent>> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM agent_metadata a WHERE a.status = 'idle' \
-             AND a.redeploy_requested_at IS NOT NULL ORDER BY a.redeploy_requested_at, a.id LIMIT $1"
-        );
-        client
-            .query(sql.as_str(), &[&limit])
-            .await?
-            .iter()
-            .map(agent_from_row)
-            .collect()
+        select_agents(
+            &client,
+            "a.status = 'idle' AND a.redeploy_requested_at IS NOT NULL",
+            "a.redeploy_requested_at, a.id LIMIT $1",
+            &[&limit],
+        )
+        .await
     }
 
     /// How many agents are waiting for a redeploy, and how many are redeploying now.

@@ -14,7 +14,7 @@ const LEASE: Duration = Duration::from_secs(300);
 
 fn new_agent(id: &str) -> NewAgent {
     NewAgent {
-        id: AgentId(id.to_string()),
+        id: AgentId::parse(id).unwrap(),
         image: "ghcr.io/xmtplabs/convos-agent:staging".into(),
         secrets: AgentSecrets {
             gateway_token: SecretString::from(format!("gw-{id}")),
@@ -138,7 +138,7 @@ async fn a_transition_with_a_stale_expected_status_changes_nothing_and_says_so()
 
     let missing = store
         .transition(
-            &"nosuchagent0".into(),
+            &AgentId::parse("nosuchagent0").unwrap(),
             AgentStatus::Idle,
             AgentStatus::Deleting,
             "x",
@@ -353,4 +353,54 @@ async fn a_teardown_does_not_wait_out_a_dead_creations_lease() {
         held_for <= chrono::Duration::seconds(60),
         "lease cut to a minute: {held_for}"
     );
+}
+
+#[tokio::test]
+async fn a_step_in_flight_is_visible_until_it_is_journaled() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let agent = store
+        .insert_creating(&new_agent("inflight0001"), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(agent.step_in_flight, None);
+    store.begin_step(&agent.id, CreationStep::Project).await.unwrap();
+    let mid = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(
+        mid.step_in_flight,
+        Some(CreationStep::Project),
+        "a crash now leaves the step visibly uncertain"
+    );
+    store
+        .record_step(&agent.id, CreationStep::Project, Some("prj-1"))
+        .await
+        .unwrap();
+    let done = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(done.step_in_flight, None);
+    assert_eq!(done.project_id.as_deref(), Some("prj-1"));
+}
+
+#[tokio::test]
+async fn the_redeploy_rule_in_sql_and_in_code_agree() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let ids = idle_agents(&store, 3).await;
+    let client = db.client().await;
+    // One legacy idle agent, one starting: neither may be redeployed.
+    client
+        .execute(
+            "UPDATE agent_metadata SET legacy = true WHERE id = $1",
+            &[&ids[1].as_str()],
+        )
+        .await
+        .unwrap();
+    store
+        .transition(&ids[2], AgentStatus::Idle, AgentStatus::Starting, "test")
+        .await
+        .unwrap();
+    let marked = store.request_redeploy(None).await.unwrap();
+    let agents = store.agents_by_ids(&ids).await.unwrap();
+    let by_rule = agents.iter().filter(|a| a.is_redeployable()).count() as u64;
+    assert_eq!(marked, by_rule);
+    assert_eq!(marked, 1);
 }

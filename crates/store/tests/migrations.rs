@@ -91,12 +91,20 @@ async fn seed_migration_backfills_legacy_rows_with_the_pools_own_project() {
 
     // Legacy rows are marked as such and keep their claim; the rest start unobserved.
     let store = db.store().await;
-    let claimed = store.agent(&"legacyclaimd".into()).await.unwrap().unwrap();
+    let claimed = store
+        .agent(&pool_store::AgentId::parse("legacyclaimd").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(claimed.legacy);
     assert_eq!(claimed.status, AgentStatus::Claimed);
     assert_eq!(claimed.service_id.as_deref(), Some("svc-1"));
     assert_eq!(claimed.openrouter_key_hash.as_deref(), Some("h1"));
-    let idle = store.agent(&"legacyidle01".into()).await.unwrap().unwrap();
+    let idle = store
+        .agent(&pool_store::AgentId::parse("legacyidle01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(idle.status, AgentStatus::Starting);
     assert_eq!(idle.project_id.as_deref(), Some("pool-own-project"));
 }

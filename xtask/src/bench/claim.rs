@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use pool_http::{AppState, ServiceInfo};
 use pool_provisioner::Provisioner;
-use pool_provisioner::http::HttpClient;
+use pool_provisioner::outbound::OutboundClient;
 use pool_provisioner::testing::provisioner_config;
-use pool_reconciler::{Reconciler, ReconcilerConfig};
 use pool_store::Store;
 use railway_api::{ClientConfig, RailwayClient};
 use railway_sim::{AgentBehaviour, DeployTimings, Limits, SimConfig};
@@ -50,7 +49,7 @@ pub async fn run() -> Result<(), String> {
             provision_time: Duration::ZERO,
             ..AgentBehaviour::default()
         },
-        ..SimConfig::default()
+        ..SimConfig::quick()
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -63,7 +62,7 @@ pub async fn run() -> Result<(), String> {
     let mut store_config = db.config();
     store_config.max_connections = 32;
     let store = Store::connect(store_config).await.map_err(|e| e.to_string())?;
-    let railway = RailwayClient::new(ClientConfig::new(
+    let (railway, deleter) = RailwayClient::with_project_deleter(ClientConfig::new(
         sim.graphql_url(),
         vec![SecretString::from("sim-token")],
     ))
@@ -71,11 +70,10 @@ pub async fn run() -> Result<(), String> {
     let mut config = provisioner_config(&sim, None);
     config.openrouter = None;
     config.agentmail = None;
-    let provisioner = Provisioner::new(config, store, railway).map_err(|e| e.to_string())?;
-    let reconciler = Reconciler::new(provisioner.clone(), ReconcilerConfig::default());
+    let provisioner = Provisioner::new(config, store, railway, deleter).map_err(|e| e.to_string())?;
     let app = pool_http::router(AppState {
         provisioner,
-        reconciler,
+        control: std::sync::Arc::new(pool_http::DetachedControl::default()),
         admin_key: SecretString::from(KEY),
         info: ServiceInfo {
             version: "bench".into(),
@@ -96,7 +94,7 @@ pub async fn run() -> Result<(), String> {
         let _ = axum::serve(listener, app).await;
     });
 
-    let http = HttpClient::new().map_err(|e| e.to_string())?;
+    let http = OutboundClient::new().map_err(|e| e.to_string())?;
     let url = Arc::new(url);
     let table = Table::new(&[
         "clients",

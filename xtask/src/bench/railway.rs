@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use railway_api::{ClientConfig, RailwayClient, STATUS_BATCH_SIZE};
+use railway_api::{ClientConfig, ProjectId, RailwayClient, STATUS_BATCH_SIZE};
 use railway_sim::SimConfig;
 use secrecy::SecretString;
 
@@ -60,14 +60,14 @@ pub async fn run() -> Result<(), String> {
 async fn measure(agents: usize, batch: usize) -> Result<(usize, Duration), String> {
     let sim = railway_sim::start(SimConfig {
         latency: Duration::from_millis(50),
-        ..SimConfig::default()
+        ..SimConfig::without_quirks()
     })
     .await
     .map_err(|e| e.to_string())?;
-    let ids: Vec<String> = sim
+    let ids: Vec<ProjectId> = sim
         .seed_projects(agents, "production", "ghcr.io/xmtplabs/convos-agent:production")
         .into_iter()
-        .map(|p| p.project_id)
+        .map(|p| ProjectId::new(p.project_id))
         .collect();
     let mut config = ClientConfig::new(sim.graphql_url(), vec![SecretString::from("sim-token")]);
     config.budget.max_in_flight = 64;
@@ -77,9 +77,10 @@ async fn measure(agents: usize, batch: usize) -> Result<(usize, Duration), Strin
     let wall = start.elapsed();
     if read.projects.len() != agents {
         return Err(format!(
-            "read {} of {agents} projects ({} unread: {:?})",
+            "read {} of {agents} projects ({} failed, {} left out: {:?})",
             read.projects.len(),
-            read.unread.len(),
+            read.failed.len(),
+            read.omitted.len(),
             read.last_error
         ));
     }

@@ -8,7 +8,7 @@ use pool_provisioner::Provisioner;
 use pool_provisioner::testing::provisioner_config;
 use pool_reconciler::{Reconciler, ReconcilerConfig};
 use pool_store::testing::TestDatabase;
-use railway_api::{ClientConfig, RailwayClient};
+use railway_api::{ClientConfig, ProjectId, RailwayClient};
 use railway_sim::{AgentBehaviour, DeployTimings, SimConfig};
 use secrecy::SecretString;
 
@@ -75,7 +75,7 @@ struct Fleet {
     sim: railway_sim::SimHandle,
     _db: TestDatabase,
     provisioner: Provisioner,
-    project_ids: Vec<String>,
+    project_ids: Vec<ProjectId>,
 }
 
 impl Fleet {
@@ -87,20 +87,22 @@ impl Fleet {
                 ready_after: Duration::ZERO,
                 ..AgentBehaviour::default()
             },
-            ..SimConfig::default()
+            ..SimConfig::without_quirks()
         })
         .await
         .map_err(|e| e.to_string())?;
         let (db, rows) = super::seed_fleet(&sim, agents).await;
         let mut client_config = ClientConfig::new(sim.graphql_url(), vec![SecretString::from("sim-token")]);
         client_config.budget.max_in_flight = 64;
-        let railway = RailwayClient::new(client_config).map_err(|e| e.to_string())?;
+        let (railway, deleter) =
+            RailwayClient::with_project_deleter(client_config).map_err(|e| e.to_string())?;
         let mut config = provisioner_config(&sim, None);
         config.openrouter = None;
         config.agentmail = None;
-        let provisioner = Provisioner::new(config, db.store().await, railway).map_err(|e| e.to_string())?;
+        let provisioner =
+            Provisioner::new(config, db.store().await, railway, deleter).map_err(|e| e.to_string())?;
         Ok(Self {
-            project_ids: rows.into_iter().map(|s| s.project_id).collect(),
+            project_ids: rows.into_iter().map(|s| ProjectId::new(s.project_id)).collect(),
             sim,
             _db: db,
             provisioner,
@@ -143,10 +145,10 @@ impl Fleet {
             .projects_status_batched(&self.project_ids, 1)
             .await;
         let wall = start.elapsed();
-        if !read.unread.is_empty() {
+        if !read.failed.is_empty() {
             return Err(format!(
                 "{} reads failed: {:?}",
-                read.unread.len(),
+                read.failed.len(),
                 read.last_error
             ));
         }

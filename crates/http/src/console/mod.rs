@@ -366,18 +366,12 @@ async fn add(
     let Some(n) = count(&form) else {
         return back("Give a count from 1 to 20.");
     };
-    for _ in 0..n {
-        match state.provisioner.begin_creation().await {
-            Ok(id) => {
-                let provisioner = state.provisioner.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = provisioner.continue_creation(&id).await {
-                        tracing::warn!(agent = %id, error = %e, "creation failed");
-                    }
-                });
-            }
-            Err(e) => return back(&format!("Could not add agents: {e}")),
-        }
+    if let Err(e) = state
+        .provisioner
+        .start_creations(pool_provisioner::CreationDemand::Exactly(n as usize))
+        .await
+    {
+        return back(&format!("Could not add agents: {e}"));
     }
     back(&format!("Creating {n} agent(s)."))
 }
@@ -424,7 +418,7 @@ async fn kill(
     };
     match state.provisioner.kill(&agent, "killed from the console").await {
         Ok(()) => {
-            state.reconciler.trigger();
+            state.control.tick_soon();
             back(&format!("Agent {id} is being torn down."))
         }
         Err(e) => back(&format!("Kill failed: {e}")),
@@ -461,7 +455,7 @@ async fn launch(
         join_url: (!join.is_empty()).then_some(join),
     };
     let result = state.provisioner.claim(&input, None).await;
-    state.reconciler.trigger();
+    state.control.tick_soon();
     match result {
         Ok(claimed) => page(&LaunchedPage::new(&session.csrf, &claimed)),
         Err(e) => back(&format!("Launch failed: {e}")),

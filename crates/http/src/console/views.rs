@@ -102,7 +102,7 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
     }
     .map_err(|e| e.to_string())?;
     let budget = state.provisioner.railway().budget();
-    let status = state.reconciler.status();
+    let status = state.control.reconciler();
     let progress = state
         .provisioner
         .redeploy_progress()
@@ -139,10 +139,10 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
                     .unwrap_or_default(),
                 t.duration_ms,
                 t.railway_requests,
-                if t.errors.is_empty() {
+                if t.problems.is_empty() {
                     String::new()
                 } else {
-                    format!(" · {} problem(s)", t.errors.len())
+                    format!(" · {} problem(s)", t.problems.len())
                 }
             ),
             None => "no tick on this replica (another replica leads)".into(),

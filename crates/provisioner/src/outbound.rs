@@ -1,22 +1,19 @@
-//! A small JSON-over-HTTP client for the agents, OpenRouter and AgentMail (hyper + rustls/ring).
+//! The pool's outbound JSON client for the agents, OpenRouter and AgentMail, on the workspace's
+//! one HTTPS client builder ([`railway_api::https`]: hyper + rustls with ring).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use railway_api::https::{ExtraRoots, HttpsClient};
 
 /// Largest answer read from an agent or a resource API.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// An answer, read whole.
 #[derive(Debug, Clone)]
-pub struct HttpAnswer {
+pub struct OutboundAnswer {
     /// Status code.
     pub status: u16,
     /// Body.
@@ -25,7 +22,7 @@ pub struct HttpAnswer {
 
 /// Why no answer came.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum HttpFailure {
+pub enum OutboundFailure {
     /// Could not connect: nothing was sent.
     #[error("could not connect: {0}")]
     NotSent(String),
@@ -40,35 +37,29 @@ pub enum HttpFailure {
     Invalid(String),
 }
 
-/// The client. Cheap to clone.
+/// The client. Cheap to clone; clones share one connection pool.
 #[derive(Clone)]
-pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+pub struct OutboundClient {
+    client: HttpsClient,
 }
 
-impl std::fmt::Debug for HttpClient {
+impl std::fmt::Debug for OutboundClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HttpClient")
+        f.write_str("OutboundClient")
     }
 }
 
-impl HttpClient {
-    /// A client with the ring crypto provider and webpki roots.
-    pub fn new() -> Result<Self, HttpFailure> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| HttpFailure::Invalid(format!("TLS setup: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+impl OutboundClient {
+    /// A client trusting the webpki roots.
+    pub fn new() -> Result<Self, OutboundFailure> {
+        Self::with_roots(&ExtraRoots::default())
+    }
+
+    /// A client trusting `extra_roots` besides the webpki roots (a test's self-signed agents).
+    pub fn with_roots(extra_roots: &ExtraRoots) -> Result<Self, OutboundFailure> {
+        // Agents are many hosts: keep at most one idle connection to each, for a tick's length.
+        let client = railway_api::https::client(Duration::from_secs(90), 1, extra_roots)
+            .map_err(|e| OutboundFailure::Invalid(e.to_string()))?;
         Ok(Self { client })
     }
 
@@ -80,7 +71,7 @@ impl HttpClient {
         bearer: Option<&str>,
         body: Option<&serde_json::Value>,
         timeout: Duration,
-    ) -> Result<HttpAnswer, HttpFailure> {
+    ) -> Result<OutboundAnswer, OutboundFailure> {
         self.send_with_headers(method, url, bearer, &[], body, timeout)
             .await
     }
@@ -94,7 +85,7 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<&serde_json::Value>,
         timeout: Duration,
-    ) -> Result<HttpAnswer, HttpFailure> {
+    ) -> Result<OutboundAnswer, OutboundFailure> {
         let mut request = hyper::Request::builder().method(method).uri(url);
         if let Some(token) = bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -105,32 +96,32 @@ impl HttpClient {
         let payload = match body {
             Some(json) => {
                 request = request.header(CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(json).map_err(|e| HttpFailure::Invalid(e.to_string()))?)
+                Bytes::from(serde_json::to_vec(json).map_err(|e| OutboundFailure::Invalid(e.to_string()))?)
             }
             None => Bytes::new(),
         };
         let request = request
             .body(Full::new(payload))
-            .map_err(|e| HttpFailure::Invalid(format!("{url}: {e}")))?;
+            .map_err(|e| OutboundFailure::Invalid(format!("{url}: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 if e.is_connect() {
-                    HttpFailure::NotSent(e.to_string())
+                    OutboundFailure::NotSent(e.to_string())
                 } else {
-                    HttpFailure::Transport(e.to_string())
+                    OutboundFailure::Transport(e.to_string())
                 }
             })?;
             let status = response.status().as_u16();
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| HttpFailure::Transport(e.to_string()))?
+                .map_err(|e| OutboundFailure::Transport(e.to_string()))?
                 .to_bytes();
-            Ok(HttpAnswer { status, body })
+            Ok(OutboundAnswer { status, body })
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| HttpFailure::Timeout(timeout))?
+            .map_err(|_| OutboundFailure::Timeout(timeout))?
     }
 }
 

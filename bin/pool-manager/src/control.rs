@@ -1,0 +1,39 @@
+//! The binary's bridge between the reconciler and the HTTP layer: `pool-http` knows only the
+//! small [`PoolControl`] interface, and this adapter is the one place that knows both.
+
+use pool_http::{PoolControl, ReconcilerView, TickView};
+use pool_reconciler::Reconciler;
+
+/// The reconciler behind [`PoolControl`].
+pub struct ReconcilerControl {
+    reconciler: Reconciler,
+}
+
+impl ReconcilerControl {
+    /// Wraps the reconciler of this replica.
+    pub fn new(reconciler: Reconciler) -> Self {
+        Self { reconciler }
+    }
+}
+
+impl PoolControl for ReconcilerControl {
+    fn tick_soon(&self) {
+        self.reconciler.trigger();
+    }
+
+    fn reconciler(&self) -> ReconcilerView {
+        let status = self.reconciler.status();
+        ReconcilerView {
+            is_leader: status.is_leader,
+            ticks: status.ticks,
+            last_tick: status.last_tick.map(|t| TickView {
+                started_at: t.started_at,
+                duration_ms: t.duration_ms,
+                agents: t.agents,
+                health_checks: t.health_checks,
+                railway_requests: t.railway_requests,
+                problems: t.errors.iter().map(|e| e.to_string()).collect(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! What the HTTP layer may ask of the reconciler. The binary hands it in, so this crate knows
+//! nothing of the reconciler's internals: a "tick soon" and read-only views.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The reconciler as the API and the console see it.
+pub trait PoolControl: Send + Sync + 'static {
+    /// Asks for a tick soon (the leader runs it, on whichever replica leads).
+    fn tick_soon(&self);
+    /// What the reconciler on this replica is doing.
+    fn reconciler(&self) -> ReconcilerView;
+}
+
+/// The reconciler on this replica.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcilerView {
+    /// This replica holds the leader lock.
+    pub is_leader: bool,
+    /// Ticks run by this replica.
+    pub ticks: u64,
+    /// The last tick, if this replica ran one.
+    pub last_tick: Option<TickView>,
+}
+
+/// One tick, as far as an operator cares.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TickView {
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Live agents it looked at.
+    pub agents: usize,
+    /// Health checks it sent.
+    pub health_checks: usize,
+    /// Railway requests it sent.
+    pub railway_requests: u64,
+    /// Problems it met, in words.
+    pub problems: Vec<String>,
+}
+
+/// A [`PoolControl`] with no reconciler behind it: it counts the ticks asked for and shows a
+/// fixed view. For tests and for embedders that run the reconciler elsewhere.
+#[derive(Debug, Default)]
+pub struct DetachedControl {
+    ticks_asked: std::sync::atomic::AtomicU64,
+    view: std::sync::Mutex<ReconcilerView>,
+}
+
+impl DetachedControl {
+    /// How many ticks were asked for.
+    pub fn ticks_asked(&self) -> u64 {
+        self.ticks_asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sets the view the API shows.
+    pub fn set_view(&self, view: ReconcilerView) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+}
+
+impl PoolControl for DetachedControl {
+    fn tick_soon(&self) {
+        self.ticks_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn reconciler(&self) -> ReconcilerView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

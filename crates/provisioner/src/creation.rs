@@ -1,0 +1,256 @@
+//! Starting creations: the one place they start (tick, API and console alike), under the
+//! capacity check; the tasks that run their sagas; compensation; and crash recovery.
+
+use std::time::Duration;
+
+use pool_store::{AgentId, AgentSecrets, AgentStatus, CreationStep, NewAgent};
+use rand::Rng;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+
+use crate::Provisioner;
+use crate::capacity::{CreationDemand, CreationLimit, creations_allowed};
+use crate::error::{ProvisionError, Result};
+use crate::saga::StepFailure;
+
+/// Creations that started, and the tasks that run them.
+#[derive(Debug)]
+pub struct StartedCreations {
+    /// The new agents (each has its row in `creating`).
+    pub ids: Vec<AgentId>,
+    /// Why fewer than asked for started, if they did.
+    pub limited_by: Option<CreationLimit>,
+    handles: Vec<JoinHandle<Result<()>>>,
+}
+
+impl StartedCreations {
+    /// Stops the sagas where they are, as if the process died: their rows stay in `creating`
+    /// with their journals, for crash recovery (tests of exactly that).
+    pub fn abort(&self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+
+    /// Waits for every creation's saga: each agent's id, or why its creation failed.
+    pub async fn finished(self) -> Vec<Result<AgentId>> {
+        let mut outcomes = Vec::with_capacity(self.ids.len());
+        for (id, handle) in self.ids.into_iter().zip(self.handles) {
+            outcomes.push(match handle.await {
+                Ok(Ok(())) => Ok(id),
+                Ok(Err(e)) => Err(e),
+                Err(join) => Err(ProvisionError::Config(format!(
+                    "creation task of {id} failed: {join}"
+                ))),
+            });
+        }
+        outcomes
+    }
+}
+
+/// What crash recovery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Creations resumed to the end.
+    pub resumed: Vec<AgentId>,
+    /// Creations that could not be resumed and were compensated.
+    pub compensated: Vec<AgentId>,
+    /// Creations that met a passing failure again and wait for a later recovery.
+    pub deferred: Vec<AgentId>,
+}
+
+fn random_secret(bytes: usize) -> SecretString {
+    let mut rng = rand::rng();
+    let hex: String = (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect();
+    SecretString::from(hex)
+}
+
+impl Provisioner {
+    /// Starts creations: writes each new agent's row (so it is counted at once) and runs its
+    /// saga in a task this provisioner owns. The capacity check — `POOL_MAX_TOTAL`, the free
+    /// creation slots for [`CreationDemand::UpTo`] — decides how many; an
+    /// [`CreationDemand::Exactly`] that does not fit starts none and fails with
+    /// [`ProvisionError::Capacity`].
+    pub async fn start_creations(&self, demand: CreationDemand) -> Result<StartedCreations> {
+        let counts = self.inner.store.counts().await?;
+        let config = &self.inner.config;
+        let (n, limited_by) = creations_allowed(demand, &counts, config.max_total, config.create_concurrency);
+        if n == 0
+            && let (CreationDemand::Exactly(wanted), Some(limit)) = (demand, &limited_by)
+            && wanted > 0
+        {
+            return Err(ProvisionError::Capacity(limit.clone()));
+        }
+        let mut started = StartedCreations {
+            ids: Vec::with_capacity(n),
+            limited_by,
+            handles: Vec::with_capacity(n),
+        };
+        for _ in 0..n {
+            let id = self.begin_creation().await?;
+            let this = self.clone();
+            let task_id = id.clone();
+            started.handles.push(self.inner.tasks.spawn(async move {
+                let outcome = this.continue_creation(&task_id).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!(agent = %task_id, error = %e, "creation did not finish");
+                }
+                outcome
+            }));
+            started.ids.push(id);
+        }
+        Ok(started)
+    }
+
+    /// Writes a new agent's row (`creating`, with its secrets and the work lease). Makes no
+    /// remote call.
+    async fn begin_creation(&self) -> Result<AgentId> {
+        let id = AgentId::random();
+        let wallet = format!("0x{}", secrecy::ExposeSecret::expose_secret(&random_secret(32)));
+        let agent = NewAgent {
+            id: id.clone(),
+            image: self.inner.config.image.to_string(),
+            secrets: AgentSecrets {
+                gateway_token: random_secret(32),
+                setup_password: random_secret(16),
+                wallet_private_key: SecretString::from(wallet),
+                agent_api_token: random_secret(32),
+            },
+        };
+        self.inner
+            .store
+            .insert_creating(&agent, self.inner.config.work_lease)
+            .await?;
+        tracing::info!(agent = %id, image = %agent.image, "creating agent");
+        Ok(id)
+    }
+
+    /// Waits for a creation slot — renewing the row's lease meanwhile, so recovery elsewhere
+    /// never mistakes a waiting creation for a dead one — then runs the saga.
+    async fn continue_creation(&self, id: &AgentId) -> Result<()> {
+        let lease = self.inner.config.work_lease;
+        let _permit = loop {
+            match tokio::time::timeout(lease / 3, self.inner.create_permits.acquire()).await {
+                Ok(permit) => {
+                    break permit.map_err(|_| ProvisionError::Config("creation slots closed".into()))?;
+                }
+                Err(_) => self.inner.store.renew_work_lease(id, lease).await?,
+            }
+        };
+        self.inner.store.renew_work_lease(id, lease).await?;
+        self.finish_creation(id).await
+    }
+
+    /// Runs the saga to its end. A passing failure leaves the creation to recovery; any other
+    /// failure is compensated.
+    async fn finish_creation(&self, id: &AgentId) -> Result<()> {
+        match self.run_saga(id).await {
+            Ok(()) => {
+                self.inner.stats.creation(true);
+                Ok(())
+            }
+            Err(StepFailure { step, error }) if error.is_transient() => {
+                // A throttle or a passing failure never turns into a compensation: the journal
+                // is kept, the lease released, and recovery resumes it later.
+                let message = format!("creation paused at step {step}: {error}");
+                tracing::warn!(agent = %id, %step, error = %error, "creation paused; recovery resumes it");
+                let store = &self.inner.store;
+                store.record_error(id, &message).await?;
+                store.release_work_lease(id).await?;
+                Err(ProvisionError::step(step, error))
+            }
+            Err(StepFailure { step, error }) => {
+                self.inner.stats.creation(false);
+                let message = format!("creation failed at step {step}: {error}");
+                tracing::warn!(agent = %id, %step, error = %error, "creation failed; compensating");
+                self.compensate(id, &message).await?;
+                Err(ProvisionError::step(step, error))
+            }
+        }
+    }
+
+    /// Deletes everything a failed creation made and archives the row.
+    pub(crate) async fn compensate(&self, id: &AgentId, reason: &str) -> Result<()> {
+        let store = &self.inner.store;
+        store
+            .append_event(id, pool_store::EventKind::CreationFailed, reason)
+            .await?;
+        store.record_error(id, reason).await?;
+        let moved = store
+            .begin_teardown(id, AgentStatus::Creating, reason, false)
+            .await?;
+        if !moved.applied() {
+            tracing::warn!(agent = %id, ?moved, "agent left `creating` before compensation");
+        }
+        store.release_work_lease(id).await?;
+        if let Err(e) = self.teardown_agent(id).await {
+            tracing::warn!(agent = %id, error = %e, "compensation will be retried by the tick");
+        }
+        Ok(())
+    }
+
+    /// Recovers creations whose worker died (a crash, a killed replica, a creation paused by a
+    /// passing failure): each is resumed from its journal — looking up the step a crash may
+    /// have left unrecorded — or, if that fails for good, compensated.
+    pub async fn recover_abandoned_creations(&self) -> Result<Recovery> {
+        let mut recovery = Recovery::default();
+        for agent in self.inner.store.abandoned_creations().await? {
+            if !self
+                .inner
+                .store
+                .take_work_lease(&agent.id, AgentStatus::Creating, self.inner.config.work_lease)
+                .await?
+            {
+                continue;
+            }
+            tracing::info!(agent = %agent.id, step = ?agent.step_in_flight, "resuming an abandoned creation");
+            match self.finish_creation(&agent.id).await {
+                Ok(()) => recovery.resumed.push(agent.id),
+                Err(e) if e.is_transient() => recovery.deferred.push(agent.id),
+                Err(_) => recovery.compensated.push(agent.id),
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// [`Self::recover_abandoned_creations`] in a task, unless one runs already. Returns
+    /// whether it started.
+    pub fn start_recovery(&self) -> bool {
+        let Ok(guard) = self.inner.recovering.clone().try_lock_owned() else {
+            return false;
+        };
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let _guard = guard;
+            match this.recover_abandoned_creations().await {
+                Ok(r) => tracing::info!(
+                    resumed = r.resumed.len(),
+                    compensated = r.compensated.len(),
+                    deferred = r.deferred.len(),
+                    "recovered creations"
+                ),
+                Err(e) => tracing::warn!(error = %e, "recovering creations failed"),
+            }
+        });
+        true
+    }
+
+    /// Whether a creation step applies to this pool (resources are optional).
+    pub(crate) fn step_applies(&self, step: CreationStep) -> bool {
+        match step {
+            CreationStep::OpenRouterKey => self.inner.openrouter.is_some(),
+            CreationStep::AgentMailInbox => self.inner.agentmail.is_some(),
+            _ => true,
+        }
+    }
+
+    /// How long the saga waits between tries of a step that met a passing failure.
+    pub(crate) fn step_retry_wait(attempt: u32, asked: Option<Duration>) -> Duration {
+        let backoff = Duration::from_millis(500).saturating_mul(2u32.saturating_pow(attempt.min(6)));
+        asked
+            .unwrap_or(backoff)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
+}

@@ -1,0 +1,72 @@
+//! The one outbound HTTPS client builder of the workspace: hyper 1 over rustls with the ring
+//! crypto provider (chosen here, explicitly, as the only provider) and webpki roots compiled
+//! in. The Railway transport uses it, and so does every other outbound client that embeds
+//! this crate (the pool's agent, OpenRouter and AgentMail client).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// A pooled HTTP/1.1 client for `https://` and `http://` URLs with full-body requests.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Extra trust for outbound TLS: certificates (PEM) trusted besides the webpki roots, e.g. a
+/// test's self-signed certificate. Empty in production.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraRoots {
+    /// PEM-encoded certificates.
+    pub pem: Vec<u8>,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("TLS setup: {0}")]
+pub struct TlsSetupError(String);
+
+/// Builds a client. `idle_timeout`: how long a kept-alive connection may sit unused;
+/// `max_idle_per_host`: how many such connections are kept per host.
+pub fn client(
+    idle_timeout: Duration,
+    max_idle_per_host: usize,
+    extra_roots: &ExtraRoots,
+) -> Result<HttpsClient, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = if extra_roots.pem.is_empty() {
+        builder
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| TlsSetupError(e.to_string()))?
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in CertificateDer::pem_slice_iter(&extra_roots.pem) {
+            let cert = cert.map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsSetupError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        builder.with_tls_config(tls)
+    };
+    let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle_timeout)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(https))
+}

@@ -1,0 +1,57 @@
+//! Reading agents: one, some, every live one, by status, and counts.
+
+use crate::agent::{Agent, AgentId, AgentStatus, StatusCounts};
+use crate::rows::select_agents;
+use crate::{Result, Store};
+
+impl Store {
+    /// One agent, deleted ones included.
+    pub async fn agent(&self, id: &AgentId) -> Result<Option<Agent>> {
+        let client = self.client().await?;
+        Ok(select_agents(&client, "a.id = $1", "a.id", &[&id.as_str()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The agents with these ids, deleted ones included.
+    pub async fn agents_by_ids(&self, ids: &[AgentId]) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        let ids: Vec<&str> = ids.iter().map(AgentId::as_str).collect();
+        select_agents(&client, "a.id = ANY($1)", "a.id", &[&ids]).await
+    }
+
+    /// Every agent that is not deleted: what the tick reconciles.
+    pub async fn live_agents(&self) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        select_agents(&client, "a.status <> 'deleted'", "a.created_at, a.id", &[]).await
+    }
+
+    /// Agents in one status, oldest first.
+    pub async fn agents_with_status(&self, status: AgentStatus) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        select_agents(
+            &client,
+            "a.status = $1",
+            "a.created_at, a.id",
+            &[&status.as_str()],
+        )
+        .await
+    }
+
+    /// Live agents by status.
+    pub async fn counts(&self) -> Result<StatusCounts> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT status, count(*) FROM agent_metadata WHERE status <> 'deleted' GROUP BY status",
+                &[],
+            )
+            .await?;
+        let mut counts = StatusCounts::default();
+        for row in rows {
+            counts.add(AgentStatus::parse(row.get(0))?, row.get(1));
+        }
+        Ok(counts)
+    }
+}
