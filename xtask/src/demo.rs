@@ -4,12 +4,19 @@
 //! `pool-manager` binary, shows the pool filling (counts by status, Railway budget used),
 //! makes one claim and prints its invite URL, then keeps running until Ctrl-C and shuts the
 //! pool manager down cleanly.
+//!
+//! When nothing answers at the database address but PostgreSQL's server programs are installed,
+//! it runs on a private, throwaway cluster instead (`private_postgres`), removed on exit.
+
+mod private_postgres;
 
 use std::time::Duration;
 
 use pool_e2e::{ADMIN_KEY, ManagerProcess, pool_manager_binary, sim_environment};
-use railway_sim::SimConfig;
+use private_postgres::{INSTALL_HINT, PrivateCluster, ServerPrograms};
+use railway_sim::{SimConfig, SimHandle};
 use serde_json::{Value, json};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_postgres::NoTls;
 
 const DEMO_DATABASE: &str = "pool_demo";
@@ -36,13 +43,124 @@ pub fn main(args: &[String]) -> Result<(), String> {
     crate::runtime()?.block_on(demo(port))
 }
 
-/// A fresh demo database on the local server; a one-line error when there is no server.
+/// The PostgreSQL the demo runs on. Holding the private cluster keeps it alive; dropping this
+/// stops and deletes it.
+struct DemoServer {
+    url: String,
+    _private: Option<PrivateCluster>,
+}
+
+/// Whether anything answers at a database address.
+enum Probe {
+    /// A server answered and let us in.
+    Answers,
+    /// Nothing answered (refused, unreachable, timed out): the cue for a private cluster.
+    Silent(String),
+}
+
+async fn probe(server_url: &str) -> Result<Probe, String> {
+    let mut config: tokio_postgres::Config = server_url
+        .parse()
+        .map_err(|e| format!("DATABASE_URL is not a valid Postgres URL: {e}"))?;
+    // A blackholed address should not hold a newcomer up for minutes.
+    config.connect_timeout(Duration::from_secs(3));
+    match config.connect(NoTls).await {
+        Ok(_) => Ok(Probe::Answers),
+        // Only a failure to reach anything is silence; a server that answers and refuses (a
+        // wrong password, a missing database) is reported, not papered over with a new one.
+        Err(e) if e.as_db_error().is_none() && is_io(&e) => Ok(Probe::Silent(e.to_string())),
+        Err(e) => Err(format!(
+            "the PostgreSQL at {} refused the demo: {}",
+            target(server_url),
+            // tokio-postgres' own Display of a server error says only "db error".
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_string())
+        )),
+    }
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// `host:port/database`, without credentials.
+fn target(url: &str) -> String {
+    pool_store::StoreConfig::new(url).display_target()
+}
+
+/// The server at `server_url`, or a private cluster when nothing answers there; prints one
+/// line saying which.
+async fn demo_server(server_url: &str) -> Result<DemoServer, String> {
+    let reason = match probe(server_url).await? {
+        Probe::Answers => {
+            println!("using the PostgreSQL at {}", target(server_url));
+            return Ok(DemoServer {
+                url: server_url.to_string(),
+                _private: None,
+            });
+        }
+        Probe::Silent(reason) => reason,
+    };
+    let Some(programs) = ServerPrograms::find() else {
+        return Err(format!(
+            "no PostgreSQL answers at {} ({reason}) and its server programs (initdb, pg_ctl) are not installed: {INSTALL_HINT}",
+            target(server_url)
+        ));
+    };
+    // initdb and pg_ctl block for a second or two; keep them off the runtime's threads.
+    let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&programs))
+        .await
+        .map_err(|e| format!("starting the private PostgreSQL: {e}"))??;
+    println!(
+        "no PostgreSQL answers at {}: started a private throwaway one ({}) at 127.0.0.1:{} in {}, removed on exit",
+        target(server_url),
+        cluster.programs().bin_dir.display(),
+        cluster.port(),
+        cluster.dir().display()
+    );
+    Ok(DemoServer {
+        url: cluster.url(),
+        _private: Some(cluster),
+    })
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM. Registered before anything is started: from then on neither
+/// kills the process outright, so the demo leaves through its normal return path and every
+/// guard is dropped (the pool manager stopped, the private cluster stopped and deleted).
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    fn register() -> Result<Self, String> {
+        let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+        Ok(Self {
+            int: listen(SignalKind::interrupt())?,
+            term: listen(SignalKind::terminate())?,
+        })
+    }
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// A fresh demo database on the server; a one-line error when there is no server.
 async fn fresh_database(server_url: &str) -> Result<String, String> {
-    let (client, connection) = tokio_postgres::connect(server_url, NoTls).await.map_err(|e| {
-        format!(
-            "no PostgreSQL at {server_url} ({e}); start one (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL"
-        )
-    })?;
+    let (client, connection) = tokio_postgres::connect(server_url, NoTls)
+        .await
+        .map_err(|e| format!("no PostgreSQL at {} ({e}); set DATABASE_URL", target(server_url)))?;
     tokio::spawn(connection);
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"))
@@ -61,9 +179,32 @@ fn field(v: &Value, name: &str) -> i64 {
 }
 
 async fn demo(port: u16) -> Result<(), String> {
-    let database_url = fresh_database(&crate::database_url()).await?;
+    let mut interrupt = Interrupt::register()?;
+    let server = demo_server(&crate::database_url()).await?;
+    // Until the claim is shown, an interrupt abandons whatever is under way (the pool manager
+    // is killed with its process handle); afterwards it is the demo's own way to stop.
+    let started = tokio::select! {
+        biased;
+        () = interrupt.received() => Err("interrupted; stopped everything the demo started".to_string()),
+        started = start_and_claim(&server.url, port) => started,
+    };
+    let result = match started {
+        Ok((sim, manager)) => wait_and_stop(&mut interrupt, sim, manager).await,
+        Err(e) => Err(e),
+    };
+    // Explicitly here, after the pool manager has let go of its connections.
+    drop(server);
+    result
+}
+
+async fn start_and_claim(server_url: &str, port: u16) -> Result<(SimHandle, ManagerProcess), String> {
+    let database_url = fresh_database(server_url).await?;
     println!("building pool-manager …");
-    let binary = pool_manager_binary()?;
+    // Off the runtime's threads, so an interrupt during the build is acted on at once (the
+    // build itself runs to its end in the background; a terminal's Ctrl-C stops it too).
+    let binary = tokio::task::spawn_blocking(pool_manager_binary)
+        .await
+        .map_err(|e| format!("building pool-manager: {e}"))??;
     let sim = railway_sim::start(SimConfig::quick())
         .await
         .map_err(|e| e.to_string())?;
@@ -132,15 +273,26 @@ async fn demo(port: u16) -> Result<(), String> {
     println!("  invite URL: {}", body["inviteUrl"].as_str().unwrap_or_default());
     println!();
     println!("the pool refills in the background; press Ctrl-C to stop");
+    Ok((sim, manager))
+}
 
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+/// Keeps the simulator and the pool manager running until interrupted, then stops the pool
+/// manager cleanly.
+async fn wait_and_stop(
+    interrupt: &mut Interrupt,
+    sim: SimHandle,
+    mut manager: ManagerProcess,
+) -> Result<(), String> {
+    interrupt.received().await;
     println!("\nstopping the pool manager …");
     manager.signal("TERM")?;
-    match manager.wait_exit(Duration::from_secs(30)).await? {
+    let stopped = match manager.wait_exit(Duration::from_secs(30)).await? {
         Some(0) => {
             println!("stopped cleanly");
             Ok(())
         }
         code => Err(format!("pool-manager exited with {code:?}")),
-    }
+    };
+    drop(sim);
+    stopped
 }

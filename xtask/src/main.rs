@@ -5,11 +5,13 @@ mod bench;
 mod browser;
 mod chaos;
 mod ci;
+mod contract;
 mod demo;
 mod image;
 mod migrate;
 mod schema;
 mod sim;
+mod tidy;
 
 use std::process::ExitCode;
 
@@ -24,12 +26,17 @@ tasks:
   schema check [UPSTREAM]       prove schema/ and the simulator speak Railway's GraphQL
   sim [--port N] [--latency-ms N] [--config FILE]
                                 the Railway simulator, standalone
-  bench [railway|tick|claim|all]
+  bench [railway|tick|claim|fill|sizing|all]
                                 benchmarks (print tables)
   api-check [--max-examples N]  schemathesis against /openapi.json of a running instance
+  railway-contract [--sim] [--yes-create-a-project]
+                                check the pool's assumptions about the live Railway API
+                                (one throwaway project; --sim: against the simulator)
   chaos [--short] [--duration-secs N]
                                 the fault-injection run (two replicas, faults, invariants)
   browser-test                  the console in headless Chromium (screenshots in artifacts/console)
+  tidy                          the repository-wide rules (dependencies, call sites, docs);
+                                also run by `cargo test` as the_repository_is_tidy
   ci                            everything .ci/run checks (fmt, clippy, tests)
 ";
 
@@ -45,7 +52,9 @@ fn main() -> ExitCode {
         Some("image") => image::main(&args[1..]),
         Some("api-check") => api_check::main(&args[1..]),
         Some("chaos") => chaos::main(&args[1..]),
+        Some("railway-contract") => contract::main(&args[1..]),
         Some("browser-test") => browser::main(&args[1..]),
+        Some("tidy") => tidy::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())

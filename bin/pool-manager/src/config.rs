@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pool_provisioner::{AgentMailConfig, AgentVariables, OpenRouterConfig, ProvisionerConfig, select_image};
 use pool_reconciler::ReconcilerConfig;
-use pool_store::{MigrateOptions, StoreConfig};
+use pool_store::{MigrateOptions, PoolSettings, StoreConfig};
 use railway_api::{
     BudgetConfig, ClientConfig, DEFAULT_ENDPOINT, ProjectId, RegistryCredentials, WorkspaceId,
 };
@@ -35,6 +35,8 @@ pub struct Config {
     pub provisioner: ProvisionerConfig,
     /// The tick.
     pub reconciler: ReconcilerConfig,
+    /// The runtime settings the environment seeds on the first start.
+    pub settings: PoolSettings,
     /// The operator console.
     pub console: pool_http::console::ConsoleConfig,
 }
@@ -151,6 +153,24 @@ impl Reader<'_> {
                 .push(format!("{name} must be an http(s) URL, got {url:?}"));
         }
         url
+    }
+}
+
+/// A settings problem in the words of the environment: the variable that seeds the field.
+fn settings_problem(e: &pool_provisioner::ProvisionError) -> String {
+    match e {
+        pool_provisioner::ProvisionError::InvalidRequest { field, message } => {
+            let variable = match *field {
+                "minIdle" => "POOL_MIN_IDLE",
+                "maxTotal" => "POOL_MAX_TOTAL",
+                "idleSchedule" => "POOL_IDLE_SCHEDULE",
+                "maxIdleAgeMs" => "POOL_MAX_IDLE_AGE_MS",
+                "createFailureLimit" => "POOL_CREATE_FAILURE_LIMIT",
+                other => other,
+            };
+            format!("{variable}: {message}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -294,7 +314,7 @@ impl Config {
             r.problems
                 .push("POOL_CREATE_CONCURRENCY must be at least 1".into());
         }
-        provisioner.max_total = r.parse_optional("POOL_MAX_TOTAL", "a whole number");
+        provisioner.brake_probe_interval = r.millis("POOL_CREATE_PROBE_INTERVAL_MS", 300_000);
         provisioner.start_command = match r.optional("AGENT_START_COMMAND") {
             Some(command) if command == "-" => None,
             Some(command) => Some(command),
@@ -306,8 +326,20 @@ impl Config {
                 .push("POOL_REDEPLOY_FRACTION must be between 0 and 1".into());
         }
 
-        let reconciler = ReconcilerConfig {
+        let settings = PoolSettings {
             min_idle: r.parse("POOL_MIN_IDLE", 1, "a whole number"),
+            max_total: r.parse_optional("POOL_MAX_TOTAL", "a whole number"),
+            paused: false,
+            idle_schedule: r.optional("POOL_IDLE_SCHEDULE"),
+            max_idle_age: r
+                .parse_optional::<u64>("POOL_MAX_IDLE_AGE_MS", "a whole number of milliseconds")
+                .map(Duration::from_millis),
+            create_failure_limit: r.parse("POOL_CREATE_FAILURE_LIMIT", 5, "a whole number"),
+        };
+        if let Err(e) = pool_provisioner::validate_settings(&settings) {
+            r.problems.push(settings_problem(&e));
+        }
+        let reconciler = ReconcilerConfig {
             health_concurrency: r.parse("POOL_HEALTH_CONCURRENCY", 64, "a whole number"),
             tick_interval: r.millis("TICK_INTERVAL_MS", 30_000),
             stuck_timeout: r.millis("POOL_STUCK_TIMEOUT_MS", 900_000),
@@ -319,14 +351,6 @@ impl Config {
         if reconciler.health_concurrency == 0 {
             r.problems
                 .push("POOL_HEALTH_CONCURRENCY must be at least 1".into());
-        }
-        if let Some(max) = provisioner.max_total
-            && max < reconciler.min_idle
-        {
-            r.problems.push(format!(
-                "POOL_MAX_TOTAL ({max}) must not be below POOL_MIN_IDLE ({})",
-                reconciler.min_idle
-            ));
         }
 
         let console = pool_http::console::ConsoleConfig {
@@ -357,6 +381,7 @@ impl Config {
             railway,
             provisioner,
             reconciler,
+            settings,
             console,
         })
     }
@@ -386,7 +411,7 @@ mod tests {
             config.railway.endpoint_with_query(),
             "https://backboard.railway.com/graphql/v2?source=pool-manager"
         );
-        assert_eq!(config.reconciler.min_idle, 1);
+        assert_eq!(config.settings.min_idle, 1);
         assert_eq!(config.reconciler.tick_interval, Duration::from_secs(30));
         assert_eq!(config.provisioner.create_concurrency, 8);
         assert!(config.provisioner.openrouter.is_none());
@@ -403,6 +428,7 @@ mod tests {
             ("POOL_MIN_IDLE", "-1"),
             ("RAILWAY_ENVIRONMENT_NAME", "pr-7"),
             ("POOL_RUN_MIGRATIONS", "maybe"),
+            ("POOL_IDLE_SCHEDULE", "mon-fry 08:00-20:00 Europe/Berlin=20"),
         ]))
         .unwrap_err();
         for expected in [
@@ -412,6 +438,7 @@ mod tests {
             "RAILWAY_API_TOKEN (or RAILWAY_API_TOKENS",
             "RAILWAY_WORKSPACE_ID (or RAILWAY_TEAM_ID) is required",
             "POOL_MIN_IDLE must be a whole number",
+            "POOL_IDLE_SCHEDULE: POOL_IDLE_SCHEDULE rule 1",
             "POOL_RUN_MIGRATIONS must be true or false",
             "set AGENT_IMAGE_TAG to pin a tag",
         ] {

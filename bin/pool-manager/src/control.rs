@@ -18,7 +18,7 @@ impl ReconcilerControl {
 
 impl PoolControl for ReconcilerControl {
     fn tick_soon(&self) {
-        self.reconciler.trigger();
+        self.reconciler.trigger_everywhere();
     }
 
     fn reconciler(&self) -> ReconcilerView {
@@ -32,6 +32,8 @@ impl PoolControl for ReconcilerControl {
                 agents: t.agents,
                 health_checks: t.health_checks,
                 railway_requests: t.railway_requests,
+                target: t.target,
+                target_reason: t.target_reason.clone(),
                 problems: t.errors.iter().map(|e| e.to_string()).collect(),
             }),
         }

@@ -81,6 +81,20 @@ async fn run() -> Result<(), String> {
 
     let provisioner = Provisioner::new(config.provisioner.clone(), store.clone(), railway, deleter)
         .map_err(|e| format!("agents: {e}"))?;
+    // The environment seeds the runtime settings on the first start only; after that the API
+    // and the console change them, and the stored values win.
+    let stored = store
+        .seed_settings(&config.settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    if stored.settings != config.settings {
+        tracing::warn!(
+            stored = ?stored.settings,
+            environment = ?config.settings,
+            updated_by = %stored.updated_by,
+            "the stored runtime settings differ from the environment's; the stored ones apply (change them with PUT /api/pool/settings)"
+        );
+    }
     let reconciler = Reconciler::new(provisioner.clone(), config.reconciler.clone());
     let state = AppState {
         provisioner: provisioner.clone(),

@@ -13,7 +13,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// A JSON body. An empty body reads as `{}` (for endpoints whose fields are all optional).
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody<T>(
+    /// The parsed body.
+    pub T,
+);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -43,8 +46,15 @@ where
         if !value.is_object() {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
-        serde_json::from_value(value)
+        serde_path_to_error::deserialize(value)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    ApiError::bad_request(format!("invalid request: {}", e.inner()))
+                } else {
+                    ApiError::bad_request(format!("{path}: {}", e.inner()))
+                }
+            })
     }
 }

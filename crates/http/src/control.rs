@@ -36,6 +36,10 @@ pub struct TickView {
     pub health_checks: usize,
     /// Railway requests it sent.
     pub railway_requests: u64,
+    /// Warm agents the sizing policy wanted.
+    pub target: Option<u32>,
+    /// Why, in words.
+    pub target_reason: String,
     /// Problems it met, in words.
     pub problems: Vec<String>,
 }

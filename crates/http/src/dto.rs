@@ -115,12 +115,21 @@ impl From<&Agent> for AgentView {
 }
 
 /// `GET /api/pool/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusReply {
     /// Counts.
     pub counts: Counts,
     /// Every live agent.
     pub instances: Vec<AgentView>,
+    /// Warm agents the sizing policy wants (from the leader's last tick).
+    pub target: Option<i32>,
+    /// Why, in words (e.g. "target 14 = 0.4 claims/min × …").
+    pub target_reason: Option<String>,
+    /// Claims waiting for an agent.
+    pub waiting: i64,
+    /// The creation brake.
+    pub brake: pool_store::BrakeState,
 }
 
 /// An event of an agent's timeline.

@@ -1,5 +1,27 @@
 //! The pool manager's HTTP API.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use pool_http::console::ConsoleConfig;
+//! use pool_http::{AppState, DetachedControl, ServiceInfo, router};
+//! use pool_provisioner::Provisioner;
+//! use secrecy::SecretString;
+//!
+//! # async fn example(provisioner: Provisioner) -> std::io::Result<()> {
+//! let state = AppState {
+//!     provisioner,
+//!     // The binary hands in its reconciler; an embedder that runs none elsewhere uses this.
+//!     control: Arc::new(DetachedControl::default()),
+//!     admin_key: SecretString::from("the admin key".to_string()),
+//!     info: ServiceInfo { version: "1.0.0".into() },
+//!     console: ConsoleConfig::default(),
+//! };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, router(state)).await
+//! # }
+//! ```
+//!
 //! `pool-http` owns the axum router, bearer auth, the wire types, error mapping, the OpenAPI
 //! document and the metrics endpoint. It keeps the original API's paths and payloads.
 //!
@@ -16,6 +38,7 @@ mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+mod settings_routes;
 
 use std::time::Duration;
 

@@ -110,6 +110,57 @@ pub async fn render(state: &AppState) -> String {
         stats.teardowns_failed
     );
 
+    metric(
+        &mut out,
+        "pool_claims_waiting",
+        "gauge",
+        "Claims waiting for an agent on this replica (Prefer: wait).",
+    );
+    let _ = writeln!(out, "pool_claims_waiting {}", stats.waiting);
+    metric(
+        &mut out,
+        "pool_claim_wait_seconds",
+        "histogram",
+        "How long claims waited for an agent.",
+    );
+    for (i, bound) in CLAIM_LATENCY_BUCKETS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "pool_claim_wait_seconds_bucket{{le=\"{bound}\"}} {}",
+            stats.waits.buckets[i]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pool_claim_wait_seconds_bucket{{le=\"+Inf\"}} {}",
+        stats.waits.buckets[CLAIM_LATENCY_BUCKETS.len()]
+    );
+    let _ = writeln!(out, "pool_claim_wait_seconds_sum {}", stats.waits.sum);
+    let _ = writeln!(out, "pool_claim_wait_seconds_count {}", stats.waits.count);
+    match state.provisioner.store().brake().await {
+        Ok(brake) => {
+            metric(
+                &mut out,
+                "pool_creation_brake_engaged",
+                "gauge",
+                "1 while the creation brake stops creation (after too many failed creations in a row).",
+            );
+            let _ = writeln!(out, "pool_creation_brake_engaged {}", u8::from(brake.engaged()));
+            metric(
+                &mut out,
+                "pool_creation_failures_in_a_row",
+                "gauge",
+                "Failed creations since the last success.",
+            );
+            let _ = writeln!(
+                out,
+                "pool_creation_failures_in_a_row {}",
+                brake.consecutive_failures
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: brake unavailable"),
+    }
+
     let railway = state.provisioner.railway();
     metric(
         &mut out,
@@ -213,6 +264,15 @@ pub async fn render(state: &AppState) -> String {
             "Railway requests of the last tick's reads.",
         );
         let _ = writeln!(out, "pool_tick_railway_requests {}", tick.railway_requests);
+        if let Some(target) = tick.target {
+            metric(
+                &mut out,
+                "pool_target_warm",
+                "gauge",
+                "Warm agents the sizing policy wants (with waiting claims).",
+            );
+            let _ = writeln!(out, "pool_target_warm {target}");
+        }
     }
     out
 }

@@ -55,9 +55,56 @@ fn schemas() -> Value {
         "Counts": counts,
         "Agent": agent,
         "Status": {
-            "type": "object", "required": ["counts", "instances"],
-            "properties": {"counts": {"$ref": "#/components/schemas/Counts"}, "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}}
+            "type": "object", "required": ["counts", "instances", "waiting", "brake"],
+            "properties": {
+                "counts": {"$ref": "#/components/schemas/Counts"},
+                "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}},
+                "target": nullable("integer"),
+                "targetReason": nullable("string"),
+                "waiting": {"type": "integer"},
+                "brake": {"$ref": "#/components/schemas/Brake"}
+            }
         },
+        "Brake": {
+            "type": "object", "required": ["consecutiveFailures"],
+            "properties": {
+                "consecutiveFailures": {"type": "integer"},
+                "engagedAt": {"type": ["string", "null"], "format": "date-time"},
+                "lastFailure": nullable("string"),
+                "lastFailureAt": {"type": ["string", "null"], "format": "date-time"},
+                "lastProbeAt": {"type": ["string", "null"], "format": "date-time"}
+            }
+        },
+        "Settings": {
+            "type": "object", "required": ["minIdle", "paused", "createFailureLimit", "updatedAt", "updatedBy", "brake"],
+            "properties": {
+                "minIdle": {"type": "integer", "minimum": 0},
+                "maxTotal": nullable("integer"),
+                "paused": {"type": "boolean"},
+                "idleSchedule": nullable("string"),
+                "maxIdleAgeMs": nullable("integer"),
+                "createFailureLimit": {"type": "integer", "minimum": 1},
+                "updatedAt": {"type": "string", "format": "date-time"},
+                "updatedBy": {"type": "string"},
+                "brake": {"$ref": "#/components/schemas/Brake"}
+            }
+        },
+        "SettingsChange": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "minIdle": {"type": "integer", "minimum": 0, "maximum": 10000},
+                "maxTotal": {"type": ["integer", "null"], "minimum": 1, "maximum": 100000},
+                "paused": {"type": "boolean"},
+                "idleSchedule": nullable("string"),
+                "maxIdleAgeMs": {"type": ["integer", "null"], "minimum": 600000},
+                "createFailureLimit": {"type": "integer", "minimum": 1, "maximum": 1000}
+            }
+        },
+        "SettingsChanged": {
+            "type": "object", "required": ["before", "after"],
+            "properties": {"before": {"type": "object"}, "after": {"type": "object"}}
+        },
+        "Resumed": {"type": "object", "required": ["resumed"], "properties": {"resumed": {"type": "boolean"}}},
         "AgentLists": {
             "type": "object", "required": ["claimed", "crashed"],
             "properties": {
@@ -133,6 +180,7 @@ pub fn document() -> Value {
             let params = operation.entry("parameters").or_insert_with(|| json!([]));
             if let Some(list) = params.as_array_mut() {
                 list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}}));
+                list.push(json!({"name": "Prefer", "in": "header", "required": false, "description": "wait=N (RFC 7240): wait up to N seconds (0 to 120) for an agent", "schema": {"type": "string"}}));
             }
         }
         if let Some(schema) = route.request {

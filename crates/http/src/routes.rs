@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use pool_provisioner::{ClaimInput, CreationDemand};
 use pool_store::{AgentId, AgentStatus, MigrationState};
 use serde_json::json;
@@ -28,7 +28,7 @@ pub const MAX_BATCH: u32 = 20;
 /// One route as documented: method, path, what it does, and what it takes and answers.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// `GET`, `POST` or `DELETE`.
+    /// `GET`, `PUT`, `POST` or `DELETE`.
     pub method: &'static str,
     /// Path, with `{id}` parameters (axum and OpenAPI share the syntax).
     pub path: &'static str,
@@ -158,7 +158,7 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             Route {
                 method: "POST",
                 path: "/api/pool/claim",
-                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header)",
+                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header; Prefer: wait=N waits up to N ≤ 120 s for an agent)",
                 auth: true,
                 request: Some("ClaimRequest"),
                 responses: &[
@@ -176,7 +176,11 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
                         "the agent could not be provisioned (it was quarantined)",
                         Some("Error"),
                     ),
-                    (503, "no idle agent (Retry-After)", Some("Error")),
+                    (
+                        503,
+                        "no idle agent (or none within the wait) (Retry-After)",
+                        Some("Error"),
+                    ),
                 ],
             },
             post(claim),
@@ -242,6 +246,44 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
                 ],
             },
             post(redeploy),
+        ),
+        (
+            Route {
+                method: "GET",
+                path: "/api/pool/settings",
+                summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit) and the creation brake",
+                auth: true,
+                request: None,
+                responses: &[(200, "settings", Some("Settings")), UNAUTHORIZED],
+            },
+            get(crate::settings_routes::get_settings),
+        ),
+        (
+            Route {
+                method: "PUT",
+                path: "/api/pool/settings",
+                summary: "Change runtime settings (fields left out keep their value; null clears an optional one); every replica applies them at its next tick",
+                auth: true,
+                request: Some("SettingsChange"),
+                responses: &[
+                    (200, "before and after", Some("SettingsChanged")),
+                    BAD_REQUEST,
+                    UNAUTHORIZED,
+                    TOO_LARGE,
+                ],
+            },
+            put(crate::settings_routes::put_settings),
+        ),
+        (
+            Route {
+                method: "POST",
+                path: "/api/pool/resume",
+                summary: "Release the creation brake (creation resumes)",
+                auth: true,
+                request: None,
+                responses: &[(200, "whether it was engaged", Some("Resumed")), UNAUTHORIZED],
+            },
+            post(crate::settings_routes::resume),
         ),
         (
             Route {
@@ -318,9 +360,16 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiE
     let store = state.provisioner.store();
     let counts = store.counts().await?;
     let agents = store.live_agents().await?;
+    let sample = store
+        .latest_sample(chrono::Utc::now() - chrono::Duration::minutes(10))
+        .await?;
     Ok(Json(StatusReply {
         counts: Counts::from(&counts),
         instances: agents.iter().map(AgentView::from).collect(),
+        target: sample.as_ref().map(|(_, s)| s.target),
+        target_reason: sample.map(|(_, s)| s.reason),
+        waiting: store.waiting_claims().await?,
+        brake: store.brake().await?,
     }))
 }
 
@@ -361,12 +410,16 @@ async fn claim(
                 .to_string(),
         ),
     };
+    let wait = prefer_wait(&headers)?;
     let input = ClaimInput {
         agent_name: body.agent_name,
         instructions: body.instructions,
         join_url: body.join_url,
     };
-    let result = state.provisioner.claim(&input, key.as_deref()).await;
+    let result = state
+        .provisioner
+        .claim_waiting(&input, key.as_deref(), wait.unwrap_or_default())
+        .await;
     // Claimed or not, the pool may need refilling: ask for a tick now.
     state.control.tick_soon();
     let response = result?;
@@ -375,7 +428,47 @@ async fn claim(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
+    if let Some(wait) = wait
+        && let Ok(applied) = header::HeaderValue::from_str(&format!("wait={}", wait.as_secs()))
+    {
+        answer.headers_mut().insert("preference-applied", applied);
+    }
     Ok(answer)
+}
+
+/// `Prefer: wait=N` (RFC 7240 §4.3): how long the claim may wait for an agent. Other
+/// preferences are ignored; a `wait` that is not a whole number of seconds from 0 to 120 is a
+/// 400 naming the header.
+pub fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+    let mut wait = None;
+    for value in headers.get_all("prefer") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Prefer: must be visible ASCII"))?;
+        for preference in text.split(',') {
+            let Some((name, value)) = preference.split_once('=') else {
+                continue;
+            };
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                continue;
+            }
+            let value = value.trim().trim_matches('"');
+            let max = pool_provisioner::MAX_CLAIM_WAIT.as_secs();
+            let secs: u64 = value.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Prefer: wait must be a whole number of seconds from 0 to {max}, got {:?}",
+                    value.chars().take(20).collect::<String>()
+                ))
+            })?;
+            if secs > max {
+                return Err(ApiError::bad_request(format!(
+                    "Prefer: wait must be at most {max} seconds, got {secs}"
+                )));
+            }
+            wait = Some(std::time::Duration::from_secs(secs));
+        }
+    }
+    Ok(wait)
 }
 
 fn batch(count: Option<u32>, default: Option<u32>) -> Result<Option<u32>, ApiError> {

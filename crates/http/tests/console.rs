@@ -246,7 +246,8 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
 /// it respects `POOL_MAX_TOTAL`.
 #[tokio::test]
 async fn the_consoles_add_respects_pool_max_total() {
-    let console = Console::start_with(|c| c.max_total = Some(2)).await;
+    let console = Console::start().await;
+    console.pool.set_settings(|s| s.max_total = Some(2)).await;
     let (token, csrf) = console.sign_in().await;
     let add = |count: u32| {
         console.request(

@@ -34,6 +34,20 @@ pub enum CreationLimit {
         /// The slots.
         concurrency: usize,
     },
+    /// An operator paused creation.
+    #[error("creation is paused")]
+    Paused,
+    /// The creation brake is engaged: too many creations failed in a row. One probe creation
+    /// goes now and then; the first success releases it.
+    #[error(
+        "the creation brake is engaged after {failures} failed creations in a row (last: {last_failure})"
+    )]
+    Brake {
+        /// Failed creations in a row.
+        failures: u32,
+        /// The last failure, in words.
+        last_failure: String,
+    },
 }
 
 /// How many of `demand` may start now, and what held back the rest.

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use pool_store::{AgentId, AgentStatus, ClaimOutcome, ClaimRequest, Transition};
+use pool_store::{AgentId, AgentStatus, ClaimOutcome, ClaimRequest, PoolSignal, Transition};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -122,9 +122,31 @@ impl ClaimInput {
     }
 }
 
+/// The longest a claim may wait for an agent (`Prefer: wait=N`, N at most this).
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(120);
+
 impl Provisioner {
     /// Claims an idle agent for a user. See the module documentation.
     pub async fn claim(&self, input: &ClaimInput, idempotency_key: Option<&str>) -> Result<ClaimResponse> {
+        self.claim_waiting(input, idempotency_key, Duration::ZERO).await
+    }
+
+    /// [`Self::claim`], waiting up to `wait` (at most [`MAX_CLAIM_WAIT`]) for an agent to
+    /// become idle when none is: first in, first out with every other waiting claim, on every
+    /// replica. A waiting claim prompts creation at once. Without a wait, a claim finds the
+    /// pool empty while any claim waits (those came first).
+    pub async fn claim_waiting(
+        &self,
+        input: &ClaimInput,
+        idempotency_key: Option<&str>,
+        wait: Duration,
+    ) -> Result<ClaimResponse> {
+        if wait > MAX_CLAIM_WAIT {
+            return Err(ProvisionError::InvalidRequest {
+                field: "Prefer",
+                message: format!("wait must be at most {} seconds", MAX_CLAIM_WAIT.as_secs()),
+            });
+        }
         input.validate(self.inner.config.is_production())?;
         if let Some(key) = idempotency_key
             && (key.is_empty() || key.len() > 200)
@@ -144,10 +166,14 @@ impl Provisioner {
             // claimer that is still waiting for it.
             lease: self.inner.config.provision_timeout + Duration::from_secs(60),
             idempotency_key: idempotency_key.map(str::to_string),
+            ticket: None,
         };
-        let agent = match store.claim(&request).await? {
+        let agent = match self.take_agent(request.clone(), wait).await? {
             ClaimOutcome::PoolEmpty => {
                 self.inner.stats.claim("pool_empty", started.elapsed());
+                if let Err(e) = store.record_refused_claim().await {
+                    tracing::warn!(error = %e, "could not record a refused claim");
+                }
                 return Err(ProvisionError::PoolEmpty);
             }
             ClaimOutcome::Repeated(previous) => {
@@ -227,6 +253,52 @@ impl Provisioner {
         self.inner.stats.claim("claimed", started.elapsed());
         tracing::info!(agent = %agent.id, "claimed");
         Ok(response)
+    }
+
+    /// Takes an idle agent now, or — with a wait — joins the queue and takes one when it is
+    /// this claim's turn and an agent is idle, woken by the other replicas' notifications.
+    async fn take_agent(&self, mut request: ClaimRequest, wait: Duration) -> Result<ClaimOutcome> {
+        let store = &self.inner.store;
+        let outcome = store.claim(&request).await?;
+        if wait.is_zero() || !matches!(outcome, ClaimOutcome::PoolEmpty) {
+            return Ok(outcome);
+        }
+        // Subscribe before joining the queue, so no wake-up is missed in between.
+        let mut signals = self.inner.listener.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        let ticket = store.enqueue_claim(wait).await?;
+        self.inner.stats.waiting(1);
+        request.ticket = Some(ticket.clone());
+        // A waiting claim is demand: the leader ticks now, and creates.
+        if let Err(e) = store.notify(PoolSignal::TickSoon).await {
+            tracing::warn!(error = %e, "could not prompt a tick for a waiting claim");
+        }
+        let waited = Instant::now();
+        let outcome = loop {
+            match store.claim(&request).await {
+                Ok(ClaimOutcome::PoolEmpty) => {}
+                other => break other,
+            }
+            // Wait for an agent to become idle, for the queue to move, or for the listener to
+            // come back (it may have missed both); never past the deadline.
+            match tokio::time::timeout_at(deadline, signals.recv()).await {
+                Err(_) => break Ok(ClaimOutcome::PoolEmpty),
+                Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    break Ok(ClaimOutcome::PoolEmpty);
+                }
+            }
+        };
+        self.inner.stats.waiting(-1);
+        self.inner.stats.waited(waited.elapsed());
+        if matches!(outcome, Ok(ClaimOutcome::PoolEmpty)) || outcome.is_err() {
+            store.leave_queue(&ticket).await?;
+        }
+        // The head left (served or not): the next one looks again.
+        if let Err(e) = store.notify(PoolSignal::QueueMoved).await {
+            tracing::warn!(error = %e, "could not tell the queue it moved");
+        }
+        Ok(outcome?)
     }
 
     /// Quarantines an agent whose provision failed and starts its teardown.

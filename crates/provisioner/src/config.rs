@@ -50,8 +50,9 @@ pub struct ProvisionerConfig {
     pub provision_timeout: Duration,
     /// Creations in flight at once, across replicas (rows in `creating`).
     pub create_concurrency: usize,
-    /// Never more live agents than this (`POOL_MAX_TOTAL`).
-    pub max_total: Option<usize>,
+    /// While the creation brake is engaged, one probe creation per this interval
+    /// (`POOL_CREATE_PROBE_INTERVAL_MS`).
+    pub brake_probe_interval: Duration,
     /// The command agents run instead of their image's own: the agent runtime's pool server,
     /// which serves `/pool/health` and `/pool/provision` (the image's `CMD`, `pnpm start`, runs
     /// OpenClaw without it). `None` keeps the image's command.
@@ -114,7 +115,7 @@ impl ProvisionerConfig {
             health_timeout: Duration::from_secs(5),
             provision_timeout: Duration::from_secs(360),
             create_concurrency: 8,
-            max_total: None,
+            brake_probe_interval: Duration::from_secs(300),
             start_command: Some(DEFAULT_START_COMMAND.into()),
             step_retry_deadline: Duration::from_secs(300),
             self_deploy_grace: Duration::from_secs(3),

@@ -74,12 +74,38 @@ impl Provisioner {
     /// [`CreationDemand::Exactly`] that does not fit starts none and fails with
     /// [`ProvisionError::Capacity`].
     pub async fn start_creations(&self, demand: CreationDemand) -> Result<StartedCreations> {
-        let counts = self.inner.store.counts().await?;
+        let store = &self.inner.store;
+        let settings = store.settings().await?.settings;
+        let counts = store.counts().await?;
         let config = &self.inner.config;
-        let (n, limited_by) = creations_allowed(demand, &counts, config.max_total, config.create_concurrency);
-        if n == 0
-            && let (CreationDemand::Exactly(wanted), Some(limit)) = (demand, &limited_by)
-            && wanted > 0
+        let max_total = settings.max_total.map(|m| m as usize);
+        let (mut n, mut limited_by) =
+            creations_allowed(demand, &counts, max_total, config.create_concurrency);
+        if settings.paused {
+            (n, limited_by) = (0, Some(CreationLimit::Paused));
+        }
+        if n > 0 {
+            let brake = store.brake().await?;
+            if brake.engaged() {
+                let limit = CreationLimit::Brake {
+                    failures: brake.consecutive_failures,
+                    last_failure: brake.last_failure.clone().unwrap_or_default(),
+                };
+                // One probe creation per interval finds out whether Railway works again.
+                let probe = matches!(demand, CreationDemand::UpTo(_))
+                    && store.take_brake_probe(config.brake_probe_interval).await?;
+                if probe {
+                    tracing::info!("the creation brake is engaged; starting one probe creation");
+                }
+                (n, limited_by) = (usize::from(probe).min(n), Some(limit));
+            }
+        }
+        let wanted = match demand {
+            CreationDemand::UpTo(_) => 0,
+            CreationDemand::Exactly(k) => k,
+        };
+        if n < wanted
+            && let Some(limit) = &limited_by
         {
             return Err(ProvisionError::Capacity(limit.clone()));
         }
@@ -149,6 +175,9 @@ impl Provisioner {
         match self.run_saga(id).await {
             Ok(()) => {
                 self.inner.stats.creation(true);
+                if self.inner.store.record_creation_success().await? {
+                    tracing::info!("a creation succeeded: the creation brake is released");
+                }
                 Ok(())
             }
             Err(StepFailure { step, error }) if error.is_transient() => {
@@ -166,9 +195,24 @@ impl Provisioner {
                 let message = format!("creation failed at step {step}: {error}");
                 tracing::warn!(agent = %id, %step, error = %error, "creation failed; compensating");
                 self.compensate(id, &message).await?;
+                self.count_failed_creation(&message).await?;
                 Err(ProvisionError::step(step, error))
             }
         }
+    }
+
+    /// Counts a failed creation towards the brake.
+    pub(crate) async fn count_failed_creation(&self, message: &str) -> Result<()> {
+        let limit = self.inner.store.settings().await?.settings.create_failure_limit;
+        let (state, engaged_now) = self.inner.store.record_creation_failure(message, limit).await?;
+        if engaged_now {
+            tracing::error!(
+                failures = state.consecutive_failures,
+                last_failure = message,
+                "the creation brake is engaged: creation stops but for a probe now and then"
+            );
+        }
+        Ok(())
     }
 
     /// Deletes everything a failed creation made and archives the row.

@@ -2,12 +2,14 @@
 //!
 //! ```no_run
 //! use pool_provisioner::{CreationDemand, Provisioner, ProvisionerConfig, select_image};
-//! use pool_store::{Store, StoreConfig};
+//! use pool_store::{PoolSettings, Store, StoreConfig};
 //! use railway_api::{ClientConfig, DEFAULT_ENDPOINT, RailwayClient, WorkspaceId};
 //! use secrecy::SecretString;
 //!
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(settings: PoolSettings) -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::connect(StoreConfig::new("postgres://postgres@127.0.0.1/pool")).await?;
+//! // The first start seeds the runtime settings (`POOL_MAX_TOTAL`, …); later starts keep them.
+//! store.seed_settings(&settings).await?;
 //! let token = SecretString::from("a workspace token".to_string());
 //! let (railway, deleter) =
 //!     RailwayClient::with_project_deleter(ClientConfig::new(DEFAULT_ENDPOINT, vec![token]))?;
@@ -49,6 +51,7 @@ pub mod outbound;
 mod redeploy;
 pub mod resources;
 mod saga;
+mod settings;
 mod stats;
 mod teardown;
 #[cfg(feature = "testing")]
@@ -59,14 +62,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_store::{Agent, AgentId, CreationStep, Store};
+use pool_store::{Agent, AgentId, CreationStep, Listener, Store};
 use railway_api::{ProjectDeleter, RailwayClient};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use agent_client::{AgentClient, Health, ProvisionFailure, ProvisionTokens, Provisioned};
 pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
-pub use claim::{ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_INSTRUCTIONS, MAX_JOIN_URL};
+pub use claim::{ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_CLAIM_WAIT, MAX_INSTRUCTIONS, MAX_JOIN_URL};
 pub use config::{AgentVariables, DEFAULT_START_COMMAND, ProvisionerConfig};
 pub use creation::{Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
@@ -75,7 +78,8 @@ pub use image::{ImageError, ImageRef, select_image};
 pub use naming::{InvalidNaming, Naming};
 pub use redeploy::{RedeployProgress, redeploy_batch};
 pub use resources::{AgentMailConfig, OpenRouterConfig};
-pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot};
+pub use settings::{SettingsPatch, validate as validate_settings};
+pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};
 pub use teardown::teardown_backoff;
 
 /// Called after each creation step's remote call, before it is journaled. Tests use it to
@@ -98,6 +102,7 @@ struct Inner {
     stats: ProvisionerStats,
     retrying_teardowns: Arc<tokio::sync::Mutex<()>>,
     recovering: Arc<tokio::sync::Mutex<()>>,
+    listener: Listener,
 }
 
 /// Creates, claims, redeploys and tears down agents. Cheap to clone.
@@ -119,7 +124,8 @@ const TEARDOWN_CONCURRENCY: usize = 8;
 
 impl Provisioner {
     /// A provisioner. The pool's own project, naming and clients come from `config`; `deleter`
-    /// is the capability to delete projects, which only its guard will hold.
+    /// is the capability to delete projects, which only its guard will hold. It starts this
+    /// replica's notification [`Listener`] (so it must be called inside a Tokio runtime).
     pub fn new(
         config: ProvisionerConfig,
         store: Store,
@@ -169,6 +175,7 @@ impl Provisioner {
                 stats: ProvisionerStats::default(),
                 retrying_teardowns: Arc::default(),
                 recovering: Arc::default(),
+                listener: Listener::start(store.config().clone()),
                 naming,
                 config,
                 store,
@@ -200,6 +207,11 @@ impl Provisioner {
     /// The deletion guard.
     pub fn guard(&self) -> &ProjectGuard {
         &self.inner.guard
+    }
+
+    /// This replica's notification listener (wake-ups from every replica).
+    pub fn listener(&self) -> &Listener {
+        &self.inner.listener
     }
 
     /// The agent client.

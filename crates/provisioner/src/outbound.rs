@@ -16,6 +16,8 @@ const MAX_BODY: usize = 1024 * 1024;
 pub struct OutboundAnswer {
     /// Status code.
     pub status: u16,
+    /// Headers.
+    pub headers: hyper::HeaderMap,
     /// Body.
     pub body: Bytes,
 }
@@ -112,12 +114,18 @@ impl OutboundClient {
                 }
             })?;
             let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_BODY)
+            let (parts, body) = response.into_parts();
+            let headers = parts.headers;
+            let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
                 .map_err(|e| OutboundFailure::Transport(e.to_string()))?
                 .to_bytes();
-            Ok(OutboundAnswer { status, body })
+            Ok(OutboundAnswer {
+                status,
+                headers,
+                body,
+            })
         };
         tokio::time::timeout(timeout, exchange)
             .await

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the claim latency histogram.
-pub const CLAIM_LATENCY_BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+pub const CLAIM_LATENCY_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 120.0,
 ];
 
 /// Counters since start.
@@ -19,6 +19,19 @@ pub struct ProvisionerStats {
     teardowns_ok: AtomicU64,
     teardowns_failed: AtomicU64,
     claims: Mutex<ClaimStats>,
+    waiting: std::sync::atomic::AtomicI64,
+    waits: Mutex<WaitStats>,
+}
+
+/// How long claims waited for an agent.
+#[derive(Debug, Default, Clone)]
+pub struct WaitStats {
+    /// Cumulative counts per bucket of [`CLAIM_LATENCY_BUCKETS`] (then +Inf).
+    pub buckets: [u64; CLAIM_LATENCY_BUCKETS.len() + 1],
+    /// Sum of waits, seconds.
+    pub sum: f64,
+    /// Number of waits.
+    pub count: u64,
 }
 
 /// Claims by outcome and their latency.
@@ -47,6 +60,10 @@ pub struct StatsSnapshot {
     pub teardowns_failed: u64,
     /// Claims.
     pub claims: ClaimStats,
+    /// Claims waiting for an agent now (on this replica).
+    pub waiting: i64,
+    /// How long claims waited.
+    pub waits: WaitStats,
 }
 
 impl ProvisionerStats {
@@ -82,6 +99,23 @@ impl ProvisionerStats {
         c.latency_count += 1;
     }
 
+    pub(crate) fn waiting(&self, change: i64) {
+        self.waiting.fetch_add(change, Ordering::Relaxed);
+    }
+
+    pub(crate) fn waited(&self, wait: Duration) {
+        let mut w = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        let secs = wait.as_secs_f64();
+        for (i, bound) in CLAIM_LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                w.buckets[i] += 1;
+            }
+        }
+        w.buckets[CLAIM_LATENCY_BUCKETS.len()] += 1;
+        w.sum += secs;
+        w.count += 1;
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -90,6 +124,8 @@ impl ProvisionerStats {
             teardowns_ok: self.teardowns_ok.load(Ordering::Relaxed),
             teardowns_failed: self.teardowns_failed.load(Ordering::Relaxed),
             claims: self.claims.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            waits: self.waits.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

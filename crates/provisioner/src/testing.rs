@@ -10,23 +10,33 @@ use crate::{
     AgentMailConfig, CreationDemand, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image,
 };
 use pool_store::testing::TestDatabase;
-use pool_store::{Agent, AgentId, AgentStatus, Store};
+use pool_store::{Agent, AgentId, AgentStatus, PoolSettings, Store};
 use railway_api::{ClientConfig, ProjectDeleter, ProjectId, RailwayClient, RegistryCredentials, WorkspaceId};
 use railway_sim::{SimConfig, SimHandle, SimSnapshot};
 use secrecy::SecretString;
 
+/// The simulator's workspace (the one its `sim-token` belongs to).
 pub const WORKSPACE: &str = "ws-sim";
+/// The Railway environment the pool under test creates its agents in.
 pub const ENVIRONMENT: &str = "staging";
 
+/// A pool under test: a simulator, a fresh database and a provisioner wired to both.
 pub struct TestPool {
+    /// The simulated Railway, agents, OpenRouter and AgentMail.
     pub sim: SimHandle,
+    /// This pool's own database, dropped with it.
     pub db: TestDatabase,
+    /// A store on `db`.
     pub store: Store,
+    /// A client of `sim`.
     pub railway: RailwayClient,
+    /// The capability to delete projects that goes with `railway`.
     pub deleter: ProjectDeleter,
+    /// The provisioner under test.
     pub provisioner: Provisioner,
 }
 
+/// A client configuration for the simulator, with short timeouts and retries.
 pub fn client_config(sim: &SimHandle) -> ClientConfig {
     let mut config = ClientConfig::new(sim.graphql_url(), vec![SecretString::from("sim-token")]);
     config.request_timeout = Duration::from_secs(2);
@@ -41,6 +51,8 @@ pub fn railway_client(sim: &SimHandle) -> (RailwayClient, ProjectDeleter) {
     RailwayClient::with_project_deleter(client_config(sim)).unwrap()
 }
 
+/// A provisioner configuration pointed at the simulator's agents, OpenRouter and AgentMail,
+/// with short timeouts; `tag` picks the image tag as `select_image` does.
 pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConfig {
     let image = select_image("ghcr.io/xmtplabs/convos-agent", tag, ENVIRONMENT).unwrap();
     let mut config = ProvisionerConfig::new(WorkspaceId::new(WORKSPACE), ENVIRONMENT, image);
@@ -78,21 +90,43 @@ pub fn unthrottled() -> SimConfig {
     config
 }
 
+/// The runtime settings a test pool starts with: nothing kept warm, no cap, a brake at 5.
+pub fn test_settings() -> PoolSettings {
+    PoolSettings {
+        min_idle: 0,
+        max_total: None,
+        paused: false,
+        idle_schedule: None,
+        max_idle_age: None,
+        create_failure_limit: 5,
+    }
+}
+
 impl TestPool {
+    /// Changes the runtime settings (as an operator would).
+    pub async fn set_settings(&self, change: impl FnOnce(&mut PoolSettings)) {
+        let mut settings = self.store.settings().await.unwrap().settings;
+        change(&mut settings);
+        self.store.update_settings(&settings, "test").await.unwrap();
+    }
+
     /// A pool on a simulator with Railway's behaviours on and its timings shortened
     /// ([`SimConfig::quick`]).
     pub async fn quick() -> Self {
         Self::start(SimConfig::quick()).await
     }
 
+    /// A pool on a simulator configured by `sim_config`.
     pub async fn start(sim_config: SimConfig) -> Self {
         Self::with_hook(sim_config, None).await
     }
 
+    /// [`Self::start`] with a provisioner that calls `hook` after each creation step.
     pub async fn with_hook(sim_config: SimConfig, hook: Option<StepHook>) -> Self {
         let sim = railway_sim::start(sim_config).await.unwrap();
         let db = TestDatabase::migrated().await;
         let store = db.store().await;
+        store.seed_settings(&test_settings()).await.unwrap();
         let (railway, deleter) = railway_client(&sim);
         let provisioner = Provisioner::with_step_hook(
             provisioner_config(&sim, None),
@@ -153,6 +187,11 @@ impl TestPool {
                     .await
                     .unwrap();
                 assert!(moved.applied(), "{moved:?}");
+                // As the tick does: claims that wait look again.
+                self.store
+                    .notify(pool_store::PoolSignal::AgentIdle)
+                    .await
+                    .unwrap();
                 return;
             }
             assert!(
@@ -163,6 +202,7 @@ impl TestPool {
         }
     }
 
+    /// Creates `n` agents and makes each idle: their ids, in order.
     pub async fn idle_agents(&self, n: usize) -> Vec<AgentId> {
         let ids: Vec<AgentId> = self.create(n).await.into_iter().map(|r| r.unwrap()).collect();
         for id in &ids {
@@ -188,12 +228,16 @@ impl TestPool {
 pub struct OwnedResources {
     /// The row is mid-teardown: its resources may be gone already.
     pub deleting: bool,
+    /// Its Railway project.
     pub project: Option<String>,
+    /// Its OpenRouter key (hash).
     pub key: Option<String>,
+    /// Its AgentMail inbox.
     pub inbox: Option<String>,
 }
 
 impl OwnedResources {
+    /// What `agent`'s row records.
     pub fn of(agent: &Agent) -> Self {
         Self {
             deleting: agent.status == AgentStatus::Deleting,
@@ -207,8 +251,11 @@ impl OwnedResources {
 /// Resources without a live row (leaks), and rows pointing at nothing.
 #[derive(Debug, Clone, Default)]
 pub struct LeakReport {
+    /// Live projects in the simulator.
     pub live_projects: usize,
+    /// Live OpenRouter keys.
     pub live_keys: usize,
+    /// Live AgentMail inboxes.
     pub live_inboxes: usize,
     /// Live remote resources no live row owns.
     pub without_row: Vec<String>,
@@ -217,6 +264,7 @@ pub struct LeakReport {
 }
 
 impl LeakReport {
+    /// No leak and nothing dangling.
     pub fn is_clean(&self) -> bool {
         self.without_row.is_empty() && self.dangling.is_empty()
     }

@@ -100,6 +100,11 @@ impl ProjectCreatePacer {
         Ok(Turn { gate, _held: held })
     }
 
+    /// The interval Railway named in the workspace's last throttle message, if one was seen.
+    pub(crate) fn interval(&self, workspace: &str) -> Option<Duration> {
+        self.gate(workspace).state().interval
+    }
+
     /// How long until the workspace's throttle opens (`None`: it is open).
     pub(crate) fn open_in(&self, workspace: &str) -> Option<Duration> {
         let gate = self.gate(workspace);

@@ -46,6 +46,12 @@ impl RailwayClient {
         self.inner.pacer.open_in(workspace.as_str())
     }
 
+    /// The interval between two projects Railway allows this workspace, as its last throttle
+    /// message named it (`None` before any throttle was seen).
+    pub fn project_create_interval(&self, workspace: &WorkspaceId) -> Option<Duration> {
+        self.inner.pacer.interval(workspace.as_str())
+    }
+
     /// `projectCreate`, paced per workspace: it waits for the workspace's turn (first come,
     /// first served, at most `project_create_max_wait`), sends once, and never repeats an
     /// answer that may have created the project. A throttle per user moves to another token at

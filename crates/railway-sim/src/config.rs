@@ -235,10 +235,12 @@ pub(crate) mod millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes `d` as whole milliseconds.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
+    /// Reads whole milliseconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
@@ -249,6 +251,7 @@ pub(crate) mod millis {
 
         use serde::{Deserialize, Deserializer, Serializer};
 
+        /// Writes `d` as whole milliseconds, `None` as `null`.
         pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => s.serialize_some(&(d.as_millis() as u64)),
@@ -256,6 +259,7 @@ pub(crate) mod millis {
             }
         }
 
+        /// Reads whole milliseconds or `null`.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
             Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
         }

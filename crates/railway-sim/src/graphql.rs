@@ -50,7 +50,10 @@ type Result<T> = async_graphql::Result<T>;
 
 /// `EnvironmentVariables`: an object of names to string values.
 #[derive(Debug, Clone, Default)]
-pub struct EnvironmentVariables(pub BTreeMap<String, String>);
+pub struct EnvironmentVariables(
+    /// Variable names to values.
+    pub BTreeMap<String, String>,
+);
 
 #[Scalar(name = "EnvironmentVariables")]
 impl ScalarType for EnvironmentVariables {

@@ -1,5 +1,17 @@
 //! A faithful stand-in for Railway, for tests, benchmarks and the local demo.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let sim = railway_sim::start(railway_sim::SimConfig::quick()).await?;
+//! // A fleet put in place without a request, for tests that need one quickly.
+//! let seeded = sim.seed_projects(2, "staging", "nginx:1.27");
+//! assert_eq!(sim.snapshot().live_projects().len(), 2);
+//! // A client talks to it as to Railway: token `sim-token`, workspace `ws-sim`.
+//! println!("GraphQL at {}; agent {} answers under {}", sim.graphql_url(), seeded[0].domain, sim.agent_url_template());
+//! # Ok(()) }
+//! ```
+//!
 //! `railway-sim` serves, over real HTTP on one loopback port:
 //! - Railway's GraphQL API (`/graphql/v2`) on a real GraphQL engine with Railway's type and
 //!   field names, with Railway's semantics (projects with environments, services, volumes,

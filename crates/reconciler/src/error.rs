@@ -31,6 +31,9 @@ pub enum ReconcileError {
     /// The redeploy step failed.
     #[error("redeploy: {0}")]
     Redeploy(#[source] Arc<ProvisionError>),
+    /// The stored settings cannot be used (the tick goes on with what it can).
+    #[error("settings: {0}")]
+    Settings(String),
     /// The orphan sweep met a problem (it went on with the rest).
     #[error("orphan sweep, {what}: {source}")]
     Sweep {

@@ -1,5 +1,23 @@
 //! The reconcile tick: Postgres is the truth, Railway and the agents are observed.
 //!
+//! ```no_run
+//! use pool_provisioner::Provisioner;
+//! use pool_reconciler::{Reconciler, ReconcilerConfig};
+//!
+//! # async fn example(provisioner: Provisioner) -> Result<(), tokio::task::JoinError> {
+//! let reconciler = Reconciler::new(provisioner, ReconcilerConfig::default());
+//! // Ticks every interval, and at once when asked, while this replica holds the leader lock.
+//! let running = tokio::spawn(reconciler.clone().run(async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! }));
+//! reconciler.trigger();
+//! if let Some(tick) = reconciler.status().last_tick {
+//!     println!("{} agents, {} transitions, {} Railway requests", tick.agents, tick.transitions, tick.railway_requests);
+//! }
+//! running.await
+//! # }
+//! ```
+//!
 //! `pool-reconciler` owns the tick — load every live agent from the database, read Railway in
 //! batches (agents in motion every tick, steady ones in a slower full sweep), health-check
 //! agents, decide each agent's status with a pure function, apply, replenish, retry
@@ -11,6 +29,7 @@
 pub mod decide;
 mod error;
 mod observe;
+mod sizing;
 pub mod sweep;
 mod tick;
 
@@ -20,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_provisioner::Provisioner;
-use pool_store::{LEADER_LOCK_KEY, LeaderLock};
+use pool_store::{LEADER_LOCK_KEY, LeaderLock, PoolSignal};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -31,8 +50,10 @@ pub use tick::TickReport;
 /// The reconciler's settings.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
-    /// Keep at least this many warm (idle + starting + creating) agents (`POOL_MIN_IDLE`).
-    pub min_idle: usize,
+    /// The sizing policy's headroom over the demand forecast.
+    pub headroom: f64,
+    /// Idle agents recycled or drained at most per tick.
+    pub retire_per_tick: usize,
     /// Time between ticks (`TICK_INTERVAL_MS`).
     pub tick_interval: Duration,
     /// Time an agent may stay starting (or unknown) before it is judged dead
@@ -53,7 +74,8 @@ pub struct ReconcilerConfig {
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
-            min_idle: 1,
+            headroom: pool_sizing::DEFAULT_HEADROOM,
+            retire_per_tick: 2,
             tick_interval: Duration::from_secs(30),
             stuck_timeout: Duration::from_secs(900),
             full_sweep_interval: Duration::from_secs(600),
@@ -121,9 +143,22 @@ impl Reconciler {
         }
     }
 
-    /// Asks for a tick now (after a claim, so the pool refills without waiting).
+    /// Asks this replica for a tick now.
     pub fn trigger(&self) {
         self.prompt.notify_one();
+    }
+
+    /// Asks whichever replica leads for a tick now (after a claim, a replenish, a drain), so
+    /// the pool refills without waiting for the interval: a local prompt, and a `NOTIFY` every
+    /// replica hears. The notification is a hint; a lost one costs at most an interval.
+    pub fn trigger_everywhere(&self) {
+        self.trigger();
+        let store = self.provisioner.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(PoolSignal::TickSoon).await {
+                tracing::debug!(error = %e, "could not announce a tick to the other replicas");
+            }
+        });
     }
 
     /// What it is doing.
@@ -160,12 +195,16 @@ impl Reconciler {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).is_leader = leader;
     }
 
-    /// Runs ticks until `shutdown` resolves: every interval, or at once when triggered, and
-    /// only while this replica holds the leader lock. Ticks never overlap. A replica that
-    /// loses the lock's connection stops reconciling before its next step.
+    /// Runs ticks until `shutdown` resolves: every interval, at once when triggered here, and
+    /// at once when any replica announces something to act on (`NOTIFY`: a claim, a
+    /// replenish, a drain, a claim that waits) — only while this replica holds the leader
+    /// lock. Ticks never overlap. A replica that loses the lock's connection stops
+    /// reconciling before its next step. While the notification listener is down, the
+    /// interval alone drives ticks.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let store_config = self.provisioner.store().config().clone();
+        let mut signals = self.provisioner.listener().subscribe();
         let mut lock: Option<LeaderLock> = None;
         let mut interval = tokio::time::interval(self.config.tick_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,7 +213,18 @@ impl Reconciler {
                 () = &mut shutdown => break,
                 _ = interval.tick() => {}
                 () = self.prompt.notified() => {}
+                signal = signals.recv() => match signal {
+                    Ok(PoolSignal::TickSoon | PoolSignal::Reconnected) => {}
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        signals = self.provisioner.listener().subscribe();
+                        continue;
+                    }
+                },
             }
+            // Many wake-ups at once make one tick.
+            while signals.try_recv().is_ok() {}
             if lock.is_none() {
                 match LeaderLock::try_acquire(&store_config, self.config.leader_lock_key).await {
                     Ok(acquired) => lock = acquired,

@@ -13,6 +13,7 @@ use crate::Reconciler;
 use crate::decide::{AgentFacts, Decision, Observation, decide};
 use crate::error::ReconcileError;
 use crate::observe::{check_health, read_status};
+use crate::sizing::size;
 use crate::sweep::sweep_orphans;
 
 /// Projects left out of a status batch that get a read of their own in one tick.
@@ -48,6 +49,12 @@ pub struct TickReport {
     pub teardowns: usize,
     /// Creations started.
     pub creations: usize,
+    /// The sizing policy's target of warm agents (with waiting claims), and why.
+    pub target: Option<u32>,
+    /// See `target`.
+    pub target_reason: String,
+    /// Idle agents recycled (past the maximum idle age) or drained (above the target).
+    pub retired: usize,
     /// Creations recovered after a crash.
     pub recoveries: usize,
     /// Orphans deleted (projects, keys, inboxes).
@@ -205,9 +212,8 @@ impl Reconciler {
         self.provisioner.start_teardown_retries();
         // Creating while Railway is failing or has paused us after a 429 only spends money on
         // compensations.
-        if status.failed.is_none() && self.provisioner.railway().budget().paused_for.is_none() {
-            report.creations = self.replenish(report).await;
-        }
+        let railway_ok = status.failed.is_none() && self.provisioner.railway().budget().paused_for.is_none();
+        self.size_and_replenish(railway_ok, now, report).await;
         if let Err(e) = self.provisioner.redeploy_step().await {
             report.error(ReconcileError::Redeploy(Arc::new(e)));
         }
@@ -222,6 +228,7 @@ impl Reconciler {
     async fn apply(&self, decisions: Vec<(&Agent, Decision, Observation)>, report: &mut TickReport) {
         let store = self.provisioner.store();
         let mut recover = false;
+        let mut became_idle = false;
         for (agent, decision, observation) in decisions {
             let result = match decision {
                 Decision::Keep => Ok(()),
@@ -231,6 +238,7 @@ impl Reconciler {
                     .map(|t| {
                         if t.applied() {
                             report.transitions += 1;
+                            became_idle |= to == AgentStatus::Idle;
                             tracing::info!(agent = %agent.id, from = %agent.status, %to, %reason, "status changed");
                         }
                     }),
@@ -288,32 +296,98 @@ impl Reconciler {
         if recover && self.provisioner.start_recovery() {
             report.recoveries += 1;
         }
+        // Claims that wait, on every replica, look again.
+        if became_idle && let Err(e) = store.notify(pool_store::PoolSignal::AgentIdle).await {
+            report.error(ReconcileError::load(e));
+        }
     }
 
-    /// Starts creations towards the minimum of warm (idle + starting + creating) agents;
-    /// the provisioner's capacity check caps them.
-    async fn replenish(&self, report: &mut TickReport) -> usize {
-        let counts = match self.provisioner.store().counts().await {
-            Ok(counts) => counts,
-            Err(e) => {
-                report.error(ReconcileError::load(e));
-                return 0;
-            }
+    /// Sizes the pool and moves it towards the target: creations up to the target (at
+    /// Railway's pace — the provisioner's capacity check caps them), then retirement of idle
+    /// agents past the maximum idle age (their replacements first) or above the target.
+    async fn size_and_replenish(&self, railway_ok: bool, now: DateTime<Utc>, report: &mut TickReport) {
+        let store = self.provisioner.store();
+        let loaded =
+            async { Ok::<_, pool_store::StoreError>((store.settings().await?, store.counts().await?)) };
+        let (settings, counts) = match loaded.await {
+            Ok(loaded) => loaded,
+            Err(e) => return report.error(ReconcileError::load(e)),
         };
-        let deficit = (self.config.min_idle as i64 - counts.warm()).max(0) as usize;
-        if deficit == 0 {
-            return 0;
-        }
-        match self
-            .provisioner
-            .start_creations(CreationDemand::UpTo(deficit))
-            .await
-        {
-            Ok(started) => started.ids.len(),
-            Err(e) => {
-                report.error(ReconcileError::Replenish(Arc::new(e)));
-                0
+        let sizing = match size(&self.provisioner, &self.config, &settings, &counts, now).await {
+            Ok(sizing) => sizing,
+            Err(e) => return report.error(e),
+        };
+        report.target = Some(sizing.desired_warm);
+        report.target_reason = sizing.reason();
+        let idle = match store.agents_with_status(AgentStatus::Idle).await {
+            Ok(idle) => idle,
+            Err(e) => return report.error(ReconcileError::load(e)),
+        };
+        // Idle agents past the maximum idle age go, oldest first — but only once their
+        // replacements are warm, so idle never drops below the target because of a recycle.
+        let over_age: Vec<&Agent> = match settings.settings.max_idle_age {
+            Some(max_age) => idle
+                .iter()
+                .filter(|a| !a.legacy)
+                .filter(|a| (now - a.status_changed_at).to_std().unwrap_or_default() > max_age)
+                .collect(),
+            None => Vec::new(),
+        };
+        let desired = sizing.desired_warm as i64 + over_age.len() as i64;
+        let deficit = (desired - counts.warm()).max(0) as usize;
+        if deficit > 0 && railway_ok {
+            match self
+                .provisioner
+                .start_creations(CreationDemand::UpTo(deficit))
+                .await
+            {
+                Ok(started) => report.creations = started.ids.len(),
+                Err(e) => report.error(ReconcileError::Replenish(Arc::new(e))),
             }
+        }
+        let target_idle = sizing.desired_warm as i64;
+        let mut idle_left = counts.idle;
+        let mut retire: Vec<(&Agent, &'static str)> = Vec::new();
+        for agent in &over_age {
+            if idle_left - 1 < target_idle || retire.len() >= self.config.retire_per_tick {
+                break;
+            }
+            retire.push((agent, "idle longer than the maximum idle age: recycled"));
+            idle_left -= 1;
+        }
+        // Idle agents above the target (a schedule's floor went down) go gently, oldest first,
+        // one a tick, and not while creations are under way or creation is paused.
+        if retire.is_empty()
+            && counts.creating == 0
+            && !settings.settings.paused
+            && idle_left > target_idle
+            && let Some(oldest) = idle.iter().find(|a| !a.legacy)
+        {
+            retire.push((oldest, "above the sizing policy's target: drained"));
+        }
+        for (agent, reason) in retire {
+            match store
+                .begin_teardown(&agent.id, AgentStatus::Idle, reason, false)
+                .await
+            {
+                Ok(t) if t.applied() => {
+                    report.retired += 1;
+                    tracing::info!(agent = %agent.id, reason, "retiring an idle agent");
+                    self.provisioner.start_teardown(agent.id.clone());
+                }
+                Ok(_) => {}
+                Err(e) => report.error(ReconcileError::apply(&agent.id, e)),
+            }
+        }
+        let sample = pool_store::PoolSample {
+            idle: counts.idle as i32,
+            claimed: (counts.claimed + counts.claiming + counts.crashed) as i32,
+            warm: counts.warm() as i32,
+            target: sizing.desired_warm as i32,
+            reason: report.target_reason.clone(),
+        };
+        if let Err(e) = store.record_sample(&sample).await {
+            report.error(ReconcileError::load(e));
         }
     }
 }

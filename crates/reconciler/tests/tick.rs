@@ -10,15 +10,20 @@ use pool_store::{AgentId, AgentStatus, StatusCounts};
 use railway_api::{NewProject, WorkspaceId};
 use railway_sim::{AgentBehaviour, Quirks, SimConfig};
 
-fn config(min_idle: usize) -> ReconcilerConfig {
+fn config() -> ReconcilerConfig {
     ReconcilerConfig {
-        min_idle,
         tick_interval: Duration::from_millis(200),
         stuck_timeout: Duration::from_secs(3),
         full_sweep_interval: Duration::ZERO,
         orphan_sweep_interval: Duration::from_secs(3600),
         ..ReconcilerConfig::default()
     }
+}
+
+/// A reconciler over the pool's provisioner, with `min_idle` as the pool's floor.
+async fn reconciler(pool: &TestPool, min_idle: u32) -> Reconciler {
+    pool.set_settings(|s| s.min_idle = min_idle).await;
+    Reconciler::new(pool.provisioner.clone(), config())
 }
 
 /// Ticks until `done` holds for the counts, at most `max_ticks` times.
@@ -57,7 +62,7 @@ async fn total_rows(pool: &TestPool) -> i64 {
 async fn an_empty_pool_fills_to_the_minimum_and_no_further() {
     // Railway as it is, throttle included: an empty pool fills at its pace.
     let pool = TestPool::quick().await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(3));
+    let reconciler = reconciler(&pool, 3).await;
     let ticks = tick_until(&reconciler, &pool, 100, |c| c.idle == 3).await;
     assert!(ticks > 1);
     for _ in 0..3 {
@@ -70,7 +75,7 @@ async fn an_empty_pool_fills_to_the_minimum_and_no_further() {
 #[tokio::test]
 async fn crashed_failed_and_never_ready_agents_are_replaced_and_torn_down() {
     let pool = TestPool::start(unthrottled()).await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(2));
+    let reconciler = reconciler(&pool, 2).await;
     tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
 
     // A crash: noticed by the idle health check, torn down, replaced.
@@ -130,7 +135,8 @@ async fn crashed_failed_and_never_ready_agents_are_replaced_and_torn_down() {
 #[tokio::test]
 async fn a_claimed_agent_that_crashes_is_crashed_within_two_ticks_and_claimed_again_when_it_recovers() {
     let pool = TestPool::start(unthrottled()).await;
-    let mut steady = config(2);
+    pool.set_settings(|s| s.min_idle = 2).await;
+    let mut steady = config();
     steady.full_sweep_interval = Duration::from_secs(3600);
     let reconciler = Reconciler::new(pool.provisioner.clone(), steady);
     tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
@@ -190,7 +196,7 @@ async fn a_claimed_agent_that_crashes_is_crashed_within_two_ticks_and_claimed_ag
 #[tokio::test]
 async fn a_minute_of_ids_left_out_of_batched_reads_loses_no_healthy_agent() {
     let pool = TestPool::start(unthrottled()).await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(4));
+    let reconciler = reconciler(&pool, 4).await;
     tick_until(&reconciler, &pool, 100, |c| c.idle == 4).await;
     let healthy: Vec<AgentId> = pool
         .store
@@ -229,7 +235,7 @@ async fn a_minute_of_ids_left_out_of_batched_reads_loses_no_healthy_agent() {
 #[tokio::test]
 async fn an_agent_whose_project_was_deleted_out_of_band_is_replaced() {
     let pool = TestPool::start(unthrottled()).await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(2));
+    let reconciler = reconciler(&pool, 2).await;
     tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
     let victim = pool
         .store
@@ -252,7 +258,7 @@ async fn an_agent_whose_project_was_deleted_out_of_band_is_replaced() {
 #[tokio::test]
 async fn a_railway_outage_for_several_ticks_changes_no_status_and_deletes_nothing() {
     let pool = TestPool::start(unthrottled()).await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(3));
+    let reconciler = reconciler(&pool, 3).await;
     tick_until(&reconciler, &pool, 100, |c| c.idle == 3).await;
     // One agent is starting when the outage begins (the riskiest case: it is being read).
     let moving = pool
@@ -288,8 +294,8 @@ async fn a_railway_outage_for_several_ticks_changes_no_status_and_deletes_nothin
 #[tokio::test]
 async fn two_reconcilers_elect_one_leader_and_the_other_takes_over_when_it_dies() {
     let pool = TestPool::start(unthrottled()).await;
-    let a = Reconciler::new(pool.provisioner.clone(), config(4));
-    let b = Reconciler::new(pool.provisioner(provisioner_config(&pool.sim, None)), config(4));
+    let a = reconciler(&pool, 4).await;
+    let b = Reconciler::new(pool.provisioner(provisioner_config(&pool.sim, None)), config());
     let run_a = tokio::spawn(a.clone().run(std::future::pending()));
     let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
     let run_b = tokio::spawn(b.clone().run(async {
@@ -341,7 +347,7 @@ async fn two_reconcilers_elect_one_leader_and_the_other_takes_over_when_it_dies(
 #[tokio::test]
 async fn a_leader_whose_lock_connection_is_cut_stops_reconciling() {
     let pool = TestPool::start(unthrottled()).await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(1));
+    let reconciler = reconciler(&pool, 1).await;
     let task = tokio::spawn(reconciler.clone().run(std::future::pending()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !reconciler.is_leader() {
@@ -465,7 +471,7 @@ async fn a_throttled_creation_waits_its_turn_and_ticks_meanwhile_make_nothing() 
         ..SimConfig::quick()
     })
     .await;
-    let reconciler = Reconciler::new(pool.provisioner.clone(), config(1));
+    let reconciler = reconciler(&pool, 1).await;
     tick_until(&reconciler, &pool, 100, |c| c.idle == 1).await;
     let victim = pool
         .store

@@ -207,9 +207,9 @@ impl fmt::Display for TargetReason {
                 demand,
             } => match source {
                 FloorSource::Schedule { rule } => {
-                    write!(f, "floor from schedule \"{rule}\" (demand {demand})")
+                    write!(f, "floor {floor} from schedule \"{rule}\" (demand {demand})")
                 }
-                FloorSource::MinIdle => write!(f, "floor POOL_MIN_IDLE {floor} (demand {demand})"),
+                FloorSource::MinIdle => write!(f, "floor {floor} from minIdle (demand {demand})"),
             },
             TargetReason::Demand {
                 claims_per_min,
@@ -227,7 +227,7 @@ impl fmt::Display for TargetReason {
                 )?;
                 match source {
                     FloorSource::Schedule { rule } => write!(f, "\"{rule}\")"),
-                    FloorSource::MinIdle => write!(f, "POOL_MIN_IDLE)"),
+                    FloorSource::MinIdle => write!(f, "minIdle)"),
                 }
             }
             TargetReason::CappedByMaxTotal {

@@ -386,6 +386,8 @@ pub struct ClaimRequest {
     pub lease: std::time::Duration,
     /// Makes a repeated request return the first answer.
     pub idempotency_key: Option<String>,
+    /// A claim that waits: its place in the queue (only the head may take an agent).
+    pub ticket: Option<crate::QueueTicket>,
 }
 
 /// Live agents by status.

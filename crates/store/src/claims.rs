@@ -28,6 +28,8 @@ pub enum ClaimOutcome {
 
 /// The claim statement: takes the oldest idle agent under a lease and logs the event, in one
 /// statement. `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
+/// Claims that wait ([`crate::QueueTicket`]) are served first in, first out: while any waits,
+/// only the head of the queue may take an agent, and a claim that does not wait takes none.
 static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH taken AS (
@@ -36,9 +38,15 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                    agent_name = $2, instructions = $3, join_url = $4
              WHERE id = (SELECT id FROM agent_metadata
                           WHERE status = 'idle' AND NOT quarantined
+                            AND CASE WHEN $5::bigint IS NULL
+                                     THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE q.expires_at > now())
+                                     ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE q.expires_at > now())
+                                END
                           ORDER BY created_at, id
                           FOR UPDATE SKIP LOCKED LIMIT 1)
             RETURNING *),
+         dequeued AS (
+            DELETE FROM claim_queue WHERE id = $5 AND EXISTS (SELECT 1 FROM taken)),
          logged AS (
             INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
             SELECT id, 'status_changed', 'idle', 'claiming', 'claimed' FROM taken)
@@ -52,11 +60,13 @@ impl Store {
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let mut client = self.client().await?;
         let lease = request.lease.as_secs_f64();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        let ticket = request.ticket.as_ref().map(|t| t.id);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
             &lease,
             &request.agent_name,
             &request.instructions,
             &request.join_url,
+            &ticket,
         ];
         let Some(key) = &request.idempotency_key else {
             // The hot path: one statement, one round trip, atomic on its own.

@@ -1,15 +1,97 @@
-//! How to reach the database.
+//! How to reach the database: the URL, pool sizes and timeouts, and the TLS mode the URL asks
+//! for (`sslmode`, see [`SslMode`]).
+//!
+//! tokio-postgres' own URL parser knows only `sslmode=disable|prefer|require` and refuses
+//! parameters it does not know, so `sslmode` and `sslrootcert` are taken out of the URL's query
+//! here, before it sees the rest. They are read from the URL form (`postgres://…?sslmode=…`)
+//! only; a key/value connection string (`host=… sslmode=require`) keeps tokio-postgres' three
+//! modes and its own error for anything else.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::StoreError;
+use crate::tls::{PostgresTls, TlsSettings};
+
+/// How a connection uses TLS: libpq's `sslmode`, read from `DATABASE_URL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// Accepted for libpq compatibility and treated as `prefer`: libpq tries plain first and
+    /// TLS second, tokio-postgres can only try TLS first; either way the certificate is not
+    /// checked and plain is accepted.
+    Allow,
+    /// TLS when the server offers it, plain when the server refuses TLS; the certificate is
+    /// not checked. libpq's default, and the default here when the URL names no mode.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked, unless `sslrootcert` is given, in
+    /// which case it behaves as `verify-ca` (as libpq does).
+    Require,
+    /// TLS, with the chain checked against `sslrootcert` (required); the host name is not.
+    VerifyCa,
+    /// TLS, with the chain checked against the webpki roots plus `sslrootcert`, and the host
+    /// name checked against the certificate.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses an `sslmode` value. Unknown values are a configuration error naming `sslmode`.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        Ok(match value {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(StoreError::Config(format!(
+                    "DATABASE_URL: sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        })
+    }
+
+    /// The value as written in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// tokio-postgres' mode: whether TLS is attempted and whether plain is accepted. What a
+    /// handshake accepts is the connector's business (`tls.rs`).
+    fn wire(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Wire;
+        match self {
+            Self::Disable => Wire::Disable,
+            Self::Allow | Self::Prefer => Wire::Prefer,
+            Self::Require | Self::VerifyCa | Self::VerifyFull => Wire::Require,
+        }
+    }
+}
+
+impl std::fmt::Display for SslMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Connection settings. The URL may carry a password, so it never prints.
 #[derive(Clone)]
 pub struct StoreConfig {
-    /// `postgres://user:password@host:port/database`.
+    /// `postgres://user:password@host:port/database`, optionally with `?sslmode=…` (see
+    /// [`SslMode`]) and `sslrootcert=PATH` (a PEM file of certificates to trust).
     pub database_url: SecretString,
     /// Connections in the pool.
     pub max_connections: usize,
@@ -30,21 +112,56 @@ impl StoreConfig {
         }
     }
 
-    /// The parsed tokio-postgres configuration.
+    /// The TLS mode the URL asks for (`prefer` when it names none).
+    pub fn ssl_mode(&self) -> Result<SslMode, StoreError> {
+        Ok(self.parse()?.1.mode)
+    }
+
+    /// The parsed tokio-postgres configuration, with its TLS mode set from `sslmode`.
     pub(crate) fn pg_config(&self) -> Result<tokio_postgres::Config, StoreError> {
-        let mut config: tokio_postgres::Config = self
-            .database_url
-            .expose_secret()
-            .parse()
-            .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid Postgres URL: {e}")))?;
+        Ok(self.parse()?.0)
+    }
+
+    /// The TLS connector every connection of this store goes through (pool, migrations,
+    /// leader lock), built for the URL's `sslmode` and `sslrootcert`.
+    pub(crate) fn tls_connector(&self) -> Result<PostgresTls, StoreError> {
+        self.parse()?.1.connector()
+    }
+
+    fn parse(&self) -> Result<(tokio_postgres::Config, TlsSettings), StoreError> {
+        let url = TlsParams::take(self.database_url.expose_secret())?;
+        let mut config = parse_pg(&url.rest)?;
+        let mode = match url.sslmode.as_deref() {
+            Some(value) => SslMode::parse(value)?,
+            // Not in a URL's query: a key/value string's own sslmode, or the default (prefer).
+            None => match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+                tokio_postgres::config::SslMode::Prefer => SslMode::Prefer,
+                tokio_postgres::config::SslMode::Require => SslMode::Require,
+                other => {
+                    return Err(StoreError::Config(format!(
+                        "DATABASE_URL: sslmode {other:?} is not supported by this store"
+                    )));
+                }
+            },
+        };
+        config.ssl_mode(mode.wire());
         config.connect_timeout(self.connect_timeout);
         config.application_name("pool-manager");
-        Ok(config)
+        Ok((
+            config,
+            TlsSettings {
+                mode,
+                root_cert: url.sslrootcert.map(PathBuf::from),
+            },
+        ))
     }
 
     /// Where the database is, without credentials: `host:port/database`.
     pub fn display_target(&self) -> String {
-        match self.pg_config() {
+        // Read past a bad sslmode, so the error that names it can still say where it points.
+        let target = TlsParams::take(self.database_url.expose_secret()).and_then(|url| parse_pg(&url.rest));
+        match target {
             Ok(c) => {
                 let host = c
                     .get_hosts()
@@ -65,9 +182,10 @@ impl StoreConfig {
     pub(crate) async fn connect_dedicated(
         &self,
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), StoreError> {
+        let tls = self.tls_connector()?;
         let (client, connection) = self
             .pg_config()?
-            .connect(tokio_postgres::NoTls)
+            .connect(tls)
             .await
             .map_err(|e| StoreError::from_connect(e, self))?;
         let task = tokio::spawn(async move {
@@ -85,5 +203,123 @@ impl std::fmt::Debug for StoreConfig {
             .field("database", &self.display_target())
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
+    }
+}
+
+fn parse_pg(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    url.parse()
+        .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid Postgres URL: {e}")))
+}
+
+/// A URL split into the TLS parameters this crate reads itself and the rest, for tokio-postgres.
+#[derive(Debug, PartialEq, Eq)]
+struct TlsParams {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+impl TlsParams {
+    fn take(url: &str) -> Result<Self, StoreError> {
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) if is_url => (base, query),
+            _ => {
+                return Ok(Self {
+                    rest: url.to_string(),
+                    sslmode: None,
+                    sslrootcert: None,
+                });
+            }
+        };
+        let (mut sslmode, mut sslrootcert, mut kept) = (None, None, Vec::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // As in libpq, a parameter given twice takes its last value.
+            match key {
+                "sslmode" => sslmode = Some(decode(key, value)?),
+                "sslrootcert" => sslrootcert = Some(decode(key, value)?),
+                _ => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok(Self {
+            rest,
+            sslmode,
+            sslrootcert,
+        })
+    }
+}
+
+fn decode(key: &str, value: &str) -> Result<String, StoreError> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| {
+            StoreError::Config(format!(
+                "DATABASE_URL: {key} is not valid UTF-8 once percent-decoded"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_and_the_others_kept_in_order() {
+        let url = TlsParams::take(
+            "postgres://u:pw@db:5432/pool?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(
+            url.rest,
+            "postgres://u:pw@db:5432/pool?application_name=x&connect_timeout=3"
+        );
+        assert_eq!(url.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(url.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(
+            TlsParams::take("postgres://db/pool?sslmode=require")
+                .unwrap()
+                .rest,
+            "postgres://db/pool"
+        );
+    }
+
+    #[test]
+    fn a_url_without_sslmode_prefers_tls_like_libpq() {
+        let config = StoreConfig::new("postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(config.ssl_mode().unwrap(), SslMode::Prefer);
+        let config = StoreConfig::new("host=127.0.0.1 user=postgres sslmode=disable");
+        assert_eq!(config.ssl_mode().unwrap(), SslMode::Disable);
+    }
+
+    #[test]
+    fn every_libpq_mode_parses_and_prints_back() {
+        for text in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
+            assert_eq!(SslMode::parse(text).unwrap().as_str(), text);
+        }
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_a_config_error_naming_sslmode_and_still_shows_the_target() {
+        let config = StoreConfig::new("postgres://postgres:s3cret@127.0.0.1:5432/postgres?sslmode=bogus");
+        let err = config.ssl_mode().unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("sslmode \"bogus\""), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert_eq!(config.display_target(), "127.0.0.1:5432/postgres");
     }
 }

@@ -18,6 +18,16 @@ pub enum StoreError {
         /// The underlying cause, in one line.
         reason: String,
     },
+    /// TLS to the database failed: the server refused it (`sslmode=require` or stricter
+    /// against a server with `ssl = off`), or its certificate did not pass the checks the
+    /// `sslmode` asks for. Retrying does not help; the URL or the certificate must change.
+    #[error("database refused TLS at {target}: {reason}")]
+    TlsRefused {
+        /// `host:port/database`, without credentials.
+        target: String,
+        /// What failed, in one line (for a certificate, rustls' name for the problem).
+        reason: String,
+    },
     /// The database refused the credentials.
     #[error("database refused the login to {target}: {reason}")]
     AuthenticationFailed {
@@ -72,6 +82,9 @@ impl StoreError {
                 reason: db.message().to_string(),
             };
         }
+        if let Some(reason) = tls_failure(&e) {
+            return Self::TlsRefused { target, reason };
+        }
         Self::Unreachable {
             target,
             reason: one_line(&e),
@@ -115,6 +128,28 @@ impl From<tokio_postgres::Error> for StoreError {
         };
         Self::Query { message, source: e }
     }
+}
+
+/// The reason, when a connection failed in TLS. A certificate problem arrives as the rustls
+/// error inside the handshake's `io::Error`; the server refusing TLS is a message-only error,
+/// recognisable only by tokio-postgres' fixed wording for its TLS error kind (it exposes no
+/// kind), so both are checked.
+fn tls_failure(e: &tokio_postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(rustls) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(rustls.to_string());
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    let rest = text.strip_prefix("error performing TLS handshake")?;
+    let cause = std::error::Error::source(e).map(one_line);
+    Some(cause.unwrap_or_else(|| rest.trim_start_matches(": ").to_string()))
 }
 
 fn is_io(e: &tokio_postgres::Error) -> bool {

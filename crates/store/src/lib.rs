@@ -1,5 +1,18 @@
 //! The pool's Postgres store: the source of truth for every agent.
 //!
+//! ```no_run
+//! use pool_store::{MigrateOptions, Store, StoreConfig, run_migrations};
+//!
+//! # async fn example() -> Result<(), pool_store::StoreError> {
+//! let config = StoreConfig::new("postgres://postgres@127.0.0.1:5432/pool");
+//! // Under an advisory lock: replicas that start together migrate once.
+//! run_migrations(&config, &MigrateOptions::default()).await?;
+//! let store = Store::connect(config).await?;
+//! let counts = store.counts().await?;
+//! println!("{} idle, {} starting, {} claimed", counts.idle, counts.starting, counts.claimed);
+//! # Ok(()) }
+//! ```
+//!
 //! `pool-store` owns the connection pool (deadpool-postgres over tokio-postgres), the schema
 //! (refinery migrations embedded from the workspace's `migrations/`, run under an advisory
 //! lock), typed queries for agents, the creation saga journal, events and claim idempotency,
@@ -10,18 +23,24 @@
 //! it a [`StoreConfig`].
 
 mod agent;
+mod brake;
 mod claims;
 mod config;
+mod demand;
 mod error;
 mod events;
 mod journal;
 mod leader;
 mod migrate;
+mod notify;
 mod queries;
+mod queue;
 mod rows;
 mod sessions;
+mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod transitions;
 mod work;
 
@@ -29,17 +48,21 @@ pub use agent::{
     Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, InvalidAgentId, NewAgent,
     StatusCounts,
 };
+pub use brake::BrakeState;
 pub use claims::{ClaimOutcome, IdempotentClaim};
-pub use config::StoreConfig;
+pub use config::{SslMode, StoreConfig};
+pub use demand::{ClaimCounts, PoolSample};
 pub use error::StoreError;
 pub use events::{AgentEvent, EventKind};
 pub use leader::{LEADER_LOCK_KEY, LeaderLock};
 pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
+pub use notify::{Listener, PoolSignal};
+pub use queue::QueueTicket;
 pub use sessions::ConsoleSession;
+pub use settings::{PoolEvent, PoolSettings, StoredSettings};
 pub use transitions::Transition;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -66,7 +89,7 @@ impl Store {
         let pg_config = config.pg_config()?;
         let manager = Manager::from_config(
             pg_config,
-            NoTls,
+            config.tls_connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -12,8 +12,6 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio_postgres::NoTls;
-
 use crate::{MigrateOptions, Store, StoreConfig};
 
 /// The default server for tests.
@@ -69,12 +67,23 @@ fn migrations_fingerprint() -> u64 {
     hasher.finish()
 }
 
+/// A connection through the store's own path, so a `DATABASE_URL` with `sslmode=require` or
+/// `verify-full` works for the tests' administration too.
 async fn admin_client(server_url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(server_url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("tests need PostgreSQL at {server_url} (set DATABASE_URL): {e}"));
-    tokio::spawn(connection);
+    let config = StoreConfig::new(server_url);
+    let (client, _connection) = config.connect_dedicated().await.unwrap_or_else(|e| {
+        panic!(
+            "tests need PostgreSQL at {} (set DATABASE_URL): {e}",
+            config.display_target()
+        )
+    });
     client
+}
+
+/// A plain client on `url`, opened through the store's own connection path (the one migrations
+/// and the leader lock use), so `sslmode` in `url` applies: for tests that inspect a session.
+pub async fn client_for(url: &str) -> tokio_postgres::Client {
+    admin_client(url).await
 }
 
 async fn ensure_template(admin: &tokio_postgres::Client, server_url: &str) -> String {
@@ -230,8 +239,7 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&server_url, NoTls).await.ok()?;
-                tokio::spawn(connection);
+                let (client, _connection) = StoreConfig::new(server_url).connect_dedicated().await.ok()?;
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await

@@ -66,6 +66,7 @@ fn claim_request(key: Option<&str>) -> ClaimRequest {
         join_url: None,
         lease: Duration::from_secs(600),
         idempotency_key: key.map(str::to_string),
+        ticket: None,
     }
 }
 

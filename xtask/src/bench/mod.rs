@@ -1,8 +1,11 @@
-//! `cargo xtask bench [railway|tick|claim|all]`: benchmarks that print tables. They are never
-//! timing assertions: the machines are shared and noisy, so the figures are for reading.
+//! `cargo xtask bench [railway|tick|claim|fill|sizing|all]`: benchmarks that print tables. They
+//! are never timing assertions: the machines are shared and noisy, so the figures are for
+//! reading.
 
 pub mod claim;
+mod fill;
 mod railway;
+mod sizing;
 mod tick;
 
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -20,18 +23,27 @@ pub fn main(args: &[String]) -> Result<(), String> {
         };
     }
     let which = args.first().map(String::as_str).unwrap_or("all");
+    if which == "sizing" {
+        // Simulated time: no runtime, no simulator, no database.
+        return sizing::run(&args[1..]);
+    }
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         match which {
             "railway" => railway::run().await,
             "tick" => tick::run().await,
             "claim" => claim::run().await,
+            "fill" => fill::run().await,
             "all" => {
                 railway::run().await?;
                 tick::run().await?;
-                claim::run().await
+                claim::run().await?;
+                fill::run().await?;
+                sizing::run(&[])
             }
-            other => Err(format!("unknown benchmark {other:?} (railway, tick, claim, all)")),
+            other => Err(format!(
+                "unknown benchmark {other:?} (railway, tick, claim, fill, sizing, all)"
+            )),
         }
     })
 }
@@ -93,5 +105,11 @@ pub async fn seed_fleet(
         })
         .collect();
     db.seed_idle_agents(&rows).await;
+    // A steady fleet: the settings keep what is there and create nothing.
+    let mut settings = pool_provisioner::testing::test_settings();
+    settings.min_idle = 0;
+    if let Err(e) = db.store().await.seed_settings(&settings).await {
+        eprintln!("seeding the settings failed: {e}");
+    }
     (db, rows)
 }

@@ -114,7 +114,6 @@ impl Fleet {
         let reconciler = Reconciler::new(
             self.provisioner.clone(),
             ReconcilerConfig {
-                min_idle: 0,
                 full_sweep_interval,
                 orphan_sweep_interval: Duration::from_secs(3600),
                 health_concurrency: 64,

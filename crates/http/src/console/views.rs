@@ -22,6 +22,7 @@ pub struct LoginPage {
 }
 
 impl LoginPage {
+    /// The sign-in form, with `notice` shown above it (empty for none).
     pub fn new(notice: String) -> Self {
         Self {
             signed_in: false,
@@ -34,13 +35,21 @@ impl LoginPage {
 /// One row of the agents table.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentRow {
+    /// The agent's id.
     pub id: String,
+    /// Its stored status.
     pub status: String,
+    /// Time since its creation, short (`90s`, `5m`, …).
     pub age: String,
+    /// Its latest deployment's status on Railway, `—` when unknown.
     pub deployment: String,
+    /// The last health check: `ready`, `not ready` or `—`.
     pub health: String,
+    /// The image's tag.
     pub image: String,
+    /// The name a claim gave it (empty when unclaimed).
     pub agent_name: String,
+    /// Its invite link; empty unless it is an https link.
     pub invite_url: String,
 }
 
@@ -182,6 +191,7 @@ pub struct FleetPage {
 }
 
 impl FleetPage {
+    /// The fleet page: counts, budget, tick and the agents matching the query's filter.
     pub async fn load(state: &AppState, csrf: &str, query: &HashMap<String, String>) -> Result<Self, String> {
         let f = facts(state, query).await?;
         Ok(Self {
@@ -226,9 +236,13 @@ pub async fn fleet_json(
 
 /// An event line.
 pub struct EventLine {
+    /// When, in UTC.
     pub at: String,
+    /// The event's kind.
     pub kind: String,
+    /// `from → to` for a status change, else empty.
     pub change: String,
+    /// Why it happened.
     pub reason: String,
 }
 
@@ -249,6 +263,8 @@ fn opt(v: &Option<String>) -> String {
 }
 
 impl AgentPage {
+    /// One agent's page: every stored fact except secrets, and its events. `None` when there
+    /// is no such agent.
     pub async fn load(state: &AppState, csrf: &str, id: &AgentId) -> Result<Option<Self>, String> {
         let store = state.provisioner.store();
         let Some(a) = store.agent(id).await.map_err(|e| e.to_string())? else {
@@ -337,6 +353,7 @@ pub struct LaunchedPage {
 }
 
 impl LaunchedPage {
+    /// The page shown after a launch, with the invite as a QR code.
     pub fn new(csrf: &str, claimed: &ClaimResponse) -> Self {
         // The QR code is drawn here, as SVG: no external service sees the invite.
         let qr_svg = qrcode::QrCode::new(claimed.invite_url.as_bytes())

@@ -3,8 +3,10 @@
 //! Each operation is a query fragment on `Query` or `Mutation` with its variables, and an
 //! [`Operation`] impl that names it, says whether it changes anything and at which priority it
 //! is sent. The exact text cynic produces for each is pinned by insta snapshots (the tests at
-//! the end of this module), so a change to a query shows up in review. Nothing here is public:
-//! the client maps these types to the plain ones in [`crate::types`].
+//! the end of this module), so a change to a query shows up in review. Nothing here is public
+//! but the two enums [`crate::types`] re-exports, [`DeploymentStatus`] and
+//! [`RestartPolicyType`] (documented, and checked by `xtask tidy`): the client maps the rest to
+//! the plain types in [`crate::types`].
 
 // Wire types mirror Railway's schema field for field; documenting each would repeat it. A
 // mutation's answer is decoded to know it succeeded, not read (`projectDelete: true`).

@@ -47,27 +47,27 @@ fn rows() -> Vec<Row> {
         Row {
             name: "no schedule, no demand: POOL_MIN_IDLE",
             min_idle: 3,
-            expected: "target 3 = floor POOL_MIN_IDLE 3 (demand 0)",
+            expected: "target 3 = floor 3 from minIdle (demand 0)",
             ..BASE
         },
         Row {
             name: "demand above POOL_MIN_IDLE rounds up",
             claims_per_min: 0.4,
-            expected: "target 2 = 0.4 claims/min × 2.5 min horizon × 1.5 headroom (floor 1 from POOL_MIN_IDLE)",
+            expected: "target 2 = 0.4 claims/min × 2.5 min horizon × 1.5 headroom (floor 1 from minIdle)",
             ..BASE
         },
         Row {
             name: "the creation queue lengthens the horizon",
             claims_per_min: 0.4,
             creation_queue: 41,
-            expected: "target 14 = 0.4 claims/min × 23 min horizon × 1.5 headroom (floor 1 from POOL_MIN_IDLE)",
+            expected: "target 14 = 0.4 claims/min × 23 min horizon × 1.5 headroom (floor 1 from minIdle)",
             ..BASE
         },
         Row {
             name: "an exact product is not rounded up by float noise",
             claims_per_min: 0.4,
             p90_secs: 25 * 60,
-            expected: "target 15 = 0.4 claims/min × 25 min horizon × 1.5 headroom (floor 1 from POOL_MIN_IDLE)",
+            expected: "target 15 = 0.4 claims/min × 25 min horizon × 1.5 headroom (floor 1 from minIdle)",
             ..BASE
         },
         Row {
@@ -75,14 +75,14 @@ fn rows() -> Vec<Row> {
             claims_per_min: 0.4,
             headroom: 1.0,
             min_idle: 0,
-            expected: "target 1 = 0.4 claims/min × 2.5 min horizon × 1 headroom (floor 0 from POOL_MIN_IDLE)",
+            expected: "target 1 = 0.4 claims/min × 2.5 min horizon × 1 headroom (floor 0 from minIdle)",
             ..BASE
         },
         Row {
             name: "office hours: the schedule's floor beats the demand",
             schedule: Some(OFFICE),
             claims_per_min: 0.8,
-            expected: "target 20 = floor from schedule \"mon-fri 08:00-20:00 Europe/Berlin=20\" (demand 3)",
+            expected: "target 20 = floor 20 from schedule \"mon-fri 08:00-20:00 Europe/Berlin=20\" (demand 3)",
             ..BASE
         },
         Row {
@@ -90,7 +90,7 @@ fn rows() -> Vec<Row> {
             schedule: Some(OFFICE),
             now: NIGHT,
             claims_per_min: 0.4,
-            expected: "target 2 = floor from schedule \"*=2\" (demand 2)",
+            expected: "target 2 = floor 2 from schedule \"*=2\" (demand 2)",
             ..BASE
         },
         Row {
@@ -107,14 +107,14 @@ fn rows() -> Vec<Row> {
             schedule: Some(OFFICE_RULE),
             now: NIGHT,
             min_idle: 5,
-            expected: "target 5 = floor POOL_MIN_IDLE 5 (demand 0)",
+            expected: "target 5 = floor 5 from minIdle (demand 0)",
             ..BASE
         },
         Row {
             name: "a matching schedule replaces POOL_MIN_IDLE, even with 0",
             schedule: Some("* 00:00-24:00=0"),
             min_idle: 5,
-            expected: "target 0 = floor from schedule \"* 00:00-24:00=0\" (demand 0)",
+            expected: "target 0 = floor 0 from schedule \"* 00:00-24:00=0\" (demand 0)",
             ..BASE
         },
         Row {
@@ -139,7 +139,7 @@ fn rows() -> Vec<Row> {
             schedule: Some(OFFICE),
             max_total: Some(40),
             live_non_warm: 20,
-            expected: "target 20 = floor from schedule \"mon-fri 08:00-20:00 Europe/Berlin=20\" (demand 0)",
+            expected: "target 20 = floor 20 from schedule \"mon-fri 08:00-20:00 Europe/Berlin=20\" (demand 0)",
             ..BASE
         },
         Row {
@@ -153,7 +153,7 @@ fn rows() -> Vec<Row> {
             name: "a forecast that is not a number counts as no demand",
             claims_per_min: f64::NAN,
             min_idle: 2,
-            expected: "target 2 = floor POOL_MIN_IDLE 2 (demand 0)",
+            expected: "target 2 = floor 2 from minIdle (demand 0)",
             ..BASE
         },
         Row {
@@ -161,7 +161,7 @@ fn rows() -> Vec<Row> {
             claims_per_min: 0.4,
             creation_queue: 41,
             create_rate_per_min: 0.0,
-            expected: "target 2 = 0.4 claims/min × 2.5 min horizon × 1.5 headroom (floor 1 from POOL_MIN_IDLE)",
+            expected: "target 2 = 0.4 claims/min × 2.5 min horizon × 1.5 headroom (floor 1 from minIdle)",
             ..BASE
         },
     ]

@@ -1,0 +1,217 @@
+//! Runtime settings: what an operator may change while the pool runs, checked field by field.
+//!
+//! A change is all or nothing: every field of a patch is checked first, and a bad value is
+//! refused naming its field, with nothing changed. The store records who changed what.
+
+use std::time::Duration;
+
+use pool_sizing::IdleSchedule;
+use pool_store::{PoolSettings, StoredSettings};
+use serde::Deserialize;
+
+use crate::Provisioner;
+use crate::error::{ProvisionError, Result};
+
+/// Largest `minIdle` accepted.
+pub const MAX_MIN_IDLE: u32 = 10_000;
+/// Largest `maxTotal` accepted.
+pub const MAX_MAX_TOTAL: u32 = 100_000;
+/// Shortest `maxIdleAgeMs` accepted: recycling faster than Railway can replace only churns.
+pub const MIN_MAX_IDLE_AGE: Duration = Duration::from_secs(600);
+/// Longest `maxIdleAgeMs` accepted.
+pub const MAX_MAX_IDLE_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Largest `createFailureLimit` accepted.
+pub const MAX_FAILURE_LIMIT: u32 = 1_000;
+
+/// A change of some settings. A field left out keeps its value; `null` clears an optional one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// The floor of warm agents.
+    #[serde(default)]
+    pub min_idle: Option<u32>,
+    /// The cap on live agents (`null`: none).
+    #[serde(default, with = "double_option")]
+    pub max_total: Option<Option<u32>>,
+    /// Create nothing; hand out what exists.
+    #[serde(default)]
+    pub paused: Option<bool>,
+    /// `POOL_IDLE_SCHEDULE` syntax (`null`: none).
+    #[serde(default, with = "double_option")]
+    pub idle_schedule: Option<Option<String>>,
+    /// Recycle idle agents older than this many milliseconds (`null`: never).
+    #[serde(default, with = "double_option")]
+    pub max_idle_age_ms: Option<Option<u64>>,
+    /// Consecutive failed creations that engage the brake.
+    #[serde(default)]
+    pub create_failure_limit: Option<u32>,
+}
+
+/// `Option<Option<T>>` from JSON: absent → `None`, `null` → `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    /// A present field as `Some`, whether it holds a value or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ProvisionError {
+    ProvisionError::InvalidRequest {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a full set of settings; the first bad field is named.
+pub fn validate(settings: &PoolSettings) -> Result<()> {
+    if settings.min_idle > MAX_MIN_IDLE {
+        return Err(invalid("minIdle", format!("must be 0 to {MAX_MIN_IDLE}")));
+    }
+    if let Some(max) = settings.max_total {
+        if max == 0 || max > MAX_MAX_TOTAL {
+            return Err(invalid(
+                "maxTotal",
+                format!("must be 1 to {MAX_MAX_TOTAL}, or null"),
+            ));
+        }
+        if max < settings.min_idle {
+            return Err(invalid(
+                "maxTotal",
+                format!("must not be below minIdle ({})", settings.min_idle),
+            ));
+        }
+    }
+    if let Some(schedule) = &settings.idle_schedule {
+        IdleSchedule::parse(schedule).map_err(|e| invalid("idleSchedule", e.to_string()))?;
+    }
+    if let Some(age) = settings.max_idle_age
+        && !(MIN_MAX_IDLE_AGE..=MAX_MAX_IDLE_AGE).contains(&age)
+    {
+        return Err(invalid(
+            "maxIdleAgeMs",
+            format!(
+                "must be {} to {} milliseconds, or null",
+                MIN_MAX_IDLE_AGE.as_millis(),
+                MAX_MAX_IDLE_AGE.as_millis()
+            ),
+        ));
+    }
+    if settings.create_failure_limit == 0 || settings.create_failure_limit > MAX_FAILURE_LIMIT {
+        return Err(invalid(
+            "createFailureLimit",
+            format!("must be 1 to {MAX_FAILURE_LIMIT}"),
+        ));
+    }
+    Ok(())
+}
+
+impl SettingsPatch {
+    /// The settings after this patch.
+    pub fn apply(&self, current: &PoolSettings) -> PoolSettings {
+        PoolSettings {
+            min_idle: self.min_idle.unwrap_or(current.min_idle),
+            max_total: self.max_total.unwrap_or(current.max_total),
+            paused: self.paused.unwrap_or(current.paused),
+            idle_schedule: self
+                .idle_schedule
+                .clone()
+                .unwrap_or_else(|| current.idle_schedule.clone())
+                .filter(|s| !s.trim().is_empty()),
+            max_idle_age: self
+                .max_idle_age_ms
+                .map(|ms| ms.map(Duration::from_millis))
+                .unwrap_or(current.max_idle_age),
+            create_failure_limit: self.create_failure_limit.unwrap_or(current.create_failure_limit),
+        }
+    }
+}
+
+impl Provisioner {
+    /// The runtime settings.
+    pub async fn settings(&self) -> Result<StoredSettings> {
+        Ok(self.inner.store.settings().await?)
+    }
+
+    /// Changes settings: all checked first, then written with who did it. Returns (before,
+    /// after). A bad value is refused naming its field, and nothing changes.
+    pub async fn update_settings(
+        &self,
+        patch: &SettingsPatch,
+        actor: &str,
+    ) -> Result<(StoredSettings, StoredSettings)> {
+        let current = self.inner.store.settings().await?;
+        let next = patch.apply(&current.settings);
+        validate(&next)?;
+        let changed = self.inner.store.update_settings(&next, actor).await?;
+        tracing::info!(actor, before = ?changed.0.settings, after = ?changed.1.settings, "settings changed");
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PoolSettings {
+        PoolSettings {
+            min_idle: 2,
+            max_total: None,
+            paused: false,
+            idle_schedule: None,
+            max_idle_age: None,
+            create_failure_limit: 5,
+        }
+    }
+
+    fn field(r: Result<()>) -> Option<&'static str> {
+        match r {
+            Err(ProvisionError::InvalidRequest { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_bad_value_is_refused_by_its_field() {
+        assert!(validate(&base()).is_ok());
+        let with = |f: fn(&mut PoolSettings)| {
+            let mut s = base();
+            f(&mut s);
+            field(validate(&s))
+        };
+        assert_eq!(with(|s| s.min_idle = MAX_MIN_IDLE + 1), Some("minIdle"));
+        assert_eq!(with(|s| s.max_total = Some(0)), Some("maxTotal"));
+        assert_eq!(with(|s| s.max_total = Some(1)), Some("maxTotal"), "below minIdle");
+        assert_eq!(
+            with(|s| s.idle_schedule = Some("mon-fry 08:00-20:00=3".into())),
+            Some("idleSchedule")
+        );
+        assert_eq!(
+            with(|s| s.max_idle_age = Some(Duration::from_secs(1))),
+            Some("maxIdleAgeMs")
+        );
+        assert_eq!(with(|s| s.create_failure_limit = 0), Some("createFailureLimit"));
+        assert_eq!(
+            with(|s| s.idle_schedule = Some("mon-fri 08:00-20:00 Europe/Berlin=20; *=2".into())),
+            None
+        );
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_null_clears() {
+        let mut current = base();
+        current.max_total = Some(10);
+        let patch: SettingsPatch = serde_json::from_str(r#"{"minIdle": 4, "maxTotal": null}"#).unwrap();
+        let next = patch.apply(&current);
+        assert_eq!(next.min_idle, 4);
+        assert_eq!(next.max_total, None);
+        assert_eq!(next.create_failure_limit, 5);
+        assert!(
+            serde_json::from_str::<SettingsPatch>(r#"{"minIdel": 4}"#).is_err(),
+            "unknown fields are refused"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Wake-ups across replicas, with PostgreSQL's `LISTEN`/`NOTIFY`.
+//!
+//! Any replica may announce that something happened ([`Store::notify`]); every replica's
+//! [`Listener`] hears it on a connection of its own, outside the pool, and hands it to whoever
+//! subscribed. A notification is a hint, never the truth: the listener's connection can drop,
+//! and then notifications are missed — so consumers keep their interval as a fallback, and the
+//! listener announces [`PoolSignal::Reconnected`] once it is back so they look again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio_postgres::AsyncMessage;
+
+use crate::{Result, Store, StoreConfig};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolSignal {
+    /// Something the reconciler should act on now (a claim, a replenish, a drain, a claim that
+    /// waits): the leader ticks at once.
+    TickSoon,
+    /// An agent became idle: claims that wait look again.
+    AgentIdle,
+    /// The queue of waiting claims changed: its new head looks again.
+    QueueMoved,
+    /// The listener's connection came back: notifications may have been missed.
+    Reconnected,
+}
+
+impl PoolSignal {
+    const CHANNELS: [(&'static str, PoolSignal); 3] = [
+        ("pool_tick", PoolSignal::TickSoon),
+        ("pool_idle", PoolSignal::AgentIdle),
+        ("pool_queue", PoolSignal::QueueMoved),
+    ];
+
+    fn channel(self) -> Option<&'static str> {
+        Self::CHANNELS.iter().find(|(_, s)| *s == self).map(|(c, _)| *c)
+    }
+
+    fn from_channel(channel: &str) -> Option<Self> {
+        Self::CHANNELS
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, s)| *s)
+    }
+}
+
+impl Store {
+    /// Tells every replica (this one included) that `signal` happened.
+    pub async fn notify(&self, signal: PoolSignal) -> Result<()> {
+        let Some(channel) = signal.channel() else {
+            return Ok(());
+        };
+        let client = self.client().await?;
+        client.execute("SELECT pg_notify($1, '')", &[&channel]).await?;
+        Ok(())
+    }
+}
+
+struct Shared {
+    signals: broadcast::Sender<PoolSignal>,
+    connected: AtomicBool,
+}
+
+/// One replica's ear: a dedicated connection that `LISTEN`s, reconnecting when it drops.
+/// Dropping the last handle stops it.
+#[derive(Clone)]
+pub struct Listener {
+    shared: Arc<Shared>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+/// The longest wait between two connection attempts.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(10);
+
+impl Listener {
+    /// Starts listening (in the background; [`Self::is_connected`] tells when it is).
+    pub fn start(config: StoreConfig) -> Self {
+        let (signals, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            signals,
+            connected: AtomicBool::new(false),
+        });
+        let task = tokio::spawn(listen(config, shared.clone()));
+        Self {
+            shared,
+            task: Arc::new(task),
+        }
+    }
+
+    /// Signals from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PoolSignal> {
+        self.shared.signals.subscribe()
+    }
+
+    /// True while the listening connection is up (when down, notifications are missed).
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+}
+
+async fn listen(config: StoreConfig, shared: Arc<Shared>) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match listen_once(&config, &shared).await {
+            Ok(()) => wait = Duration::from_millis(200),
+            Err(e) => tracing::warn!(error = %e, "the notification listener could not connect"),
+        }
+        if shared.connected.swap(false, Ordering::SeqCst) {
+            tracing::warn!("the notification listener lost its connection; ticks fall back to the interval");
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+    }
+}
+
+/// One connection's life: connect, `LISTEN`, forward until it drops.
+async fn listen_once(config: &StoreConfig, shared: &Shared) -> Result<()> {
+    // The same TLS as the pool's connections (`sslmode` of `DATABASE_URL`).
+    let (client, mut connection) = config
+        .pg_config()?
+        .connect(config.tls_connector()?)
+        .await
+        .map_err(|e| crate::StoreError::from_connect(e, config))?;
+    let (forward, mut messages) = tokio::sync::mpsc::unbounded_channel::<AsyncMessage>();
+    // The connection must be polled for the client's queries to progress, and it is what
+    // yields the notifications: drive it in a task of its own.
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(message) => {
+                    if forward.send(message).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "notification connection ended");
+                    return;
+                }
+            }
+        }
+    });
+    let listens: String = PoolSignal::CHANNELS
+        .iter()
+        .map(|(c, _)| format!("LISTEN {c};"))
+        .collect();
+    if let Err(e) = client.batch_execute(&listens).await {
+        driver.abort();
+        return Err(e.into());
+    }
+    shared.connected.store(true, Ordering::SeqCst);
+    let _ = shared.signals.send(PoolSignal::Reconnected);
+    tracing::info!("listening for notifications from every replica");
+    while let Some(message) = messages.recv().await {
+        if let AsyncMessage::Notification(n) = message
+            && let Some(signal) = PoolSignal::from_channel(n.channel())
+        {
+            let _ = shared.signals.send(signal);
+        }
+    }
+    drop(client);
+    Ok(())
+}
