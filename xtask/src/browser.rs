@@ -80,6 +80,30 @@ impl Browser {
         .map(|_| ())
     }
 
+    async fn clear(&self, element: &str) -> Result<(), String> {
+        self.call(
+            hyper::Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Scrolls `element` to the top of the viewport, for a screenshot of it.
+    async fn scroll_to(&self, element: &str) -> Result<(), String> {
+        self.call(
+            hyper::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "arguments[0].scrollIntoView({block: 'start'});",
+                "args": [{ ELEMENT: element }],
+            })),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn click(&self, element: &str) -> Result<(), String> {
         self.call(
             hyper::Method::POST,
@@ -169,6 +193,7 @@ async fn run() -> Result<(), String> {
     let env = sim_environment(&sim, db.url(), free_port()?);
     let mut manager = ManagerProcess::start(&binary, &env).await?;
     manager.wait_healthy(Duration::from_secs(60)).await?;
+    seed_a_day_of_history(&db).await?;
 
     let driver_port = free_port()?;
     let mut driver = tokio::process::Command::new("chromedriver")
@@ -222,6 +247,31 @@ async fn run() -> Result<(), String> {
     result
 }
 
+/// The chart draws the last 24 hours, and a pool that just started has a minute of them: the
+/// hours before this run are seeded (a daily cycle of samples and some refused claims), so the
+/// screenshot shows what an operator sees on a pool that has been running. The minutes of this
+/// run are the pool's own.
+async fn seed_a_day_of_history(db: &TestDatabase) -> Result<(), String> {
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO pool_samples (at, idle, claimed, warm, target, reason)
+             SELECT date_trunc('minute', now()) - m * interval '1 minute',
+                    greatest(0, round(6 + 4 * sin(m / 229.0) - (m % 97 = 0)::int * 5))::int,
+                    round(10 + 8 * sin(m / 229.0 + 1.2))::int,
+                    greatest(0, round(6 + 4 * sin(m / 229.0)))::int,
+                    round(6.5 + 4 * sin(m / 229.0))::int,
+                    'seeded history'
+               FROM generate_series(5, 24 * 60 - 1) AS m
+             ON CONFLICT (at) DO NOTHING;
+             INSERT INTO claim_refusals (at)
+             SELECT now() - h * interval '1 hour' - (r * 7) * interval '1 minute'
+               FROM generate_series(3, 23, 5) AS h, generate_series(1, 3) AS r;",
+        )
+        .await
+        .map_err(|e| format!("seeding the chart's history: {e}"))
+}
+
 async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     let site = &manager.base_url;
     println!("==> sign in");
@@ -252,6 +302,37 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     }
     b.screenshot("2-fleet-filled").await?;
 
+    println!("==> raise minIdle through the settings form; the running pool grows");
+    let min_idle = b.css("#minIdle").await?;
+    b.clear(&min_idle).await?;
+    b.type_into(&min_idle, "3").await?;
+    b.click(&b.css("form.settings-form button").await?).await?;
+    b.wait_for("the settings to be saved", Duration::from_secs(10), |s| {
+        s.contains("Settings saved")
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let idle = b.text(&b.css("[data-count='idle']").await?).await?;
+        if idle.trim() == "3" {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "minIdle 3 did not grow the pool to 3 idle (shows {idle})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    b.go(&format!("{site}/")).await?;
+    if !b.source().await?.contains("floor 3") {
+        return Err("the sizing reason does not show the new floor".into());
+    }
+    b.scroll_to(&b.css("section.settings").await?).await?;
+    b.screenshot("3-settings-changed").await?;
+    b.scroll_to(&b.css("section.chart-card").await?).await?;
+    b.screenshot("4-chart").await?;
+
     println!("==> launch an agent");
     b.type_into(&b.css("#agentName").await?, "Browser agent").await?;
     b.type_into(&b.css("#instructions").await?, "Say hello").await?;
@@ -268,7 +349,7 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
         return Err("no QR code on the launched page".into());
     }
     println!("  invite URL on the page: {invite}");
-    b.screenshot("3-launched").await?;
+    b.screenshot("5-launched").await?;
 
     println!("==> kill an agent and see it leave the list");
     b.go(&format!("{site}/?status=idle")).await?;
@@ -278,7 +359,7 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
         .await?;
     let _ = row;
     b.go(&format!("{site}/agents/{victim}")).await?;
-    b.screenshot("4-agent").await?;
+    b.screenshot("6-agent").await?;
     b.go(&format!("{site}/?status=idle")).await?;
     b.click(
         &b.find(
@@ -297,7 +378,7 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
         |s| !s.contains(&victim_row),
     )
     .await?;
-    b.screenshot("5-after-kill").await?;
+    b.screenshot("7-after-kill").await?;
 
     println!("==> sign out and be refused");
     b.click(&b.css("header form button").await?).await?;
@@ -305,7 +386,7 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     if !b.url().await?.ends_with("/login") {
         return Err("a signed-out browser still saw the fleet".into());
     }
-    b.screenshot("6-signed-out").await?;
+    b.screenshot("8-signed-out").await?;
     let source = b.source().await?;
     if source.contains(ADMIN_KEY) {
         return Err("the admin key appears in a page".into());

@@ -45,10 +45,12 @@ async function refresh() {
     const el = document.querySelector('[data-count="' + name + '"]');
     if (el) el.textContent = String(n);
   }
-  for (const key of ["budget", "tick", "leader", "redeploy"]) {
+  for (const key of ["budget", "tick", "target", "leader", "redeploy"]) {
     const el = document.getElementById(key);
     if (el) el.textContent = fleet[key];
   }
+  const tick = document.getElementById("tick");
+  if (tick) tick.title = fleet.tick_exact;
   const body = document.createElement("tbody");
   for (const a of fleet.agents) {
     const row = document.createElement("tr");

@@ -337,3 +337,96 @@ async fn an_expired_session_and_a_signed_out_one_are_refused() {
         "signed out"
     );
 }
+
+/// Must show (issue 14): the settings form changes the stored settings, a bad value changes
+/// nothing and says which field; the fleet page shows the chart, the target and, while the
+/// creation brake is engaged, a banner naming the last failure with a resume button.
+#[tokio::test]
+async fn the_settings_form_the_chart_and_the_brake_banner() {
+    let console = Console::start().await;
+    let (token, csrf) = console.sign_in().await;
+    let post = |path: &'static str, form: String| {
+        console.request(
+            Method::POST,
+            path,
+            Some(&token),
+            Some(form),
+            Some("https://pool.example"),
+        )
+    };
+    let stored = || async { console.pool.store.settings().await.unwrap() };
+    let before = stored().await;
+
+    let refused = post(
+        "/console/settings",
+        format!("csrf={csrf}&minIdle=3&maxTotal=2&createFailureLimit=5"),
+    )
+    .await;
+    let notice = refused.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(notice.contains("not+changed") && notice.contains("maxTotal"), "{notice}");
+    assert_eq!(stored().await, before, "a refused form changes nothing");
+
+    let saved = post(
+        "/console/settings",
+        format!("csrf={csrf}&minIdle=3&maxTotal=&idleSchedule=&maxIdleAgeMinutes=90&createFailureLimit=4"),
+    )
+    .await;
+    let notice = saved.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(notice.contains("saved"), "{notice}");
+    let after = stored().await;
+    assert_eq!(after.settings.min_idle, 3);
+    assert_eq!(after.settings.max_total, None);
+    assert_eq!(after.settings.max_idle_age, Some(Duration::from_secs(90 * 60)));
+    assert_eq!(after.settings.create_failure_limit, 4);
+    assert_eq!(after.updated_by, "console");
+
+    // Without the CSRF token the form is refused.
+    let forged = post("/console/settings", "minIdle=9&createFailureLimit=4".into()).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(stored().await.settings.min_idle, 3);
+
+    // A sample and a claim refusal for the chart, and an engaged brake.
+    let store = &console.pool.store;
+    store
+        .record_sample(&pool_store::PoolSample {
+            idle: 2,
+            claimed: 1,
+            warm: 2,
+            target: 3,
+            reason: "target 3 = floor 3 from minIdle (demand 0)".into(),
+        })
+        .await
+        .unwrap();
+    store.record_refused_claim().await.unwrap();
+    for _ in 0..4 {
+        store
+            .record_creation_failure("projectCreate: Problem processing request", 4)
+            .await
+            .unwrap();
+    }
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for expected in [
+        "<svg class=\"chart\"",
+        "series idle",
+        "series target",
+        "0 claims served, 1 refused",
+        "target 3 = floor 3 from minIdle",
+        "Creation is stopped",
+        "projectCreate: Problem processing request",
+        "action=\"/console/resume\"",
+        "value=\"90\"",
+    ] {
+        assert!(page.text.contains(expected), "{expected} on the fleet page");
+    }
+    let resumed = post("/console/resume", format!("csrf={csrf}")).await;
+    assert!(
+        resumed.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("resumed")
+    );
+    assert!(!store.brake().await.unwrap().engaged());
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert!(!page.text.contains("Creation is stopped"));
+}

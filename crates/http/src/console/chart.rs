@@ -10,14 +10,23 @@ use pool_store::PoolSample;
 /// The chart's span.
 pub const SPAN_HOURS: i64 = 24;
 
-const WIDTH: f64 = 720.0;
-const LEFT: f64 = 36.0;
-const RIGHT: f64 = 8.0;
+const WIDTH: f64 = 480.0;
+const LEFT: f64 = 30.0;
+const RIGHT: f64 = 6.0;
 /// The line panel's top and bottom.
-const LINES: (f64, f64) = (24.0, 170.0);
+const LINES: (f64, f64) = (14.0, 130.0);
 /// The bar panel's top and bottom.
-const BARS: (f64, f64) = (196.0, 256.0);
-const HEIGHT: f64 = 280.0;
+const BARS: (f64, f64) = (152.0, 196.0);
+const HEIGHT: f64 = 214.0;
+
+/// The series and bars, as the page's legend names them (CSS class, words).
+pub const LEGEND: [(&str, &str); 5] = [
+    ("idle", "idle"),
+    ("claimed", "claimed"),
+    ("target", "target"),
+    ("served", "claims served per hour"),
+    ("refused", "claims refused per hour"),
+];
 
 /// One hour of claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +61,11 @@ pub fn render(samples: &[(DateTime<Utc>, PoolSample)], hours: &[HourOfClaims], n
         .max(1);
     let y_line = |v: i32| LINES.1 - (v.max(0) as f64 / nice(line_max) as f64) * (LINES.1 - LINES.0);
     axis(&mut svg, LINES, nice(line_max) as i64, "agents");
+    // The target last, dashed on top: it usually runs on the idle line.
     for (class, value) in [
-        ("target", (|s: &PoolSample| s.target) as fn(&PoolSample) -> i32),
-        ("claimed", |s| s.claimed),
+        ("claimed", (|s: &PoolSample| s.claimed) as fn(&PoolSample) -> i32),
         ("idle", |s| s.idle),
+        ("target", |s| s.target),
     ] {
         if samples.is_empty() {
             continue;
@@ -80,7 +90,12 @@ pub fn render(samples: &[(DateTime<Utc>, PoolSample)], hours: &[HourOfClaims], n
     }
 
     // The bar panel: claims served and refused per hour, stacked.
-    let bar_max = hours.iter().map(|h| h.served + h.refused).max().unwrap_or(0).max(1);
+    let bar_max = hours
+        .iter()
+        .map(|h| h.served + h.refused)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let y_bar = |v: i64| (v as f64 / nice(bar_max as i32) as f64) * (BARS.1 - BARS.0);
     axis(&mut svg, BARS, nice(bar_max as i32) as i64, "claims/h");
     let hour_width = (WIDTH - LEFT - RIGHT) / SPAN_HOURS as f64;
@@ -103,10 +118,20 @@ pub fn render(samples: &[(DateTime<Utc>, PoolSample)], hours: &[HourOfClaims], n
     // The time axis: every six hours, labelled in hours before now.
     for back in (0..=SPAN_HOURS).step_by(6) {
         let at = now - Duration::hours(back);
-        let label = if back == 0 { "now".to_string() } else { format!("−{back} h") };
+        let label = if back == 0 {
+            "now".to_string()
+        } else {
+            format!("−{back} h")
+        };
+        // The end labels stay inside the drawing.
+        let anchor = match back {
+            0 => "end",
+            SPAN_HOURS => "start",
+            _ => "middle",
+        };
         let _ = write!(
             svg,
-            r#"<line class="grid" x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}"/><text class="tick" x="{0:.1}" y="{3}" text-anchor="middle">{label}</text>"#,
+            r#"<line class="grid" x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}"/><text class="tick" x="{0:.1}" y="{3}" text-anchor="{anchor}">{label}</text>"#,
             x(at),
             LINES.0,
             BARS.1,
@@ -114,22 +139,6 @@ pub fn render(samples: &[(DateTime<Utc>, PoolSample)], hours: &[HourOfClaims], n
         );
     }
 
-    // The legend.
-    let mut left = LEFT;
-    for (class, name) in [
-        ("idle", "idle"),
-        ("claimed", "claimed"),
-        ("target", "target"),
-        ("served", "claims served"),
-        ("refused", "claims refused"),
-    ] {
-        let _ = write!(
-            svg,
-            r#"<rect class="key {class}" x="{left:.0}" y="6" width="10" height="10"/><text class="legend" x="{:.0}" y="15">{name}</text>"#,
-            left + 14.0
-        );
-        left += 24.0 + name.len() as f64 * 6.5;
-    }
     svg.push_str("</svg>");
     svg
 }
@@ -184,7 +193,9 @@ mod tests {
 
     #[test]
     fn draws_one_line_per_series_and_one_bar_pair_per_hour() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
         let samples: Vec<_> = (0..30)
             .map(|m| (now - Duration::minutes(30 - m), sample(m as i32 % 4, 2, 3)))
             .collect();
@@ -215,7 +226,10 @@ mod tests {
         for p in points {
             let (x, y) = p.split_once(',').unwrap();
             let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-            assert!((LEFT..=WIDTH).contains(&x) && (LINES.0..=LINES.1).contains(&y), "{p}");
+            assert!(
+                (LEFT..=WIDTH).contains(&x) && (LINES.0..=LINES.1).contains(&y),
+                "{p}"
+            );
         }
     }
 

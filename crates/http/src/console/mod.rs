@@ -7,7 +7,10 @@
 //! and never contain the admin key, a password or any agent secret. Programs keep using the
 //! bearer API.
 
+mod chart;
+mod settings_form;
 mod views;
+mod when;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -78,6 +81,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/launch", post(launch))
         .route("/console/kill/{id}", post(kill))
         .route("/console/dismiss/{id}", post(dismiss))
+        .route("/console/settings", post(settings_form::save))
+        .route("/console/resume", post(settings_form::resume))
 }
 
 fn random_token() -> String {

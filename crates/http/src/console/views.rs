@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pool_provisioner::ClaimResponse;
-use pool_store::{Agent, AgentId, AgentStatus};
+use pool_store::{Agent, AgentId, AgentStatus, BrakeState, StoredSettings};
 use serde::Serialize;
 
 use crate::AppState;
 
+use super::chart::{self, HourOfClaims};
 use super::status_filter;
+use super::when::When;
 
 /// `/login`.
 #[derive(Template)]
@@ -97,6 +99,8 @@ struct Facts {
     counts: Vec<(String, i64)>,
     budget: String,
     tick: String,
+    tick_exact: String,
+    target: String,
     leader: String,
     redeploy: String,
     rows: Vec<AgentRow>,
@@ -115,6 +119,11 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
     let progress = state
         .provisioner
         .redeploy_progress()
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let sample = store
+        .latest_sample(now - chrono::Duration::minutes(10))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Facts {
@@ -143,9 +152,7 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
         tick: match &status.last_tick {
             Some(t) => format!(
                 "{} · {} ms · {} Railway requests{}",
-                t.started_at
-                    .map(|s| s.format("%H:%M:%S UTC").to_string())
-                    .unwrap_or_default(),
+                t.started_at.map(|s| When::at(s, now).ago).unwrap_or_default(),
                 t.duration_ms,
                 t.railway_requests,
                 if t.problems.is_empty() {
@@ -155,6 +162,17 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
                 }
             ),
             None => "no tick on this replica (another replica leads)".into(),
+        },
+        tick_exact: status
+            .last_tick
+            .as_ref()
+            .and_then(|t| t.started_at)
+            .map(|s| When::at(s, now).exact)
+            .unwrap_or_default(),
+        target: match sample {
+            Some((_, s)) if !s.reason.is_empty() => s.reason,
+            Some((_, s)) => format!("target {}", s.target),
+            None => "not sized yet (the leader sizes the pool every tick)".into(),
         },
         leader: if status.is_leader {
             "leader (runs the reconciler)".into()
@@ -184,16 +202,121 @@ pub struct FleetPage {
     image: String,
     budget: String,
     tick: String,
+    tick_exact: String,
+    target: String,
     leader: String,
     redeploy: String,
     filter: String,
     agents: Vec<AgentRow>,
+    brake: Option<BrakeBanner>,
+    paused: Option<PausedBanner>,
+    chart_svg: String,
+    legend: [(&'static str, &'static str); 5],
+    claims_summary: String,
+    settings: SettingsForm,
+}
+
+/// The banner shown while the creation brake is engaged.
+pub struct BrakeBanner {
+    /// Failed creations in a row.
+    pub failures: u32,
+    /// The last failure, in words.
+    pub last_failure: String,
+    /// When the brake engaged.
+    pub since: When,
+    /// When the last probe creation started, if one has.
+    pub last_probe: Option<When>,
+}
+
+impl BrakeBanner {
+    fn from_state(brake: &BrakeState, now: DateTime<Utc>) -> Option<Self> {
+        let engaged_at = brake.engaged_at?;
+        Some(Self {
+            failures: brake.consecutive_failures,
+            last_failure: brake
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| "(not recorded)".into())
+                .chars()
+                .take(500)
+                .collect(),
+            since: When::at(engaged_at, now),
+            last_probe: brake.last_probe_at.map(|at| When::at(at, now)),
+        })
+    }
+}
+
+/// The banner shown while an operator has paused creation.
+pub struct PausedBanner {
+    /// Who paused it.
+    pub by: String,
+    /// When the settings last changed.
+    pub since: When,
+}
+
+/// The settings form, filled with the stored values.
+pub struct SettingsForm {
+    /// `minIdle`.
+    pub min_idle: u32,
+    /// `maxTotal`, empty for none.
+    pub max_total: String,
+    /// `paused`.
+    pub paused: bool,
+    /// `idleSchedule`, empty for none.
+    pub idle_schedule: String,
+    /// `maxIdleAgeMs` in minutes, empty for never.
+    pub max_idle_age_minutes: String,
+    /// `createFailureLimit`.
+    pub create_failure_limit: u32,
+    /// Who changed them last.
+    pub updated_by: String,
+    /// When.
+    pub updated: When,
+}
+
+impl SettingsForm {
+    fn from_stored(stored: &StoredSettings, now: DateTime<Utc>) -> Self {
+        let s = &stored.settings;
+        Self {
+            min_idle: s.min_idle,
+            max_total: s.max_total.map(|m| m.to_string()).unwrap_or_default(),
+            paused: s.paused,
+            idle_schedule: s.idle_schedule.clone().unwrap_or_default(),
+            max_idle_age_minutes: s
+                .max_idle_age
+                .map(|a| (a.as_secs() / 60).to_string())
+                .unwrap_or_default(),
+            create_failure_limit: s.create_failure_limit,
+            updated_by: stored.updated_by.clone(),
+            updated: When::at(stored.updated_at, now),
+        }
+    }
 }
 
 impl FleetPage {
     /// The fleet page: counts, budget, tick and the agents matching the query's filter.
     pub async fn load(state: &AppState, csrf: &str, query: &HashMap<String, String>) -> Result<Self, String> {
         let f = facts(state, query).await?;
+        let store = state.provisioner.store();
+        let now = Utc::now();
+        let since = now - chrono::Duration::hours(chart::SPAN_HOURS);
+        let samples = store.samples_since(since).await.map_err(|e| e.to_string())?;
+        let hours: Vec<HourOfClaims> = store
+            .claims_per_hour(since)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(hour, served, refused)| HourOfClaims {
+                hour,
+                served,
+                refused,
+            })
+            .collect();
+        let (served, refused) = hours
+            .iter()
+            .fold((0, 0), |(s, r), h| (s + h.served, r + h.refused));
+        let stored = state.provisioner.settings().await.map_err(|e| e.to_string())?;
+        let brake = store.brake().await.map_err(|e| e.to_string())?;
         Ok(Self {
             signed_in: true,
             csrf: csrf.to_string(),
@@ -208,10 +331,21 @@ impl FleetPage {
             image: state.provisioner.config().image.to_string(),
             budget: f.budget,
             tick: f.tick,
+            tick_exact: f.tick_exact,
+            target: f.target,
             leader: f.leader,
             redeploy: f.redeploy,
             filter: status_filter(query).map(|s| s.to_string()).unwrap_or_default(),
             agents: f.rows,
+            brake: BrakeBanner::from_state(&brake, now),
+            paused: stored.settings.paused.then(|| PausedBanner {
+                by: stored.updated_by.clone(),
+                since: When::at(stored.updated_at, now),
+            }),
+            chart_svg: chart::render(&samples, &hours, now),
+            legend: chart::LEGEND,
+            claims_summary: format!("last 24 h: {served} claims served, {refused} refused"),
+            settings: SettingsForm::from_stored(&stored, now),
         })
     }
 }
@@ -228,6 +362,8 @@ pub async fn fleet_json(
         "counts": counts,
         "budget": f.budget,
         "tick": f.tick,
+        "tick_exact": f.tick_exact,
+        "target": f.target,
         "leader": f.leader,
         "redeploy": f.redeploy,
         "agents": f.rows,
@@ -236,8 +372,8 @@ pub async fn fleet_json(
 
 /// An event line.
 pub struct EventLine {
-    /// When, in UTC.
-    pub at: String,
+    /// When.
+    pub at: When,
     /// The event's kind.
     pub kind: String,
     /// `from → to` for a status change, else empty.
@@ -254,8 +390,19 @@ pub struct AgentPage {
     csrf: String,
     notice: String,
     agent: AgentRow,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<Field>,
     events: Vec<EventLine>,
+}
+
+/// One stored fact of an agent: its name, its value, and for times the exact time to show on
+/// hover (empty otherwise).
+pub struct Field {
+    /// What it is.
+    pub name: &'static str,
+    /// Its value, a time as "3 min ago".
+    pub value: String,
+    /// The exact time, for a time.
+    pub exact: String,
 }
 
 fn opt(v: &Option<String>) -> String {
@@ -271,39 +418,55 @@ impl AgentPage {
             return Ok(None);
         };
         let events = store.events(id).await.map_err(|e| e.to_string())?;
-        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "—".into());
+        let now = Utc::now();
+        let text = |name: &'static str, value: String| Field {
+            name,
+            value,
+            exact: String::new(),
+        };
+        let time = |name: &'static str, at: Option<DateTime<Utc>>| match at {
+            Some(at) => {
+                let when = When::at(at, now);
+                Field {
+                    name,
+                    value: when.ago,
+                    exact: when.exact,
+                }
+            }
+            None => text(name, "—".into()),
+        };
         // Everything the database knows except secrets (tokens, passwords, keys).
         let fields = vec![
-            ("status", a.status.to_string()),
-            ("created", a.created_at.to_rfc3339()),
-            ("status since", a.status_changed_at.to_rfc3339()),
-            ("legacy", a.legacy.to_string()),
-            ("quarantined", a.quarantined.to_string()),
-            ("image", opt(&a.image)),
-            ("Railway project", opt(&a.project_id)),
-            ("environment", opt(&a.environment_id)),
-            ("service", opt(&a.service_id)),
-            ("volume", opt(&a.volume_id)),
-            ("domain", opt(&a.domain)),
-            ("deployment", opt(&a.deployment_id)),
-            ("deployment status", opt(&a.deployment_status)),
-            ("last health check", time(a.last_health_at)),
-            (
+            text("status", a.status.to_string()),
+            time("created", Some(a.created_at)),
+            time("status since", Some(a.status_changed_at)),
+            text("legacy", a.legacy.to_string()),
+            text("quarantined", a.quarantined.to_string()),
+            text("image", opt(&a.image)),
+            text("Railway project", opt(&a.project_id)),
+            text("environment", opt(&a.environment_id)),
+            text("service", opt(&a.service_id)),
+            text("volume", opt(&a.volume_id)),
+            text("domain", opt(&a.domain)),
+            text("deployment", opt(&a.deployment_id)),
+            text("deployment status", opt(&a.deployment_status)),
+            time("last health check", a.last_health_at),
+            text(
                 "healthy",
                 a.last_health_ok
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| "—".into()),
             ),
-            ("OpenRouter key (hash)", opt(&a.openrouter_key_hash)),
-            ("AgentMail inbox", opt(&a.agentmail_inbox_id)),
-            ("agent name", opt(&a.agent_name)),
-            ("instructions", opt(&a.instructions)),
-            ("join URL", opt(&a.join_url)),
-            ("conversation", opt(&a.conversation_id)),
-            ("invite URL", opt(&a.invite_url)),
-            ("claimed", time(a.claimed_at)),
-            ("claim lease until", time(a.claim_expires_at)),
-            (
+            text("OpenRouter key (hash)", opt(&a.openrouter_key_hash)),
+            text("AgentMail inbox", opt(&a.agentmail_inbox_id)),
+            text("agent name", opt(&a.agent_name)),
+            text("instructions", opt(&a.instructions)),
+            text("join URL", opt(&a.join_url)),
+            text("conversation", opt(&a.conversation_id)),
+            text("invite URL", opt(&a.invite_url)),
+            time("claimed", a.claimed_at),
+            time("claim lease until", a.claim_expires_at),
+            text(
                 "creation steps done",
                 a.completed_steps
                     .iter()
@@ -311,10 +474,10 @@ impl AgentPage {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
-            ("teardown attempts", a.teardown_attempts.to_string()),
-            ("next teardown attempt", time(a.next_attempt_at)),
-            ("redeploy requested", time(a.redeploy_requested_at)),
-            ("last error", opt(&a.last_error)),
+            text("teardown attempts", a.teardown_attempts.to_string()),
+            time("next teardown attempt", a.next_attempt_at),
+            time("redeploy requested", a.redeploy_requested_at),
+            text("last error", opt(&a.last_error)),
         ];
         Ok(Some(Self {
             signed_in: true,
@@ -325,7 +488,7 @@ impl AgentPage {
             events: events
                 .iter()
                 .map(|e| EventLine {
-                    at: e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    at: When::at(e.at, now),
                     kind: e.kind.clone(),
                     change: match (&e.from_status, &e.to_status) {
                         (Some(f), Some(t)) => format!("{f} → {t}"),

@@ -42,7 +42,9 @@ mod tests {
 
     #[test]
     fn reads_like_a_person_would_say_it() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T10:31:07Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:31:07Z")
+            .unwrap()
+            .to_utc();
         let cases = [
             (0, "just now"),
             (42, "42 s ago"),
