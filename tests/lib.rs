@@ -36,6 +36,27 @@ pub fn pool_manager_binary() -> Result<PathBuf, String> {
     Ok(target.join("debug").join("pool-manager"))
 }
 
+/// Builds the `pool-manager` binary with the release profile (a no-op when it is fresh) and
+/// returns its path: for benchmarks, whose timings and memory of a debug build say little.
+pub fn pool_manager_release_binary() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--release", "--package", "pool-manager"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building pool-manager (release) failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    Ok(target.join("release").join("pool-manager"))
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -59,6 +80,12 @@ pub fn sim_environment(
         ("RAILWAY_WORKSPACE_ID", "ws-sim".to_string()),
         ("RAILWAY_PROJECT_ID", "pool-own-project".to_string()),
         ("RAILWAY_ENVIRONMENT_NAME", "staging".to_string()),
+        // Staging refuses to start without it. pool_store::testing::TEST_SECRETS_KEY: the test
+        // databases' own key, so a test reads what the binary sealed.
+        (
+            "POOL_SECRETS_KEY",
+            "dGVzdC1vbmx5IHNlY3JldHMga2V5IC0gbm90IHNlY3I=".to_string(),
+        ),
         ("GHCR_TOKEN", "ghp_e2e_registry_token".to_string()),
         ("AGENT_URL_TEMPLATE", sim.agent_url_template()),
         ("OPENROUTER_API_URL", sim.openrouter_url()),
@@ -75,6 +102,8 @@ pub fn sim_environment(
         ("POOL_FULL_SWEEP_INTERVAL_MS", "1000".to_string()),
         ("RUST_LOG", "info".to_string()),
         ("POOL_CONSOLE_INSECURE_COOKIES", "true".to_string()),
+        // The simulator speaks plain http (Railway, agents, OpenRouter, AgentMail).
+        ("POOL_ALLOW_INSECURE_URLS", "true".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

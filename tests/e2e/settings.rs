@@ -26,6 +26,15 @@ async fn start(min_idle: u32) -> (railway_sim::SimHandle, TestDatabase, ManagerP
     (sim, db, manager)
 }
 
+async fn pool_events(db: &TestDatabase) -> i64 {
+    db.client()
+        .await
+        .query_one("SELECT count(*) FROM pool_events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn put_settings(manager: &ManagerProcess, change: Value) -> OutboundAnswer {
     manager
         .send(hyper::Method::PUT, "/api/pool/settings", true, Some(&change))
@@ -59,13 +68,7 @@ async fn changing_min_idle_through_the_api_grows_the_pool_without_a_restart() {
 
     // A bad value is a 400 naming the field, and nothing changes.
     let before = body(&manager.get("/api/pool/settings", true).await.unwrap());
-    let events_before: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM pool_events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events_before = pool_events(&db).await;
     for (change, field) in [
         (json!({"minIdle": 3, "maxTotal": 2}), "maxTotal"),
         (json!({"minIdle": -1}), "minIdle"),
@@ -86,13 +89,7 @@ async fn changing_min_idle_through_the_api_grows_the_pool_without_a_restart() {
         before,
         "refused changes changed nothing"
     );
-    let events_after: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM pool_events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events_after = pool_events(&db).await;
     assert_eq!(events_before, events_after, "refused changes recorded nothing");
 
     // A good one takes effect on the running process.

@@ -41,7 +41,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         println!("railway-sim listening on {}", sim.base_url());
         println!("  RAILWAY_API_URL={}", sim.graphql_url());
         println!("  RAILWAY_API_TOKEN=sim-token   RAILWAY_WORKSPACE_ID=ws-sim");
-        println!("  AGENT_URL_TEMPLATE={}", sim.agent_url_template());
+        println!(
+            "  AGENT_URL_TEMPLATE={}   POOL_ALLOW_INSECURE_URLS=true",
+            sim.agent_url_template()
+        );
         println!(
             "  OPENROUTER_API_URL={}   OPENROUTER_MANAGEMENT_KEY=sim-openrouter-management-key",
             sim.openrouter_url()

@@ -21,6 +21,10 @@ impl PoolControl for ReconcilerControl {
         self.reconciler.trigger_everywhere();
     }
 
+    fn look_soon(&self, agent: &pool_store::AgentId) {
+        self.reconciler.look_everywhere(agent.clone());
+    }
+
     fn reconciler(&self) -> ReconcilerView {
         let status = self.reconciler.status();
         ReconcilerView {

@@ -9,7 +9,6 @@
 mod config;
 mod control;
 
-use axum::serve::ListenerExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -74,6 +73,7 @@ async fn run() -> Result<(), String> {
             return Err(pool_store::StoreError::SchemaTooNew { database, binary }.to_string());
         }
     }
+    check_secrets(&store).await?;
 
     let (railway, deleter) =
         RailwayClient::with_project_deleter(config.railway.clone()).map_err(|e| e.to_string())?;
@@ -104,12 +104,15 @@ async fn run() -> Result<(), String> {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
         console: config.console.clone(),
+        webhook_secret: config.webhook_secret.clone(),
+        security: config.security.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (PORT): {e}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let upkeep_task = tokio::spawn(secrets_upkeep(store.clone(), reconciler.clone(), stop_rx.clone()));
     let reconciler_task = tokio::spawn(reconciler.run(wait_for(stop_rx.clone())));
     tracing::info!(
         listen = %config.listen,
@@ -118,16 +121,15 @@ async fn run() -> Result<(), String> {
         "pool manager ready"
     );
 
-    let listener = listener.tap_io(|tcp| {
-        // Small JSON answers: send them at once rather than waiting on Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, pool_http::router(state)).with_graceful_shutdown(async move {
+    // Header-read timeout, load shedding and route timeouts (pool_http::serve).
+    let server = pool_http::serve(listener, state, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new requests; finishing in-flight ones");
         let _ = stop_tx.send(true);
     });
     server.await.map_err(|e| format!("server error: {e}"))?;
+    // A pass cut off here loses nothing: each value is rewritten on its own.
+    upkeep_task.abort();
     // The reconciler stops at its next step; a tick in progress is given a moment to finish.
     if tokio::time::timeout(Duration::from_secs(30), reconciler_task)
         .await
@@ -145,6 +147,90 @@ async fn run() -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Rows a pass of the secrets upkeep reads at a time.
+const SECRETS_UPKEEP_BATCH: usize = 200;
+
+/// How often the leader runs the secrets upkeep after the start-up pass.
+const SECRETS_UPKEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Every stored secret must open with the configured keys: a start-up whose keys cannot read
+/// some is refused (a rotation's `POOL_SECRETS_KEY_PREVIOUS` dropped too early must not strand
+/// the fleet's secrets, nor would a wrong key). Says which key seals; warns about plaintext.
+async fn check_secrets(store: &Store) -> Result<(), String> {
+    let keys = &store.config().secrets;
+    let census = store.secrets_census().await.map_err(|e| e.to_string())?;
+    let unreadable = census.unreadable(keys);
+    if !unreadable.is_empty() {
+        let list = unreadable
+            .iter()
+            .map(|(id, n)| format!("{n} under key {id}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(match keys.current_id() {
+            Some(current) => format!(
+                "stored secrets are sealed under keys this configuration does not hold ({list}); POOL_SECRETS_KEY is key {current}{}: set POOL_SECRETS_KEY_PREVIOUS to the key they were sealed under (a rotation ends only once the upkeep logs left=0)",
+                keys.previous_id()
+                    .map(|p| format!(" and POOL_SECRETS_KEY_PREVIOUS key {p}"))
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "stored secrets are sealed ({list}) but POOL_SECRETS_KEY is not set: set it to the key they were sealed under"
+            ),
+        });
+    }
+    match keys.current_id() {
+        Some(current) => tracing::info!(
+            key = current,
+            previous = keys.previous_id(),
+            not_under_current_key = census.not_current(keys),
+            "agents' secrets are sealed at rest under POOL_SECRETS_KEY"
+        ),
+        None => tracing::warn!(
+            plaintext = census.plaintext,
+            "POOL_ALLOW_PLAINTEXT_SECRETS: agents' secrets are stored unencrypted; set POOL_SECRETS_KEY"
+        ),
+    }
+    Ok(())
+}
+
+/// Keeps the stored secrets under the current key: a pass at start-up on every replica
+/// (plaintext from earlier versions, values under a rotation's previous key), then one every
+/// [`SECRETS_UPKEEP_INTERVAL`] on the leader (values written meanwhile by older replicas, and
+/// agents whose secret was tampered with, which it quarantines). Passes on several replicas at
+/// once are safe: each value is rewritten by compare-and-set.
+async fn secrets_upkeep(store: Store, reconciler: Reconciler, stop: watch::Receiver<bool>) {
+    let keys = store.config().secrets.clone();
+    let mut first = true;
+    loop {
+        if first || reconciler.is_leader() {
+            match store.upkeep_secrets(SECRETS_UPKEEP_BATCH).await {
+                Ok(done) => {
+                    let left = match store.secrets_census().await {
+                        Ok(census) => census.not_current(&keys),
+                        Err(_) => -1,
+                    };
+                    if first || done != pool_store::SecretsUpkeep::default() {
+                        tracing::info!(
+                            sealed = done.sealed,
+                            quarantined = done.quarantined.len(),
+                            unreadable = done.unreadable,
+                            raced = done.raced,
+                            left,
+                            "secrets upkeep pass done (left: values not yet under POOL_SECRETS_KEY)"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "secrets upkeep pass failed; the next one retries"),
+            }
+            first = false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SECRETS_UPKEEP_INTERVAL) => {}
+            () = wait_for(stop.clone()) => return,
+        }
+    }
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {
@@ -172,7 +258,12 @@ async fn verify_tokens(config: &Config, railway: &RailwayClient) -> Result<(), S
             Err(e) if e.kind() == railway_api::ErrorKind::Unauthorized => problems.push(format!(
                 "Railway refused {name} ({e}); a workspace token is needed (a project token cannot create projects)"
             )),
-            Err(e) => problems.push(format!("could not check {name}: {e}")),
+            // Anything but a refusal (a 5xx, a timeout, an error nobody understands) says
+            // nothing about the token: a restart during a Railway blip must not crash-loop.
+            // Every answer from now on checks the token anyway.
+            Err(e) => {
+                tracing::warn!(token = %name, error = %e, "could not check a Railway token now; starting anyway");
+            }
             Ok(workspaces) if workspaces.is_empty() => problems.push(format!(
                 "{name} can act on no workspace: it looks like a project token; a workspace (team) token is needed to create one project per agent"
             )),

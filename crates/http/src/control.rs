@@ -2,12 +2,16 @@
 //! nothing of the reconciler's internals: a "tick soon" and read-only views.
 
 use chrono::{DateTime, Utc};
+use pool_store::AgentId;
 use serde::Serialize;
 
 /// The reconciler as the API and the console see it.
 pub trait PoolControl: Send + Sync + 'static {
     /// Asks for a tick soon (the leader runs it, on whichever replica leads).
     fn tick_soon(&self);
+    /// Asks the leader to look at this agent now: read its deployment from Railway and check
+    /// its health (Railway sent an event about it).
+    fn look_soon(&self, agent: &AgentId);
     /// What the reconciler on this replica is doing.
     fn reconciler(&self) -> ReconcilerView;
 }
@@ -49,6 +53,7 @@ pub struct TickView {
 #[derive(Debug, Default)]
 pub struct DetachedControl {
     ticks_asked: std::sync::atomic::AtomicU64,
+    looks_asked: std::sync::Mutex<Vec<AgentId>>,
     view: std::sync::Mutex<ReconcilerView>,
 }
 
@@ -56,6 +61,11 @@ impl DetachedControl {
     /// How many ticks were asked for.
     pub fn ticks_asked(&self) -> u64 {
         self.ticks_asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The agents looks were asked for, in order.
+    pub fn looks_asked(&self) -> Vec<AgentId> {
+        self.looks_asked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sets the view the API shows.
@@ -67,6 +77,13 @@ impl DetachedControl {
 impl PoolControl for DetachedControl {
     fn tick_soon(&self) {
         self.ticks_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn look_soon(&self, agent: &AgentId) {
+        self.looks_asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(agent.clone());
     }
 
     fn reconciler(&self) -> ReconcilerView {

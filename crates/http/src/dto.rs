@@ -146,6 +146,9 @@ pub struct EventView {
     pub to_status: Option<String>,
     /// Why.
     pub reason: String,
+    /// Who: the name of the API key that caused it (`admin`, `console`, a claim key's name);
+    /// `null` for what the pool did by itself.
+    pub actor: Option<String>,
 }
 
 impl From<&AgentEvent> for EventView {
@@ -156,6 +159,7 @@ impl From<&AgentEvent> for EventView {
             from_status: e.from_status.clone(),
             to_status: e.to_status.clone(),
             reason: e.reason.clone(),
+            actor: e.actor.clone(),
         }
     }
 }

@@ -62,7 +62,9 @@ impl From<ProvisionError> for ApiError {
                 retry_after: Some(30),
             },
             ProvisionError::NotFound(_) => Self::not_found(e.to_string()),
+            ProvisionError::IdempotencyMismatch => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             ProvisionError::Conflict { .. }
+            | ProvisionError::CreationStopped { .. }
             | ProvisionError::ClaimInProgress
             | ProvisionError::Capacity(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             ProvisionError::ProvisionFailed { .. } | ProvisionError::RepeatedFailure(_) => {

@@ -4,7 +4,7 @@
 //! use std::sync::Arc;
 //!
 //! use pool_http::console::ConsoleConfig;
-//! use pool_http::{AppState, DetachedControl, ServiceInfo, router};
+//! use pool_http::{AppState, DetachedControl, SecurityConfig, ServiceInfo, serve};
 //! use pool_provisioner::Provisioner;
 //! use secrecy::SecretString;
 //!
@@ -16,9 +16,12 @@
 //!     admin_key: SecretString::from("the admin key".to_string()),
 //!     info: ServiceInfo { version: "1.0.0".into() },
 //!     console: ConsoleConfig::default(),
+//!     webhook_secret: None,
+//!     security: SecurityConfig::default(),
 //! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, router(state)).await
+//! // Header-read timeout, load shedding, route timeouts; graceful shutdown on the signal.
+//! serve(listener, state, std::future::pending()).await
 //! # }
 //! ```
 //!
@@ -38,13 +41,15 @@ mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+mod security;
+mod server;
 mod settings_routes;
-
-use std::time::Duration;
+pub mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -53,13 +58,14 @@ use secrecy::SecretString;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use auth::is_admin_key;
+pub use auth::{Caller, ClaimKey, MIN_CLAIM_KEY_LEN, caller_of, is_admin_key, parse_claim_keys};
 pub use body::{JsonBody, MAX_BODY};
 pub use control::{DetachedControl, PoolControl, ReconcilerView, TickView};
 pub use error::ApiError;
+pub use security::SecurityConfig;
+pub use server::{route_timeout, serve};
 
 /// What the service says about itself.
 #[derive(Debug, Clone)]
@@ -81,6 +87,18 @@ pub struct AppState {
     pub info: ServiceInfo,
     /// The operator console.
     pub console: console::ConsoleConfig,
+    /// `RAILWAY_WEBHOOK_SECRET`: the path secret of Railway's deploy events (`None`: the
+    /// webhook route answers 404).
+    pub webhook_secret: Option<SecretString>,
+    /// The claim and metrics keys, and the server's limits.
+    pub security: SecurityConfig,
+}
+
+/// What the handlers of one router share at run time (a request extension): the console's
+/// sign-in limiter and the counts `/metrics` serves.
+pub(crate) struct Shared {
+    pub(crate) sign_in: console::SignInLimiter,
+    pub(crate) metrics: metrics::MetricsCache,
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -88,31 +106,25 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
-/// The API router with its layers: auth per route, JSON errors for unknown routes and
-/// methods, body limit, timeouts (longer for claims, which wait for the agent), request ids,
-/// tracing that never records the `Authorization` header, and panic catching.
+/// The API router with its layers: keys per route (the admin key everywhere, claim keys on
+/// the claim only), JSON errors for unknown routes and methods, body limit, a timeout on every
+/// route ([`route_timeout`]: longer for claims, which wait for the agent), load shedding beyond
+/// [`SecurityConfig::max_in_flight`], HSTS, request ids, tracing that never records the
+/// `Authorization` header or cookies, and panic catching. [`serve`] adds the connection's
+/// limits.
 pub fn router(state: AppState) -> Router {
-    let claim_timeout = state.provisioner.config().provision_timeout + Duration::from_secs(30);
     let mut router = Router::new();
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for (route, handler) in routes::routes() {
         let handler = if route.auth {
-            handler.route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_admin,
-            ))
+            let claim_route = auth::claim_keys_may_call(route.method, route.path);
+            let state = state.clone();
+            handler.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+                auth::require_key(state.clone(), claim_route, request, next)
+            }))
         } else {
             handler
         };
-        let timeout = if route.path == "/api/pool/claim" {
-            claim_timeout
-        } else {
-            Duration::from_secs(60)
-        };
-        let handler = handler.layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ));
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
             None => by_path.push((route.path, handler)),
@@ -121,23 +133,55 @@ pub fn router(state: AppState) -> Router {
     for (path, handler) in by_path {
         router = router.route(path, handler);
     }
+    let shared = Arc::new(Shared {
+        sign_in: console::SignInLimiter::new(&state.console),
+        metrics: metrics::MetricsCache::new(state.security.metrics_refresh),
+    });
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(state.security.max_in_flight.max(1)));
+    let hsts = state.console.secure_cookies;
     router
         .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            server::timeout,
+        ))
+        .layer(axum::Extension(shared))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(in_flight, server::shed))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http().on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)).make_span_with(|request: &axum::http::Request<_>| {
-            let id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
+        .layer(axum::middleware::from_fn_with_state(
+            hsts,
+            server::transport_security,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN))
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    // The webhook's path carries its secret: never logged.
+                    let path = request.uri().path();
+                    let path = if path.starts_with("/webhooks/railway/") {
+                        webhooks::REDACTED_PATH
+                    } else {
+                        path
+                    };
+                    tracing::info_span!("request", method = %request.method(), path = %path, request_id = %id)
+                }),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
 }

@@ -1,15 +1,116 @@
 //! `GET /metrics` in Prometheus text format. Counts only: no label ever carries a token, key
 //! or password.
+//!
+//! A scrape costs no query: the database's part (agents by status, the creation brake) is
+//! held and read again in the background once it is older than
+//! [`crate::SecurityConfig::metrics_refresh`]; only the first scrape waits for it. Everything
+//! else is counted in memory. With `POOL_METRICS_KEY` set, a scrape needs it (or the admin
+//! key) as a bearer key.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pool_provisioner::CLAIM_LATENCY_BUCKETS;
-use pool_store::AgentStatus;
+use pool_store::{AgentStatus, BrakeState, StatusCounts};
 
-use crate::AppState;
+use crate::error::ApiError;
+use crate::{AppState, Shared};
+
+/// The database's part of the metrics, as last read.
+#[derive(Debug, Clone)]
+pub struct DatabaseFacts {
+    /// When it was read.
+    pub read_at: Instant,
+    /// Live agents by status (`None`: the read failed).
+    pub counts: Option<StatusCounts>,
+    /// The creation brake (`None`: the read failed).
+    pub brake: Option<BrakeState>,
+}
+
+impl DatabaseFacts {
+    async fn read(state: &AppState) -> Self {
+        let store = state.provisioner.store();
+        let counts = store
+            .counts()
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: counts unavailable"))
+            .ok();
+        let brake = store
+            .brake()
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: brake unavailable"))
+            .ok();
+        Self {
+            read_at: Instant::now(),
+            counts,
+            brake,
+        }
+    }
+}
+
+/// The [`DatabaseFacts`] `/metrics` serves, read again in the background when stale.
+pub(crate) struct MetricsCache {
+    max_age: Duration,
+    held: Mutex<Option<DatabaseFacts>>,
+    refreshing: AtomicBool,
+}
+
+impl MetricsCache {
+    pub(crate) fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            held: Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<DatabaseFacts>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Clears the "refresh running" mark however the refresh ends.
+struct Refreshing(Arc<Shared>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.metrics.refreshing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The facts held: fresh ones as they are; stale ones while one background read (at most)
+/// replaces them; none yet, read now.
+pub(crate) async fn database_facts(shared: &Arc<Shared>, state: &AppState) -> DatabaseFacts {
+    let cache = &shared.metrics;
+    let held = cache.held().clone();
+    match held {
+        Some(facts) if facts.read_at.elapsed() < cache.max_age => facts,
+        Some(stale) => {
+            if !cache.refreshing.swap(true, Ordering::SeqCst) {
+                let guard = Refreshing(shared.clone());
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let fresh = DatabaseFacts::read(&state).await;
+                    *guard.0.metrics.held() = Some(fresh);
+                    drop(guard);
+                });
+            }
+            stale
+        }
+        None => {
+            let fresh = DatabaseFacts::read(state).await;
+            *cache.held() = Some(fresh.clone());
+            fresh
+        }
+    }
+}
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -23,25 +124,33 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders every metric.
-pub async fn render(state: &AppState) -> String {
+/// Renders every metric, the database's part from `facts`.
+pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
     let mut out = String::new();
-    match state.provisioner.store().counts().await {
-        Ok(counts) => {
-            metric(&mut out, "pool_agents", "gauge", "Live agents by stored status.");
-            for (status, n) in [
-                (AgentStatus::Creating, counts.creating),
-                (AgentStatus::Starting, counts.starting),
-                (AgentStatus::Idle, counts.idle),
-                (AgentStatus::Claiming, counts.claiming),
-                (AgentStatus::Claimed, counts.claimed),
-                (AgentStatus::Crashed, counts.crashed),
-                (AgentStatus::Deleting, counts.deleting),
-            ] {
-                let _ = writeln!(out, "pool_agents{{status=\"{status}\"}} {n}");
-            }
+    metric(
+        &mut out,
+        "pool_metrics_database_age_seconds",
+        "gauge",
+        "Age of the database counts served here (pool_agents, the brake).",
+    );
+    let _ = writeln!(
+        out,
+        "pool_metrics_database_age_seconds {:.3}",
+        facts.read_at.elapsed().as_secs_f64()
+    );
+    if let Some(counts) = &facts.counts {
+        metric(&mut out, "pool_agents", "gauge", "Live agents by stored status.");
+        for (status, n) in [
+            (AgentStatus::Creating, counts.creating),
+            (AgentStatus::Starting, counts.starting),
+            (AgentStatus::Idle, counts.idle),
+            (AgentStatus::Claiming, counts.claiming),
+            (AgentStatus::Claimed, counts.claimed),
+            (AgentStatus::Crashed, counts.crashed),
+            (AgentStatus::Deleting, counts.deleting),
+        ] {
+            let _ = writeln!(out, "pool_agents{{status=\"{status}\"}} {n}");
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: counts unavailable"),
     }
 
     let stats = state.provisioner.stats();
@@ -137,28 +246,25 @@ pub async fn render(state: &AppState) -> String {
     );
     let _ = writeln!(out, "pool_claim_wait_seconds_sum {}", stats.waits.sum);
     let _ = writeln!(out, "pool_claim_wait_seconds_count {}", stats.waits.count);
-    match state.provisioner.store().brake().await {
-        Ok(brake) => {
-            metric(
-                &mut out,
-                "pool_creation_brake_engaged",
-                "gauge",
-                "1 while the creation brake stops creation (after too many failed creations in a row).",
-            );
-            let _ = writeln!(out, "pool_creation_brake_engaged {}", u8::from(brake.engaged()));
-            metric(
-                &mut out,
-                "pool_creation_failures_in_a_row",
-                "gauge",
-                "Failed creations since the last success.",
-            );
-            let _ = writeln!(
-                out,
-                "pool_creation_failures_in_a_row {}",
-                brake.consecutive_failures
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "metrics: brake unavailable"),
+    if let Some(brake) = &facts.brake {
+        metric(
+            &mut out,
+            "pool_creation_brake_engaged",
+            "gauge",
+            "1 while the creation brake stops creation (after too many failed creations in a row).",
+        );
+        let _ = writeln!(out, "pool_creation_brake_engaged {}", u8::from(brake.engaged()));
+        metric(
+            &mut out,
+            "pool_creation_failures_in_a_row",
+            "gauge",
+            "Failed creations since the last success.",
+        );
+        let _ = writeln!(
+            out,
+            "pool_creation_failures_in_a_row {}",
+            brake.consecutive_failures
+        );
     }
 
     let railway = state.provisioner.railway();
@@ -277,11 +383,27 @@ pub async fn render(state: &AppState) -> String {
     out
 }
 
-/// The handler.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// The handler: with `POOL_METRICS_KEY` set, only for a bearer of it or of the admin key.
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(shared): axum::Extension<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(metrics_key) = &state.security.metrics_key {
+        let presented = crate::auth::bearer(&headers).unwrap_or("");
+        // Both compared, so the time taken does not tell which key was tried.
+        let (is_metrics_key, is_admin_key) = (
+            crate::auth::key_matches(metrics_key, presented),
+            crate::auth::is_admin_key(&state, presented),
+        );
+        if !(is_metrics_key | is_admin_key) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "Invalid or missing metrics key").into_response();
+        }
+    }
+    let facts = database_facts(&shared, &state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        render(&state).await,
+        render(&state, &facts),
     )
         .into_response()
 }

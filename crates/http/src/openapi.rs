@@ -105,6 +105,26 @@ fn schemas() -> Value {
             "properties": {"before": {"type": "object"}, "after": {"type": "object"}}
         },
         "Resumed": {"type": "object", "required": ["resumed"], "properties": {"resumed": {"type": "boolean"}}},
+        "RailwayEvent": {
+            "type": "object", "required": ["type"],
+            "description": "A Railway webhook event: {type: \"Deployment.crashed\", resource: {project: {id}, service: {id}, …}, …}, or the older {type: \"DEPLOY\", status, project: {id}, …}",
+            "properties": {
+                "type": {"type": "string"},
+                "status": {"type": "string"},
+                "resource": {"type": "object"},
+                "project": {"type": "object"},
+                "service": {"type": "object"}
+            }
+        },
+        "WebhookAnswer": {
+            "type": "object", "required": ["ok"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "ignored": {"type": "string", "description": "why the event changes nothing"},
+                "agent": {"type": "string"},
+                "look": {"type": "string", "enum": ["health check", "status read"]}
+            }
+        },
         "AgentLists": {
             "type": "object", "required": ["claimed", "crashed"],
             "properties": {
@@ -116,7 +136,8 @@ fn schemas() -> Value {
             "type": "object", "required": ["at", "kind", "reason"],
             "properties": {
                 "at": {"type": "string", "format": "date-time"}, "kind": {"type": "string"},
-                "fromStatus": nullable("string"), "toStatus": nullable("string"), "reason": {"type": "string"}
+                "fromStatus": nullable("string"), "toStatus": nullable("string"), "reason": {"type": "string"},
+                "actor": nullable("string")
             }
         },
         "AgentDetail": {
@@ -170,11 +191,14 @@ pub fn document() -> Value {
         if route.auth {
             operation.insert("security".into(), json!([{"bearer": []}]));
         }
-        if route.path.contains("{id}") {
-            operation.insert(
-                "parameters".into(),
-                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]),
-            );
+        let path_parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !path_parameters.is_empty() {
+            operation.insert("parameters".into(), Value::Array(path_parameters));
         }
         if route.path == "/api/pool/claim" {
             let params = operation.entry("parameters").or_insert_with(|| json!([]));
@@ -203,6 +227,12 @@ pub fn document() -> Value {
                 }
             };
             responses.insert(status.to_string(), body);
+        }
+        if route.auth && !crate::auth::claim_keys_may_call(route.method, route.path) {
+            responses.insert(
+                "403".into(),
+                json!({"description": "a claim key (POOL_CLAIM_KEYS): it may only claim", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
         }
         operation.insert("responses".into(), Value::Object(responses));
         let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));

@@ -25,6 +25,9 @@ pub fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
 /// Most agents one replenish or drain request may touch (as in the original API).
 pub const MAX_BATCH: u32 = 20;
 
+/// The claim's path: the one route (with `POST`) the claim keys may call.
+pub const CLAIM_PATH: &str = "/api/pool/claim";
+
 /// One route as documented: method, path, what it does, and what it takes and answers.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -92,10 +95,17 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             Route {
                 method: "GET",
                 path: "/metrics",
-                summary: "Prometheus metrics",
+                summary: "Prometheus metrics (behind POOL_METRICS_KEY as a bearer key when it is set)",
                 auth: false,
                 request: None,
-                responses: &[(200, "Prometheus text format", None)],
+                responses: &[
+                    (200, "Prometheus text format", None),
+                    (
+                        401,
+                        "POOL_METRICS_KEY is set and the bearer key is neither it nor the admin key",
+                        Some("Error"),
+                    ),
+                ],
             },
             get(crate::metrics::metrics),
         ),
@@ -157,8 +167,8 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         (
             Route {
                 method: "POST",
-                path: "/api/pool/claim",
-                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header; Prefer: wait=N waits up to N ≤ 120 s for an agent)",
+                path: CLAIM_PATH,
+                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header, the caller's own; Prefer: wait=N waits up to N ≤ 120 s for an agent). The admin key or a claim key (POOL_CLAIM_KEYS)",
                 auth: true,
                 request: Some("ClaimRequest"),
                 responses: &[
@@ -171,6 +181,11 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
                         Some("Error"),
                     ),
                     TOO_LARGE,
+                    (
+                        422,
+                        "this Idempotency-Key was used before with a different request",
+                        Some("Error"),
+                    ),
                     (
                         502,
                         "the agent could not be provisioned (it was quarantined)",
@@ -287,6 +302,27 @@ pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         (
             Route {
+                method: "POST",
+                path: crate::webhooks::PATH,
+                summary: "Railway's deployment events (RAILWAY_WEBHOOK_SECRET in the path): the agent named is looked at now",
+                auth: false,
+                request: Some("RailwayEvent"),
+                responses: &[
+                    (
+                        200,
+                        "looked at, or ignored (unknown project or event type)",
+                        Some("WebhookAnswer"),
+                    ),
+                    (400, "not JSON, or no event type", Some("Error")),
+                    (401, "wrong secret", Some("Error")),
+                    (404, "no RAILWAY_WEBHOOK_SECRET: the route is off", Some("Error")),
+                    TOO_LARGE,
+                ],
+            },
+            post(crate::webhooks::railway),
+        ),
+        (
+            Route {
                 method: "DELETE",
                 path: "/api/pool/instances/{id}",
                 summary: "Kill an agent: tear it down",
@@ -324,15 +360,28 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"ok": true}))
 }
 
+/// Ready or not, in words that tell an unauthenticated caller nothing of the database (no
+/// error text, no versions); the details go to the log.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.provisioner.store();
     let problem = match store.migration_state().await {
         Ok(MigrationState::Current) => None,
-        Ok(MigrationState::Pending(v)) => Some(format!("migrations pending: {v:?}")),
-        Ok(MigrationState::TooNew { database, binary }) => Some(format!(
-            "database schema {database} is newer than this binary ({binary})"
-        )),
-        Err(e) => Some(e.to_string()),
+        Ok(MigrationState::Pending(versions)) => {
+            tracing::warn!(?versions, "not ready: migrations pending");
+            Some("not ready: the database schema is behind")
+        }
+        Ok(MigrationState::TooNew { database, binary }) => {
+            tracing::warn!(
+                database,
+                binary,
+                "not ready: the database schema is newer than this binary"
+            );
+            Some("not ready: the database schema is newer than this binary")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database cannot be read");
+            Some("not ready: the database is unavailable")
+        }
     };
     match problem {
         None => Json(json!({"ok": true})).into_response(),
@@ -399,6 +448,7 @@ async fn agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<
 
 async fn claim(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::Caller>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ClaimBody>,
 ) -> Result<Response, ApiError> {
@@ -418,7 +468,7 @@ async fn claim(
     };
     let result = state
         .provisioner
-        .claim_waiting(&input, key.as_deref(), wait.unwrap_or_default())
+        .claim_as(caller.name(), &input, key.as_deref(), wait.unwrap_or_default())
         .await;
     // Claimed or not, the pool may need refilling: ask for a tick now.
     state.control.tick_soon();

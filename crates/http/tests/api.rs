@@ -18,7 +18,10 @@ const KEY: &str = "test-admin-key-0123456789";
 struct Api {
     pool: TestPool,
     app: Router,
+    control: std::sync::Arc<pool_http::DetachedControl>,
 }
+
+const WEBHOOK_SECRET: &str = "railway-webhook-secret-0123456789";
 
 struct Answer {
     status: StatusCode,
@@ -42,16 +45,19 @@ impl Answer {
 impl Api {
     async fn start() -> Self {
         let pool = TestPool::start(unthrottled()).await;
+        let control = std::sync::Arc::new(pool_http::DetachedControl::default());
         let app = pool_http::router(AppState {
             provisioner: pool.provisioner.clone(),
-            control: std::sync::Arc::new(pool_http::DetachedControl::default()),
+            control: control.clone(),
             admin_key: SecretString::from(KEY),
             info: ServiceInfo {
                 version: "test".into(),
             },
             console: pool_http::console::ConsoleConfig::default(),
+            webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+            security: pool_http::SecurityConfig::default(),
         });
-        Self { pool, app }
+        Self { pool, app, control }
     }
 
     async fn call(
@@ -267,8 +273,7 @@ async fn a_claim_returns_the_invite_and_token_and_the_rest_of_the_api_shows_it_w
     let secrets = agent.secrets.unwrap();
     for secret in [
         secrets.agent_api_token.expose_secret(),
-        secrets.setup_password.expose_secret(),
-        secrets.wallet_private_key.expose_secret(),
+        secrets.gateway_token.expose_secret(),
     ] {
         assert!(!status.text.contains(secret) && !detail.text.contains(secret));
     }
@@ -415,4 +420,104 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
         assert!(schemas.contains_key(&name), "missing schema {name}");
     }
+}
+
+/// Railway's deploy events: the secret is checked in constant time, bad bodies are 4xx, events
+/// for projects the pool does not know or types it does not act on are acknowledged and
+/// ignored, and an event about one of its agents asks for a look at that agent — nothing
+/// else. No agent row changes because of the event itself.
+#[tokio::test]
+async fn the_railway_webhook_checks_its_secret_and_asks_for_a_look_at_known_agents_only() {
+    let api = Api::start().await;
+    let id = api.pool.create_one().await.unwrap();
+    let agent = api.pool.store.agent(&id).await.unwrap().unwrap();
+    let project = agent.project_id.clone().unwrap();
+    let service = agent.service_id.clone().unwrap();
+    let before = agent.clone();
+    let events_before = api.pool.store.events(&id).await.unwrap().len();
+    let path = format!("/webhooks/railway/{WEBHOOK_SECRET}");
+    let event = |kind: &str, project: &str| {
+        json!({
+            "type": kind,
+            "details": {"id": "dep-x", "status": "CRASHED"},
+            "resource": {
+                "workspace": {"id": "ws-sim"},
+                "project": {"id": project},
+                "environment": {"id": "env-x"},
+                "service": {"id": service},
+                "deployment": {"id": "dep-x"}
+            },
+            "severity": "WARNING",
+            "timestamp": "2026-12-01T10:00:00.000Z"
+        })
+        .to_string()
+    };
+    let api_ref = &api;
+    let send = |path: String, body: String| async move {
+        api_ref
+            .call(
+                Method::POST,
+                &path,
+                None,
+                Some(&body),
+                &[("content-type", "application/json")],
+            )
+            .await
+    };
+
+    // A wrong secret: 401, nothing asked.
+    let forged = send(
+        "/webhooks/railway/not-the-secret".into(),
+        event("Deployment.crashed", &project),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert!(!forged.text.contains(WEBHOOK_SECRET));
+    // Bad bodies: 400, or 413 when too large.
+    assert_eq!(
+        send(path.clone(), "not json".into()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(path.clone(), "[1, 2]".into()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(path.clone(), r#"{"resource": {}}"#.into()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let huge = format!(
+        r#"{{"type": "Deployment.crashed", "pad": "{}"}}"#,
+        "x".repeat(200_000)
+    );
+    assert_eq!(
+        send(path.clone(), huge).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Ignored: an unknown project, a type the pool does not act on.
+    for (kind, project) in [
+        ("Deployment.crashed", "prj-not-ours"),
+        ("Deployment.building", project.as_str()),
+        ("VolumeAlert.triggered", project.as_str()),
+    ] {
+        let answer = send(path.clone(), event(kind, project)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{kind}");
+        assert!(answer.json()["ignored"].is_string(), "{kind}: {}", answer.text);
+    }
+    assert!(api.control.looks_asked().is_empty(), "nothing was asked for yet");
+
+    // One of ours: a look at that agent, twice for a duplicate — and the row is untouched.
+    for _ in 0..2 {
+        let answer = send(path.clone(), event("Deployment.crashed", &project)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.json()["agent"], agent.id.as_str());
+        assert_eq!(answer.json()["look"], "status read");
+    }
+    let legacy = json!({"type": "DEPLOY", "status": "SUCCESS", "project": {"id": project}}).to_string();
+    assert_eq!(send(path.clone(), legacy).await.json()["look"], "health check");
+    assert_eq!(api.control.looks_asked(), vec![agent.id.clone(); 3]);
+    let after = api.pool.store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(after.status, before.status);
+    assert_eq!(after.status_changed_at, before.status_changed_at);
+    assert_eq!(api.pool.store.events(&id).await.unwrap().len(), events_before);
 }

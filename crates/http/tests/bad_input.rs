@@ -83,6 +83,8 @@ fn generated_bad_requests_never_panic_never_5xx_and_change_nothing() {
                 version: "test".into(),
             },
             console: pool_http::console::ConsoleConfig::default(),
+            webhook_secret: None,
+            security: pool_http::SecurityConfig::default(),
         });
         (pool, app)
     });

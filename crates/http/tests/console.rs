@@ -46,6 +46,8 @@ impl Console {
                 version: "test".into(),
             },
             console: ConsoleConfig::default(),
+            webhook_secret: None,
+            security: pool_http::SecurityConfig::default(),
         });
         Self { pool, app }
     }
@@ -63,7 +65,10 @@ impl Console {
             .uri(path)
             .header(header::HOST, "pool.example");
         if let Some(c) = cookie {
-            r = r.header(header::COOKIE, format!("pool_session={c}"));
+            r = r.header(
+                header::COOKIE,
+                format!("{}={c}", pool_http::console::SECURE_SESSION_COOKIE),
+            );
         }
         if let Some(o) = origin {
             r = r.header(header::ORIGIN, o);
@@ -103,7 +108,8 @@ impl Console {
             assert!(cookie.contains(flag), "{flag} in {cookie}");
         }
         let token = cookie
-            .trim_start_matches("pool_session=")
+            .strip_prefix("__Host-pool_session=")
+            .unwrap_or_else(|| panic!("a __Host- cookie: {cookie}"))
             .split(';')
             .next()
             .unwrap()
@@ -189,16 +195,10 @@ async fn no_page_script_redirect_or_cookie_carries_the_key_or_an_agent_secret() 
         let agent = console.pool.store.agent(id).await.unwrap().unwrap();
         let s = agent.secrets.unwrap();
         secrets.extend(
-            [
-                &s.gateway_token,
-                &s.agent_api_token,
-                &s.setup_password,
-                &s.wallet_private_key,
-            ]
-            .iter()
-            .map(|x| x.expose_secret().to_string()),
+            [&s.gateway_token, &s.agent_api_token]
+                .iter()
+                .map(|x| x.expose_secret().to_string()),
         );
-        secrets.push(agent.openrouter_api_key.unwrap().expose_secret().to_string());
     }
     for secret in &secrets {
         assert!(
@@ -290,24 +290,21 @@ async fn the_consoles_add_respects_pool_max_total() {
 #[tokio::test]
 async fn an_expired_session_and_a_signed_out_one_are_refused() {
     let console = Console::start().await;
+    let (expired, _) = console.sign_in().await;
     console
         .pool
-        .store
-        .create_session(&"a".repeat(64), "csrf", Duration::ZERO)
+        .db
+        .client()
+        .await
+        .batch_execute("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
         .await
         .unwrap();
     let page = console
-        .request(Method::GET, "/", Some(&"a".repeat(64)), None, None)
+        .request(Method::GET, "/", Some(&expired), None, None)
         .await;
     assert_eq!(page.headers.get(header::LOCATION).unwrap(), "/login", "expired");
     let data = console
-        .request(
-            Method::GET,
-            "/console/fleet.json",
-            Some(&"a".repeat(64)),
-            None,
-            None,
-        )
+        .request(Method::GET, "/console/fleet.json", Some(&expired), None, None)
         .await;
     assert_eq!(data.status, StatusCode::UNAUTHORIZED);
 
@@ -363,7 +360,10 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
     )
     .await;
     let notice = refused.headers[header::LOCATION].to_str().unwrap().to_string();
-    assert!(notice.contains("not+changed") && notice.contains("maxTotal"), "{notice}");
+    assert!(
+        notice.contains("not+changed") && notice.contains("maxTotal"),
+        "{notice}"
+    );
     assert_eq!(stored().await, before, "a refused form changes nothing");
 
     let saved = post(

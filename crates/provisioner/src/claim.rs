@@ -125,6 +125,24 @@ impl ClaimInput {
 /// The longest a claim may wait for an agent (`Prefer: wait=N`, N at most this).
 pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(120);
 
+/// The claimant of claims made with the admin key (`POOL_API_KEY`).
+pub const ADMIN_CLAIMANT: &str = "admin";
+/// The claimant of claims made from the operator console.
+pub const CONSOLE_CLAIMANT: &str = "console";
+
+/// A fingerprint of a claim's fields (SHA-256, hex), kept with its idempotency key: a repeat
+/// under the same key must carry the same fields. The fields are hashed as the claim uses
+/// them (the name trimmed), so JSON spacing and key order do not matter.
+pub fn request_fingerprint(input: &ClaimInput) -> String {
+    let canonical =
+        serde_json::json!([input.agent_name.trim(), input.instructions, input.join_url]).to_string();
+    ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Provisioner {
     /// Claims an idle agent for a user. See the module documentation.
     pub async fn claim(&self, input: &ClaimInput, idempotency_key: Option<&str>) -> Result<ClaimResponse> {
@@ -137,6 +155,20 @@ impl Provisioner {
     /// pool empty while any claim waits (those came first).
     pub async fn claim_waiting(
         &self,
+        input: &ClaimInput,
+        idempotency_key: Option<&str>,
+        wait: Duration,
+    ) -> Result<ClaimResponse> {
+        self.claim_as(ADMIN_CLAIMANT, input, idempotency_key, wait).await
+    }
+
+    /// [`Self::claim_waiting`] on behalf of `claimant`, the name of the caller's API key
+    /// (never the key): the claim's event records it, and the idempotency key is the
+    /// claimant's own (the same key from two claimants is two claims). A repeated key whose
+    /// fields differ from the first request's is refused and changes nothing.
+    pub async fn claim_as(
+        &self,
+        claimant: &str,
         input: &ClaimInput,
         idempotency_key: Option<&str>,
         wait: Duration,
@@ -167,6 +199,9 @@ impl Provisioner {
             lease: self.inner.config.provision_timeout + Duration::from_secs(60),
             idempotency_key: idempotency_key.map(str::to_string),
             ticket: None,
+            claimant: claimant.to_string(),
+            request_hash: request_fingerprint(input),
+            idempotency_ttl: self.inner.config.idempotency_ttl,
         };
         let agent = match self.take_agent(request.clone(), wait).await? {
             ClaimOutcome::PoolEmpty => {
@@ -177,6 +212,14 @@ impl Provisioner {
                 return Err(ProvisionError::PoolEmpty);
             }
             ClaimOutcome::Repeated(previous) => {
+                if previous
+                    .request_hash
+                    .as_ref()
+                    .is_some_and(|first| *first != request.request_hash)
+                {
+                    self.inner.stats.claim("idempotency_mismatch", started.elapsed());
+                    return Err(ProvisionError::IdempotencyMismatch);
+                }
                 self.inner.stats.claim("repeated", started.elapsed());
                 return match previous.response.map(serde_json::from_value::<StoredAnswer>) {
                     None => Err(ProvisionError::ClaimInProgress),
@@ -199,7 +242,19 @@ impl Provisioner {
                 failure,
             });
         };
-        let base_url = self.inner.config.agent_url(domain);
+        let base_url = match self.inner.config.agent_url(domain) {
+            Ok(url) => url,
+            Err(refused) => {
+                // No token goes to a host that is not an agent's: the agent is quarantined.
+                let failure = ProvisionFailure::NotSent(format!("not called: {refused}"));
+                self.fail_claim(&agent.id, idempotency_key, failure.to_string(), started)
+                    .await?;
+                return Err(ProvisionError::ProvisionFailed {
+                    agent: agent.id.clone(),
+                    failure,
+                });
+            }
+        };
         let provision = ProvisionRequest {
             agent_name: request.agent_name.clone(),
             instructions: request.instructions.clone(),

@@ -14,6 +14,17 @@ use crate::resources::{AgentMailConfig, OpenRouterConfig};
 /// command (xmtplabs/convos-managed-agent-runtime `pool/src/services/providers/railway.ts`).
 pub const DEFAULT_START_COMMAND: &str = "node convos-platform/pool-server/dist/index.js";
 
+/// The domain Railway gives a service (`serviceDomainCreate`): agents' domains end with it.
+pub const DEFAULT_AGENT_DOMAIN_SUFFIX: &str = ".up.railway.app";
+
+/// An outbound URL refused: not https, or not on an agent domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnsafeUrl(
+    /// What is wrong, naming the variable to change.
+    pub String,
+);
+
 /// Everything the provisioner needs.
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
@@ -32,6 +43,16 @@ pub struct ProvisionerConfig {
     pub registry: Option<RegistryCredentials>,
     /// How an agent's base URL is formed from its domain: `{domain}` is replaced.
     pub agent_url_template: String,
+    /// The suffix every agent's Railway domain must end with before any token is sent to it
+    /// (`AGENT_DOMAIN_SUFFIX`, default [`DEFAULT_AGENT_DOMAIN_SUFFIX`]).
+    pub agent_domain_suffix: String,
+    /// Allows plain-`http` URLs for agents, OpenRouter and AgentMail, and an agent URL
+    /// template whose host is not the agent's domain (`POOL_ALLOW_INSECURE_URLS`): only for
+    /// the simulator, the tests and the demo.
+    pub allow_insecure_urls: bool,
+    /// How long a claim's idempotency key is kept (`POOL_IDEMPOTENCY_TTL_MS`); after that it
+    /// is pruned and may be used again.
+    pub idempotency_ttl: Duration,
     /// Certificates trusted for agents besides the public roots (a test's self-signed agents).
     pub agent_roots: ExtraRoots,
     /// Variables every agent gets besides its own secrets.
@@ -65,7 +86,9 @@ pub struct ProvisionerConfig {
     pub self_deploy_grace: Duration,
     /// Share of idle agents redeployed at a time.
     pub redeploy_fraction: f64,
-    /// How long a creation or teardown holds its row before recovery may take it over.
+    /// How long a creation holds its row before recovery may take it over. A running creation
+    /// renews it every third of it, however long its steps wait (Railway's `projectCreate`
+    /// pace), so a dead worker's creation is recovered this soon after its death.
     pub work_lease: Duration,
 }
 
@@ -103,6 +126,9 @@ impl ProvisionerConfig {
             image,
             registry: None,
             agent_url_template: "https://{domain}".into(),
+            agent_domain_suffix: DEFAULT_AGENT_DOMAIN_SUFFIX.into(),
+            allow_insecure_urls: false,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
             agent_roots: ExtraRoots::default(),
             agent_variables: AgentVariables {
                 xmtp_env: "dev".into(),
@@ -120,17 +146,179 @@ impl ProvisionerConfig {
             step_retry_deadline: Duration::from_secs(300),
             self_deploy_grace: Duration::from_secs(3),
             redeploy_fraction: 0.25,
-            work_lease: Duration::from_secs(300),
+            work_lease: Duration::from_secs(60),
         }
     }
 
-    /// The agent's base URL for a Railway domain.
-    pub fn agent_url(&self, domain: &str) -> String {
-        self.agent_url_template.replace("{domain}", domain)
+    /// The agent's base URL for a Railway domain, once the domain is known to be an agent
+    /// domain: a host name ending with [`Self::agent_domain_suffix`], and the URL `https`.
+    /// Refused otherwise, so no token is ever sent to a host Railway did not give the agent.
+    /// With [`Self::allow_insecure_urls`] (the simulator) any host name or address will do,
+    /// over plain http too.
+    pub fn agent_url(&self, domain: &str) -> Result<String, UnsafeUrl> {
+        let host = domain.to_ascii_lowercase();
+        let suffix = self.agent_domain_suffix.to_ascii_lowercase();
+        let is_host_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        let on_agent_domain = host.ends_with(&suffix) && host.len() > suffix.len();
+        if !is_host_name || !(on_agent_domain || self.allow_insecure_urls) {
+            return Err(UnsafeUrl(format!(
+                "the agent domain {:?} does not end with AGENT_DOMAIN_SUFFIX {:?}",
+                domain.chars().take(80).collect::<String>(),
+                self.agent_domain_suffix
+            )));
+        }
+        let url = self.agent_url_template.replace("{domain}", domain);
+        if !self.allow_insecure_urls && !url.starts_with("https://") {
+            return Err(UnsafeUrl(format!("the agent URL {url} is not https")));
+        }
+        Ok(url)
+    }
+
+    /// Checks the outbound URLs the settings name: the agent URL template, OpenRouter's and
+    /// AgentMail's base URLs must be `https` (the template's host exactly `{domain}`) unless
+    /// [`Self::allow_insecure_urls`]; the domain suffix must start with a dot. Each problem
+    /// names its variable.
+    pub fn check_urls(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let hint = "(POOL_ALLOW_INSECURE_URLS=true allows it, for a local simulator only)";
+        let template = &self.agent_url_template;
+        if !template.contains("{domain}") {
+            problems.push("AGENT_URL_TEMPLATE must contain {domain}".to_string());
+        } else if !self.allow_insecure_urls {
+            let host_is_domain = template.strip_prefix("https://{domain}").is_some_and(|rest| {
+                let path = match rest.strip_prefix(':') {
+                    Some(port) => port.trim_start_matches(|c: char| c.is_ascii_digit()),
+                    None => rest,
+                };
+                path.is_empty() || path.starts_with('/')
+            });
+            if !host_is_domain {
+                problems.push(format!(
+                    "AGENT_URL_TEMPLATE must start with https://{{domain}} (got {template:?}) {hint}"
+                ));
+            }
+        }
+        let suffix = &self.agent_domain_suffix;
+        let suffix_ok = suffix.len() > 1
+            && suffix.starts_with('.')
+            && suffix[1..]
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !suffix_ok {
+            problems.push(format!(
+                "AGENT_DOMAIN_SUFFIX must be a domain suffix starting with a dot, like {DEFAULT_AGENT_DOMAIN_SUFFIX:?}, got {suffix:?}"
+            ));
+        }
+        let mut https = |name: &str, url: &str| {
+            if !self.allow_insecure_urls && !url.starts_with("https://") {
+                problems.push(format!("{name} must be an https URL, got {url:?} {hint}"));
+            }
+        };
+        if let Some(openrouter) = &self.openrouter {
+            https("OPENROUTER_API_URL", &openrouter.base_url);
+        }
+        if let Some(agentmail) = &self.agentmail {
+            https("AGENTMAIL_API_URL", &agentmail.base_url);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// True in the production environment (join-URL rules differ).
     pub fn is_production(&self) -> bool {
         self.environment_name == "production"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(template: &str) -> ProvisionerConfig {
+        let image = ImageRef {
+            repository: "ghcr.io/xmtplabs/convos-agent".into(),
+            tag: "staging".into(),
+        };
+        let mut config = ProvisionerConfig::new(WorkspaceId::new("ws"), "staging", image);
+        config.agent_url_template = template.into();
+        config
+    }
+
+    #[test]
+    fn agent_urls_need_https_and_an_agent_domain_unless_insecure_urls_are_allowed() {
+        let mut c = config("https://{domain}");
+        assert_eq!(c.check_urls(), Ok(()));
+        assert_eq!(
+            c.agent_url("convos-agent-1.up.railway.app").as_deref(),
+            Ok("https://convos-agent-1.up.railway.app")
+        );
+        for refused in [
+            "evil.example",
+            "up.railway.app",
+            ".up.railway.app",
+            "x.up.railway.app.evil.example",
+            "x.up.railway.app/../evil",
+            "x@evil.example#.up.railway.app",
+            "",
+        ] {
+            assert!(c.agent_url(refused).is_err(), "{refused:?} must be refused");
+        }
+        for template in [
+            "http://{domain}",
+            "https://{domain}.evil.example",
+            "https://evil.example/{domain}",
+            "https://{domain}@evil.example",
+        ] {
+            c.agent_url_template = template.into();
+            let problems = c.check_urls().unwrap_err();
+            assert!(
+                problems[0].starts_with("AGENT_URL_TEMPLATE"),
+                "{template}: {problems:?}"
+            );
+        }
+        c.agent_url_template = "https://{domain}/base".into();
+        assert_eq!(c.check_urls(), Ok(()));
+
+        c.agent_url_template = "https://{domain}:8443".into();
+        assert_eq!(c.check_urls(), Ok(()));
+        c.agent_url_template = "https://{domain}:8443.evil.example".into();
+        assert!(c.check_urls().is_err());
+
+        // The simulator: plain http on loopback, allowed only with the flag (then any host
+        // name or address is an agent's, but still only a host).
+        let mut c = config("http://127.0.0.1:9/agents/{domain}");
+        assert!(c.check_urls().is_err());
+        assert!(c.agent_url("a-b.up.railway.app").is_err(), "not https");
+        c.allow_insecure_urls = true;
+        assert_eq!(c.check_urls(), Ok(()));
+        assert!(c.agent_url("a-b.up.railway.app").is_ok());
+        assert!(c.agent_url("127.1.0.1").is_ok());
+        assert!(c.agent_url("x/../y").is_err());
+    }
+
+    #[test]
+    fn the_domain_suffix_must_start_with_a_dot() {
+        let mut c = config("https://{domain}");
+        for bad in ["", ".", "railway.app", ".up..railway.app", ".up railway.app"] {
+            c.agent_domain_suffix = bad.into();
+            let problems = c.check_urls().unwrap_err();
+            assert!(
+                problems[0].starts_with("AGENT_DOMAIN_SUFFIX"),
+                "{bad:?}: {problems:?}"
+            );
+        }
+        c.agent_domain_suffix = ".agents.example".into();
+        assert_eq!(c.check_urls(), Ok(()));
+        assert!(c.agent_url("a.agents.example").is_ok());
+        assert!(c.agent_url("a.up.railway.app").is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pool_store::{AgentId, AgentSecrets, AgentStatus, CreationStep, NewAgent};
+use pool_store::{AgentId, AgentSecrets, AgentStatus, CreationStep, NewAgent, SetupSecrets};
 use rand::Rng;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
@@ -140,9 +140,11 @@ impl Provisioner {
             image: self.inner.config.image.to_string(),
             secrets: AgentSecrets {
                 gateway_token: random_secret(32),
+                agent_api_token: random_secret(32),
+            },
+            setup: SetupSecrets {
                 setup_password: random_secret(16),
                 wallet_private_key: SecretString::from(wallet),
-                agent_api_token: random_secret(32),
             },
         };
         self.inner
@@ -157,22 +159,27 @@ impl Provisioner {
     /// never mistakes a waiting creation for a dead one — then runs the saga.
     async fn continue_creation(&self, id: &AgentId) -> Result<()> {
         let lease = self.inner.config.work_lease;
+        let store = &self.inner.store;
         let _permit = loop {
             match tokio::time::timeout(lease / 3, self.inner.create_permits.acquire()).await {
                 Ok(permit) => {
                     break permit.map_err(|_| ProvisionError::Config("creation slots closed".into()))?;
                 }
-                Err(_) => self.inner.store.renew_work_lease(id, lease).await?,
+                // Abandoned or killed while it waited: nothing was made; its new owner ends it.
+                Err(_) if !store.renew_creation_lease(id, lease).await? => return Ok(()),
+                Err(_) => {}
             }
         };
-        self.inner.store.renew_work_lease(id, lease).await?;
+        if !store.renew_creation_lease(id, lease).await? {
+            return Ok(());
+        }
         self.finish_creation(id).await
     }
 
     /// Runs the saga to its end. A passing failure leaves the creation to recovery; any other
     /// failure is compensated.
     async fn finish_creation(&self, id: &AgentId) -> Result<()> {
-        match self.run_saga(id).await {
+        match self.run_saga_with_lease(id).await {
             Ok(()) => {
                 self.inner.stats.creation(true);
                 if self.inner.store.record_creation_success().await? {
@@ -190,6 +197,15 @@ impl Provisioner {
                 store.release_work_lease(id).await?;
                 Err(ProvisionError::step(step, error))
             }
+            Err(StepFailure {
+                step,
+                error: stopped @ ProvisionError::CreationStopped { .. },
+            }) => {
+                // Not a failure: the row is someone else's now (a teardown cleans up, looking
+                // up the step in flight), so it is neither compensated nor counted.
+                tracing::info!(agent = %id, %step, error = %stopped, "creation stopped");
+                Err(stopped)
+            }
             Err(StepFailure { step, error }) => {
                 self.inner.stats.creation(false);
                 let message = format!("creation failed at step {step}: {error}");
@@ -198,6 +214,42 @@ impl Provisioner {
                 self.count_failed_creation(&message).await?;
                 Err(ProvisionError::step(step, error))
             }
+        }
+    }
+
+    /// Runs the saga while a keeper renews the row's lease every third of it — so however long
+    /// a step waits (Railway's `projectCreate` pace, a slow deploy), the lease stays short and a
+    /// dead worker's creation is recovered within it. When the row leaves `creating` under it
+    /// (abandoned, killed), the keeper stops the saga where it is, as a crash would; the row's
+    /// new owner looks up the step in flight.
+    async fn run_saga_with_lease(&self, id: &AgentId) -> std::result::Result<(), crate::saga::StepFailure> {
+        let lease = self.inner.config.work_lease;
+        let keeper = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match self.inner.store.renew_creation_lease(id, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let row = self.load(id).await.ok();
+                        return crate::saga::StepFailure {
+                            step: row
+                                .as_ref()
+                                .and_then(|a| a.step_in_flight)
+                                .unwrap_or(CreationStep::Project),
+                            error: ProvisionError::CreationStopped {
+                                agent: id.clone(),
+                                status: row.map_or(AgentStatus::Deleting, |a| a.status),
+                            },
+                        };
+                    }
+                    // The database is away: the saga's own writes will fail and say so.
+                    Err(e) => tracing::warn!(agent = %id, error = %e, "could not renew a creation's lease"),
+                }
+            }
+        };
+        tokio::select! {
+            done = self.run_saga(id) => done,
+            stopped = keeper => Err(stopped),
         }
     }
 

@@ -54,6 +54,9 @@ pub enum ProvisionError {
     /// A claim with this idempotency key is still running.
     #[error("a claim with this Idempotency-Key is still in progress")]
     ClaimInProgress,
+    /// The idempotency key was used before with a different request; nothing was changed.
+    #[error("this Idempotency-Key was used before with a different request; use a new key for a new claim")]
+    IdempotencyMismatch,
     /// The agent could not be provisioned; it was quarantined and is being torn down.
     #[error("provisioning agent {agent} failed: {failure}")]
     ProvisionFailed {
@@ -78,6 +81,15 @@ pub enum ProvisionError {
         /// What was refused.
         message: String,
     },
+    /// A creation stopped because its row left `creating` under it (the reconciler abandoned
+    /// it, an operator killed it): nothing to compensate, the row's new owner finishes it.
+    #[error("creation of agent {agent} stopped: it is {status} now")]
+    CreationStopped {
+        /// The agent.
+        agent: AgentId,
+        /// Its status now.
+        status: AgentStatus,
+    },
 }
 
 impl ProvisionError {
@@ -95,7 +107,8 @@ impl ProvisionError {
         match self {
             Self::Railway(e) => e.is_transient(),
             Self::Resource(e) => e.transient,
-            Self::Store(e) => e.is_unreachable(),
+            // A secret sealed under a key this replica lacks: one that has it reads it.
+            Self::Store(e) => e.is_unreachable() || e.is_missing_secrets_key(),
             Self::Step { source, .. } => source.is_transient(),
             _ => false,
         }

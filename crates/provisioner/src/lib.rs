@@ -69,8 +69,13 @@ use tokio_util::task::TaskTracker;
 
 pub use agent_client::{AgentClient, Health, ProvisionFailure, ProvisionTokens, Provisioned};
 pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
-pub use claim::{ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_CLAIM_WAIT, MAX_INSTRUCTIONS, MAX_JOIN_URL};
-pub use config::{AgentVariables, DEFAULT_START_COMMAND, ProvisionerConfig};
+pub use claim::{
+    ADMIN_CLAIMANT, CONSOLE_CLAIMANT, ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_CLAIM_WAIT,
+    MAX_INSTRUCTIONS, MAX_JOIN_URL, request_fingerprint,
+};
+pub use config::{
+    AgentVariables, DEFAULT_AGENT_DOMAIN_SUFFIX, DEFAULT_START_COMMAND, ProvisionerConfig, UnsafeUrl,
+};
 pub use creation::{Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
@@ -149,6 +154,9 @@ impl Provisioner {
             .map_or_else(|| "local".to_string(), ToString::to_string);
         let naming = Naming::new(&config.name_prefix, &pool, &config.environment_name)
             .map_err(|e| ProvisionError::Config(e.to_string()))?;
+        config
+            .check_urls()
+            .map_err(|problems| ProvisionError::Config(problems.join("; ")))?;
         let http = outbound::OutboundClient::with_roots(&config.agent_roots)
             .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Self {
@@ -245,9 +253,17 @@ impl Provisioner {
             .is_ok()
     }
 
-    /// An agent's base URL, once it has a domain.
+    /// An agent's base URL, once it has a domain, and only if the domain is an agent domain
+    /// ([`ProvisionerConfig::agent_url`]): an agent whose domain is refused is never called.
     pub fn agent_url(&self, agent: &Agent) -> Option<String> {
-        agent.domain.as_deref().map(|d| self.inner.config.agent_url(d))
+        let domain = agent.domain.as_deref()?;
+        match self.inner.config.agent_url(domain) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, error = %e, "agent URL refused; the agent is not called");
+                None
+            }
+        }
     }
 
     /// The OpenRouter client, when keys are configured (orphan sweeps).

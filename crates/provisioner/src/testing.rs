@@ -62,6 +62,8 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
         password: SecretString::from("ghp_test_token"),
     });
     config.agent_url_template = sim.agent_url_template();
+    // The simulator speaks plain http on loopback.
+    config.allow_insecure_urls = true;
     config.vcpus = Some(1.0);
     config.memory_gb = Some(2.0);
     config.openrouter = Some(OpenRouterConfig {

@@ -303,6 +303,8 @@ fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
         openrouter_api_key: None,
         agentmail_inbox_id: None,
         secrets: None,
+        setup_secrets: None,
+        unreadable_secrets: Vec::new(),
         agent_name: None,
         instructions: None,
         join_url: None,

@@ -21,18 +21,21 @@
 //!   the edge limit for requests without a query string, the per-token `projectCreate`
 //!   throttle, injected failures per operation);
 //! - fake agents behind every domain (`/agents/{domain}/pool/health`, `/pool/provision`),
-//!   checking each agent's own bearer token;
+//!   checking each agent's own bearer token — and, on request, each at a host of its own over
+//!   HTTP and HTTPS ([`SimHandle::serve_agent_hosts`]);
 //! - fake OpenRouter (`/openrouter/api/v1/keys`) and AgentMail (`/agentmail/v0/inboxes`);
 //! - an inspection and control API (`/_sim/…`).
 //!
 //! Architecture invariant: never linked into the production binary.
 
+mod agent_hosts;
 mod config;
 mod graphql;
 mod limits;
 mod quirks;
 mod server;
 mod snapshot;
+mod webhooks;
 mod world;
 
 use axum::serve::ListenerExt;
@@ -42,6 +45,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
+pub use agent_hosts::{AgentHostStats, AgentHosts};
 pub use config::{AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig};
 pub use quirks::{ProjectThrottleScope, Quirks};
 pub use snapshot::{DeploymentView, ProjectView, ResourceView, ServiceView, SimSnapshot, VolumeView};
@@ -84,13 +88,17 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
 
 /// Starts a simulator on `addr`.
 pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let webhook_url = config.webhook_url.clone();
     let world = Arc::new(Mutex::new(World::new(config)));
     let sim = Sim {
         schema: graphql::build_schema(world.clone()),
-        world,
+        world: world.clone(),
         limiter: Arc::default(),
         control: Arc::default(),
+        webhooks: Arc::default(),
     };
+    sim.set_webhook_url(webhook_url);
+    webhooks::start(world, sim.webhooks.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -143,6 +151,13 @@ impl SimHandle {
     /// The agent URL template (`AGENT_URL_TEMPLATE`) that reaches the fake agents.
     pub fn agent_url_template(&self) -> String {
         format!("{}/agents/{{domain}}", self.base_url())
+    }
+
+    /// Serves the fake agents again, each at a loopback address of its own, over plain HTTP
+    /// and HTTPS (a certificate chain made now): one host per agent, as on Railway. See
+    /// [`AgentHosts`].
+    pub async fn serve_agent_hosts(&self) -> std::io::Result<AgentHosts> {
+        AgentHosts::start(self.sim.clone()).await
     }
 
     /// The fake OpenRouter API base (`OPENROUTER_API_URL`).
@@ -218,6 +233,18 @@ impl SimHandle {
             }
             _ => false,
         }
+    }
+
+    /// Posts Railway's deploy events (`Deployment.deployed`, `.crashed`, …) for every
+    /// deployment change from now on to `url`, as a Railway webhook does; `None` stops them.
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        self.sim.set_webhook_url(url);
+    }
+
+    /// Deploy events delivered (answered 2xx) and given up on after every retry.
+    pub fn webhook_deliveries(&self) -> (u64, u64) {
+        let hooks = self.sim.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+        (hooks.delivered, hooks.dropped)
     }
 
     /// Every GraphQL request answers 503 while on.

@@ -29,6 +29,7 @@ pub(crate) struct Sim {
     pub schema: RailwaySchema,
     pub limiter: Arc<Mutex<RateLimiter>>,
     pub control: Arc<Mutex<Control>>,
+    pub webhooks: crate::webhooks::SharedWebhooks,
 }
 
 /// Switches the control API flips.
@@ -47,6 +48,16 @@ pub(crate) struct Control {
 impl Sim {
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where deploy events go from now on (`None`: nowhere).
+    pub(crate) fn set_webhook_url(&self, url: Option<String>) {
+        let world = self.world();
+        self.webhooks.lock().unwrap_or_else(|p| p.into_inner()).set_url(
+            url,
+            &world,
+            tokio::time::Instant::now(),
+        );
     }
 
     fn control(&self) -> MutexGuard<'_, Control> {
@@ -69,6 +80,7 @@ pub(crate) fn router(sim: Sim) -> axum::Router {
         .route("/_sim/outage", put(set_outage))
         .route("/_sim/services/{id}/crash", post(crash_service))
         .route("/_sim/quirks", put(set_quirks))
+        .route("/_sim/webhook", put(set_webhook))
         .route("/_sim/images", post(push_image))
         .with_state(sim)
 }
@@ -355,7 +367,7 @@ fn agent_authorized(w: &World, deployment_id: &str, headers: &HeaderMap) -> bool
     matches!((expected, bearer(headers)), (Some(e), Some(got)) if e == got)
 }
 
-async fn agent_health(State(sim): State<Sim>, Path(domain): Path<String>) -> Response {
+pub(crate) async fn agent_health(State(sim): State<Sim>, Path(domain): Path<String>) -> Response {
     let now = Instant::now();
     let mut w = sim.world();
     w.counters.health_checks += 1;
@@ -396,7 +408,7 @@ struct ProvisionBody {
     join_url: Option<String>,
 }
 
-async fn agent_provision(
+pub(crate) async fn agent_provision(
     State(sim): State<Sim>,
     Path(domain): Path<String>,
     headers: HeaderMap,
@@ -697,6 +709,16 @@ async fn set_outage(State(sim): State<Sim>, Json(outage): Json<Outage>) -> Respo
 
 async fn set_quirks(State(sim): State<Sim>, Json(quirks): Json<Quirks>) -> Response {
     sim.world().config.quirks = quirks;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct WebhookTarget {
+    url: Option<String>,
+}
+
+async fn set_webhook(State(sim): State<Sim>, Json(target): Json<WebhookTarget>) -> Response {
+    sim.set_webhook_url(target.url);
     StatusCode::NO_CONTENT.into_response()
 }
 

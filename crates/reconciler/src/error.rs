@@ -34,6 +34,9 @@ pub enum ReconcileError {
     /// The stored settings cannot be used (the tick goes on with what it can).
     #[error("settings: {0}")]
     Settings(String),
+    /// The retention pass failed (it runs again at its next interval).
+    #[error("retention: {0}")]
+    Retention(#[source] Arc<StoreError>),
     /// The orphan sweep met a problem (it went on with the rest).
     #[error("orphan sweep, {what}: {source}")]
     Sweep {

@@ -23,6 +23,11 @@
 //! agents, decide each agent's status with a pure function, apply, replenish, retry
 //! teardowns, sweep orphans — and the leader election that makes exactly one replica run it.
 //!
+//! Besides the tick there is the *look*: when Railway reports a deployment event for an agent
+//! (the webhook), the leader reads that agent's status and checks its health at once, through
+//! the same decide-and-apply path as a tick. A look is a hint to observe sooner; what it finds
+//! decides, so duplicate, late, out-of-order or forged events change nothing on their own.
+//!
 //! Architecture invariant: every decision is [`decide::decide`], a pure function of (stored
 //! facts, observation, stuck timeout). The loop around it only schedules, locks and executes.
 
@@ -33,13 +38,14 @@ mod sizing;
 pub mod sweep;
 mod tick;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_provisioner::Provisioner;
-use pool_store::{LEADER_LOCK_KEY, LeaderLock, PoolSignal};
+use pool_store::{AgentId, LEADER_LOCK_KEY, LeaderLock, PoolSignal};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -69,6 +75,10 @@ pub struct ReconcilerConfig {
     pub health_concurrency: usize,
     /// The leader lock's key.
     pub leader_lock_key: i64,
+    /// What is pruned after how long.
+    pub retention: pool_store::Retention,
+    /// Time between retention passes.
+    pub retention_interval: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -83,6 +93,8 @@ impl Default for ReconcilerConfig {
             orphan_grace: Duration::from_secs(600),
             health_concurrency: 64,
             leader_lock_key: LEADER_LOCK_KEY,
+            retention: pool_store::Retention::default(),
+            retention_interval: Duration::from_secs(600),
         }
     }
 }
@@ -96,7 +108,16 @@ pub struct ReconcilerStatus {
     pub ticks: u64,
     /// The last tick's report.
     pub last_tick: Option<TickReport>,
+    /// Looks run by this replica (reads of single agents that Railway's events asked for).
+    pub looks: u64,
 }
+
+/// Time a look waits for more events of the same burst, so they make one Railway read.
+const LOOK_GATHER: Duration = Duration::from_millis(100);
+/// Looks start at most this often: a flood of events costs at most one read a second.
+const LOOK_SPACING: Duration = Duration::from_secs(1);
+/// Agents remembered for a look at most; beyond it, the next tick reads them anyway.
+const MAX_PENDING_LOOKS: usize = 1_000;
 
 /// The reconciler. Cheap to clone.
 #[derive(Clone)]
@@ -108,6 +129,10 @@ pub struct Reconciler {
     leader: Arc<AtomicBool>,
     last_full_sweep: Arc<Mutex<Option<Instant>>>,
     last_orphan_sweep: Arc<Mutex<Option<Instant>>>,
+    last_retention: Arc<Mutex<Option<Instant>>>,
+    /// Agents Railway's events asked to look at, and the prompt that a look is wanted.
+    pending_looks: Arc<Mutex<BTreeSet<AgentId>>>,
+    look_prompt: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -140,7 +165,35 @@ impl Reconciler {
             leader: Arc::default(),
             last_full_sweep: Arc::default(),
             last_orphan_sweep: Arc::default(),
+            last_retention: Arc::default(),
+            pending_looks: Arc::default(),
+            look_prompt: Arc::new(Notify::new()),
         }
+    }
+
+    /// Asks whichever replica leads to look at this agent now: read its deployment from
+    /// Railway and check its health (a deploy event arrived for it). The replica that leads
+    /// hears it through `NOTIFY`; this one remembers it too, in case it leads.
+    pub fn look_everywhere(&self, agent: AgentId) {
+        self.note_look(agent.clone());
+        self.look_prompt.notify_one();
+        let store = self.provisioner.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(PoolSignal::Look(agent)).await {
+                tracing::debug!(error = %e, "could not announce a look to the other replicas");
+            }
+        });
+    }
+
+    fn note_look(&self, agent: AgentId) {
+        let mut pending = self.pending_looks.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() < MAX_PENDING_LOOKS {
+            pending.insert(agent);
+        }
+    }
+
+    fn take_looks(&self) -> BTreeSet<AgentId> {
+        std::mem::take(&mut *self.pending_looks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Asks this replica for a tick now.
@@ -184,6 +237,10 @@ impl Reconciler {
         due(&self.last_orphan_sweep, self.config.orphan_sweep_interval)
     }
 
+    fn retention_due(&self) -> bool {
+        due(&self.last_retention, self.config.retention_interval)
+    }
+
     fn set_leader(&self, leader: bool) {
         if self.leader.swap(leader, Ordering::SeqCst) != leader {
             if leader {
@@ -208,13 +265,21 @@ impl Reconciler {
         let mut lock: Option<LeaderLock> = None;
         let mut interval = tokio::time::interval(self.config.tick_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_look: Option<Instant> = None;
         loop {
+            // A look only, unless something asks for a whole tick.
+            let mut look_only = false;
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = interval.tick() => {}
                 () = self.prompt.notified() => {}
+                () = self.look_prompt.notified() => look_only = true,
                 signal = signals.recv() => match signal {
                     Ok(PoolSignal::TickSoon | PoolSignal::Reconnected) => {}
+                    Ok(PoolSignal::Look(agent)) => {
+                        self.note_look(agent);
+                        look_only = true;
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -223,8 +288,19 @@ impl Reconciler {
                     }
                 },
             }
-            // Many wake-ups at once make one tick.
-            while signals.try_recv().is_ok() {}
+            if look_only {
+                // The events of one burst make one read, and looks come at most once a second.
+                let spacing = last_look.map_or(Duration::ZERO, |t| LOOK_SPACING.saturating_sub(t.elapsed()));
+                tokio::time::sleep(LOOK_GATHER.max(spacing)).await;
+            }
+            // Many wake-ups at once make one tick; looks asked for meanwhile are kept.
+            while let Ok(signal) = signals.try_recv() {
+                match signal {
+                    PoolSignal::Look(agent) => self.note_look(agent),
+                    PoolSignal::TickSoon | PoolSignal::Reconnected => look_only = false,
+                    PoolSignal::AgentIdle | PoolSignal::QueueMoved => {}
+                }
+            }
             if lock.is_none() {
                 match LeaderLock::try_acquire(&store_config, self.config.leader_lock_key).await {
                     Ok(acquired) => lock = acquired,
@@ -233,6 +309,8 @@ impl Reconciler {
             }
             let Some(held) = &lock else {
                 self.set_leader(false);
+                // The leader looks; a follower forgets.
+                self.take_looks();
                 continue;
             };
             if !held.still_held(Duration::from_secs(2)).await {
@@ -241,18 +319,31 @@ impl Reconciler {
                 continue;
             }
             self.set_leader(true);
-            let report = self.tick(Some(held)).await;
+            let report = if look_only {
+                let agents = self.take_looks();
+                if agents.is_empty() {
+                    continue;
+                }
+                last_look = Some(Instant::now());
+                self.look(agents, Some(held)).await
+            } else {
+                self.tick(Some(held)).await
+            };
             if report.lost_leadership {
                 lock = None;
                 self.set_leader(false);
             }
             if !report.errors.is_empty() {
-                tracing::warn!(errors = ?report.errors, "tick finished with errors");
+                tracing::warn!(errors = ?report.errors, look = look_only, "tick finished with errors");
             }
-            tracing::debug!(?report, "tick");
+            tracing::debug!(?report, look = look_only, "tick");
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            status.ticks += 1;
-            status.last_tick = Some(report);
+            if look_only {
+                status.looks += 1;
+            } else {
+                status.ticks += 1;
+                status.last_tick = Some(report);
+            }
         }
         self.set_leader(false);
         if let Some(lock) = lock {

@@ -1,11 +1,12 @@
 //! One reconcile tick: load, health-check, read, decide, apply, replenish, sweep.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pool_provisioner::{CreationDemand, Health};
-use pool_store::{Agent, AgentStatus, LeaderLock};
+use pool_store::{Agent, AgentId, AgentStatus, LeaderLock};
 use railway_api::DeploymentStatus;
 use serde::Serialize;
 
@@ -59,6 +60,8 @@ pub struct TickReport {
     pub recoveries: usize,
     /// Orphans deleted (projects, keys, inboxes).
     pub orphans: usize,
+    /// Rows the retention pass deleted (old events, archived agents, expired sessions and keys).
+    pub pruned: u64,
     /// The tick stopped early: leadership was lost.
     pub lost_leadership: bool,
     /// Problems met.
@@ -115,6 +118,55 @@ impl Reconciler {
         report
     }
 
+    /// Looks at these agents now: reads their deployments from Railway and checks their
+    /// health, then decides and applies as a tick does — nothing else (no replenish, no
+    /// sweeps). What Railway's events ask for; the tick stays the source of truth.
+    pub async fn look(&self, agents: BTreeSet<AgentId>, lock: Option<&LeaderLock>) -> TickReport {
+        let started = Instant::now();
+        let mut report = TickReport {
+            started_at: Some(Utc::now()),
+            ..TickReport::default()
+        };
+        let sent_before = self.provisioner.railway().budget().sent_total;
+        if let Err(e) = self.look_inner(&agents, lock, &mut report).await {
+            report.error(e);
+        }
+        report.railway_requests = self.provisioner.railway().budget().sent_total - sent_before;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    async fn look_inner(
+        &self,
+        ids: &BTreeSet<AgentId>,
+        lock: Option<&LeaderLock>,
+        report: &mut TickReport,
+    ) -> Result<(), ReconcileError> {
+        let store = self.provisioner.store();
+        let ids: Vec<AgentId> = ids.iter().cloned().collect();
+        let agents: Vec<Agent> = store
+            .agents_by_ids(&ids)
+            .await
+            .map_err(ReconcileError::load)?
+            .into_iter()
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    AgentStatus::Starting | AgentStatus::Idle | AgentStatus::Claimed | AgentStatus::Crashed
+                )
+            })
+            .collect();
+        if agents.is_empty() {
+            return Ok(());
+        }
+        let now = store.now().await.map_err(ReconcileError::load)?;
+        report.agents = agents.len();
+        let everyone: BTreeSet<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
+        self.observe_decide_apply(&agents, &everyone, now, lock, report)
+            .await
+            .map(|_| ())
+    }
+
     async fn tick_inner(
         &self,
         lock: Option<&LeaderLock>,
@@ -127,7 +179,63 @@ impl Reconciler {
         report.agents = agents.len();
         let full_sweep = self.full_sweep_due();
         report.full_sweep = full_sweep;
+        // On a full sweep every steady agent is read; otherwise those Railway's events asked
+        // about since the last look are read with the agents in motion.
+        let read_anyway: BTreeSet<AgentId> = if full_sweep {
+            agents.iter().map(|a| a.id.clone()).collect()
+        } else {
+            self.take_looks()
+        };
+        let Some(railway_read_ok) = self
+            .observe_decide_apply(&agents, &read_anyway, now, lock, report)
+            .await?
+        else {
+            return Ok(());
+        };
 
+        if !self.still_leader(lock).await {
+            report.lost_leadership = true;
+            return Ok(());
+        }
+        self.provisioner.start_teardown_retries();
+        // Creating while Railway is failing or has paused us after a 429 only spends money on
+        // compensations.
+        let railway_ok = railway_read_ok && self.provisioner.railway().budget().paused_for.is_none();
+        self.size_and_replenish(railway_ok, now, report).await;
+        if let Err(e) = self.provisioner.redeploy_step().await {
+            report.error(ReconcileError::Redeploy(Arc::new(e)));
+        }
+        if self.orphan_sweep_due() {
+            let sweep = sweep_orphans(&self.provisioner, config.orphan_grace).await;
+            report.orphans = sweep.projects + sweep.keys + sweep.inboxes;
+            report.errors.extend(sweep.errors);
+        }
+        if self.retention_due() {
+            match store.prune(&config.retention).await {
+                Ok(pruned) => {
+                    report.pruned = pruned.total();
+                    if pruned.total() > 0 {
+                        tracing::info!(?pruned, "retention pass");
+                    }
+                }
+                Err(e) => report.error(ReconcileError::Retention(Arc::new(e))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Observes `agents` (health checks, Railway reads), decides each one's status and applies
+    /// the decisions. Agents in `read_anyway` are read from Railway whatever their health.
+    /// `Some(true)` when Railway's read went through, `None` when leadership was lost.
+    async fn observe_decide_apply(
+        &self,
+        agents: &[Agent],
+        read_anyway: &BTreeSet<AgentId>,
+        now: DateTime<Utc>,
+        lock: Option<&LeaderLock>,
+        report: &mut TickReport,
+    ) -> Result<Option<bool>, ReconcileError> {
+        let config = &self.config;
         // Every agent that should be up is health-checked every tick: free, and the fastest
         // way to notice one that died — claimed ones included.
         let steady: Vec<&Agent> = agents.iter().filter(|a| checked_every_tick(a)).collect();
@@ -135,14 +243,14 @@ impl Reconciler {
         report.health_checks = health.len();
 
         // Railway is read for agents in motion, agents whose health check just failed (at
-        // once, so a crashed claimed agent shows as crashed this tick), and on a full sweep
-        // every steady agent.
+        // once, so a crashed claimed agent shows as crashed this tick), and those asked for
+        // (every steady agent on a full sweep; those Railway's events named).
         let read_targets: Vec<&Agent> = agents
             .iter()
             .filter(|a| match a.status {
                 AgentStatus::Starting => true,
                 AgentStatus::Idle | AgentStatus::Claimed | AgentStatus::Crashed => {
-                    full_sweep || a.legacy || health.get(&a.id).is_none_or(|h| !h.is_ready())
+                    read_anyway.contains(&a.id) || a.legacy || health.get(&a.id).is_none_or(|h| !h.is_ready())
                 }
                 _ => false,
             })
@@ -176,11 +284,11 @@ impl Reconciler {
 
         if !self.still_leader(lock).await {
             report.lost_leadership = true;
-            return Ok(());
+            return Ok(None);
         }
 
         let mut decisions: Vec<(&Agent, Decision, Observation)> = Vec::with_capacity(agents.len());
-        for agent in &agents {
+        for agent in agents {
             let checked: Option<Health> = health.get(&agent.id).cloned();
             let observation = match (status.by_agent.get(&agent.id).cloned(), checked) {
                 (Some(Observation::Deployment { status, .. }), health) => {
@@ -204,25 +312,7 @@ impl Reconciler {
             decisions.push((agent, decision, observation));
         }
         self.apply(decisions, report).await;
-
-        if !self.still_leader(lock).await {
-            report.lost_leadership = true;
-            return Ok(());
-        }
-        self.provisioner.start_teardown_retries();
-        // Creating while Railway is failing or has paused us after a 429 only spends money on
-        // compensations.
-        let railway_ok = status.failed.is_none() && self.provisioner.railway().budget().paused_for.is_none();
-        self.size_and_replenish(railway_ok, now, report).await;
-        if let Err(e) = self.provisioner.redeploy_step().await {
-            report.error(ReconcileError::Redeploy(Arc::new(e)));
-        }
-        if self.orphan_sweep_due() {
-            let sweep = sweep_orphans(&self.provisioner, config.orphan_grace).await;
-            report.orphans = sweep.projects + sweep.keys + sweep.inboxes;
-            report.errors.extend(sweep.errors);
-        }
-        Ok(())
+        Ok(Some(status.failed.is_none()))
     }
 
     async fn apply(&self, decisions: Vec<(&Agent, Decision, Observation)>, report: &mut TickReport) {

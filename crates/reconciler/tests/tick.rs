@@ -111,9 +111,18 @@ async fn crashed_failed_and_never_ready_agents_are_replaced_and_torn_down() {
             .await
             .unwrap()
             .remove(0);
+        let deployments_before = pool.sim.snapshot().deployments.len();
         pool.sim.crash_service(victim.service_id.as_deref().unwrap());
         tick_until(&reconciler, &pool, 100, |c| c.creating + c.starting >= 1).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // The replacement's deployment draws its fate when it is made: keep the bad behaviour
+        // until it exists.
+        for _ in 0..200 {
+            if pool.sim.snapshot().deployments.len() > deployments_before {
+                break;
+            }
+            reconciler.tick(None).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         pool.sim.set_agent_behaviour(AgentBehaviour::default());
         tick_until(&reconciler, &pool, 200, |c| {
             c.idle == 2 && c.starting == 0 && c.deleting == 0 && c.creating == 0
@@ -503,4 +512,74 @@ async fn a_throttled_creation_waits_its_turn_and_ticks_meanwhile_make_nothing() 
             .is_some(),
         "the workspace waits for its throttle to open"
     );
+}
+
+/// Railway's events ask for a look: only the agents named are observed (one batched read, their
+/// health checks), their statuses follow what is found, and nothing else happens — no
+/// creation, no other agent read. A look at an agent that is fine changes nothing, however
+/// often it is asked for.
+#[tokio::test]
+async fn a_look_observes_only_the_agents_named_and_what_it_finds_decides() {
+    let pool = TestPool::start(unthrottled()).await;
+    pool.set_settings(|s| s.min_idle = 2).await;
+    let mut steady = config();
+    steady.full_sweep_interval = Duration::from_secs(3600);
+    let reconciler = Reconciler::new(pool.provisioner.clone(), steady);
+    tick_until(&reconciler, &pool, 100, |c| c.idle == 2).await;
+    reconciler.tick(None).await;
+    let input = ClaimInput {
+        agent_name: "Ada".into(),
+        instructions: "hi".into(),
+        join_url: None,
+    };
+    let claimed = pool.provisioner.claim(&input, None).await.unwrap();
+    let id = AgentId::parse(&claimed.instance_id).unwrap();
+    let agent = pool.store.agent(&id).await.unwrap().unwrap();
+    let total_before = total_rows(&pool).await;
+
+    // A duplicate "deployed" for a healthy agent: read, found fine, unchanged.
+    for _ in 0..2 {
+        let report = reconciler
+            .look(std::collections::BTreeSet::from([id.clone()]), None)
+            .await;
+        assert_eq!(
+            (report.agents, report.read, report.health_checks),
+            (1, 1, 1),
+            "{report:?}"
+        );
+        assert_eq!(report.railway_requests, 1, "one batched read");
+        assert_eq!(
+            (report.transitions, report.creations, report.teardowns),
+            (0, 0, 0)
+        );
+    }
+    assert_eq!(
+        pool.store.agent(&id).await.unwrap().unwrap().status,
+        AgentStatus::Claimed
+    );
+
+    // Its deployment crashed: one look makes it crashed, its project untouched.
+    pool.sim.crash_service(agent.service_id.as_deref().unwrap());
+    let report = reconciler
+        .look(std::collections::BTreeSet::from([id.clone()]), None)
+        .await;
+    assert_eq!(report.transitions, 1, "{report:?}");
+    assert_eq!(
+        pool.store.agent(&id).await.unwrap().unwrap().status,
+        AgentStatus::Crashed
+    );
+    assert_eq!(total_rows(&pool).await, total_before, "a look creates nothing");
+    assert!(
+        pool.sim
+            .snapshot()
+            .live_projects()
+            .iter()
+            .any(|p| Some(&p.id) == agent.project_id.as_ref())
+    );
+
+    // A look at an agent that does not exist does nothing.
+    let report = reconciler
+        .look(std::collections::BTreeSet::from([AgentId::random()]), None)
+        .await;
+    assert_eq!((report.agents, report.railway_requests), (0, 0));
 }

@@ -1,8 +1,11 @@
 //! The claim: the oldest idle agent under a lease, exactly once, with idempotency keys.
 
+use secrecy::ExposeSecret;
+
 use crate::agent::{Agent, AgentId, AgentStatus, ClaimRequest};
 use crate::events::{EventKind, insert_event};
 use crate::rows::{agent_columns, agent_from_row, current_status, stored_id};
+use crate::secrets::{Binding, SecretsKeys};
 use crate::transitions::Transition;
 use crate::{Result, Store, StoreError};
 
@@ -13,6 +16,8 @@ pub struct IdempotentClaim {
     pub agent_id: AgentId,
     /// The stored response, once the first request finished (`None` while it still runs).
     pub response: Option<serde_json::Value>,
+    /// The first request's fingerprint (`None` for keys stored before fingerprints were).
+    pub request_hash: Option<String>,
 }
 
 /// What a claim got from the database.
@@ -30,6 +35,9 @@ pub enum ClaimOutcome {
 /// statement. `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
 /// Claims that wait ([`crate::QueueTicket`]) are served first in, first out: while any waits,
 /// only the head of the queue may take an agent, and a claim that does not wait takes none.
+/// A claim that already took an agent whose secret turned out not to open (`$7`) keeps its
+/// turn. Agents whose tokens are sealed under a key this process does not hold (`$8`: the ids
+/// of those it does) are left to a replica that can read them (a key rotation's deploy).
 static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH taken AS (
@@ -38,7 +46,12 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                    agent_name = $2, instructions = $3, join_url = $4
              WHERE id = (SELECT id FROM agent_metadata
                           WHERE status = 'idle' AND NOT quarantined
-                            AND CASE WHEN $5::bigint IS NULL
+                            AND (gateway_token IS NULL OR gateway_token NOT LIKE 'v1:%'
+                                 OR split_part(gateway_token, ':', 2) = ANY($8::text[]))
+                            AND (agent_api_token IS NULL OR agent_api_token NOT LIKE 'v1:%'
+                                 OR split_part(agent_api_token, ':', 2) = ANY($8::text[]))
+                            AND CASE WHEN $7::boolean THEN true
+                                     WHEN $5::bigint IS NULL
                                      THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE q.expires_at > now())
                                      ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE q.expires_at > now())
                                 END
@@ -48,67 +61,121 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          dequeued AS (
             DELETE FROM claim_queue WHERE id = $5 AND EXISTS (SELECT 1 FROM taken)),
          logged AS (
-            INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
-            SELECT id, 'status_changed', 'idle', 'claiming', 'claimed' FROM taken)
+            INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason, actor)
+            SELECT id, 'status_changed', 'idle', 'claiming', 'claimed', $6::text FROM taken)
          SELECT {} FROM taken a",
         agent_columns()
     )
 });
 
+/// How many agents one claim takes at most when those it takes turn out to have a secret that
+/// does not open (each is quarantined on the way).
+const MAX_TAKES: usize = 3;
+
+/// Quarantines an agent a claim has just taken: `claiming → deleting`, with its event, in one
+/// statement (so it holds without a transaction too).
+const QUARANTINE_CLAIMING_SQL: &str = "WITH q AS (
+        UPDATE agent_metadata SET status = 'deleting', status_changed_at = now(), quarantined = true,
+               claim_expires_at = NULL, last_error = $2
+         WHERE id = $1 AND status = 'claiming' RETURNING id)
+     INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
+     SELECT id, 'quarantined', 'claiming', 'deleting', $2 FROM q";
+
 impl Store {
     /// taken and the first request's agent is returned instead.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let mut client = self.client().await?;
-        let lease = request.lease.as_secs_f64();
-        let ticket = request.ticket.as_ref().map(|t| t.id);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &lease,
-            &request.agent_name,
-            &request.instructions,
-            &request.join_url,
-            &ticket,
-        ];
         let Some(key) = &request.idempotency_key else {
             // The hot path: one statement, one round trip, atomic on its own.
-            let statement = client.prepare_cached(&CLAIM_SQL).await?;
-            return match client.query_opt(&statement, &params).await? {
-                Some(row) => Ok(ClaimOutcome::Claimed(Box::new(agent_from_row(&row)?))),
+            return match self.take_usable(&client, request).await? {
+                Some(agent) => Ok(ClaimOutcome::Claimed(Box::new(agent))),
                 None => Ok(ClaimOutcome::PoolEmpty),
             };
         };
-        if let Some(previous) = idempotent_claim(&client, key).await? {
+        let scope = &request.claimant;
+        prune_idempotency_keys(&client, IDEMPOTENCY_PRUNE_BATCH).await?;
+        if let Some(previous) = idempotent_claim(&client, self.keys(), scope, key).await? {
             return Ok(ClaimOutcome::Repeated(previous));
         }
         let tx = client.transaction().await?;
         // Taking the key first makes a concurrent request with the same key wait here until
-        // this one commits (then it finds the key) or rolls back (then it goes on).
+        // this one commits (then it finds the key) or rolls back (then it goes on). A key that
+        // expired is taken over as if it were new.
         let inserted = tx
             .execute(
-                "INSERT INTO claim_idempotency_keys (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
-                &[key],
+                "INSERT INTO claim_idempotency_keys (scope, key, request_hash, expires_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                 ON CONFLICT (scope, key) DO UPDATE
+                    SET agent_id = '', created_at = now(), response = NULL, sealed_response = NULL,
+                        request_hash = EXCLUDED.request_hash, expires_at = EXCLUDED.expires_at
+                  WHERE claim_idempotency_keys.expires_at <= now()",
+                &[
+                    scope,
+                    key,
+                    &request.request_hash,
+                    &request.idempotency_ttl.as_secs_f64(),
+                ],
             )
             .await?;
         if inserted == 0 {
             tx.rollback().await?;
-            return match idempotent_claim(&client, key).await? {
+            return match idempotent_claim(&client, self.keys(), scope, key).await? {
                 Some(previous) => Ok(ClaimOutcome::Repeated(previous)),
                 None => Err(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))),
             };
         }
-        let statement = tx.prepare_cached(&CLAIM_SQL).await?;
-        let Some(row) = tx.query_opt(&statement, &params).await? else {
+        let Some(agent) = self.take_usable(&tx, request).await? else {
             // Rolling back also frees the idempotency key: a retry may find an agent later.
             tx.rollback().await?;
             return Ok(ClaimOutcome::PoolEmpty);
         };
-        let agent = agent_from_row(&row)?;
         tx.execute(
-            "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE key = $1",
-            &[key, &agent.id.as_str()],
+            "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE scope = $3 AND key = $1",
+            &[key, &agent.id.as_str(), scope],
         )
         .await?;
         tx.commit().await?;
         Ok(ClaimOutcome::Claimed(Box::new(agent)))
+    }
+
+    /// Runs the claim statement until it takes an agent none of whose secrets was tampered
+    /// with. One that was is quarantined on the way (`claiming → deleting`, then torn down by
+    /// the tick's teardown retries), never handed out, and the claim takes the next one.
+    async fn take_usable(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        request: &ClaimRequest,
+    ) -> Result<Option<Agent>> {
+        let statement = client.prepare_cached(&CLAIM_SQL).await?;
+        let lease = request.lease.as_secs_f64();
+        let ticket = request.ticket.as_ref().map(|t| t.id);
+        let known = self.keys().known_ids();
+        for attempt in 0..MAX_TAKES {
+            let again = attempt > 0;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &lease,
+                &request.agent_name,
+                &request.instructions,
+                &request.join_url,
+                &ticket,
+                &request.claimant,
+                &again,
+                &known,
+            ];
+            let Some(row) = client.query_opt(&statement, &params).await? else {
+                return Ok(None);
+            };
+            let agent = agent_from_row(&row, self.keys())?;
+            let Some(problem) = agent.tampered_secret() else {
+                return Ok(Some(agent));
+            };
+            let reason = format!("quarantined: {problem}");
+            client
+                .execute(QUARANTINE_CLAIMING_SQL, &[&agent.id.as_str(), &reason])
+                .await?;
+            tracing::warn!(agent = %agent.id, error = %problem, "a claim took an agent whose secret does not open; quarantined");
+        }
+        Ok(None)
     }
 
     /// Finishes a claim that provisioned: `claiming → claimed` with what the agent answered.
@@ -129,8 +196,8 @@ impl Store {
                            claim_expires_at = NULL, invite_url = $2, conversation_id = $3, joined = $4
                      WHERE id = $1 AND status = 'claiming' RETURNING id),
                  answer AS (
-                    UPDATE claim_idempotency_keys SET response = $6
-                     WHERE key = $5 AND EXISTS (SELECT 1 FROM done)),
+                    UPDATE claim_idempotency_keys SET sealed_response = $6, response = NULL
+                     WHERE key = $5 AND agent_id = $1 AND EXISTS (SELECT 1 FROM done)),
                  logged AS (
                     INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason)
                     SELECT id, 'status_changed', 'claiming', 'claimed', 'provisioned' FROM done)
@@ -138,7 +205,7 @@ impl Store {
             )
             .await?;
         let (key, response) = match idempotency {
-            Some((k, r)) => (Some(k), Some(r)),
+            Some((k, r)) => (Some(k), Some(self.seal_answer(id, k, r)?)),
             None => (None, None),
         };
         let done: i64 = client
@@ -183,9 +250,12 @@ impl Store {
             return Ok(Transition::LostRace { actual });
         }
         if let Some((key, response)) = idempotency {
+            // The key's row is the one that took this agent (keys are scoped per caller).
+            let sealed = self.seal_answer(id, key, response)?;
             tx.execute(
-                "UPDATE claim_idempotency_keys SET response = $2 WHERE key = $1",
-                &[&key, response],
+                "UPDATE claim_idempotency_keys SET sealed_response = $2, response = NULL \
+                 WHERE key = $1 AND agent_id = $3",
+                &[&key, &sealed, &id.as_str()],
             )
             .await?;
         }
@@ -211,28 +281,73 @@ impl Store {
         rows.iter().map(|r| stored_id(r.get(0))).collect()
     }
 
-    /// The first answer stored under an idempotency key, if the key was used.
-    pub async fn idempotent_claim(&self, key: &str) -> Result<Option<IdempotentClaim>> {
+    /// The first answer stored under a caller's (`scope`'s) idempotency key, if the key was
+    /// used and has not expired.
+    pub async fn idempotent_claim(&self, scope: &str, key: &str) -> Result<Option<IdempotentClaim>> {
         let client = self.client().await?;
-        idempotent_claim(&client, key).await
+        idempotent_claim(&client, self.keys(), scope, key).await
     }
+
+    /// Deletes up to `limit` expired idempotency keys; returns how many. Claims with a key
+    /// prune a batch as they go; a retention task may call this too.
+    pub async fn prune_idempotency_keys(&self, limit: i64) -> Result<u64> {
+        let client = self.client().await?;
+        prune_idempotency_keys(&client, limit).await
+    }
+
+    /// A claim's answer as it is stored: sealed (it carries the agent's gateway token), bound
+    /// to the agent and the idempotency key.
+    fn seal_answer(&self, agent: &AgentId, key: &str, response: &serde_json::Value) -> Result<String> {
+        self.keys()
+            .seal(&response.to_string(), &Binding::claim_answer(agent, key))
+    }
+}
+
+/// Expired keys a claim with a key prunes on its way.
+const IDEMPOTENCY_PRUNE_BATCH: i64 = 100;
+
+async fn prune_idempotency_keys(client: &impl deadpool_postgres::GenericClient, limit: i64) -> Result<u64> {
+    Ok(client
+        .execute(
+            "DELETE FROM claim_idempotency_keys WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM claim_idempotency_keys WHERE expires_at <= now() LIMIT $1))",
+            &[&limit],
+        )
+        .await?)
 }
 
 async fn idempotent_claim(
     client: &impl deadpool_postgres::GenericClient,
+    keys: &SecretsKeys,
+    scope: &str,
     key: &str,
 ) -> Result<Option<IdempotentClaim>> {
     let row = client
         .query_opt(
-            "SELECT agent_id, response FROM claim_idempotency_keys WHERE key = $1",
-            &[&key],
+            "SELECT agent_id, response, request_hash, sealed_response FROM claim_idempotency_keys
+              WHERE scope = $1 AND key = $2 AND expires_at > now()",
+            &[&scope, &key],
         )
         .await?;
-    row.map(|r| {
-        Ok(IdempotentClaim {
-            agent_id: stored_id(r.get(0))?,
-            response: r.get(1),
-        })
-    })
-    .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let agent_id = stored_id(row.get(0))?;
+    let response = match row.get::<_, Option<String>>(3) {
+        Some(sealed) => {
+            let opened = keys.open(&sealed, &Binding::claim_answer(&agent_id, key))?;
+            Some(serde_json::from_str(opened.expose_secret()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "the answer stored under idempotency key {key:?} is not JSON"
+                ))
+            })?)
+        }
+        // Stored by an earlier version, before answers were sealed: the secrets upkeep seals it.
+        None => row.get(1),
+    };
+    Ok(Some(IdempotentClaim {
+        agent_id,
+        response,
+        request_hash: row.get(2),
+    }))
 }

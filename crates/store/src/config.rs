@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::StoreError;
+use crate::secrets::SecretsKeys;
 use crate::tls::{PostgresTls, TlsSettings};
 
 /// How a connection uses TLS: libpq's `sslmode`, read from `DATABASE_URL`.
@@ -99,6 +100,9 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Time a caller waits for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// The keys agents' secrets are sealed and opened with (see [`SecretsKeys`]). The default
+    /// holds none and refuses to write a secret.
+    pub secrets: SecretsKeys,
 }
 
 impl StoreConfig {
@@ -109,6 +113,7 @@ impl StoreConfig {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
+            secrets: SecretsKeys::default(),
         }
     }
 
@@ -202,6 +207,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("database", &self.display_target())
             .field("max_connections", &self.max_connections)
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }

@@ -64,6 +64,11 @@ pub enum StoreError {
     /// A stored value could not be understood (for example an unknown status).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A stored secret could not be read: tampered with (or copied from another row or
+    /// column), or sealed under a key this process does not hold. Names whose secret and
+    /// which column, never the value.
+    #[error(transparent)]
+    Secret(#[from] crate::SecretError),
 }
 
 impl StoreError {
@@ -103,6 +108,12 @@ impl StoreError {
                 reason: other.to_string(),
             },
         }
+    }
+
+    /// True when a stored secret is sealed under a key this process does not hold: not the
+    /// value's fault, and a replica (or a configuration) with that key reads it.
+    pub fn is_missing_secrets_key(&self) -> bool {
+        matches!(self, Self::Secret(e) if !e.is_tampered())
     }
 
     /// True when the database could not be reached at all (as opposed to refusing a query).

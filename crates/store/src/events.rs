@@ -56,6 +56,9 @@ pub struct AgentEvent {
     pub to_status: Option<String>,
     /// Why.
     pub reason: String,
+    /// Who caused it: the name of the API key (`admin`, `console` or a claim key's name),
+    /// never the key; `None` for what the pool did by itself.
+    pub actor: Option<String>,
 }
 
 pub(crate) async fn insert_event(
@@ -87,7 +90,7 @@ impl Store {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, at, kind, from_status, to_status, reason FROM agent_events WHERE agent_id = $1 ORDER BY id",
+                "SELECT id, at, kind, from_status, to_status, reason, actor FROM agent_events WHERE agent_id = $1 ORDER BY id",
                 &[&agent.as_str()],
             )
             .await?;
@@ -100,6 +103,7 @@ impl Store {
                 from_status: r.get(3),
                 to_status: r.get(4),
                 reason: r.get(5),
+                actor: r.get(6),
             })
             .collect())
     }

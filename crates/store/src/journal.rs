@@ -5,14 +5,22 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::agent::{Agent, AgentId, AgentStatus, CreationStep, NewAgent};
 use crate::events::{EventKind, insert_event};
+use crate::secrets::Binding;
 use crate::{Result, Store, StoreError};
 
 impl Store {
     /// creator's work lease already held (so crash recovery elsewhere leaves it alone).
     pub async fn insert_creating(&self, agent: &NewAgent, lease: std::time::Duration) -> Result<Agent> {
+        let keys = self.keys();
+        let seal = |column: &'static str, secret: &SecretString| {
+            keys.seal(secret.expose_secret(), &Binding::agent(&agent.id, column))
+        };
+        let gateway_token = seal("gateway_token", &agent.secrets.gateway_token)?;
+        let setup_password = seal("setup_password", &agent.setup.setup_password)?;
+        let wallet_private_key = seal("wallet_private_key", &agent.setup.wallet_private_key)?;
+        let agent_api_token = seal("agent_api_token", &agent.secrets.agent_api_token)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let s = &agent.secrets;
         tx.execute(
             "INSERT INTO agent_metadata (id, railway_project_id, status, image, gateway_token, \
              setup_password, wallet_private_key, agent_api_token, worker_lease_until) \
@@ -20,10 +28,10 @@ impl Store {
             &[
                 &agent.id.as_str(),
                 &agent.image,
-                &s.gateway_token.expose_secret(),
-                &s.setup_password.expose_secret(),
-                &s.wallet_private_key.expose_secret(),
-                &s.agent_api_token.expose_secret(),
+                &gateway_token,
+                &setup_password,
+                &wallet_private_key,
+                &agent_api_token,
                 &lease.as_secs_f64(),
             ],
         )
@@ -45,6 +53,9 @@ impl Store {
     }
 
     /// Journals a completed saga step and saves the remote id it produced, in one transaction.
+    /// Journaling the variables step also removes the setup secrets and the OpenRouter key from
+    /// the row (trigger `agent_setup_secrets_forget`, migration V7): the agent has them now, and
+    /// nothing reads them again.
     pub async fn record_step(&self, id: &AgentId, step: CreationStep, remote_id: Option<&str>) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -69,16 +80,17 @@ impl Store {
     }
 
     /// Notes that a step's remote call is about to be made: until [`Self::record_step`]
-    /// journals it, the step's resource may exist without a recorded id.
-    pub async fn begin_step(&self, id: &AgentId, step: CreationStep) -> Result<()> {
+    /// journals it, the step's resource may exist without a recorded id. `false` (nothing
+    /// noted) when the row is no longer `creating`: the creation must stop.
+    pub async fn begin_step(&self, id: &AgentId, step: CreationStep) -> Result<bool> {
         let client = self.client().await?;
-        client
+        let n = client
             .execute(
-                "UPDATE agent_metadata SET step_in_flight = $2 WHERE id = $1",
+                "UPDATE agent_metadata SET step_in_flight = $2 WHERE id = $1 AND status = 'creating'",
                 &[&id.as_str(), &step.as_str()],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Clears a step in flight that turned out to have made nothing (it failed, or a lookup
@@ -96,11 +108,14 @@ impl Store {
 
     /// Saves a per-agent OpenRouter key (hash for deletion, key for the agent's variables).
     pub async fn record_openrouter_key(&self, id: &AgentId, hash: &str, key: &SecretString) -> Result<()> {
+        let sealed = self
+            .keys()
+            .seal(key.expose_secret(), &Binding::agent(id, "openrouter_api_key"))?;
         let client = self.client().await?;
         client
             .execute(
                 "UPDATE agent_metadata SET openrouter_api_key = $2 WHERE id = $1",
-                &[&id.as_str(), &key.expose_secret()],
+                &[&id.as_str(), &sealed],
             )
             .await?;
         drop(client);

@@ -16,7 +16,8 @@
 //! `pool-store` owns the connection pool (deadpool-postgres over tokio-postgres), the schema
 //! (refinery migrations embedded from the workspace's `migrations/`, run under an advisory
 //! lock), typed queries for agents, the creation saga journal, events and claim idempotency,
-//! and the reconciler's leader lock.
+//! and the reconciler's leader lock. Agents' secrets and stored claim answers are sealed at
+//! rest with the keys in [`StoreConfig::secrets`] (see [`SecretsKeys`]).
 //!
 //! Architecture invariant: this crate knows nothing about Railway, HTTP or the environment.
 //! It stores remote ids as opaque strings and never reads environment variables; callers hand
@@ -35,18 +36,21 @@ mod migrate;
 mod notify;
 mod queries;
 mod queue;
+mod retention;
 mod rows;
+mod secrets;
 mod sessions;
 mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
 mod transitions;
+mod upkeep;
 mod work;
 
 pub use agent::{
     Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, InvalidAgentId, NewAgent,
-    StatusCounts,
+    SetupSecrets, StatusCounts,
 };
 pub use brake::BrakeState;
 pub use claims::{ClaimOutcome, IdempotentClaim};
@@ -58,9 +62,12 @@ pub use leader::{LEADER_LOCK_KEY, LeaderLock};
 pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
 pub use notify::{Listener, PoolSignal};
 pub use queue::QueueTicket;
+pub use retention::{MIN_ARCHIVE_RETENTION, MIN_EVENT_RETENTION, Pruned, Retention};
+pub use secrets::{InvalidSecretsKey, SecretError, SecretProblem, SecretsKey, SecretsKeys};
 pub use sessions::ConsoleSession;
 pub use settings::{PoolEvent, PoolSettings, StoredSettings};
 pub use transitions::Transition;
+pub use upkeep::{SecretsCensus, SecretsUpkeep};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
@@ -117,6 +124,11 @@ impl Store {
     /// The configuration this store was opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The keys this store seals and opens secrets with.
+    pub(crate) fn keys(&self) -> &SecretsKeys {
+        &self.config.secrets
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -14,14 +14,17 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 
-use crate::{Result, Store, StoreConfig};
+use crate::{AgentId, Result, Store, StoreConfig};
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PoolSignal {
     /// Something the reconciler should act on now (a claim, a replenish, a drain, a claim that
     /// waits): the leader ticks at once.
     TickSoon,
+    /// Railway said something happened to this agent's deployment (a webhook): the leader
+    /// reads its status and checks its health at once.
+    Look(AgentId),
     /// An agent became idle: claims that wait look again.
     AgentIdle,
     /// The queue of waiting claims changed: its new head looks again.
@@ -30,33 +33,42 @@ pub enum PoolSignal {
     Reconnected,
 }
 
-impl PoolSignal {
-    const CHANNELS: [(&'static str, PoolSignal); 3] = [
-        ("pool_tick", PoolSignal::TickSoon),
-        ("pool_idle", PoolSignal::AgentIdle),
-        ("pool_queue", PoolSignal::QueueMoved),
-    ];
+/// The channels every listener listens on.
+const CHANNELS: [&str; 4] = ["pool_tick", "pool_look", "pool_idle", "pool_queue"];
 
-    fn channel(self) -> Option<&'static str> {
-        Self::CHANNELS.iter().find(|(_, s)| *s == self).map(|(c, _)| *c)
+impl PoolSignal {
+    /// The channel and payload it is sent as (`None`: it is never sent).
+    fn message(&self) -> Option<(&'static str, &str)> {
+        match self {
+            PoolSignal::TickSoon => Some(("pool_tick", "")),
+            PoolSignal::Look(agent) => Some(("pool_look", agent.as_str())),
+            PoolSignal::AgentIdle => Some(("pool_idle", "")),
+            PoolSignal::QueueMoved => Some(("pool_queue", "")),
+            PoolSignal::Reconnected => None,
+        }
     }
 
-    fn from_channel(channel: &str) -> Option<Self> {
-        Self::CHANNELS
-            .iter()
-            .find(|(c, _)| *c == channel)
-            .map(|(_, s)| *s)
+    fn from_message(channel: &str, payload: &str) -> Option<Self> {
+        match channel {
+            "pool_tick" => Some(PoolSignal::TickSoon),
+            "pool_look" => AgentId::parse(payload).ok().map(PoolSignal::Look),
+            "pool_idle" => Some(PoolSignal::AgentIdle),
+            "pool_queue" => Some(PoolSignal::QueueMoved),
+            _ => None,
+        }
     }
 }
 
 impl Store {
     /// Tells every replica (this one included) that `signal` happened.
     pub async fn notify(&self, signal: PoolSignal) -> Result<()> {
-        let Some(channel) = signal.channel() else {
+        let Some((channel, payload)) = signal.message() else {
             return Ok(());
         };
         let client = self.client().await?;
-        client.execute("SELECT pg_notify($1, '')", &[&channel]).await?;
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+            .await?;
         Ok(())
     }
 }
@@ -161,10 +173,7 @@ async fn listen_once(config: &StoreConfig, shared: &Shared) -> Result<()> {
             }
         }
     });
-    let listens: String = PoolSignal::CHANNELS
-        .iter()
-        .map(|(c, _)| format!("LISTEN {c};"))
-        .collect();
+    let listens: String = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
     if let Err(e) = client.batch_execute(&listens).await {
         driver.abort();
         return Err(e.into());
@@ -174,11 +183,38 @@ async fn listen_once(config: &StoreConfig, shared: &Shared) -> Result<()> {
     tracing::info!("listening for notifications from every replica");
     while let Some(message) = messages.recv().await {
         if let AsyncMessage::Notification(n) = message
-            && let Some(signal) = PoolSignal::from_channel(n.channel())
+            && let Some(signal) = PoolSignal::from_message(n.channel(), n.payload())
         {
             let _ = shared.signals.send(signal);
         }
     }
     drop(client);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sent_signal_reads_back_as_itself() {
+        let agent = AgentId::parse("abc123def456").unwrap();
+        for signal in [
+            PoolSignal::TickSoon,
+            PoolSignal::Look(agent),
+            PoolSignal::AgentIdle,
+            PoolSignal::QueueMoved,
+        ] {
+            let (channel, payload) = signal.message().unwrap();
+            assert!(CHANNELS.contains(&channel), "{channel} is listened on");
+            assert_eq!(PoolSignal::from_message(channel, payload), Some(signal));
+        }
+        assert_eq!(PoolSignal::Reconnected.message(), None);
+    }
+
+    #[test]
+    fn a_look_at_a_malformed_id_or_an_unknown_channel_is_dropped() {
+        assert_eq!(PoolSignal::from_message("pool_look", "not an id; DROP"), None);
+        assert_eq!(PoolSignal::from_message("pool_other", ""), None);
+    }
 }

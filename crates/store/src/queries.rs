@@ -8,23 +8,52 @@ impl Store {
     /// One agent, deleted ones included.
     pub async fn agent(&self, id: &AgentId) -> Result<Option<Agent>> {
         let client = self.client().await?;
-        Ok(select_agents(&client, "a.id = $1", "a.id", &[&id.as_str()])
-            .await?
-            .into_iter()
-            .next())
+        Ok(
+            select_agents(&client, self.keys(), "a.id = $1", "a.id", &[&id.as_str()])
+                .await?
+                .into_iter()
+                .next(),
+        )
     }
 
     /// The agents with these ids, deleted ones included.
     pub async fn agents_by_ids(&self, ids: &[AgentId]) -> Result<Vec<Agent>> {
         let client = self.client().await?;
         let ids: Vec<&str> = ids.iter().map(AgentId::as_str).collect();
-        select_agents(&client, "a.id = ANY($1)", "a.id", &[&ids]).await
+        select_agents(&client, self.keys(), "a.id = ANY($1)", "a.id", &[&ids]).await
+    }
+
+    /// The live agent that owns this Railway project (or, for a legacy agent in the shared
+    /// project, this service): whom a Railway event is about. `None` when it is not ours.
+    pub async fn live_agent_on_railway(
+        &self,
+        project_id: &str,
+        service_id: Option<&str>,
+    ) -> Result<Option<Agent>> {
+        let client = self.client().await?;
+        Ok(select_agents(
+            &client,
+            self.keys(),
+            "a.status <> 'deleted' AND a.railway_project_id = $1 AND (NOT a.legacy OR a.railway_service_id = $2)",
+            "a.created_at, a.id",
+            &[&project_id, &service_id as &(dyn tokio_postgres::types::ToSql + Sync)],
+        )
+        .await?
+        .into_iter()
+        .next())
     }
 
     /// Every agent that is not deleted: what the tick reconciles.
     pub async fn live_agents(&self) -> Result<Vec<Agent>> {
         let client = self.client().await?;
-        select_agents(&client, "a.status <> 'deleted'", "a.created_at, a.id", &[]).await
+        select_agents(
+            &client,
+            self.keys(),
+            "a.status <> 'deleted'",
+            "a.created_at, a.id",
+            &[],
+        )
+        .await
     }
 
     /// Agents in one status, oldest first.
@@ -32,6 +61,7 @@ impl Store {
         let client = self.client().await?;
         select_agents(
             &client,
+            self.keys(),
             "a.status = $1",
             "a.created_at, a.id",
             &[&status.as_str()],

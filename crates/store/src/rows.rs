@@ -6,7 +6,8 @@ use secrecy::SecretString;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::agent::{Agent, AgentId, AgentSecrets, AgentStatus, CreationStep};
+use crate::agent::{Agent, AgentId, AgentSecrets, AgentStatus, CreationStep, SetupSecrets};
+use crate::secrets::{Binding, SecretsKeys};
 use crate::{Result, StoreError};
 
 const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, a.legacy, a.quarantined, \
@@ -19,8 +20,11 @@ const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, 
     ARRAY(SELECT s.step FROM agent_saga_steps s WHERE s.agent_id = a.id ORDER BY s.completed_at, s.step) AS steps";
 
 /// Agents matching `condition` (SQL over the alias `a`, with `$1…` parameters), in `order`.
+/// Their secrets are opened with `keys`; one that does not open is recorded on its agent
+/// (`unreadable_secrets`), so one bad row never fails a read of the fleet.
 pub(crate) async fn select_agents(
     client: &impl GenericClient,
+    keys: &SecretsKeys,
     condition: &str,
     order: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -30,7 +34,7 @@ pub(crate) async fn select_agents(
         .query(sql.as_str(), params)
         .await?
         .iter()
-        .map(agent_from_row)
+        .map(|row| agent_from_row(row, keys))
         .collect()
 }
 
@@ -44,30 +48,50 @@ pub(crate) fn stored_id(text: String) -> Result<AgentId> {
     AgentId::parse(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-pub(crate) fn agent_from_row(row: &Row) -> Result<Agent> {
-    let secret = |col: &str| -> Result<Option<SecretString>> {
-        Ok(row.try_get::<_, Option<String>>(col)?.map(SecretString::from))
-    };
-    let secrets = match (
-        secret("gateway_token")?,
-        secret("setup_password")?,
-        secret("wallet_private_key")?,
-        secret("agent_api_token")?,
-    ) {
-        (Some(gateway_token), Some(setup_password), Some(wallet_private_key), Some(agent_api_token)) => {
-            Some(AgentSecrets {
-                gateway_token,
-                setup_password,
-                wallet_private_key,
-                agent_api_token,
-            })
+/// The secret columns of an agent row. The list every sealing, opening, migration and
+/// archiving of agent secrets goes through.
+pub(crate) const SECRET_COLUMNS: [&str; 5] = [
+    "gateway_token",
+    "agent_api_token",
+    "setup_password",
+    "wallet_private_key",
+    "openrouter_api_key",
+];
+
+pub(crate) fn agent_from_row(row: &Row, keys: &SecretsKeys) -> Result<Agent> {
+    let id = stored_id(row.try_get("id")?)?;
+    let mut unreadable = Vec::new();
+    let mut secret = |col: &'static str| -> Result<Option<SecretString>> {
+        let Some(stored) = row.try_get::<_, Option<String>>(col)? else {
+            return Ok(None);
+        };
+        match keys.open(&stored, &Binding::agent(&id, col)) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e) => {
+                unreadable.push(e);
+                Ok(None)
+            }
         }
+    };
+    let secrets = match (secret("gateway_token")?, secret("agent_api_token")?) {
+        (Some(gateway_token), Some(agent_api_token)) => Some(AgentSecrets {
+            gateway_token,
+            agent_api_token,
+        }),
         _ => None,
     };
+    let setup_secrets = match (secret("setup_password")?, secret("wallet_private_key")?) {
+        (Some(setup_password), Some(wallet_private_key)) => Some(SetupSecrets {
+            setup_password,
+            wallet_private_key,
+        }),
+        _ => None,
+    };
+    let openrouter_api_key = secret("openrouter_api_key")?;
     let project: String = row.try_get("railway_project_id")?;
     let steps: Vec<String> = row.try_get("steps")?;
     Ok(Agent {
-        id: stored_id(row.try_get("id")?)?,
+        id,
         status: AgentStatus::parse(row.try_get("status")?)?,
         status_changed_at: row.try_get("status_changed_at")?,
         created_at: row.try_get("created_at")?,
@@ -81,9 +105,11 @@ pub(crate) fn agent_from_row(row: &Row) -> Result<Agent> {
         deployment_id: row.try_get("railway_deployment_id")?,
         image: row.try_get("image")?,
         openrouter_key_hash: row.try_get("openrouter_key_hash")?,
-        openrouter_api_key: secret("openrouter_api_key")?,
+        openrouter_api_key,
         agentmail_inbox_id: row.try_get("agentmail_inbox_id")?,
         secrets,
+        setup_secrets,
+        unreadable_secrets: unreadable,
         agent_name: row.try_get("agent_name")?,
         instructions: row.try_get("instructions")?,
         join_url: row.try_get("join_url")?,

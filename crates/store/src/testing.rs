@@ -17,6 +17,18 @@ use crate::{MigrateOptions, Store, StoreConfig};
 /// The default server for tests.
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The secrets key of every test database, the end-to-end harness and the demo: fixed (and
+/// public) so a test can read what a pool manager it started wrote. Never use it elsewhere.
+pub const TEST_SECRETS_KEY: &str = "dGVzdC1vbmx5IHNlY3JldHMga2V5IC0gbm90IHNlY3I=";
+
+/// [`TEST_SECRETS_KEY`] as the keys a store takes.
+pub fn test_secrets_keys() -> crate::SecretsKeys {
+    crate::SecretsKeys::new(
+        crate::SecretsKey::parse(TEST_SECRETS_KEY).expect("the test key parses"),
+        None,
+    )
+}
+
 /// Advisory lock key held while the template is built ("pool-tpl").
 const TEMPLATE_LOCK_KEY: i64 = 0x706f_6f6c_2d74_706c;
 
@@ -208,10 +220,11 @@ impl TestDatabase {
         &self.url
     }
 
-    /// Store settings for this database.
+    /// Store settings for this database, with [`TEST_SECRETS_KEY`].
     pub fn config(&self) -> StoreConfig {
         let mut config = StoreConfig::new(self.url.clone());
         config.max_connections = 8;
+        config.secrets = test_secrets_keys();
         config
     }
 
@@ -272,26 +285,40 @@ pub struct SeedAgent {
 
 impl TestDatabase {
     /// Inserts agents as `idle`, with every creation step journaled, in one statement each.
+    /// Their tokens are sealed under [`TEST_SECRETS_KEY`] (the gateway token is `gw-<id>`);
+    /// like any agent past its variables step, they keep no setup secrets.
     pub async fn seed_idle_agents(&self, agents: &[SeedAgent]) {
         let client = self.client().await;
+        let keys = test_secrets_keys();
         let col =
             |f: fn(&SeedAgent) -> &str| agents.iter().map(|a| f(a).to_string()).collect::<Vec<String>>();
-        let (ids, projects, envs, services, domains, tokens) = (
+        let (ids, projects, envs, services, domains) = (
             col(|a| &a.id),
             col(|a| &a.project_id),
             col(|a| &a.environment_id),
             col(|a| &a.service_id),
             col(|a| &a.domain),
-            col(|a| &a.token),
         );
+        let mut tokens = Vec::with_capacity(agents.len());
+        let mut gateways = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let id = crate::AgentId::parse(&agent.id).expect("a seed agent's id");
+            let seal = |column, value: &str| {
+                keys.seal(value, &crate::secrets::Binding::agent(&id, column))
+                    .expect("seal a seed secret")
+            };
+            tokens.push(seal("agent_api_token", &agent.token));
+            gateways.push(seal("gateway_token", &format!("gw-{}", agent.id)));
+        }
         client
             .execute(
                 "INSERT INTO agent_metadata (id, railway_project_id, railway_environment_id, railway_service_id, \
-                 railway_domain, agent_api_token, gateway_token, setup_password, wallet_private_key, status, image, \
+                 railway_domain, agent_api_token, gateway_token, status, image, \
                  deployment_status, last_health_ok) \
-                 SELECT id, p, e, s, d, t, 'gw', 'pw', '0x', 'idle', 'ghcr.io/xmtplabs/convos-agent:production', 'SUCCESS', true \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(id, p, e, s, d, t)",
-                &[&ids, &projects, &envs, &services, &domains, &tokens],
+                 SELECT id, p, e, s, d, t, g, 'idle', 'ghcr.io/xmtplabs/convos-agent:production', 'SUCCESS', true \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+                 AS x(id, p, e, s, d, t, g)",
+                &[&ids, &projects, &envs, &services, &domains, &tokens, &gateways],
             )
             .await
             .expect("seed agents");

@@ -29,7 +29,9 @@ impl Transition {
 }
 
 impl Store {
-    /// actual status when the agent was not in `expected`.
+    /// Changes an agent's status from `expected` to `to`, with an event; `LostRace` with the
+    /// actual status when the agent was not in `expected`. Archiving (`to` = `deleted`) also
+    /// removes every secret of the agent (trigger `agent_archive_forgets_secrets`, V7).
     pub async fn transition(
         &self,
         id: &AgentId,

@@ -31,16 +31,19 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Extends a held lease.
-    pub async fn renew_work_lease(&self, id: &AgentId, lease: Duration) -> Result<()> {
+    /// Extends a creation's lease — only while the row is still `creating`. `false` when it
+    /// is not (the reconciler abandoned it, a teardown took it): the creation must stop, and a
+    /// lease renewed anyway would lock the teardown out for as long as the creation waits.
+    pub async fn renew_creation_lease(&self, id: &AgentId, lease: Duration) -> Result<bool> {
         let client = self.client().await?;
-        client
+        let n = client
             .execute(
-                "UPDATE agent_metadata SET worker_lease_until = now() + make_interval(secs => $2) WHERE id = $1",
+                "UPDATE agent_metadata SET worker_lease_until = now() + make_interval(secs => $2) \
+                 WHERE id = $1 AND status = 'creating'",
                 &[&id.as_str(), &lease.as_secs_f64()],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Gives a lease up.
@@ -60,6 +63,7 @@ impl Store {
         let client = self.client().await?;
         select_agents(
             &client,
+            self.keys(),
             "a.status = 'creating' AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now())",
             "a.created_at",
             &[],
@@ -72,6 +76,7 @@ impl Store {
         let client = self.client().await?;
         select_agents(
             &client,
+            self.keys(),
             "a.status = 'deleting' AND (a.worker_lease_until IS NULL OR a.worker_lease_until < now()) \
              AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= now())",
             "a.status_changed_at",
@@ -149,6 +154,7 @@ impl Store {
         let client = self.client().await?;
         select_agents(
             &client,
+            self.keys(),
             "a.status = 'idle' AND a.redeploy_requested_at IS NOT NULL",
             "a.redeploy_requested_at, a.id LIMIT $1",
             &[&limit],

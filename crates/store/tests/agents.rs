@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use pool_store::testing::TestDatabase;
 use pool_store::{
-    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, ClaimRequest, CreationStep, NewAgent, Store, Transition,
+    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, ClaimRequest, CreationStep, NewAgent, SetupSecrets,
+    Store, Transition,
 };
 use secrecy::SecretString;
 
@@ -18,9 +19,11 @@ fn new_agent(id: &str) -> NewAgent {
         image: "ghcr.io/xmtplabs/convos-agent:staging".into(),
         secrets: AgentSecrets {
             gateway_token: SecretString::from(format!("gw-{id}")),
+            agent_api_token: SecretString::from(format!("tok-{id}")),
+        },
+        setup: SetupSecrets {
             setup_password: SecretString::from(format!("pw-{id}")),
             wallet_private_key: SecretString::from(format!("0x{id}")),
-            agent_api_token: SecretString::from(format!("tok-{id}")),
         },
     }
 }
@@ -67,6 +70,9 @@ fn claim_request(key: Option<&str>) -> ClaimRequest {
         lease: Duration::from_secs(600),
         idempotency_key: key.map(str::to_string),
         ticket: None,
+        claimant: "admin".into(),
+        request_hash: "h".into(),
+        idempotency_ttl: Duration::from_secs(3600),
     }
 }
 

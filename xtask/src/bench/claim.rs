@@ -79,6 +79,8 @@ pub async fn run() -> Result<(), String> {
             version: "bench".into(),
         },
         console: pool_http::console::ConsoleConfig::default(),
+        webhook_secret: None,
+        security: pool_http::SecurityConfig::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,14 +1,17 @@
 //! The operator console: server-rendered pages under `/`, signed in with a session cookie.
 //!
-//! Sign-in takes the admin key (or `POOL_ADMIN_PASSWORD` when set) and sets an `HttpOnly`,
-//! `SameSite=Strict` (and `Secure`, unless running on plain HTTP locally) session cookie backed
-//! by a database row, so every replica knows it; sessions expire. Every form post carries the
+//! Sign-in takes the admin key (or `POOL_ADMIN_PASSWORD` when set), with failed attempts
+//! limited per client address and globally ([`signin`]), and sets an `HttpOnly`,
+//! `SameSite=Strict`, `Secure`, `__Host-` session cookie (plain `pool_session` without
+//! `Secure` only when running on plain HTTP locally) backed by a database row holding only the
+//! token's hash, bound to the admin key, so every replica knows it and rotating the key signs
+//! everyone out; sessions expire after a capped lifetime and after an idle period. Every form post carries the
 //! session's CSRF token and a same-origin `Origin`; pages carry a strict Content-Security-Policy
 //! and never contain the admin key, a password or any agent secret. Programs keep using the
 //! bearer API.
 
 mod chart;
-mod settings_form;
+mod signin;
 mod views;
 mod when;
 
@@ -29,20 +32,49 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::auth::is_admin_key;
+pub(crate) use signin::SignInLimiter;
+use signin::{ClientAddress, session_hash};
 use views::{AgentPage, FleetPage, LaunchedPage, LoginPage, fleet_json};
 
-/// The session cookie's name.
+/// The session cookie's name on plain HTTP (`POOL_CONSOLE_INSECURE_COOKIES`).
 pub const SESSION_COOKIE: &str = "pool_session";
+/// The session cookie's name over HTTPS: the `__Host-` prefix makes browsers insist on
+/// `Secure`, `Path=/` and no `Domain`, so no other site or subdomain can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-pool_session";
+/// The longest a session may be configured to last (`POOL_CONSOLE_SESSION_TTL_MS`).
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Console settings.
 #[derive(Clone)]
 pub struct ConsoleConfig {
     /// `POOL_ADMIN_PASSWORD`: accepted at sign-in besides the admin key.
     pub admin_password: Option<SecretString>,
-    /// Mark the cookie `Secure` (off only when running on plain HTTP locally).
+    /// Mark the cookie `Secure` and `__Host-`, and send HSTS (off only when running on plain
+    /// HTTP locally).
     pub secure_cookies: bool,
-    /// How long a session lasts.
+    /// How long a session lasts at most, however active (at most [`MAX_SESSION_TTL`]).
     pub session_ttl: Duration,
+    /// A session unused this long ends (`POOL_CONSOLE_IDLE_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
+    /// Failed sign-ins from one client address within [`Self::sign_in_window`] before it is
+    /// locked out.
+    pub sign_in_failures_per_address: u32,
+    /// Failed sign-ins from all addresses within [`Self::sign_in_window`] before every sign-in
+    /// is refused for the rest of it.
+    pub sign_in_failures_global: u32,
+    /// The window failed sign-ins are counted over.
+    pub sign_in_window: Duration,
+}
+
+impl ConsoleConfig {
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
 }
 
 impl Default for ConsoleConfig {
@@ -51,6 +83,10 @@ impl Default for ConsoleConfig {
             admin_password: None,
             secure_cookies: true,
             session_ttl: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+            sign_in_failures_per_address: 10,
+            sign_in_failures_global: 100,
+            sign_in_window: Duration::from_secs(60),
         }
     }
 }
@@ -61,6 +97,10 @@ impl std::fmt::Debug for ConsoleConfig {
             .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
             .field("secure_cookies", &self.secure_cookies)
             .field("session_ttl", &self.session_ttl)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("sign_in_failures_per_address", &self.sign_in_failures_per_address)
+            .field("sign_in_failures_global", &self.sign_in_failures_global)
+            .field("sign_in_window", &self.sign_in_window)
             .finish()
     }
 }
@@ -90,31 +130,44 @@ fn random_token() -> String {
     (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_string())
 }
 
 /// A signed-in operator.
 struct Session {
-    token: String,
+    /// What the session is stored as (never the token itself).
+    token_hash: String,
     csrf: String,
 }
 
+/// The signed-in operator, if any; this use restarts the session's idle period.
 async fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let token = cookie(headers)?;
+    session_of(state, headers, true).await
+}
+
+async fn session_of(state: &AppState, headers: &HeaderMap, in_use: bool) -> Option<Session> {
+    let token = cookie(headers, state.console.cookie_name())?;
     if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    let found = state.provisioner.store().session(&token).await.ok()??;
+    let token_hash = session_hash(state, &token);
+    let (store, idle) = (state.provisioner.store(), state.console.idle_timeout);
+    let found = if in_use {
+        store.session(&token_hash, idle).await
+    } else {
+        store.peek_session(&token_hash, idle).await
+    };
+    let found = found.ok()??;
     Some(Session {
-        token,
+        token_hash,
         csrf: found.csrf_token,
     })
 }
@@ -210,22 +263,45 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
     page(&LoginPage::new(String::new()))
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    axum::Extension(shared): axum::Extension<std::sync::Arc<crate::Shared>>,
+    client: ClientAddress,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let now = std::time::Instant::now();
+    // Refused before anything is compared: a locked-out guesser learns nothing, even with the
+    // right key.
+    if let Err(retry_after) = shared.sign_in.check(client, now) {
+        let secs = retry_after.as_secs().max(1);
+        tracing::warn!(client = ?client.0, retry_after_s = secs, "console sign-in refused: too many failed attempts");
+        let mut response = page(&LoginPage::new(format!(
+            "Too many failed sign-ins. Try again in {secs} s."
+        )));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let presented = form.get("key").map(String::as_str).unwrap_or("");
     let password_ok = state.console.admin_password.as_ref().is_some_and(|p| {
         let expected = p.expose_secret().as_bytes();
         !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
     });
     if !(is_admin_key(&state, presented) || password_ok) {
+        shared.sign_in.failed(client, now);
+        tracing::warn!(client = ?client.0, "console sign-in failed: wrong key or password");
         let mut response = page(&LoginPage::new("That key is not right.".into()));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
+    shared.sign_in.succeeded(client);
     let (token, csrf) = (random_token(), random_token());
     if let Err(e) = state
         .provisioner
         .store()
-        .create_session(&token, &csrf, state.console.session_ttl)
+        .create_session(&session_hash(&state, &token), &csrf, state.console.session_ttl)
         .await
     {
         tracing::error!(error = %e, "could not record a console session");
@@ -243,7 +319,8 @@ async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, S
         ""
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure_flag}",
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure_flag}",
+        state.console.cookie_name(),
         state.console.session_ttl.as_secs()
     );
     let mut response = Redirect::to("/").into_response();
@@ -264,12 +341,24 @@ async fn logout(
     if let Err(refusal) = check_post(&headers, &session, &form) {
         return *refusal;
     }
-    let _ = state.provisioner.store().delete_session(&session.token).await;
+    let _ = state
+        .provisioner
+        .store()
+        .delete_session(&session.token_hash)
+        .await;
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("pool_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    let secure_flag = if state.console.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cleared = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure_flag}",
+        state.console.cookie_name()
     );
+    if let Ok(value) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     secure(response)
 }
 
@@ -292,7 +381,9 @@ async fn fleet_data(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if session(&state, &headers).await.is_none() {
+    // The page's refresh every few seconds: not an operator's doing, so the idle period goes
+    // on (and nothing is written).
+    if session_of(&state, &headers, false).await.is_none() {
         return secure(
             (
                 StatusCode::UNAUTHORIZED,
@@ -361,6 +452,9 @@ macro_rules! signed_post {
         session
     }};
 }
+
+// Declared after `signed_post!`, so it can use it.
+mod settings_form;
 
 async fn add(
     State(state): State<AppState>,
@@ -459,7 +553,10 @@ async fn launch(
         instructions: form.get("instructions").cloned().unwrap_or_default(),
         join_url: (!join.is_empty()).then_some(join),
     };
-    let result = state.provisioner.claim(&input, None).await;
+    let result = state
+        .provisioner
+        .claim_as(pool_provisioner::CONSOLE_CLAIMANT, &input, None, Duration::ZERO)
+        .await;
     state.control.tick_soon();
     match result {
         Ok(claimed) => page(&LaunchedPage::new(&session.csrf, &claimed)),

@@ -56,12 +56,7 @@ pub(super) async fn save(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(session) = session(&state, &headers).await else {
-        return to_login();
-    };
-    if let Err(refusal) = check_post(&headers, &session, &form) {
-        return *refusal;
-    }
+    signed_post!(state, headers, form);
     let patch = match patch(&form) {
         Ok(p) => p,
         Err(problem) => return back(&format!("Settings not changed: {problem}.")),
@@ -87,12 +82,7 @@ pub(super) async fn resume(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(session) = session(&state, &headers).await else {
-        return to_login();
-    };
-    if let Err(refusal) = check_post(&headers, &session, &form) {
-        return *refusal;
-    }
+    signed_post!(state, headers, form);
     match state.provisioner.store().release_brake(ACTOR).await {
         Ok(true) => {
             state.control.tick_soon();

@@ -49,6 +49,14 @@ enum Next {
     Fail,
 }
 
+/// The error of a creation whose row left `creating` under it.
+fn left_creating(id: &AgentId, status: AgentStatus) -> ProvisionError {
+    ProvisionError::CreationStopped {
+        agent: id.clone(),
+        status,
+    }
+}
+
 fn next_after(error: &ProvisionError, unknown_tries: u32) -> Next {
     match error {
         ProvisionError::Railway(e) => match (e.kind(), e.delivery()) {
@@ -71,14 +79,7 @@ impl Provisioner {
                 continue;
             }
             self.run_step_until_done(id, step).await?;
-            self.inner
-                .store
-                .renew_work_lease(id, self.inner.config.work_lease)
-                .await
-                .map_err(|e| StepFailure {
-                    step,
-                    error: e.into(),
-                })?;
+            self.keep_creating(id, step).await?;
         }
         let moved = self
             .inner
@@ -106,22 +107,22 @@ impl Provisioner {
         loop {
             let agent = self.load(id).await.map_err(fail)?;
             if agent.status != AgentStatus::Creating {
-                return Err(fail(ProvisionError::Conflict {
-                    agent: id.clone(),
-                    status: agent.status,
-                    message: "creation stopped: the agent left `creating`".into(),
-                }));
+                return Err(fail(left_creating(id, agent.status)));
             }
             if agent.has_completed(step) {
                 return Ok(());
             }
             // A step left in flight by a crash may have made its resource: look first.
             let uncertain = look_first || agent.step_in_flight == Some(step);
-            self.inner
+            if !self
+                .inner
                 .store
                 .begin_step(id, step)
                 .await
-                .map_err(|e| fail(e.into()))?;
+                .map_err(|e| fail(e.into()))?
+            {
+                return Err(fail(left_creating(id, AgentStatus::Deleting)));
+            }
             let error = match self.step(&agent, step, uncertain).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
@@ -146,11 +147,24 @@ impl Provisioner {
             tracing::info!(agent = %id, %step, error = %error, ?wait, "step refused for now; trying it again");
             tokio::time::sleep(wait).await;
             attempt += 1;
-            self.inner
-                .store
-                .renew_work_lease(id, self.inner.config.work_lease)
-                .await
-                .map_err(|e| fail(e.into()))?;
+            self.keep_creating(id, step).await?;
+        }
+    }
+
+    /// Renews the creation's lease; a row that left `creating` stops the creation.
+    async fn keep_creating(&self, id: &AgentId, step: CreationStep) -> Result<(), StepFailure> {
+        let fail = |error: ProvisionError| StepFailure { step, error };
+        let renewed = self
+            .inner
+            .store
+            .renew_creation_lease(id, self.inner.config.work_lease)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        if renewed {
+            Ok(())
+        } else {
+            let status = self.load(id).await.map_err(fail)?.status;
+            Err(fail(left_creating(id, status)))
         }
     }
 

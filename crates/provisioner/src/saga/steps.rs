@@ -189,6 +189,7 @@ impl Provisioner {
 
     pub(super) async fn variables_step(&self, agent: &Agent) -> Result<()> {
         let at = Placement::of(agent, CreationStep::Variables)?;
+        self.check_secrets_for_variables(agent)?;
         let variables = self.agent_variables(agent);
         self.inner
             .railway
@@ -377,6 +378,33 @@ impl Provisioner {
         Ok(None)
     }
 
+    /// The variables step sets the agent's secrets once and for all (its journal entry removes
+    /// the setup secrets from the row): every one of them must be there and readable. A secret
+    /// sealed under a key this replica lacks is a passing failure (a replica with the key, or
+    /// a corrected configuration, resumes the creation); one that does not open fails the
+    /// creation, which is compensated.
+    fn check_secrets_for_variables(&self, agent: &Agent) -> Result<()> {
+        if let Some(problem) = agent.unreadable_secrets.first() {
+            return Err(pool_store::StoreError::Secret(problem.clone()).into());
+        }
+        let missing = if agent.secrets.is_none() {
+            Some("its gateway token and API token are")
+        } else if agent.setup_secrets.is_none() {
+            Some("its setup password and wallet key are")
+        } else if self.inner.openrouter.is_some() && agent.openrouter_api_key.is_none() {
+            Some("its OpenRouter key is")
+        } else {
+            None
+        };
+        match missing {
+            Some(what) => Err(ProvisionError::Config(format!(
+                "agent {}: {what} not recorded before the variables step",
+                agent.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Every variable the agent gets. Its own secrets; never the pool's admin key.
     pub(crate) fn agent_variables(&self, agent: &Agent) -> BTreeMap<String, String> {
         let config = &self.inner.config;
@@ -403,8 +431,10 @@ impl Provisioner {
             // it to OpenClaw as `OPENCLAW_GATEWAY_TOKEN`; older images read the latter.
             set("GATEWAY_TOKEN", secrets.gateway_token.expose_secret());
             set("OPENCLAW_GATEWAY_TOKEN", secrets.gateway_token.expose_secret());
-            set("SETUP_PASSWORD", secrets.setup_password.expose_secret());
-            set("PRIVATE_WALLET_KEY", secrets.wallet_private_key.expose_secret());
+        }
+        if let Some(setup) = &agent.setup_secrets {
+            set("SETUP_PASSWORD", setup.setup_password.expose_secret());
+            set("PRIVATE_WALLET_KEY", setup.wallet_private_key.expose_secret());
         }
         if let Some(key) = &agent.openrouter_api_key {
             set("OPENROUTER_API_KEY", key.expose_secret());
