@@ -399,6 +399,12 @@ impl Config {
                     .push(format!("POOL_AGENT_CA_FILE: cannot read {path}: {e}")),
             }
         }
+        // Zero is allowed: close each connection to an agent after its answer.
+        provisioner.agent_keep_alive = Duration::from_millis(r.parse(
+            "POOL_AGENT_KEEP_ALIVE_MS",
+            90_000,
+            "a whole number of milliseconds",
+        ));
         provisioner.health_timeout = r.millis("POOL_HEALTH_TIMEOUT_MS", 5_000);
         provisioner.provision_timeout = r.millis("POOL_PROVISION_TIMEOUT_MS", 360_000);
         provisioner.create_concurrency = r.parse("POOL_CREATE_CONCURRENCY", 8, "a whole number");

@@ -55,6 +55,12 @@ pub struct ProvisionerConfig {
     pub idempotency_ttl: Duration,
     /// Certificates trusted for agents besides the public roots (a test's self-signed agents).
     pub agent_roots: ExtraRoots,
+    /// How long a connection to an agent is kept open after a request
+    /// (`POOL_AGENT_KEEP_ALIVE_MS`). Longer than the tick, every check after the first reuses
+    /// its connection; zero closes each one after its answer, so the next check is a new
+    /// connection and (resumed) handshake. `cargo xtask bench tick` measures the trade: about
+    /// 30 KiB of memory per kept connection against about 0.5 ms of CPU per handshake.
+    pub agent_keep_alive: Duration,
     /// Variables every agent gets besides its own secrets.
     pub agent_variables: AgentVariables,
     /// CPU limit per agent.
@@ -130,6 +136,7 @@ impl ProvisionerConfig {
             allow_insecure_urls: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             agent_roots: ExtraRoots::default(),
+            agent_keep_alive: Duration::from_secs(90),
             agent_variables: AgentVariables {
                 xmtp_env: "dev".into(),
                 ..AgentVariables::default()

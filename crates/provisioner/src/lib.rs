@@ -157,7 +157,7 @@ impl Provisioner {
         config
             .check_urls()
             .map_err(|problems| ProvisionError::Config(problems.join("; ")))?;
-        let http = outbound::OutboundClient::with_roots(&config.agent_roots)
+        let http = outbound::OutboundClient::for_agents(&config.agent_roots, config.agent_keep_alive)
             .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {

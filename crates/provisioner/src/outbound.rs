@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use railway_api::https::{ExtraRoots, HttpsClient};
+use railway_api::https::{ClientOptions, ExtraRoots, HttpsClient};
 
 /// Largest answer read from an agent or a resource API.
 const MAX_BODY: usize = 1024 * 1024;
@@ -39,6 +39,10 @@ pub enum OutboundFailure {
     Invalid(String),
 }
 
+/// TLS sessions the agents' client remembers: one per agent up to this fleet size (a few KiB
+/// each, the server's certificate chain included), beyond it the least recently used go.
+pub const AGENT_TLS_SESSIONS: usize = 16_384;
+
 /// The client. Cheap to clone; clones share one connection pool.
 #[derive(Clone)]
 pub struct OutboundClient {
@@ -52,16 +56,24 @@ impl std::fmt::Debug for OutboundClient {
 }
 
 impl OutboundClient {
-    /// A client trusting the webpki roots.
+    /// A client trusting the webpki roots, keeping connections for 90 s.
     pub fn new() -> Result<Self, OutboundFailure> {
-        Self::with_roots(&ExtraRoots::default())
+        Self::for_agents(&ExtraRoots::default(), Duration::from_secs(90))
     }
 
-    /// A client trusting `extra_roots` besides the webpki roots (a test's self-signed agents).
-    pub fn with_roots(extra_roots: &ExtraRoots) -> Result<Self, OutboundFailure> {
-        // Agents are many hosts: keep at most one idle connection to each, for a tick's length.
-        let client = railway_api::https::client(Duration::from_secs(90), 1, extra_roots)
-            .map_err(|e| OutboundFailure::Invalid(e.to_string()))?;
+    /// A client for a fleet of agents, each at a host of its own: at most one idle
+    /// connection to each, kept for `keep_alive` (zero: none), and a TLS session remembered
+    /// for each of [`AGENT_TLS_SESSIONS`] hosts. Trusts `extra_roots` besides the webpki
+    /// roots (a private CA, or the bench's self-signed agents).
+    pub fn for_agents(extra_roots: &ExtraRoots, keep_alive: Duration) -> Result<Self, OutboundFailure> {
+        let options = ClientOptions {
+            idle_timeout: keep_alive,
+            max_idle_per_host: 1,
+            tls_sessions: AGENT_TLS_SESSIONS,
+            extra_roots: extra_roots.clone(),
+        };
+        let client =
+            railway_api::https::client(&options).map_err(|e| OutboundFailure::Invalid(e.to_string()))?;
         Ok(Self { client })
     }
 

@@ -31,42 +31,67 @@ pub struct ExtraRoots {
 #[error("TLS setup: {0}")]
 pub struct TlsSetupError(String);
 
-/// Builds a client. `idle_timeout`: how long a kept-alive connection may sit unused;
-/// `max_idle_per_host`: how many such connections are kept per host.
-pub fn client(
-    idle_timeout: Duration,
-    max_idle_per_host: usize,
-    extra_roots: &ExtraRoots,
-) -> Result<HttpsClient, TlsSetupError> {
+/// How a client keeps its connections.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long a kept-alive connection may sit unused. Zero keeps none: every request opens
+    /// a connection of its own (and over HTTPS, a handshake).
+    pub idle_timeout: Duration,
+    /// How many idle connections are kept per host.
+    pub max_idle_per_host: usize,
+    /// TLS sessions remembered for resumption (one per server name: a fleet of agents, each
+    /// at a host of its own, needs one per agent). A resumed handshake skips the
+    /// certificate chain and its verification. rustls' default is 256.
+    pub tls_sessions: usize,
+    /// Trust besides the webpki roots.
+    pub extra_roots: ExtraRoots,
+}
+
+impl ClientOptions {
+    /// A few hosts, kept alive for `idle_timeout`, up to `max_idle_per_host` each.
+    pub fn new(idle_timeout: Duration, max_idle_per_host: usize) -> Self {
+        Self {
+            idle_timeout,
+            max_idle_per_host,
+            tls_sessions: 256,
+            extra_roots: ExtraRoots::default(),
+        }
+    }
+}
+
+/// Builds a client.
+pub fn client(options: &ClientOptions) -> Result<HttpsClient, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Small JSON requests: send them at once rather than waiting on Nagle's algorithm.
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.enforce_http(false);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = if extra_roots.pem.is_empty() {
-        builder
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| TlsSetupError(e.to_string()))?
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in CertificateDer::pem_slice_iter(&options.extra_roots.pem) {
+        let cert = cert.map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(options.tls_sessions.max(1));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    let max_idle = if options.idle_timeout.is_zero() {
+        0
     } else {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for cert in CertificateDer::pem_slice_iter(&extra_roots.pem) {
-            let cert = cert.map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| TlsSetupError(format!("extra root certificate: {e}")))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsSetupError(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        builder.with_tls_config(tls)
+        options.max_idle_per_host
     };
-    let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
     Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle_timeout)
-        .pool_max_idle_per_host(max_idle_per_host)
+        .pool_idle_timeout(options.idle_timeout)
+        .pool_max_idle_per_host(max_idle)
         .build(https))
 }

@@ -8,7 +8,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::RailwayError;
-use crate::https::{ExtraRoots, HttpsClient};
+use crate::https::{ClientOptions, HttpsClient};
 
 /// Largest answer read (a status batch of 50 projects is well under 1 MB).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -34,12 +34,11 @@ impl Transport {
         let uri: hyper::Uri = endpoint.parse().map_err(|e| RailwayError::Config {
             reason: format!("invalid Railway endpoint {endpoint:?}: {e}"),
         })?;
-        let client =
-            crate::https::client(Duration::from_secs(30), 32, &ExtraRoots::default()).map_err(|e| {
-                RailwayError::Config {
-                    reason: e.to_string(),
-                }
-            })?;
+        let client = crate::https::client(&ClientOptions::new(Duration::from_secs(30), 32)).map_err(|e| {
+            RailwayError::Config {
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Self {
             client,
             uri,

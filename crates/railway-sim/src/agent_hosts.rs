@@ -100,6 +100,7 @@ struct Authority {
     leaf_signing_key: Arc<dyn rustls::sign::SigningKey>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
 }
 
 struct Shared {
@@ -196,6 +197,10 @@ impl Authority {
             provider,
             // One session cache for every host (a cache per host would hold 10,000 of them).
             sessions: ServerSessionMemoryCache::new(4096),
+            // Stateless tickets besides (an assumption, not a documented fact of Railway's
+            // edge: large TLS front ends issue them, and a cache of sessions cannot hold a
+            // fleet's). A client that remembers a session per host resumes every handshake.
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(tls_error)?,
         })
     }
 
@@ -223,6 +228,7 @@ impl Authority {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(OneCertificate(Arc::new(certified))));
         config.session_storage = self.sessions.clone();
+        config.ticketer = self.ticketer.clone();
         Ok(Arc::new(config))
     }
 }

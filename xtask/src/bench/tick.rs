@@ -8,9 +8,10 @@
 //! The agents are served by [`railway_sim::AgentHosts`]: each at a loopback address of its
 //! own, so the pool's connection pool holds one connection per agent as it does against
 //! `*.up.railway.app`. Four transports are measured on the same fleet: HTTPS and plain HTTP,
-//! each with connections kept alive between ticks (the pool's client keeps an idle connection
-//! per host for 90 s, longer than a tick) and with the agents closing each connection after
-//! the answer (every check a new connection, and over HTTPS a full handshake). HTTPS trusts
+//! each with connections kept alive between ticks (the pool's default: an idle connection
+//! per host for 90 s, longer than a tick) and closed after each answer
+//! (`POOL_AGENT_KEEP_ALIVE_MS=0`, and the agents close too: every check a new connection,
+//! over HTTPS a handshake, resumed from the session the pool remembers for that host). HTTPS trusts
 //! the simulator's root through `POOL_AGENT_CA_FILE`, never by turning verification off.
 //!
 //! Each binary's ticks are asked for one at a time (`POST /api/pool/reconcile`, the interval
@@ -481,6 +482,10 @@ async fn run_binary(binary: &Path, fleet: &Fleet, variant: Variant) -> Result<Ru
         Transport::Http => fleet.hosts.http_url_template(),
     };
     env.insert("AGENT_URL_TEMPLATE".into(), template);
+    if !variant.keep_alive {
+        // What an operator sets to trade memory for handshakes.
+        env.insert("POOL_AGENT_KEEP_ALIVE_MS".into(), "0".into());
+    }
     // Ticks come when asked for (and one at start).
     env.insert("TICK_INTERVAL_MS".into(), "3600000".into());
     env.insert(
