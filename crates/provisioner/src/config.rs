@@ -58,8 +58,8 @@ pub struct ProvisionerConfig {
     /// How long a connection to an agent is kept open after a request
     /// (`POOL_AGENT_KEEP_ALIVE_MS`). Longer than the tick, every check after the first reuses
     /// its connection; zero closes each one after its answer, so the next check is a new
-    /// connection and (resumed) handshake. `cargo xtask bench tick` measures the trade: about
-    /// 30 KiB of memory per kept connection against about 0.5 ms of CPU per handshake.
+    /// connection and handshake. `cargo xtask bench tick` measures the trade: about 23–29 KiB
+    /// of memory per kept connection against 0.3–0.65 ms of CPU per handshake.
     pub agent_keep_alive: Duration,
     /// Variables every agent gets besides its own secrets.
     pub agent_variables: AgentVariables,
