@@ -233,6 +233,13 @@ impl ManagerProcess {
             .map_err(|e| e.to_string())
     }
 
+    /// `POST /api/pool/claim` for `agent_name`, with the admin key.
+    pub async fn claim(&self, agent_name: &str) -> Result<OutboundAnswer, String> {
+        let body = serde_json::json!({"agentName": agent_name, "instructions": "hi"});
+        self.send(hyper::Method::POST, "/api/pool/claim", true, Some(&body))
+            .await
+    }
+
     /// `GET /api/pool/counts` as JSON.
     pub async fn counts(&self) -> Result<Value, String> {
         let answer = self.get("/api/pool/counts", true).await?;

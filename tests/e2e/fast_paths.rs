@@ -143,15 +143,7 @@ async fn a_deploy_event_makes_a_starting_agent_idle_at_once_and_forged_or_duplic
     // Railway's own events (the simulator sends them): a claim makes the pool create a
     // replacement, whose deployment's event makes it idle long before the next tick.
     sim.set_webhook_url(Some(format!("{}{hook}", manager.base_url)));
-    let claim = manager
-        .send(
-            hyper::Method::POST,
-            "/api/pool/claim",
-            true,
-            Some(&json!({"agentName": "Ada", "instructions": "hi"})),
-        )
-        .await
-        .unwrap();
+    let claim = manager.claim("Ada").await.unwrap();
     assert_eq!(claim.status, 200, "{}", String::from_utf8_lossy(&claim.body));
     within(
         "a replacement being created",
@@ -215,15 +207,7 @@ async fn a_claim_on_the_replica_that_does_not_lead_starts_the_refill_within_two_
     };
     assert!(leading(leader).await && !leading(follower).await);
 
-    let claim = follower
-        .send(
-            hyper::Method::POST,
-            "/api/pool/claim",
-            true,
-            Some(&json!({"agentName": "Grace", "instructions": "hi"})),
-        )
-        .await
-        .unwrap();
+    let claim = follower.claim("Grace").await.unwrap();
     assert_eq!(claim.status, 200, "{}", String::from_utf8_lossy(&claim.body));
     let took = within("the refill started", Duration::from_secs(2), async || {
         agents(&db).await.len() >= 2

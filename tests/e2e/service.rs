@@ -38,15 +38,7 @@ async fn the_pool_fills_hands_out_an_agent_refills_kills_and_shuts_down_without_
         .unwrap();
 
     // A claim returns an invite URL and a gateway token.
-    let claim = manager
-        .send(
-            hyper::Method::POST,
-            "/api/pool/claim",
-            true,
-            Some(&json!({"agentName": "Ada", "instructions": "hi"})),
-        )
-        .await
-        .unwrap();
+    let claim = manager.claim("Ada").await.unwrap();
     assert_eq!(claim.status, 200, "{}", String::from_utf8_lossy(&claim.body));
     let claimed = body(&claim);
     assert!(claimed["inviteUrl"].as_str().unwrap().starts_with("https://"));

@@ -57,6 +57,11 @@ fn state(
     }
 }
 
+/// The router with the admin key and the console's defaults.
+fn app(provisioner: Provisioner, security: SecurityConfig) -> axum::Router {
+    pool_http::router(state(provisioner, ADMIN, ConsoleConfig::default(), security))
+}
+
 fn security() -> SecurityConfig {
     SecurityConfig {
         claim_keys: claim_keys(),
@@ -146,12 +151,7 @@ async fn claim(app: &Router, key: &str, idempotency_key: Option<&str>, body: &st
 async fn a_claim_key_claims_and_is_refused_everywhere_else_and_its_name_is_on_the_event() {
     let pool = TestPool::start(unthrottled()).await;
     let ids = pool.idle_agents(2).await;
-    let app = pool_http::router(state(
-        pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
-        security(),
-    ));
+    let app = app(pool.provisioner.clone(), security());
     let auth = bearer(APP_KEY);
     for (route, _) in pool_http::routes::routes() {
         if !route.auth || route.path == "/api/pool/claim" {
@@ -246,12 +246,7 @@ async fn idempotency_keys_are_the_callers_own_a_different_body_is_422_and_keys_e
     pool.idle_agents(3).await;
     let mut config = provisioner_config(&pool.sim, None);
     config.idempotency_ttl = Duration::from_secs(2);
-    let app = pool_http::router(state(
-        pool.provisioner(config),
-        ADMIN,
-        ConsoleConfig::default(),
-        security(),
-    ));
+    let app = app(pool.provisioner(config), security());
 
     let first = claim(&app, ADMIN, Some("order-1"), CLAIM).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
@@ -393,12 +388,7 @@ async fn page(app: &Router, cookie_name: &str, token: &str, path: &str) -> Answe
 #[tokio::test]
 async fn the_eleventh_sign_in_from_one_address_within_a_minute_is_refused_even_with_the_right_key() {
     let pool = TestPool::start(unthrottled()).await;
-    let app = pool_http::router(state(
-        pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
-        SecurityConfig::default(),
-    ));
+    let app = app(pool.provisioner.clone(), SecurityConfig::default());
     for attempt in 1..=10 {
         let wrong = sign_in_from(&app, "192.0.2.10", &format!("guess-{attempt}")).await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
@@ -441,12 +431,7 @@ async fn the_eleventh_sign_in_from_one_address_within_a_minute_is_refused_even_w
 #[tokio::test]
 async fn sessions_are_stored_hashed_and_end_when_the_admin_key_is_rotated() {
     let pool = TestPool::start(unthrottled()).await;
-    let before = pool_http::router(state(
-        pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
-        SecurityConfig::default(),
-    ));
+    let before = app(pool.provisioner.clone(), SecurityConfig::default());
     let signed_in = sign_in_from(&before, "192.0.2.1", ADMIN).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     let cookie = session_cookie(&signed_in);
@@ -674,15 +659,13 @@ async fn shutdown_lets_the_claim_in_flight_finish() {
 #[tokio::test]
 async fn beyond_the_requests_in_flight_cap_a_request_is_shed_at_once() {
     let pool = TestPool::start(unthrottled()).await;
-    let app = pool_http::router(state(
+    let app = app(
         pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
         SecurityConfig {
             max_in_flight: 1,
             ..SecurityConfig::default()
         },
-    ));
+    );
     // A claim that waits for an agent holds the one place.
     let waiting = {
         let app = app.clone();
@@ -781,12 +764,7 @@ async fn every_route_has_a_timeout_and_the_claims_outlasts_its_wait_and_provisio
 #[tokio::test]
 async fn readyz_never_echoes_database_errors() {
     let pool = TestPool::start(unthrottled()).await;
-    let app = pool_http::router(state(
-        pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
-        SecurityConfig::default(),
-    ));
+    let app = app(pool.provisioner.clone(), SecurityConfig::default());
     let client = pool.db.client().await;
     client
         .batch_execute("DELETE FROM refinery_schema_history WHERE version = (SELECT max(version) FROM refinery_schema_history)")
@@ -823,16 +801,14 @@ async fn metrics_are_behind_the_metrics_key_and_served_from_counts_held() {
     let pool = TestPool::start(unthrottled()).await;
     pool.idle_agents(2).await;
     let refresh = Duration::from_secs(3);
-    let app = pool_http::router(state(
+    let app = app(
         pool.provisioner.clone(),
-        ADMIN,
-        ConsoleConfig::default(),
         SecurityConfig {
             metrics_key: Some(SecretString::from(METRICS_KEY)),
             metrics_refresh: refresh,
             ..security()
         },
-    ));
+    );
     let scrape = |key: Option<&'static str>| {
         let app = app.clone();
         async move {
@@ -898,12 +874,7 @@ async fn an_insecure_agent_url_is_refused_and_no_token_goes_to_a_foreign_domain(
     strict.agent_domain_suffix = ".agents.invalid".into();
     strict.openrouter = None;
     strict.agentmail = None;
-    let app = pool_http::router(state(
-        pool.provisioner(strict),
-        ADMIN,
-        ConsoleConfig::default(),
-        SecurityConfig::default(),
-    ));
+    let app = app(pool.provisioner(strict), SecurityConfig::default());
     let provisions = pool.sim.counters().provisions;
     let answer = claim(&app, ADMIN, None, CLAIM).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text);

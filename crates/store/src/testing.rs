@@ -332,3 +332,19 @@ impl TestDatabase {
             .expect("seed saga steps");
     }
 }
+
+/// A claim of one idle agent by the admin key, with a ten-minute lease and, when given, an
+/// idempotency key.
+pub fn claim_request(idempotency_key: Option<&str>) -> crate::ClaimRequest {
+    crate::ClaimRequest {
+        agent_name: "Ada".into(),
+        instructions: "be kind".into(),
+        join_url: None,
+        lease: std::time::Duration::from_secs(600),
+        idempotency_key: idempotency_key.map(str::to_string),
+        ticket: None,
+        claimant: "admin".into(),
+        request_hash: "h".into(),
+        idempotency_ttl: std::time::Duration::from_secs(3600),
+    }
+}

@@ -4,10 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pool_store::testing::TestDatabase;
+use pool_store::testing::{TestDatabase, claim_request};
 use pool_store::{
-    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, ClaimRequest, CreationStep, NewAgent, SetupSecrets,
-    Store, Transition,
+    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, CreationStep, NewAgent, SetupSecrets, Store, Transition,
 };
 use secrecy::SecretString;
 
@@ -60,20 +59,6 @@ async fn idle_agents(store: &Store, n: usize) -> Vec<AgentId> {
         ids.push(agent.id);
     }
     ids
-}
-
-fn claim_request(key: Option<&str>) -> ClaimRequest {
-    ClaimRequest {
-        agent_name: "Ada".into(),
-        instructions: "be kind".into(),
-        join_url: None,
-        lease: Duration::from_secs(600),
-        idempotency_key: key.map(str::to_string),
-        ticket: None,
-        claimant: "admin".into(),
-        request_hash: "h".into(),
-        idempotency_ttl: Duration::from_secs(3600),
-    }
 }
 
 #[tokio::test]

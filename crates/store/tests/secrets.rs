@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use pool_store::testing::{TEST_SECRETS_KEY, TestDatabase};
+use pool_store::testing::{TEST_SECRETS_KEY, TestDatabase, claim_request};
 use pool_store::{
-    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, ClaimRequest, CreationStep, NewAgent, SecretProblem,
-    SecretsKey, SecretsKeys, SetupSecrets, Store, StoreConfig,
+    AgentId, AgentSecrets, AgentStatus, ClaimOutcome, CreationStep, NewAgent, SecretProblem, SecretsKey,
+    SecretsKeys, SetupSecrets, Store, StoreConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -88,20 +88,6 @@ async fn idle_agent(store: &Store, id: &str) -> AgentId {
         assert!(store.transition(&id, from, to, "test").await.unwrap().applied());
     }
     id
-}
-
-fn claim_request(key: Option<&str>) -> ClaimRequest {
-    ClaimRequest {
-        agent_name: "Ada".into(),
-        instructions: "be kind".into(),
-        join_url: None,
-        lease: Duration::from_secs(600),
-        idempotency_key: key.map(str::to_string),
-        ticket: None,
-        claimant: "admin".into(),
-        request_hash: "h".into(),
-        idempotency_ttl: Duration::from_secs(3600),
-    }
 }
 
 /// Every stored secret value: `(where, value)`.
