@@ -619,6 +619,24 @@ async fn a_client_that_trickles_its_headers_one_byte_every_five_seconds_is_cut_o
     task.await.unwrap().unwrap();
 }
 
+/// Returns once a claim is waiting in the queue (it is in flight, holding its request).
+async fn until_a_claim_waits(pool: &TestPool) {
+    let client = pool.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting: i64 = client
+            .query_one("SELECT count(*) FROM claim_queue", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no claim joined the queue");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Shutdown stops accepting and lets the request in flight (a claim waiting for an agent)
 /// finish before `serve` returns.
 #[tokio::test]
@@ -636,7 +654,7 @@ async fn shutdown_lets_the_claim_in_flight_finish() {
         CLAIM.len()
     );
     let in_flight = tokio::spawn(async move { raw(addr, &request).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_a_claim_waits(&pool).await;
     stop.send(()).unwrap();
     let answer = in_flight.await.unwrap();
     assert!(
@@ -684,7 +702,7 @@ async fn beyond_the_requests_in_flight_cap_a_request_is_shed_at_once() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_a_claim_waits(&pool).await;
     let started = Instant::now();
     let shed = call(
         &app,
