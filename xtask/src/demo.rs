@@ -8,15 +8,13 @@
 //! When nothing answers at the database address but PostgreSQL's server programs are installed,
 //! it runs on a private, throwaway cluster instead (`private_postgres`), removed on exit.
 
-mod private_postgres;
-
 use std::time::Duration;
 
+use crate::interrupt::Interrupt;
+use crate::private_postgres::{INSTALL_HINT, PrivateCluster, ServerPrograms};
 use pool_e2e::{ADMIN_KEY, ManagerProcess, pool_manager_binary, sim_environment};
-use private_postgres::{INSTALL_HINT, PrivateCluster, ServerPrograms};
 use railway_sim::{SimConfig, SimHandle};
 use serde_json::{Value, json};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_postgres::NoTls;
 
 const DEMO_DATABASE: &str = "pool_demo";
@@ -129,31 +127,6 @@ async fn demo_server(server_url: &str) -> Result<DemoServer, String> {
         url: cluster.url(),
         _private: Some(cluster),
     })
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM. Registered before anything is started: from then on neither
-/// kills the process outright, so the demo leaves through its normal return path and every
-/// guard is dropped (the pool manager stopped, the private cluster stopped and deleted).
-struct Interrupt {
-    int: Signal,
-    term: Signal,
-}
-
-impl Interrupt {
-    fn register() -> Result<Self, String> {
-        let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
-        Ok(Self {
-            int: listen(SignalKind::interrupt())?,
-            term: listen(SignalKind::terminate())?,
-        })
-    }
-
-    async fn received(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
 }
 
 /// A fresh demo database on the server; a one-line error when there is no server.

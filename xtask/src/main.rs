@@ -8,9 +8,12 @@ mod ci;
 mod contract;
 mod demo;
 mod image;
+mod interrupt;
 mod migrate;
+mod private_postgres;
 mod schema;
 mod sim;
+mod test;
 mod tidy;
 
 use std::process::ExitCode;
@@ -19,6 +22,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   demo [--port N]               run the pool manager locally against the simulator
+  test [-- RUNNER_ARGS...]      the test suite, on DATABASE_URL or, when it is unset, on a
+                                private PostgreSQL started for the run
   image build|push (--branch B [--sha S] | --tag T...) [--dry-run]
                                 the agent image, tagged as CI tags it
   migrate status|run [--legacy-project-id ID]
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Some("sim") => sim::main(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("demo") => demo::main(&args[1..]),
+        Some("test") => test::main(&args[1..]),
         Some("image") => image::main(&args[1..]),
         Some("api-check") => api_check::main(&args[1..]),
         Some("chaos") => chaos::main(&args[1..]),

@@ -1,5 +1,6 @@
 //! A private, throwaway PostgreSQL cluster, for a newcomer whose machine has PostgreSQL's server
-//! programs installed but no server running.
+//! programs installed but no server running: the demo's database when nothing answers at
+//! `DATABASE_URL`, and the test suite's (`cargo xtask test`) when `DATABASE_URL` is unset.
 //!
 //! [`PrivateCluster::start`] runs `initdb` into a fresh temporary directory (trust
 //! authentication, superuser `postgres`, no fsync) and `pg_ctl start` on a free loopback port,
@@ -110,7 +111,7 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Creates and starts a cluster; returns once it accepts TCP connections.
     pub fn start(programs: &ServerPrograms) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("pool-demo-pg-{}-{}", std::process::id(), nanos()));
+        let dir = std::env::temp_dir().join(format!("pool-private-pg-{}-{}", std::process::id(), nanos()));
         // pg_ctl hands its -o options to a shell: keep the directory out of quoting trouble.
         if dir.to_string_lossy().contains(['\'', '"', ' ', '\\']) {
             return Err(format!(
@@ -159,7 +160,9 @@ impl PrivateCluster {
         for _ in 0..3 {
             cluster.port = free_port()?;
             let options = format!(
-                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c fsync=off",
+                // Durability is worth nothing in a cluster deleted on exit.
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off",
                 cluster.port,
                 cluster.dir.display()
             );
@@ -299,8 +302,8 @@ impl Drop for PrivateCluster {
                     ],
                 )
             };
-            // A fast stop ends the sessions the demo left open; immediate is for a server that
-            // will not stop cleanly. Either way the directory goes.
+            // A fast stop ends the sessions the demo or the tests left open; immediate is for a
+            // server that will not stop cleanly. Either way the directory goes.
             if let Err(fast) = stop("fast")
                 && self.server_is_running()
                 && let Err(immediate) = stop("immediate")
@@ -370,7 +373,8 @@ mod tests {
 
     #[test]
     fn the_newest_debian_version_is_found_first_then_path_then_nothing() {
-        let root = std::env::temp_dir().join(format!("pool-demo-find-{}-{}", std::process::id(), nanos()));
+        let root =
+            std::env::temp_dir().join(format!("pool-private-pg-find-{}-{}", std::process::id(), nanos()));
         let versions = root.join("versions");
         for version in ["9.6", "10", "15"] {
             fake_programs(&versions.join(version).join("bin"), true);

@@ -1,0 +1,161 @@
+//! `cargo xtask test [-- ARGS]`: the whole test suite, on a fresh machine as on the team's.
+//!
+//! With `DATABASE_URL` set, the suite runs against that server. Without it, the task starts one
+//! private, throwaway PostgreSQL cluster (`private_postgres`, as the demo does) from the server
+//! programs it finds, exports its URL as `DATABASE_URL` to the test runner, so every test binary
+//! shares it (each test clones its own database from a migrated template,
+//! `pool_store::testing`), and stops and deletes the cluster on every way out: success, failure,
+//! Ctrl-C or SIGTERM. Without the programs it says, in one line, what to install.
+//!
+//! The runner gets the arguments after `--` and runs in a process group of its own, so an
+//! interrupt is passed to every test process and the task itself lives on to clean up.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use crate::interrupt::Interrupt;
+use crate::private_postgres::{INSTALL_HINT, PrivateCluster, ServerPrograms};
+
+const USAGE: &str = "usage: cargo xtask test [-- RUNNER_ARGS...]";
+
+/// How long the runner has to stop after an interrupt before its process group is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub fn main(args: &[String]) -> Result<(), String> {
+    let runner_args = match args.split_first() {
+        None => &[][..],
+        Some((first, rest)) if first == "--" => rest,
+        Some((other, _)) => return Err(format!("unknown option {other:?}\n{USAGE}")),
+    };
+    crate::runtime()?.block_on(test(runner_args))
+}
+
+async fn test(runner_args: &[String]) -> Result<(), String> {
+    let mut interrupt = Interrupt::register()?;
+    let (database_url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            println!(
+                "tests: using the PostgreSQL at DATABASE_URL ({})",
+                pool_store::StoreConfig::new(&url).display_target()
+            );
+            (url, None)
+        }
+        Err(_) => {
+            let Some(programs) = ServerPrograms::find() else {
+                return Err(format!(
+                    "DATABASE_URL is unset and PostgreSQL's server programs (initdb, pg_ctl) are not installed: {INSTALL_HINT}"
+                ));
+            };
+            let starting = tokio::task::spawn_blocking(move || PrivateCluster::start(&programs));
+            let cluster = tokio::select! {
+                biased;
+                () = interrupt.received() => return Err("interrupted".into()),
+                started = starting => started.map_err(|e| format!("starting the private PostgreSQL: {e}"))??,
+            };
+            println!(
+                "tests: DATABASE_URL is unset: started a private throwaway PostgreSQL ({}) at 127.0.0.1:{} in {}, removed on exit",
+                cluster.programs().bin_dir.display(),
+                cluster.port(),
+                cluster.dir().display()
+            );
+            (cluster.url(), Some(cluster))
+        }
+    };
+    let started = Instant::now();
+    let result = run_suite(&database_url, runner_args, &mut interrupt).await;
+    println!("tests: wall time {:.1} s", started.elapsed().as_secs_f64());
+    // After the runner and every test process are gone, so nothing holds a connection.
+    drop(cluster);
+    result
+}
+
+/// The command that runs the suite: every package, unless the arguments name some.
+fn runner(runner_args: &[String]) -> tokio::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = tokio::process::Command::new(cargo);
+    command.arg("test");
+    if !names_packages(runner_args) {
+        command.arg("--workspace");
+    }
+    command.args(runner_args);
+    command
+}
+
+/// Whether the arguments choose packages (`-p x`, `-px`, `--package x`, `--package=x`), up to a
+/// `--` that starts the test binaries' own arguments.
+fn names_packages(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| a.as_str() != "--")
+        .any(|a| a.starts_with("-p") || a == "--package" || a.starts_with("--package="))
+}
+
+async fn run_suite(
+    database_url: &str,
+    runner_args: &[String],
+    interrupt: &mut Interrupt,
+) -> Result<(), String> {
+    let mut command = runner(runner_args);
+    command.env("DATABASE_URL", database_url).process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the test runner: {e}"))?;
+    let group = child.id().ok_or("the test runner exited at once")?;
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| e.to_string())?,
+        () = interrupt.received() => {
+            println!("tests: interrupted; stopping the test runner");
+            signal_group(group, "INT");
+            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    signal_group(group, "KILL");
+                    let _ = child.wait().await;
+                }
+            }
+            return Err("interrupted".into());
+        }
+    };
+    // Whatever the runner left in its group (a test's child process) goes with it.
+    signal_group(group, "KILL");
+    if status.success() {
+        Ok(())
+    } else if let Some(code) = status.code() {
+        Err(format!("the tests failed (exit code {code})"))
+    } else {
+        Err(format!(
+            "the test runner was killed by signal {}",
+            status.signal().unwrap_or_default()
+        ))
+    }
+}
+
+/// Sends `signal` to every process of a group; a group already gone is fine.
+fn signal_group(group: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{group}")])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_whole_workspace_runs_unless_packages_are_named() {
+        assert!(!names_packages(&args(&[])));
+        assert!(!names_packages(&args(&["--no-fail-fast", "--", "-p"])));
+        for named in [
+            &["-p", "pool-store"][..],
+            &["-ppool-store"],
+            &["--package", "x"],
+            &["--package=x"],
+        ] {
+            assert!(names_packages(&args(named)), "{named:?}");
+        }
+    }
+}
