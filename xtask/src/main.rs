@@ -42,7 +42,9 @@ tasks:
   browser-test                  the console in headless Chromium (screenshots in artifacts/console)
   tidy                          the repository-wide rules (dependencies, call sites, docs);
                                 also run by `cargo test` as the_repository_is_tidy
-  ci                            everything .ci/run checks (fmt, clippy, tests)
+  ci [checks|scenarios]         everything .ci/run checks: checks (fmt, clippy, linters, schema),
+                                then `test`, then scenarios (api-check, chaos --short,
+                                browser-test), each timed
 ";
 
 fn main() -> ExitCode {

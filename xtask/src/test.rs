@@ -7,8 +7,9 @@
 //! `pool_store::testing`), and stops and deletes the cluster on every way out: success, failure,
 //! Ctrl-C or SIGTERM. Without the programs it says, in one line, what to install.
 //!
-//! The runner gets the arguments after `--` and runs in a process group of its own, so an
-//! interrupt is passed to every test process and the task itself lives on to clean up.
+//! The suite runs under cargo-nextest when it is installed (`runners`); the runner gets the
+//! arguments after `--` and runs in a process group of its own, so an interrupt is passed to
+//! every test process and the task itself lives on to clean up.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
@@ -69,16 +70,41 @@ async fn test(runner_args: &[String]) -> Result<(), String> {
     result
 }
 
-/// The command that runs the suite: every package, unless the arguments name some.
-fn runner(runner_args: &[String]) -> tokio::process::Command {
+/// The commands that run the suite, in order: cargo-nextest (each test in a process of its own,
+/// tests of every binary side by side; settings in `.config/nextest.toml`), then the doctests,
+/// which nextest does not run. Arguments go to nextest only, and with arguments the doctests
+/// are left out. Without nextest installed, `cargo test` runs everything, more slowly.
+fn runners(runner_args: &[String]) -> Vec<(&'static str, tokio::process::Command)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = tokio::process::Command::new(cargo);
-    command.arg("test");
-    if !names_packages(runner_args) {
-        command.arg("--workspace");
+    let command = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(&cargo);
+        command.args(args);
+        if !names_packages(runner_args) {
+            command.arg("--workspace");
+        }
+        command.args(runner_args);
+        command
+    };
+    if !nextest_installed(&cargo) {
+        println!(
+            "tests: cargo-nextest is not installed, so cargo test runs the suite (slower; `cargo install cargo-nextest --locked`)"
+        );
+        return vec![("cargo test", command(&["test"]))];
     }
-    command.args(runner_args);
-    command
+    let mut runners = vec![("cargo nextest run", command(&["nextest", "run"]))];
+    if runner_args.is_empty() {
+        runners.push(("cargo test --doc", command(&["test", "--doc"])));
+    }
+    runners
+}
+
+fn nextest_installed(cargo: &str) -> bool {
+    std::process::Command::new(cargo)
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Whether the arguments choose packages (`-p x`, `-px`, `--package x`, `--package=x`), up to a
@@ -94,16 +120,26 @@ async fn run_suite(
     runner_args: &[String],
     interrupt: &mut Interrupt,
 ) -> Result<(), String> {
-    let mut command = runner(runner_args);
+    for (name, command) in runners(runner_args) {
+        run_one(name, command, database_url, interrupt).await?;
+    }
+    Ok(())
+}
+
+/// Runs one runner to its end; an interrupt stops it and every process it started.
+async fn run_one(
+    name: &str,
+    mut command: tokio::process::Command,
+    database_url: &str,
+    interrupt: &mut Interrupt,
+) -> Result<(), String> {
     command.env("DATABASE_URL", database_url).process_group(0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the test runner: {e}"))?;
-    let group = child.id().ok_or("the test runner exited at once")?;
+    let mut child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+    let group = child.id().ok_or_else(|| format!("{name} exited at once"))?;
     let status = tokio::select! {
         status = child.wait() => status.map_err(|e| e.to_string())?,
         () = interrupt.received() => {
-            println!("tests: interrupted; stopping the test runner");
+            println!("tests: interrupted; stopping {name}");
             signal_group(group, "INT");
             match tokio::time::timeout(STOP_GRACE, child.wait()).await {
                 Ok(_) => {}
@@ -120,10 +156,10 @@ async fn run_suite(
     if status.success() {
         Ok(())
     } else if let Some(code) = status.code() {
-        Err(format!("the tests failed (exit code {code})"))
+        Err(format!("{name} failed (exit code {code})"))
     } else {
         Err(format!(
-            "the test runner was killed by signal {}",
+            "{name} was killed by signal {}",
             status.signal().unwrap_or_default()
         ))
     }
