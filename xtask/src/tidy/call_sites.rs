@@ -4,7 +4,7 @@
 //!   the provisioner's guard, which refuses projects the pool did not create;
 //! - `project-deleter`: the capability to delete projects (`with_project_deleter`) is made only
 //!   by the binary, the provisioner's test support, tests, benches, examples and xtask;
-//! - `environment-read`: environment variables are read only by the binary's `config.rs`,
+//! - `environment-read`: environment variables are read only by the binary's `config/` modules,
 //!   test support, tests, examples and xtask (`env!`/`option_env!` are compile time, and fine).
 //!
 //! Macro arguments are not parsed by `syn`, so inside macro calls the tokens are scanned:
@@ -46,8 +46,8 @@ const PROJECT_DELETER_MAKERS: &[&str] = &[
 
 /// Who may read environment variables, besides tests, benches and examples:
 const ENVIRONMENT_READERS: &[&str] = &[
-    // The one module that turns the environment into typed configuration.
-    "bin/pool-manager/src/config.rs",
+    // The modules that turn the environment into typed configuration, one per subject.
+    "bin/pool-manager/src/config/",
     // Tests find their PostgreSQL through DATABASE_URL.
     "crates/store/src/testing.rs",
     // The end-to-end harness starts the binary with an environment of its own making.
@@ -101,7 +101,7 @@ pub fn check(files: &[SourceFile], violations: &mut Vec<Violation>) {
                 {
                     violations.push(Violation::new(
                         Rule::EnvironmentRead,
-                        format!("{at}: {read} (only bin/pool-manager/src/config.rs reads the environment)"),
+                        format!("{at}: {read} (only bin/pool-manager/src/config/ reads the environment)"),
                     ));
                 }
                 Site::Call(_) | Site::EnvironmentRead(_) => {}

@@ -1,0 +1,164 @@
+//! The agents: the image they run (and the registry's credentials), their names and URLs, the
+//! variables they are given, their size, and how the pool talks to them (trust, keep-alive,
+//! timeouts) and paces their creation and redeploys.
+
+use std::time::Duration;
+
+use pool_provisioner::{AgentVariables, ProvisionerConfig, select_image};
+use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
+
+use super::railway::Railway;
+use super::reader::Reader;
+
+/// Variables passed to every agent unchanged.
+pub const PASS_THROUGH: [&str; 4] = [
+    "BANKR_API_KEY",
+    "TELNYX_API_KEY",
+    "TELNYX_PHONE_NUMBER",
+    "TELNYX_MESSAGING_PROFILE_ID",
+];
+
+/// The provisioner's config, without the external resources (`resources`), whose URLs are
+/// checked with the agents' once they are in.
+pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: bool) -> ProvisionerConfig {
+    let environment_name = &railway.environment_name;
+    // The image.
+    let repository = r
+        .optional("AGENT_IMAGE")
+        .unwrap_or_else(|| pool_provisioner::image::DEFAULT_AGENT_IMAGE.into());
+    let tag = r.optional("AGENT_IMAGE_TAG");
+    let image = match select_image(&repository, tag.as_deref(), environment_name) {
+        Ok(image) => Some(image),
+        Err(e) if !environment_name.is_empty() => {
+            r.problems.push(e.to_string());
+            None
+        }
+        Err(_) => None,
+    };
+    let registry = r.secret("GHCR_TOKEN").map(|password| RegistryCredentials {
+        username: r.optional("GHCR_USERNAME").unwrap_or_else(|| "xmtplabs".into()),
+        password,
+    });
+
+    let mut provisioner = ProvisionerConfig::new(
+        WorkspaceId::new(railway.workspace_id.clone()),
+        environment_name.clone(),
+        image.unwrap_or(pool_provisioner::ImageRef {
+            repository,
+            tag: String::new(),
+        }),
+    );
+    provisioner.pool_project_id = railway.pool_project_id.as_deref().map(ProjectId::new);
+    provisioner.registry = registry;
+    provisioner.name_prefix = r
+        .optional("AGENT_NAME_PREFIX")
+        .unwrap_or_else(|| "convos-agent-".into());
+    if let Err(e) = pool_provisioner::Naming::new(&provisioner.name_prefix, "p", "e") {
+        r.problems.push(format!("AGENT_NAME_PREFIX: {e}"));
+    }
+    provisioner.agent_url_template = r
+        .optional("AGENT_URL_TEMPLATE")
+        .unwrap_or_else(|| "https://{domain}".into());
+    provisioner.agent_domain_suffix = r
+        .optional("AGENT_DOMAIN_SUFFIX")
+        .unwrap_or_else(|| pool_provisioner::DEFAULT_AGENT_DOMAIN_SUFFIX.into());
+    provisioner.allow_insecure_urls = allow_insecure_urls;
+    provisioner.idempotency_ttl = r.millis("POOL_IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000);
+    provisioner.vcpus = r.parse_optional("AGENT_VCPUS", "a number of vCPUs");
+    provisioner.memory_gb = r.parse_optional("AGENT_MEMORY_GB", "a number of GB");
+    provisioner.agent_variables = AgentVariables {
+        primary_model: r.optional("OPENCLAW_PRIMARY_MODEL"),
+        xmtp_env: r.optional("XMTP_ENV").unwrap_or_else(|| "dev".into()),
+        pool_url: r.optional("POOL_URL"),
+        pass_through: PASS_THROUGH
+            .iter()
+            .filter_map(|name| Some((name.to_string(), r.secret(name)?)))
+            .collect(),
+    };
+    // Extra trust for the agents (and the resource APIs) besides the public roots: a
+    // private CA, or the simulator's self-signed agents in the bench. Never a way to turn
+    // verification off.
+    if let Some(path) = r.optional("POOL_AGENT_CA_FILE") {
+        match std::fs::read(&path) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                provisioner.agent_roots = railway_api::https::ExtraRoots { pem };
+            }
+            Ok(_) => r.problems.push(format!(
+                "POOL_AGENT_CA_FILE {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            )),
+            Err(e) => r
+                .problems
+                .push(format!("POOL_AGENT_CA_FILE: cannot read {path}: {e}")),
+        }
+    }
+    // Zero is allowed: close each connection to an agent after its answer.
+    provisioner.agent_keep_alive = Duration::from_millis(r.parse(
+        "POOL_AGENT_KEEP_ALIVE_MS",
+        90_000,
+        "a whole number of milliseconds",
+    ));
+    provisioner.health_timeout = r.millis("POOL_HEALTH_TIMEOUT_MS", 5_000);
+    provisioner.provision_timeout = r.millis("POOL_PROVISION_TIMEOUT_MS", 360_000);
+    provisioner.create_concurrency = r.parse("POOL_CREATE_CONCURRENCY", 8, "a whole number");
+    if provisioner.create_concurrency == 0 {
+        r.problems
+            .push("POOL_CREATE_CONCURRENCY must be at least 1".into());
+    }
+    provisioner.brake_probe_interval = r.millis("POOL_CREATE_PROBE_INTERVAL_MS", 300_000);
+    provisioner.start_command = match r.optional("AGENT_START_COMMAND") {
+        Some(command) if command == "-" => None,
+        Some(command) => Some(command),
+        None => Some(pool_provisioner::DEFAULT_START_COMMAND.into()),
+    };
+    provisioner.redeploy_fraction = r.parse("POOL_REDEPLOY_FRACTION", 0.25, "a fraction between 0 and 1");
+    if !(0.0..=1.0).contains(&provisioner.redeploy_fraction) {
+        r.problems
+            .push("POOL_REDEPLOY_FRACTION must be between 0 and 1".into());
+    }
+    provisioner
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::MINIMAL;
+    use crate::config::{Config, Env};
+
+    #[test]
+    fn an_agent_ca_file_is_read_and_a_bad_one_is_named() {
+        let config = Config::from_env(&Env::from_pairs(&MINIMAL)).unwrap();
+        assert!(
+            config.provisioner.agent_roots.pem.is_empty(),
+            "public roots only by default"
+        );
+
+        let dir = std::env::temp_dir().join(format!("pool-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let not_pem = dir.join("ca.txt");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let with = |path: &std::path::Path| {
+            let mut pairs = MINIMAL.to_vec();
+            let path = path.display().to_string();
+            pairs.push(("POOL_AGENT_CA_FILE", path.as_str()));
+            Config::from_env(&Env::from_pairs(&pairs))
+        };
+        let config = with(&good).unwrap();
+        assert!(!config.provisioner.agent_roots.pem.is_empty());
+        let problems = with(&not_pem).unwrap_err();
+        assert!(
+            problems[0].starts_with("POOL_AGENT_CA_FILE") && problems[0].contains("no PEM certificate"),
+            "{problems:?}"
+        );
+        let problems = with(&dir.join("missing.pem")).unwrap_err();
+        assert!(
+            problems[0].starts_with("POOL_AGENT_CA_FILE: cannot read"),
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
