@@ -1,5 +1,7 @@
 //! Bearer authentication, compared in constant time: the admin key (`POOL_API_KEY`) may do
-//! everything; the named claim keys (`POOL_CLAIM_KEYS`) may only claim.
+//! everything; the named claim keys (`POOL_CLAIM_KEYS`) may only claim; the metrics key
+//! (`POOL_METRICS_KEY`) may only read `/metrics`. Which route needs which key is the route
+//! table's [`Access`]; this module only checks it.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -10,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::route_table::Access;
 
 /// Shortest claim key accepted.
 pub const MIN_CLAIM_KEY_LEN: usize = 24;
@@ -115,7 +118,7 @@ pub fn parse_claim_keys(text: &str, admin_key: &str) -> Result<Vec<ClaimKey>, Ve
 }
 
 /// True when `presented` is `expected` (constant time; an empty key matches nothing).
-pub(crate) fn key_matches(expected: &SecretString, presented: &str) -> bool {
+fn key_matches(expected: &SecretString, presented: &str) -> bool {
     let expected = expected.expose_secret().as_bytes();
     // `ct_eq` on slices of different lengths is false without comparing contents.
     bool::from(expected.ct_eq(presented.as_bytes())) && !expected.is_empty()
@@ -139,7 +142,7 @@ pub fn caller_of(state: &AppState, presented: &str) -> Option<Caller> {
 }
 
 /// The `Authorization: Bearer …` key, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -147,37 +150,54 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// What the claim keys may call: `POST /api/pool/claim`, nothing else.
-pub(crate) fn claim_keys_may_call(method: &str, path: &str) -> bool {
-    method == "POST" && path == crate::routes::CLAIM_PATH
-}
-
-/// Middleware: lets a request through with the admin key, or with a claim key on a route that
-/// accepts claim keys (`claim_route`), leaving the [`Caller`] in the request's extensions;
-/// a claim key elsewhere is 403, anything else 401.
-pub(crate) async fn require_key(
+/// Middleware: lets a request through when its bearer key may call a route of `access`.
+/// For [`Access::Admin`] and [`Access::Claim`], the [`Caller`] is left in the request's
+/// extensions; a claim key on an admin route is 403, anything else without a key 401.
+pub(crate) async fn require(
     state: AppState,
-    claim_route: bool,
+    access: Access,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = bearer(request.headers()).and_then(|key| caller_of(&state, key));
-    match caller {
-        Some(Caller::ClaimKey(name)) if !claim_route => {
-            tracing::warn!(key = %name, path = %request.uri().path(), "a claim key was used outside the claim route");
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this key may only claim (POST /api/pool/claim)",
-            ))
-        }
-        Some(caller) => {
-            request.extensions_mut().insert(caller);
+    match access {
+        Access::Open => Ok(next.run(request).await),
+        Access::Metrics => {
+            if let Some(metrics_key) = &state.security.metrics_key {
+                let presented = bearer(request.headers()).unwrap_or("");
+                // Both compared, so the time taken does not tell which key was tried.
+                let (is_metrics_key, is_admin_key) = (
+                    key_matches(metrics_key, presented),
+                    is_admin_key(&state, presented),
+                );
+                if !(is_metrics_key | is_admin_key) {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "Invalid or missing metrics key",
+                    ));
+                }
+            }
             Ok(next.run(request).await)
         }
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Invalid or missing API key",
-        )),
+        Access::Admin | Access::Claim => {
+            let caller = bearer(request.headers()).and_then(|key| caller_of(&state, key));
+            match caller {
+                Some(Caller::ClaimKey(name)) if access != Access::Claim => {
+                    tracing::warn!(key = %name, path = %request.uri().path(), "a claim key was used outside the claim route");
+                    Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "this key may only claim (POST /api/pool/claim)",
+                    ))
+                }
+                Some(caller) => {
+                    request.extensions_mut().insert(caller);
+                    Ok(next.run(request).await)
+                }
+                None => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Invalid or missing API key",
+                )),
+            }
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub mod dto;
 mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod route_table;
 pub mod routes;
 mod security;
 mod server;
@@ -116,14 +117,14 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for (route, handler) in routes::routes() {
-        let handler = if route.auth {
-            let claim_route = auth::claim_keys_may_call(route.method, route.path);
-            let state = state.clone();
-            handler.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-                auth::require_key(state.clone(), claim_route, request, next)
-            }))
-        } else {
-            handler
+        let handler = match route.access {
+            route_table::Access::Open => handler,
+            access => {
+                let state = state.clone();
+                handler.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+                    auth::require(state.clone(), access, request, next)
+                }))
+            }
         };
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::routes::routes;
+use crate::route_table::{Access, CLAIM_PATH, METRICS_PATH, table};
 
 fn nullable(kind: &str) -> Value {
     json!({"type": [kind, "null"]})
@@ -181,14 +181,14 @@ fn schemas() -> Value {
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (route, _) in routes() {
+    for route in table() {
         let mut operation = Map::new();
         operation.insert("summary".into(), json!(route.summary));
         operation.insert(
             "operationId".into(),
             json!(format!("{} {}", route.method, route.path).replace(['/', '{', '}', ' ', '.'], "_")),
         );
-        if route.auth {
+        if route.access.needs_api_key() {
             operation.insert("security".into(), json!([{"bearer": []}]));
         }
         let path_parameters: Vec<Value> = route
@@ -200,7 +200,7 @@ pub fn document() -> Value {
         if !path_parameters.is_empty() {
             operation.insert("parameters".into(), Value::Array(path_parameters));
         }
-        if route.path == "/api/pool/claim" {
+        if route.path == CLAIM_PATH {
             let params = operation.entry("parameters").or_insert_with(|| json!([]));
             if let Some(list) = params.as_array_mut() {
                 list.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}}));
@@ -219,7 +219,7 @@ pub fn document() -> Value {
                 (Some(s), _) => {
                     json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}}})
                 }
-                (None, "/metrics") => {
+                (None, METRICS_PATH) => {
                     json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
                 }
                 (None, _) => {
@@ -228,7 +228,7 @@ pub fn document() -> Value {
             };
             responses.insert(status.to_string(), body);
         }
-        if route.auth && !crate::auth::claim_keys_may_call(route.method, route.path) {
+        if route.access == Access::Admin {
             responses.insert(
                 "403".into(),
                 json!({"description": "a claim key (POOL_CLAIM_KEYS): it may only claim", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),

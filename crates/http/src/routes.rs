@@ -1,5 +1,5 @@
-//! The routes: one table, from which both the router and the OpenAPI document are built, so
-//! the two cannot drift apart.
+//! The handlers of the routes in [`crate::route_table`], and the router's view of the table:
+//! each route with its handler.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::body::JsonBody;
 use crate::dto::{AgentReply, AgentView, ClaimBody, CountBody, Counts, EventView, RedeployBody, StatusReply};
 use crate::error::ApiError;
+use crate::route_table::{Endpoint, Route, table};
 
 /// An id from a path or body, parsed by the one rule ([`AgentId::parse`]). Text that is not
 /// an id (NUL bytes, control characters, huge strings) names no agent: 404, and it never
@@ -25,335 +26,40 @@ pub fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
 /// Most agents one replenish or drain request may touch (as in the original API).
 pub const MAX_BATCH: u32 = 20;
 
-/// The claim's path: the one route (with `POST`) the claim keys may call.
-pub const CLAIM_PATH: &str = "/api/pool/claim";
-
-/// One route as documented: method, path, what it does, and what it takes and answers.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// `GET`, `PUT`, `POST` or `DELETE`.
-    pub method: &'static str,
-    /// Path, with `{id}` parameters (axum and OpenAPI share the syntax).
-    pub path: &'static str,
-    /// One line.
-    pub summary: &'static str,
-    /// Needs `Authorization: Bearer <POOL_API_KEY>`.
-    pub auth: bool,
-    /// Request body schema (a component name), if it takes one.
-    pub request: Option<&'static str>,
-    /// Answers: status, description, body schema (a component name).
-    pub responses: &'static [(u16, &'static str, Option<&'static str>)],
+/// Every route of the table with its handler.
+pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
+    table()
+        .into_iter()
+        .map(|route| {
+            let handler = handler(route.endpoint);
+            (route, handler)
+        })
+        .collect()
 }
 
-const UNAUTHORIZED: (u16, &str, Option<&str>) = (401, "missing or wrong API key", Some("Error"));
-const BAD_REQUEST: (u16, &str, Option<&str>) = (
-    400,
-    "malformed JSON, a wrong type or a missing field",
-    Some("Error"),
-);
-const NOT_FOUND: (u16, &str, Option<&str>) = (404, "no such agent", Some("Error"));
-const CONFLICT: (u16, &str, Option<&str>) = (409, "the agent's state forbids this", Some("Error"));
-const TOO_LARGE: (u16, &str, Option<&str>) = (413, "request body too large", Some("Error"));
-
-/// Every route with its handler.
-pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
-    vec![
-        (
-            Route {
-                method: "GET",
-                path: "/healthz",
-                summary: "The process is up",
-                auth: false,
-                request: None,
-                responses: &[(200, "up", Some("Ok"))],
-            },
-            get(healthz),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/readyz",
-                summary: "The database is reachable and its schema current",
-                auth: false,
-                request: None,
-                responses: &[(200, "ready", Some("Ok")), (503, "not ready", Some("Error"))],
-            },
-            get(readyz),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/version",
-                summary: "Version, environment and agent image",
-                auth: false,
-                request: None,
-                responses: &[(200, "version", Some("Version"))],
-            },
-            get(version),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/metrics",
-                summary: "Prometheus metrics (behind POOL_METRICS_KEY as a bearer key when it is set)",
-                auth: false,
-                request: None,
-                responses: &[
-                    (200, "Prometheus text format", None),
-                    (
-                        401,
-                        "POOL_METRICS_KEY is set and the bearer key is neither it nor the admin key",
-                        Some("Error"),
-                    ),
-                ],
-            },
-            get(crate::metrics::metrics),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/openapi.json",
-                summary: "This document",
-                auth: false,
-                request: None,
-                responses: &[(200, "OpenAPI 3 document", None)],
-            },
-            get(openapi),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/api/pool/counts",
-                summary: "Live agents by status",
-                auth: true,
-                request: None,
-                responses: &[(200, "counts", Some("Counts")), UNAUTHORIZED],
-            },
-            get(counts),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/api/pool/status",
-                summary: "Counts and every live agent (no secrets)",
-                auth: true,
-                request: None,
-                responses: &[(200, "status", Some("Status")), UNAUTHORIZED],
-            },
-            get(status),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/api/pool/agents",
-                summary: "Claimed and crashed agents (the original's list, now without secrets)",
-                auth: true,
-                request: None,
-                responses: &[(200, "agents", Some("AgentLists")), UNAUTHORIZED],
-            },
-            get(agents),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/api/pool/agents/{id}",
-                summary: "One agent (no secrets) and its event timeline",
-                auth: true,
-                request: None,
-                responses: &[(200, "the agent", Some("AgentDetail")), UNAUTHORIZED, NOT_FOUND],
-            },
-            get(agent),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: CLAIM_PATH,
-                summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header, the caller's own; Prefer: wait=N waits up to N ≤ 120 s for an agent). The admin key or a claim key (POOL_CLAIM_KEYS)",
-                auth: true,
-                request: Some("ClaimRequest"),
-                responses: &[
-                    (200, "claimed", Some("ClaimResponse")),
-                    BAD_REQUEST,
-                    UNAUTHORIZED,
-                    (
-                        409,
-                        "a claim with this Idempotency-Key is still running",
-                        Some("Error"),
-                    ),
-                    TOO_LARGE,
-                    (
-                        422,
-                        "this Idempotency-Key was used before with a different request",
-                        Some("Error"),
-                    ),
-                    (
-                        502,
-                        "the agent could not be provisioned (it was quarantined)",
-                        Some("Error"),
-                    ),
-                    (
-                        503,
-                        "no idle agent (or none within the wait) (Retry-After)",
-                        Some("Error"),
-                    ),
-                ],
-            },
-            post(claim),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: "/api/pool/replenish",
-                summary: "Create `count` agents (1-20) now, or run a tick when no count is given",
-                auth: true,
-                request: Some("CountRequest"),
-                responses: &[
-                    (200, "started", Some("Replenished")),
-                    BAD_REQUEST,
-                    UNAUTHORIZED,
-                    (409, "POOL_MAX_TOTAL would be exceeded", Some("Error")),
-                    TOO_LARGE,
-                ],
-            },
-            post(replenish),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: "/api/pool/reconcile",
-                summary: "Run a tick now (on the leader)",
-                auth: true,
-                request: None,
-                responses: &[(202, "tick requested", Some("Triggered")), UNAUTHORIZED],
-            },
-            post(reconcile),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: "/api/pool/drain",
-                summary: "Tear down `count` unclaimed agents (default 1, at most 20)",
-                auth: true,
-                request: Some("CountRequest"),
-                responses: &[
-                    (200, "drained", Some("Drained")),
-                    BAD_REQUEST,
-                    UNAUTHORIZED,
-                    TOO_LARGE,
-                ],
-            },
-            post(drain),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: "/api/pool/redeploy",
-                summary: "Move idle agents (all, or the named ones) to the current image, a batch at a time",
-                auth: true,
-                request: Some("RedeployRequest"),
-                responses: &[
-                    (200, "progress", Some("RedeployProgress")),
-                    BAD_REQUEST,
-                    UNAUTHORIZED,
-                    NOT_FOUND,
-                    CONFLICT,
-                    TOO_LARGE,
-                ],
-            },
-            post(redeploy),
-        ),
-        (
-            Route {
-                method: "GET",
-                path: "/api/pool/settings",
-                summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit) and the creation brake",
-                auth: true,
-                request: None,
-                responses: &[(200, "settings", Some("Settings")), UNAUTHORIZED],
-            },
-            get(crate::settings_routes::get_settings),
-        ),
-        (
-            Route {
-                method: "PUT",
-                path: "/api/pool/settings",
-                summary: "Change runtime settings (fields left out keep their value; null clears an optional one); every replica applies them at its next tick",
-                auth: true,
-                request: Some("SettingsChange"),
-                responses: &[
-                    (200, "before and after", Some("SettingsChanged")),
-                    BAD_REQUEST,
-                    UNAUTHORIZED,
-                    TOO_LARGE,
-                ],
-            },
-            put(crate::settings_routes::put_settings),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: "/api/pool/resume",
-                summary: "Release the creation brake (creation resumes)",
-                auth: true,
-                request: None,
-                responses: &[(200, "whether it was engaged", Some("Resumed")), UNAUTHORIZED],
-            },
-            post(crate::settings_routes::resume),
-        ),
-        (
-            Route {
-                method: "POST",
-                path: crate::webhooks::PATH,
-                summary: "Railway's deployment events (RAILWAY_WEBHOOK_SECRET in the path): the agent named is looked at now",
-                auth: false,
-                request: Some("RailwayEvent"),
-                responses: &[
-                    (
-                        200,
-                        "looked at, or ignored (unknown project or event type)",
-                        Some("WebhookAnswer"),
-                    ),
-                    (400, "not JSON, or no event type", Some("Error")),
-                    (401, "wrong secret", Some("Error")),
-                    (404, "no RAILWAY_WEBHOOK_SECRET: the route is off", Some("Error")),
-                    TOO_LARGE,
-                ],
-            },
-            post(crate::webhooks::railway),
-        ),
-        (
-            Route {
-                method: "DELETE",
-                path: "/api/pool/instances/{id}",
-                summary: "Kill an agent: tear it down",
-                auth: true,
-                request: None,
-                responses: &[
-                    (200, "teardown started", Some("Killed")),
-                    UNAUTHORIZED,
-                    NOT_FOUND,
-                    CONFLICT,
-                ],
-            },
-            delete(kill),
-        ),
-        (
-            Route {
-                method: "DELETE",
-                path: "/api/pool/crashed/{id}",
-                summary: "Dismiss a crashed agent: tear it down",
-                auth: true,
-                request: None,
-                responses: &[
-                    (200, "teardown started", Some("Killed")),
-                    UNAUTHORIZED,
-                    NOT_FOUND,
-                    CONFLICT,
-                ],
-            },
-            delete(dismiss),
-        ),
-    ]
+fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
+    match endpoint {
+        Endpoint::Healthz => get(healthz),
+        Endpoint::Readyz => get(readyz),
+        Endpoint::Version => get(version),
+        Endpoint::Metrics => get(crate::metrics::metrics),
+        Endpoint::OpenApi => get(openapi),
+        Endpoint::Counts => get(counts),
+        Endpoint::Status => get(status),
+        Endpoint::Agents => get(agents),
+        Endpoint::Agent => get(agent),
+        Endpoint::Claim => post(claim),
+        Endpoint::Replenish => post(replenish),
+        Endpoint::Reconcile => post(reconcile),
+        Endpoint::Drain => post(drain),
+        Endpoint::Redeploy => post(redeploy),
+        Endpoint::GetSettings => get(crate::settings_routes::get_settings),
+        Endpoint::PutSettings => put(crate::settings_routes::put_settings),
+        Endpoint::Resume => post(crate::settings_routes::resume),
+        Endpoint::RailwayWebhook => post(crate::webhooks::railway),
+        Endpoint::Kill => delete(kill),
+        Endpoint::Dismiss => delete(dismiss),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

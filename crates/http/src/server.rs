@@ -81,7 +81,7 @@ where
 pub fn route_timeout(state: &AppState, path: &str) -> Duration {
     let provision = state.provisioner.config().provision_timeout;
     match path {
-        crate::routes::CLAIM_PATH => pool_provisioner::MAX_CLAIM_WAIT + provision + CLAIM_MARGIN,
+        crate::route_table::CLAIM_PATH => pool_provisioner::MAX_CLAIM_WAIT + provision + CLAIM_MARGIN,
         "/console/launch" => provision + CLAIM_MARGIN,
         _ => state.security.request_timeout,
     }

@@ -35,9 +35,7 @@ use subtle::ConstantTimeEq;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The path, as routed.
-pub const PATH: &str = "/webhooks/railway/{secret}";
-/// The path with its secret replaced, for logs.
+/// The path ([`crate::route_table::WEBHOOK_PATH`]) with its secret replaced, for logs.
 pub const REDACTED_PATH: &str = "/webhooks/railway/<secret>";
 
 /// What an event says happened to a deployment, as far as the pool acts on it.

@@ -1,0 +1,369 @@
+//! The route table: every route of the API with its path, method, who may call it and what it
+//! takes and answers. It depends on nothing else in the crate; the router ([`crate::routes`]),
+//! the key checks ([`crate::auth`]), the metrics endpoint and the OpenAPI document
+//! ([`crate::openapi`]) all read it, so none of them needs another and they cannot drift apart.
+
+/// The claim's path: the one route (with `POST`) the claim keys may call.
+pub const CLAIM_PATH: &str = "/api/pool/claim";
+
+/// The metrics' path (Prometheus text, behind `POOL_METRICS_KEY` when it is set).
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Railway's deploy events: the secret is a path segment (`RAILWAY_WEBHOOK_SECRET`).
+pub const WEBHOOK_PATH: &str = "/webhooks/railway/{secret}";
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (the webhook checks the secret in its path itself).
+    Open,
+    /// Anyone while `POOL_METRICS_KEY` is unset; then a bearer of it or of the admin key.
+    Metrics,
+    /// The admin key (`POOL_API_KEY`); a claim key gets 403.
+    Admin,
+    /// The admin key or a claim key (`POOL_CLAIM_KEYS`).
+    Claim,
+}
+
+impl Access {
+    /// Whether the route needs `Authorization: Bearer <key>` with the admin or a claim key.
+    pub fn needs_api_key(self) -> bool {
+        matches!(self, Self::Admin | Self::Claim)
+    }
+}
+
+/// Which handler serves a route ([`crate::routes`] maps each to its handler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+    /// `GET /version`.
+    Version,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /openapi.json`.
+    OpenApi,
+    /// `GET /api/pool/counts`.
+    Counts,
+    /// `GET /api/pool/status`.
+    Status,
+    /// `GET /api/pool/agents`.
+    Agents,
+    /// `GET /api/pool/agents/{id}`.
+    Agent,
+    /// `POST /api/pool/claim`.
+    Claim,
+    /// `POST /api/pool/replenish`.
+    Replenish,
+    /// `POST /api/pool/reconcile`.
+    Reconcile,
+    /// `POST /api/pool/drain`.
+    Drain,
+    /// `POST /api/pool/redeploy`.
+    Redeploy,
+    /// `GET /api/pool/settings`.
+    GetSettings,
+    /// `PUT /api/pool/settings`.
+    PutSettings,
+    /// `POST /api/pool/resume`.
+    Resume,
+    /// `POST /webhooks/railway/{secret}`.
+    RailwayWebhook,
+    /// `DELETE /api/pool/instances/{id}`.
+    Kill,
+    /// `DELETE /api/pool/crashed/{id}`.
+    Dismiss,
+}
+
+/// One route as documented: method, path, who may call it, what it does, and what it takes
+/// and answers.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Its handler.
+    pub endpoint: Endpoint,
+    /// `GET`, `PUT`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// Path, with `{id}` parameters (axum and OpenAPI share the syntax).
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Request body schema (a component name), if it takes one.
+    pub request: Option<&'static str>,
+    /// Answers: status, description, body schema (a component name).
+    pub responses: &'static [(u16, &'static str, Option<&'static str>)],
+}
+
+const UNAUTHORIZED: (u16, &str, Option<&str>) = (401, "missing or wrong API key", Some("Error"));
+const BAD_REQUEST: (u16, &str, Option<&str>) = (
+    400,
+    "malformed JSON, a wrong type or a missing field",
+    Some("Error"),
+);
+const NOT_FOUND: (u16, &str, Option<&str>) = (404, "no such agent", Some("Error"));
+const CONFLICT: (u16, &str, Option<&str>) = (409, "the agent's state forbids this", Some("Error"));
+const TOO_LARGE: (u16, &str, Option<&str>) = (413, "request body too large", Some("Error"));
+
+/// Every route.
+pub fn table() -> Vec<Route> {
+    vec![
+        Route {
+            endpoint: Endpoint::Healthz,
+            method: "GET",
+            path: "/healthz",
+            summary: "The process is up",
+            access: Access::Open,
+            request: None,
+            responses: &[(200, "up", Some("Ok"))],
+        },
+        Route {
+            endpoint: Endpoint::Readyz,
+            method: "GET",
+            path: "/readyz",
+            summary: "The database is reachable and its schema current",
+            access: Access::Open,
+            request: None,
+            responses: &[(200, "ready", Some("Ok")), (503, "not ready", Some("Error"))],
+        },
+        Route {
+            endpoint: Endpoint::Version,
+            method: "GET",
+            path: "/version",
+            summary: "Version, environment and agent image",
+            access: Access::Open,
+            request: None,
+            responses: &[(200, "version", Some("Version"))],
+        },
+        Route {
+            endpoint: Endpoint::Metrics,
+            method: "GET",
+            path: METRICS_PATH,
+            summary: "Prometheus metrics (behind POOL_METRICS_KEY as a bearer key when it is set)",
+            access: Access::Metrics,
+            request: None,
+            responses: &[
+                (200, "Prometheus text format", None),
+                (
+                    401,
+                    "POOL_METRICS_KEY is set and the bearer key is neither it nor the admin key",
+                    Some("Error"),
+                ),
+            ],
+        },
+        Route {
+            endpoint: Endpoint::OpenApi,
+            method: "GET",
+            path: "/openapi.json",
+            summary: "This document",
+            access: Access::Open,
+            request: None,
+            responses: &[(200, "OpenAPI 3 document", None)],
+        },
+        Route {
+            endpoint: Endpoint::Counts,
+            method: "GET",
+            path: "/api/pool/counts",
+            summary: "Live agents by status",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "counts", Some("Counts")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::Status,
+            method: "GET",
+            path: "/api/pool/status",
+            summary: "Counts and every live agent (no secrets)",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "status", Some("Status")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::Agents,
+            method: "GET",
+            path: "/api/pool/agents",
+            summary: "Claimed and crashed agents (the original's list, now without secrets)",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "agents", Some("AgentLists")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::Agent,
+            method: "GET",
+            path: "/api/pool/agents/{id}",
+            summary: "One agent (no secrets) and its event timeline",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "the agent", Some("AgentDetail")), UNAUTHORIZED, NOT_FOUND],
+        },
+        Route {
+            endpoint: Endpoint::Claim,
+            method: "POST",
+            path: CLAIM_PATH,
+            summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header, the caller's own; Prefer: wait=N waits up to N ≤ 120 s for an agent). The admin key or a claim key (POOL_CLAIM_KEYS)",
+            access: Access::Claim,
+            request: Some("ClaimRequest"),
+            responses: &[
+                (200, "claimed", Some("ClaimResponse")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                (
+                    409,
+                    "a claim with this Idempotency-Key is still running",
+                    Some("Error"),
+                ),
+                TOO_LARGE,
+                (
+                    422,
+                    "this Idempotency-Key was used before with a different request",
+                    Some("Error"),
+                ),
+                (
+                    502,
+                    "the agent could not be provisioned (it was quarantined)",
+                    Some("Error"),
+                ),
+                (
+                    503,
+                    "no idle agent (or none within the wait) (Retry-After)",
+                    Some("Error"),
+                ),
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Replenish,
+            method: "POST",
+            path: "/api/pool/replenish",
+            summary: "Create `count` agents (1-20) now, or run a tick when no count is given",
+            access: Access::Admin,
+            request: Some("CountRequest"),
+            responses: &[
+                (200, "started", Some("Replenished")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                (409, "POOL_MAX_TOTAL would be exceeded", Some("Error")),
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Reconcile,
+            method: "POST",
+            path: "/api/pool/reconcile",
+            summary: "Run a tick now (on the leader)",
+            access: Access::Admin,
+            request: None,
+            responses: &[(202, "tick requested", Some("Triggered")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::Drain,
+            method: "POST",
+            path: "/api/pool/drain",
+            summary: "Tear down `count` unclaimed agents (default 1, at most 20)",
+            access: Access::Admin,
+            request: Some("CountRequest"),
+            responses: &[
+                (200, "drained", Some("Drained")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Redeploy,
+            method: "POST",
+            path: "/api/pool/redeploy",
+            summary: "Move idle agents (all, or the named ones) to the current image, a batch at a time",
+            access: Access::Admin,
+            request: Some("RedeployRequest"),
+            responses: &[
+                (200, "progress", Some("RedeployProgress")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                NOT_FOUND,
+                CONFLICT,
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::GetSettings,
+            method: "GET",
+            path: "/api/pool/settings",
+            summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit) and the creation brake",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "settings", Some("Settings")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::PutSettings,
+            method: "PUT",
+            path: "/api/pool/settings",
+            summary: "Change runtime settings (fields left out keep their value; null clears an optional one); every replica applies them at its next tick",
+            access: Access::Admin,
+            request: Some("SettingsChange"),
+            responses: &[
+                (200, "before and after", Some("SettingsChanged")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Resume,
+            method: "POST",
+            path: "/api/pool/resume",
+            summary: "Release the creation brake (creation resumes)",
+            access: Access::Admin,
+            request: None,
+            responses: &[(200, "whether it was engaged", Some("Resumed")), UNAUTHORIZED],
+        },
+        Route {
+            endpoint: Endpoint::RailwayWebhook,
+            method: "POST",
+            path: WEBHOOK_PATH,
+            summary: "Railway's deployment events (RAILWAY_WEBHOOK_SECRET in the path): the agent named is looked at now",
+            access: Access::Open,
+            request: Some("RailwayEvent"),
+            responses: &[
+                (
+                    200,
+                    "looked at, or ignored (unknown project or event type)",
+                    Some("WebhookAnswer"),
+                ),
+                (400, "not JSON, or no event type", Some("Error")),
+                (401, "wrong secret", Some("Error")),
+                (404, "no RAILWAY_WEBHOOK_SECRET: the route is off", Some("Error")),
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Kill,
+            method: "DELETE",
+            path: "/api/pool/instances/{id}",
+            summary: "Kill an agent: tear it down",
+            access: Access::Admin,
+            request: None,
+            responses: &[
+                (200, "teardown started", Some("Killed")),
+                UNAUTHORIZED,
+                NOT_FOUND,
+                CONFLICT,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Dismiss,
+            method: "DELETE",
+            path: "/api/pool/crashed/{id}",
+            summary: "Dismiss a crashed agent: tear it down",
+            access: Access::Admin,
+            request: None,
+            responses: &[
+                (200, "teardown started", Some("Killed")),
+                UNAUTHORIZED,
+                NOT_FOUND,
+                CONFLICT,
+            ],
+        },
+    ]
+}
