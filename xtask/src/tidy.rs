@@ -6,7 +6,8 @@
 //! - `unused-dependency` ([`dependencies`]);
 //! - `simulator-in-production` ([`production`]);
 //! - `delete-project`, `project-deleter` and `environment-read` ([`call_sites`]);
-//! - `missing-docs` ([`docs`]).
+//! - `missing-docs` ([`docs`]);
+//! - `long-file` ([`size`]).
 
 mod call_sites;
 mod dependencies;
@@ -14,6 +15,7 @@ mod docs;
 mod manifest;
 mod production;
 mod reexports;
+mod size;
 mod sources;
 
 use std::fmt;
@@ -34,17 +36,20 @@ pub enum Rule {
     EnvironmentRead,
     /// A public item of a library has no doc comment.
     MissingDocs,
+    /// A source file is over 600 lines (tests aside) without saying why.
+    LongFile,
 }
 
 impl Rule {
     /// Every rule, in the order they are reported.
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::UnusedDependency,
         Rule::SimulatorInProduction,
         Rule::DeleteProject,
         Rule::ProjectDeleter,
         Rule::EnvironmentRead,
         Rule::MissingDocs,
+        Rule::LongFile,
     ];
 
     /// The rule's name in tidy's output.
@@ -56,6 +61,7 @@ impl Rule {
             Rule::ProjectDeleter => "project-deleter",
             Rule::EnvironmentRead => "environment-read",
             Rule::MissingDocs => "missing-docs",
+            Rule::LongFile => "long-file",
         }
     }
 }
@@ -116,6 +122,7 @@ pub fn check(root: &Path) -> Result<Report, String> {
         &mut report.violations,
         &mut report.docs_allowances,
     );
+    size::check(&files, &mut report.violations);
     report.violations.sort();
     Ok(report)
 }
