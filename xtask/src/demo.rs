@@ -66,26 +66,22 @@ async fn probe(server_url: &str) -> Result<Probe, String> {
         Ok(_) => Ok(Probe::Answers),
         // Only a failure to reach anything is silence; a server that answers and refuses (a
         // wrong password, a missing database) is reported, not papered over with a new one.
-        Err(e) if e.as_db_error().is_none() && is_io(&e) => Ok(Probe::Silent(e.to_string())),
-        Err(e) => Err(format!(
-            "the PostgreSQL at {} refused the demo: {}",
-            target(server_url),
+        Err(e) => {
             // tokio-postgres' own Display of a server error says only "db error".
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |db| db.message().to_string())
-        )),
-    }
-}
-
-fn is_io(e: &tokio_postgres::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
+            let said = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_string());
+            // The store's one rule for "nothing answered" (an I/O failure, no server error).
+            if pool_store::StoreError::from(e).is_unreachable() {
+                Ok(Probe::Silent(said))
+            } else {
+                Err(format!(
+                    "the PostgreSQL at {} refused the demo: {said}",
+                    target(server_url)
+                ))
+            }
         }
-        source = s.source();
     }
-    false
 }
 
 /// `host:port/database`, without credentials.

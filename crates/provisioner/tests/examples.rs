@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-/// Runs an example of this crate and returns what it printed.
+/// Runs an example of this crate and returns what it printed. (Kept in each crate's tests on
+/// purpose: the two crates share no test-support crate, and it is a dozen lines.)
 fn run_example(name: &str) -> String {
     // CARGO is the cargo running these tests.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -220,11 +220,7 @@ impl SimHandle {
     /// none.
     pub fn recover_service(&self, service_id: &str) -> bool {
         let mut w = self.sim.world();
-        let latest = w
-            .services
-            .get(service_id)
-            .filter(|s| !s.deleted)
-            .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()));
+        let latest = w.latest_deployment_of(service_id);
         match latest.and_then(|d| w.deployments.get_mut(&d)) {
             Some(d) if !d.removed && d.crashed_at.is_some() => {
                 d.crashed_at = None;
@@ -385,11 +381,7 @@ pub(crate) fn apply_faults(sim: &Sim, faults: Faults) {
 
 pub(crate) fn crash(sim: &Sim, service_id: &str) -> bool {
     let mut w = sim.world();
-    let latest = w
-        .services
-        .get(service_id)
-        .filter(|s| !s.deleted)
-        .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()));
+    let latest = w.latest_deployment_of(service_id);
     match latest.and_then(|d| w.deployments.get_mut(&d)) {
         Some(d) if !d.removed => {
             d.crashed_at = Some(Instant::now());

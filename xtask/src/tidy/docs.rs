@@ -298,30 +298,18 @@ fn type_name(ty: &syn::Type) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::tidy::sources::{ModuleDeclaration, ModuleScope};
+    use crate::tidy::sources::ModuleDeclaration;
 
     fn file(path: &str, module: &[&str], allowed_by: Option<&str>, text: &str) -> SourceFile {
-        SourceFile {
-            member: 0,
-            path: PathBuf::from(path),
-            target: TargetKind::Lib,
-            scope: ModuleScope {
-                test: false,
-                reachable: module.is_empty(),
-                docs_allowed_by: allowed_by.map(str::to_string),
-            },
-            declaration: (!module.is_empty()).then(|| ModuleDeclaration {
-                at: "crates/demo/src/lib.rs:2".into(),
-                public: false,
-                documented: false,
-            }),
-            module: module.iter().map(ToString::to_string).collect(),
-            text: text.into(),
-            syntax: syn::parse_file(text).unwrap(),
-        }
+        let mut file = SourceFile::for_test(path, module, text);
+        file.scope.docs_allowed_by = allowed_by.map(str::to_string);
+        file.declaration = (!module.is_empty()).then(|| ModuleDeclaration {
+            at: "crates/demo/src/lib.rs:2".into(),
+            public: false,
+            documented: false,
+        });
+        file
     }
 
     #[test]

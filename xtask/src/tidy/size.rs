@@ -74,26 +74,10 @@ fn counted_lines(file: &SourceFile) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::tidy::sources::ModuleScope;
 
     fn file(path: &str, text: String) -> SourceFile {
-        SourceFile {
-            member: 0,
-            path: PathBuf::from(path),
-            target: TargetKind::Lib,
-            scope: ModuleScope {
-                test: false,
-                reachable: true,
-                docs_allowed_by: None,
-            },
-            declaration: None,
-            module: vec!["big".into()],
-            syntax: syn::parse_file(&text).unwrap(),
-            text,
-        }
+        SourceFile::for_test(path, &["big"], &text)
     }
 
     /// `n` lines of code after `first`.

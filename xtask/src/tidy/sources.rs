@@ -85,6 +85,28 @@ impl SourceFile {
     }
 }
 
+#[cfg(test)]
+impl SourceFile {
+    /// A library file of the first member, not test code, parsed from `text`: for the rules'
+    /// tests. Reachable from outside the crate when it is the root (`module` empty).
+    pub fn for_test(path: &str, module: &[&str], text: &str) -> Self {
+        Self {
+            member: 0,
+            path: PathBuf::from(path),
+            target: TargetKind::Lib,
+            scope: ModuleScope {
+                test: false,
+                reachable: module.is_empty(),
+                docs_allowed_by: None,
+            },
+            declaration: None,
+            module: module.iter().map(ToString::to_string).collect(),
+            text: text.into(),
+            syntax: syn::parse_file(text).unwrap(),
+        }
+    }
+}
+
 /// Every file reachable from the targets of every member.
 pub fn load(root: &Path, members: &[Member]) -> Result<Vec<SourceFile>, String> {
     let mut files = Vec::new();

@@ -9,6 +9,8 @@ use crate::world::{Refusal, Status, World};
 
 use super::{PageInfo, Result, token, world};
 
+// The client has its own (`railway_api`): kept apart on purpose, since the simulator plays
+// Railway and must not take its types from the client it tests.
 /// `DeploymentStatus`.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[allow(missing_docs)]

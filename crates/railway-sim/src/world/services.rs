@@ -20,6 +20,14 @@ pub(crate) struct InstanceUpdate {
 }
 
 impl World {
+    /// The latest deployment of a live service (of its first instance that has one).
+    pub(crate) fn latest_deployment_of(&self, service_id: &str) -> Option<String> {
+        self.services
+            .get(service_id)
+            .filter(|s| !s.deleted)
+            .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create_service(
         &mut self,
