@@ -16,14 +16,44 @@ use tokio::process::{Child, Command};
 /// The pool's admin key in runs of this harness.
 pub const ADMIN_KEY: &str = "e2e-admin-key-0123456789abcdef";
 
+/// `cargo` (the one running these tests), without the variables cargo sets for the package
+/// under test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): build scripts such as ring's
+/// `rerun-if-env-changed` on them, so inheriting them makes the nested build recompile ring
+/// and everything above it, and the next ordinary build recompile it back.
+pub fn nested_cargo() -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A variable cargo sets for one package's build, test or run (not one of cargo's settings).
+pub fn is_package_variable(name: &str) -> bool {
+    [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "OUT_DIR",
+    ]
+    .contains(&name)
+        || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_CFG_")
+}
+
 /// Builds the `pool-manager` binary (a no-op when it is fresh) and returns its path.
 pub fn pool_manager_binary() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(&cargo)
+    let out = nested_cargo()
         .args(["build", "--quiet", "--package", "pool-manager"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+        .map_err(|e| format!("could not run cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "building pool-manager failed:\n{}",
@@ -39,12 +69,11 @@ pub fn pool_manager_binary() -> Result<PathBuf, String> {
 /// Builds the `pool-manager` binary with the release profile (a no-op when it is fresh) and
 /// returns its path: for benchmarks, whose timings and memory of a debug build say little.
 pub fn pool_manager_release_binary() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(&cargo)
+    let out = nested_cargo()
         .args(["build", "--quiet", "--release", "--package", "pool-manager"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+        .map_err(|e| format!("could not run cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "building pool-manager (release) failed:\n{}",

@@ -17,7 +17,14 @@ const USAGE: &str = "usage: cargo xtask ci [checks|scenarios]";
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     println!("==> {program} {}", args.join(" "));
     let started = Instant::now();
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    // Not the variables `cargo run` set for xtask: build scripts rerun when they change.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(pool_e2e::is_package_variable) {
+            command.env_remove(name);
+        }
+    }
+    let status = command
         .args(args)
         .status()
         .map_err(|e| format!("could not start {program}: {e} (is it installed? .ci/run installs it)"))?;

@@ -78,6 +78,14 @@ fn runners(runner_args: &[String]) -> Vec<(&'static str, tokio::process::Command
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let command = |args: &[&str]| {
         let mut command = tokio::process::Command::new(&cargo);
+        // Not the variables `cargo run` set for xtask itself: ring's build script reruns when
+        // they change, so the suite's build would recompile ring and everything above it, and
+        // the next ordinary build recompile it back.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(pool_e2e::is_package_variable) {
+                command.env_remove(name);
+            }
+        }
         command.args(args);
         if !names_packages(runner_args) {
             command.arg("--workspace");

@@ -9,7 +9,25 @@ use std::process::Command;
 fn run_example(name: &str) -> String {
     // CARGO is the cargo running these tests.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    // Without the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*, …): ring's
+    // build script reruns when they change, so the nested build would recompile it, and the
+    // next ordinary build recompile it back (pool_e2e::nested_cargo says the same).
+    for (variable, _) in std::env::vars() {
+        if variable.starts_with("CARGO_PKG_")
+            || variable.starts_with("CARGO_CFG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "OUT_DIR",
+            ]
+            .contains(&variable.as_str())
+        {
+            command.env_remove(variable);
+        }
+    }
+    let output = command
         .args(["run", "--quiet", "-p", env!("CARGO_PKG_NAME"), "--example", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
