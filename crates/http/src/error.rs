@@ -62,6 +62,7 @@ impl From<ProvisionError> for ApiError {
                 retry_after: Some(30),
             },
             ProvisionError::NotFound(_) => Self::not_found(e.to_string()),
+            ProvisionError::AgentCredentials => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             ProvisionError::IdempotencyMismatch => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             ProvisionError::Conflict { .. }
             | ProvisionError::CreationStopped { .. }

@@ -32,6 +32,7 @@
 //! onto the [`PoolControl`] the binary hands in; no pool logic lives here, and nothing of the
 //! reconciler's internals is known here.
 
+mod agent_auth;
 mod auth;
 mod body;
 pub mod console;
@@ -61,6 +62,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+pub use agent_auth::{AgentCaller, AgentCredentials, MISSING_CREDENTIALS, instance_credentials};
 pub use auth::{Caller, ClaimKey, MIN_CLAIM_KEY_LEN, caller_of, is_admin_key, parse_claim_keys};
 pub use body::{JsonBody, MAX_BODY};
 pub use control::{DetachedControl, PoolControl, ReconcilerView, TickView};

@@ -48,6 +48,10 @@ pub enum ProvisionError {
         /// What is wrong with it.
         message: String,
     },
+    /// An agent's credentials (`instanceId` and `gatewayToken`) name no agent, or the wrong
+    /// one: the words of the Node pool (`pool/src/middleware/instanceAuth.ts:59-62`).
+    #[error("Invalid instance ID or token")]
+    AgentCredentials,
     /// No idle agent.
     #[error("No idle instances available. Try again in a few minutes.")]
     PoolEmpty,

@@ -38,6 +38,7 @@
 //! is reached only by [`guard::ProjectGuard`], which holds the pool's only
 //! [`railway_api::ProjectDeleter`].
 
+pub mod agent_auth;
 pub mod agent_client;
 mod capacity;
 mod claim;
