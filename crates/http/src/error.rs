@@ -63,6 +63,11 @@ impl From<ProvisionError> for ApiError {
             },
             ProvisionError::NotFound(_) => Self::not_found(e.to_string()),
             ProvisionError::AgentCredentials => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            ProvisionError::TooManyWaiting { .. } => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: e.to_string(),
+                retry_after: Some(5),
+            },
             ProvisionError::IdempotencyMismatch => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             ProvisionError::Conflict { .. }
             | ProvisionError::CreationStopped { .. }

@@ -397,7 +397,7 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
         })
         .await
         .unwrap();
-    store.record_refused_claim().await.unwrap();
+    store.record_refused_claim("admin", 5).await.unwrap();
     for _ in 0..4 {
         store
             .record_creation_failure("projectCreate: Problem processing request", 4)

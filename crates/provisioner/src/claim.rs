@@ -206,7 +206,8 @@ impl Provisioner {
         let agent = match self.take_agent(request.clone(), wait).await? {
             ClaimOutcome::PoolEmpty => {
                 self.inner.stats.claim("pool_empty", started.elapsed());
-                if let Err(e) = store.record_refused_claim().await {
+                let counted = self.inner.config.refusals_counted_per_minute;
+                if let Err(e) = store.record_refused_claim(claimant, counted).await {
                     tracing::warn!(error = %e, "could not record a refused claim");
                 }
                 return Err(ProvisionError::PoolEmpty);
@@ -312,6 +313,13 @@ impl Provisioner {
 
     /// Takes an idle agent now, or — with a wait — joins the queue and takes one when it is
     /// this claim's turn and an agent is idle, woken by the other replicas' notifications.
+    ///
+    /// The ticket leaves the queue on every way out: served (the claim statement removes it),
+    /// the wait ran out, an error, a repeat of an idempotency key that another request won,
+    /// and the caller going away — hyper drops the handler's future when the client hangs up,
+    /// and the [`TicketGuard`] removes the ticket then. While waiting, the claim beats the
+    /// ticket's heartbeat; a ticket whose claim stopped (a dead replica) is skipped by the
+    /// others within [`pool_store::TICKET_STALE`].
     async fn take_agent(&self, mut request: ClaimRequest, wait: Duration) -> Result<ClaimOutcome> {
         let store = &self.inner.store;
         let outcome = store.claim(&request).await?;
@@ -321,38 +329,57 @@ impl Provisioner {
         // Subscribe before joining the queue, so no wake-up is missed in between.
         let mut signals = self.inner.listener.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
-        let ticket = store.enqueue_claim(wait).await?;
-        self.inner.stats.waiting(1);
+        let max = self.inner.config.max_waiting_per_claimant;
+        let Some(ticket) = store.enqueue_claim(&request.claimant, wait, max).await? else {
+            return Err(ProvisionError::TooManyWaiting { max });
+        };
+        let guard = TicketGuard {
+            store: store.clone(),
+            tasks: self.inner.tasks.clone(),
+            ticket: Some(ticket.clone()),
+        };
+        let _waiting = WaitingGauge::new(&self.inner.stats);
         request.ticket = Some(ticket.clone());
         // A waiting claim is demand: the leader ticks now, and creates.
         if let Err(e) = store.notify(PoolSignal::TickSoon).await {
             tracing::warn!(error = %e, "could not prompt a tick for a waiting claim");
         }
         let waited = Instant::now();
+        let mut next_beat = tokio::time::Instant::now() + pool_store::TICKET_HEARTBEAT;
         let outcome = loop {
             match store.claim(&request).await {
                 Ok(ClaimOutcome::PoolEmpty) => {}
                 other => break other,
             }
             // Wait for an agent to become idle, for the queue to move, or for the listener to
-            // come back (it may have missed both); never past the deadline.
-            match tokio::time::timeout_at(deadline, signals.recv()).await {
-                Err(_) => break Ok(ClaimOutcome::PoolEmpty),
-                Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
-                    break Ok(ClaimOutcome::PoolEmpty);
+            // come back (it may have missed both); beat the heartbeat on the way; never past
+            // the deadline.
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= next_beat {
+                    next_beat = now + pool_store::TICKET_HEARTBEAT;
+                    if let Err(e) = store.keep_ticket_alive(&ticket).await {
+                        tracing::warn!(error = %e, "could not beat a waiting claim's heartbeat");
+                    }
+                }
+                match tokio::time::timeout_at(next_beat.min(deadline), signals.recv()).await {
+                    Err(_) if tokio::time::Instant::now() >= deadline => break,
+                    Err(_) => continue,
+                    Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        // No more wake-ups: look again at each beat until the deadline.
+                        tokio::time::sleep_until(next_beat.min(deadline)).await;
+                        break;
+                    }
                 }
             }
+            if tokio::time::Instant::now() >= deadline {
+                // One last look: an agent may have become idle as the wait ran out.
+                break store.claim(&request).await;
+            }
         };
-        self.inner.stats.waiting(-1);
         self.inner.stats.waited(waited.elapsed());
-        if matches!(outcome, Ok(ClaimOutcome::PoolEmpty)) || outcome.is_err() {
-            store.leave_queue(&ticket).await?;
-        }
-        // The head left (served or not): the next one looks again.
-        if let Err(e) = store.notify(PoolSignal::QueueMoved).await {
-            tracing::warn!(error = %e, "could not tell the queue it moved");
-        }
+        guard.leave().await;
         Ok(outcome?)
     }
 
@@ -380,6 +407,68 @@ impl Provisioner {
         tracing::warn!(agent = %id, %message, "claim failed; agent quarantined");
         self.start_teardown(id.clone());
         Ok(())
+    }
+}
+
+/// A ticket in the queue that leaves it however its claim ends: [`TicketGuard::leave`] on the
+/// claim's own ways out, and — when the claim's future is dropped (the client hung up, the
+/// route timed out) — a task the provisioner owns, started from `Drop`.
+struct TicketGuard {
+    store: pool_store::Store,
+    tasks: tokio_util::task::TaskTracker,
+    ticket: Option<pool_store::QueueTicket>,
+}
+
+impl TicketGuard {
+    /// Leaves the queue now and tells the other claims it moved.
+    async fn leave(mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            leave_queue(&self.store, &ticket).await;
+        }
+    }
+}
+
+impl Drop for TicketGuard {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to run the delete on (a process going down): the ticket stops being
+            // live within TICKET_STALE, as its heartbeat stops.
+            return;
+        }
+        let store = self.store.clone();
+        tracing::info!(ticket = ticket.id, owner = %ticket.owner, "a waiting claim went away; its ticket leaves the queue");
+        self.tasks
+            .spawn(async move { leave_queue(&store, &ticket).await });
+    }
+}
+
+async fn leave_queue(store: &pool_store::Store, ticket: &pool_store::QueueTicket) {
+    if let Err(e) = store.leave_queue(ticket).await {
+        // Its heartbeat stops with it: it is skipped within TICKET_STALE all the same.
+        tracing::warn!(error = %e, ticket = ticket.id, "could not remove a ticket from the claim queue");
+    }
+    // The head left (served or not): the next one looks again.
+    if let Err(e) = store.notify(PoolSignal::QueueMoved).await {
+        tracing::warn!(error = %e, "could not tell the queue it moved");
+    }
+}
+
+/// Counts a waiting claim in the stats for as long as it waits, however it ends.
+struct WaitingGauge<'a>(&'a crate::stats::ProvisionerStats);
+
+impl<'a> WaitingGauge<'a> {
+    fn new(stats: &'a crate::stats::ProvisionerStats) -> Self {
+        stats.waiting(1);
+        Self(stats)
+    }
+}
+
+impl Drop for WaitingGauge<'_> {
+    fn drop(&mut self) {
+        self.0.waiting(-1);
     }
 }
 

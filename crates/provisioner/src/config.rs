@@ -53,6 +53,13 @@ pub struct ProvisionerConfig {
     /// How long a claim's idempotency key is kept (`POOL_IDEMPOTENCY_TTL_MS`); after that it
     /// is pruned and may be used again.
     pub idempotency_ttl: Duration,
+    /// Live tickets of waiting claims one caller (key) may hold at once
+    /// (`POOL_MAX_WAITING_CLAIMS_PER_KEY`); one more is refused with 429.
+    pub max_waiting_per_claimant: u32,
+    /// Refused claims of one caller counted as demand per minute
+    /// (`POOL_REFUSALS_COUNTED_PER_KEY_PER_MINUTE`); the rest are refused all the same but not
+    /// counted, so one caller cannot make the pool create at Railway's pace.
+    pub refusals_counted_per_minute: u32,
     /// Certificates trusted for agents besides the public roots (a test's self-signed agents).
     pub agent_roots: ExtraRoots,
     /// How long a connection to an agent is kept open after a request
@@ -135,6 +142,8 @@ impl ProvisionerConfig {
             agent_domain_suffix: DEFAULT_AGENT_DOMAIN_SUFFIX.into(),
             allow_insecure_urls: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_waiting_per_claimant: 50,
+            refusals_counted_per_minute: 5,
             agent_roots: ExtraRoots::default(),
             agent_keep_alive: Duration::from_secs(90),
             agent_variables: AgentVariables {

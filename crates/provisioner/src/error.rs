@@ -55,6 +55,12 @@ pub enum ProvisionError {
     /// No idle agent.
     #[error("No idle instances available. Try again in a few minutes.")]
     PoolEmpty,
+    /// The caller holds as many waiting claims as it may; nothing was changed.
+    #[error("this key has {max} claims waiting already; wait for one of them to be answered")]
+    TooManyWaiting {
+        /// The cap (`POOL_MAX_WAITING_CLAIMS_PER_KEY`).
+        max: u32,
+    },
     /// A claim with this idempotency key is still running.
     #[error("a claim with this Idempotency-Key is still in progress")]
     ClaimInProgress,

@@ -33,8 +33,9 @@ pub enum ClaimOutcome {
 
 /// The claim statement: takes the oldest idle agent under a lease and logs the event, in one
 /// statement. `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
-/// Claims that wait ([`crate::QueueTicket`]) are served first in, first out: while any waits,
-/// only the head of the queue may take an agent, and a claim that does not wait takes none.
+/// Claims that wait ([`crate::QueueTicket`]) are served first in, first out: while any live
+/// ticket waits, only the head of the live queue may take an agent, and a claim that does not
+/// wait takes none (a ticket whose claim stopped beating its heartbeat is skipped).
 /// A claim that already took an agent whose secret turned out not to open (`$7`) keeps its
 /// turn. Agents whose tokens are sealed under a key this process does not hold (`$8`: the ids
 /// of those it does) are left to a replica that can read them (a key rotation's deploy).
@@ -52,8 +53,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                                  OR split_part(agent_api_token, ':', 2) = ANY($8::text[]))
                             AND CASE WHEN $7::boolean THEN true
                                      WHEN $5::bigint IS NULL
-                                     THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE q.expires_at > now())
-                                     ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE q.expires_at > now())
+                                     THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE {live})
+                                     ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE {live})
                                 END
                           ORDER BY created_at, id
                           FOR UPDATE SKIP LOCKED LIMIT 1)
@@ -63,8 +64,9 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          logged AS (
             INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason, actor)
             SELECT id, 'status_changed', 'idle', 'claiming', 'claimed', $6::text FROM taken)
-         SELECT {} FROM taken a",
-        agent_columns()
+         SELECT {columns} FROM taken a",
+        live = crate::queue::LIVE_TICKET,
+        columns = agent_columns()
     )
 });
 

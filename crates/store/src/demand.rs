@@ -18,13 +18,23 @@ pub struct ClaimCounts {
 }
 
 impl Store {
-    /// Records a claim the pool could not serve (it is demand all the same).
-    pub async fn record_refused_claim(&self) -> Result<()> {
+    /// Records a claim the pool could not serve (it is demand all the same), on behalf of
+    /// `claimant` (the caller's key name) — unless `claimant` had `max_per_minute` refusals
+    /// recorded in the current minute already: one caller hammering an empty pool counts as
+    /// a few claims a minute, not as demand that makes the pool create at Railway's pace (and
+    /// again a week later, when the forecast replays the hour). Returns whether it was counted.
+    pub async fn record_refused_claim(&self, claimant: &str, max_per_minute: u32) -> Result<bool> {
         let client = self.client().await?;
-        client
-            .execute("INSERT INTO claim_refusals (at) VALUES (now())", &[])
+        let counted = client
+            .execute(
+                "INSERT INTO claim_refusals (at, claimant)
+                 SELECT now(), $1
+                  WHERE (SELECT count(*) FROM claim_refusals
+                          WHERE claimant = $1 AND at >= date_trunc('minute', now())) < $2",
+                &[&claimant, &i64::from(max_per_minute)],
+            )
             .await?;
-        Ok(())
+        Ok(counted > 0)
     }
 
     /// Claims per minute over the last `minutes` minutes, and the same hour a week ago.

@@ -61,7 +61,7 @@ pub use events::{AgentEvent, EventKind};
 pub use leader::{LEADER_LOCK_KEY, LeaderLock};
 pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migrations};
 pub use notify::{Listener, PoolSignal};
-pub use queue::QueueTicket;
+pub use queue::{QueueTicket, TICKET_HEARTBEAT, TICKET_STALE};
 pub use retention::{MIN_ARCHIVE_RETENTION, MIN_EVENT_RETENTION, Pruned, Retention};
 pub use secrets::{InvalidSecretsKey, SecretError, SecretProblem, SecretsKey, SecretsKeys};
 pub use sessions::ConsoleSession;

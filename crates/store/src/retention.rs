@@ -3,12 +3,14 @@
 //! backlog goes over several passes).
 //!
 //! - agent and pool events older than [`Retention::events`] (the audit logs stay append-only:
-//!   the database refuses any edit, and any delete but this pass's of rows older than a day);
+//!   the database refuses any edit, any `TRUNCATE`, and any delete but that of the function
+//!   `prune_audit_logs`, which runs as the role `pool_pruner`, of rows older than a day);
 //! - archived (`deleted`) agents older than [`Retention::archived_agents`], with their saga
 //!   journal — their events go by the events' own period;
 //! - refused claims and pool samples older than the events (the demand forecast needs a week of
 //!   claims, so events are kept at least [`MIN_EVENT_RETENTION`]);
-//! - console sessions past their expiry, and idempotency keys past theirs.
+//! - console sessions past their expiry, idempotency keys past theirs, and rate-limit and
+//!   sign-in records a day old.
 
 use std::time::Duration;
 
@@ -57,6 +59,8 @@ pub struct Pruned {
     pub sessions: u64,
     /// Idempotency keys.
     pub idempotency_keys: u64,
+    /// Rate-limit windows, sign-in failures and lockouts that no longer count.
+    pub limits: u64,
 }
 
 impl Pruned {
@@ -68,6 +72,7 @@ impl Pruned {
             + self.archived_agents
             + self.sessions
             + self.idempotency_keys
+            + self.limits
     }
 }
 
@@ -85,20 +90,20 @@ impl Store {
         let archived = retention.archived_agents.max(MIN_ARCHIVE_RETENTION).as_secs_f64();
         let batch = retention.batch.max(1);
         let mut pruned = Pruned::default();
-        let mut client = self.client().await?;
+        let client = self.client().await?;
 
-        // The audit logs, in a transaction marked as the retention pass (the only deletes
-        // their triggers let through, and only of rows older than a day).
-        let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL pool.retention = 'on'").await?;
+        // The audit logs, through the one function that may delete from them (it runs as the
+        // role `pool_pruner`, which their triggers let through for rows older than a day).
         let cutoff = "at < now() - make_interval(secs => $1)";
-        pruned.agent_events = tx
-            .execute(&batch_delete("agent_events", cutoff, "$2"), &[&events, &batch])
+        let row = client
+            .query_one(
+                "SELECT agent_events_deleted, pool_events_deleted
+                   FROM prune_audit_logs(make_interval(secs => $1), $2::integer)",
+                &[&events, &(batch.min(i64::from(i32::MAX)) as i32)],
+            )
             .await?;
-        pruned.pool_events = tx
-            .execute(&batch_delete("pool_events", cutoff, "$2"), &[&events, &batch])
-            .await?;
-        tx.commit().await?;
+        pruned.agent_events = row.get::<_, i64>(0).max(0) as u64;
+        pruned.pool_events = row.get::<_, i64>(1).max(0) as u64;
 
         pruned.demand = client
             .execute(&batch_delete("claim_refusals", cutoff, "$2"), &[&events, &batch])
@@ -135,6 +140,16 @@ impl Store {
                 &[&batch],
             )
             .await?;
+        // Limits look back a minute to an hour: a day later nothing of them counts.
+        for (table, condition) in [
+            ("rate_limit_windows", "window_start < now() - interval '1 day'"),
+            ("sign_in_failures", "at < now() - interval '1 day'"),
+            ("sign_in_lockouts", "last_strike_at < now() - interval '1 day'"),
+        ] {
+            pruned.limits += client
+                .execute(&batch_delete(table, condition, "$1"), &[&batch])
+                .await?;
+        }
         Ok(pruned)
     }
 }

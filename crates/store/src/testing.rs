@@ -191,6 +191,13 @@ impl TestDatabase {
             }
         }
         let url = url_with_database(&server_url, &name);
+        // A clone carries the template's pool id: a database of its own gets an id of its own,
+        // as a freshly migrated one would.
+        admin_client(&url)
+            .await
+            .batch_execute("UPDATE pool_identity SET pool_id = replace(gen_random_uuid()::text, '-', '')")
+            .await
+            .expect("give the test database a pool id of its own");
         Self {
             name,
             url,

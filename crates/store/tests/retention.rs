@@ -135,3 +135,122 @@ async fn retention_never_goes_below_the_week_the_forecast_needs() {
         "only the claim older than {MIN_EVENT_RETENTION:?}"
     );
 }
+
+/// Issue 20: archived agents' events have no cascade, so the 30-day prune of archived rows was
+/// suspected to fail while their events are younger than the 90 days events are kept. It does
+/// not: `agent_events.agent_id` has no foreign key (the audit log outlives the rows it names),
+/// and the row goes with its journal and its services. Proven here with an archived agent whose
+/// events are 40 and 5 days old.
+#[tokio::test]
+async fn an_archived_agent_is_pruned_while_its_events_are_younger_than_the_events_retention() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    db.seed_idle_agents(&[seed(7)]).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO agent_events (agent_id, kind, reason, at)
+             VALUES ('retained0007', 'status_changed', 'young', now() - interval '40 days'),
+                    ('retained0007', 'status_changed', 'young', now() - interval '5 days');
+             INSERT INTO agent_services (agent_id, service, state, lease_until)
+             VALUES ('retained0007', 'email', 'provisioning', now());
+             DELETE FROM agent_services WHERE agent_id = 'retained0007';
+             UPDATE agent_metadata SET status = 'deleted', status_changed_at = now() - interval '31 days'
+              WHERE id = 'retained0007';",
+        )
+        .await
+        .unwrap();
+    let pruned = store.prune(&Retention::default()).await.unwrap();
+    assert_eq!(pruned.archived_agents, 1, "{pruned:?}");
+    assert_eq!(pruned.agent_events, 0, "{pruned:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM agent_metadata WHERE id = 'retained0007'"
+        )
+        .await,
+        0,
+        "the archived row is gone"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM agent_events WHERE agent_id = 'retained0007'"
+        )
+        .await,
+        2,
+        "its events stay for their own 90 days"
+    );
+}
+
+/// Issue 20: the audit logs could be pruned by any session that set `pool.retention`, and
+/// TRUNCATE was not covered. Now only `prune_audit_logs` (running as the NOLOGIN role
+/// `pool_pruner`) may delete, and TRUNCATE is refused. An ordinary login role — what an
+/// application's user is — can neither switch the check on nor become the pruning role.
+#[tokio::test]
+async fn only_the_pruning_function_deletes_from_the_audit_logs_and_truncate_is_refused() {
+    let db = TestDatabase::migrated().await;
+    let admin = db.client().await;
+    let app_role = format!("pool_app_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {app_role};
+             CREATE ROLE {app_role} LOGIN;
+             GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON agent_events, pool_events TO {app_role};
+             INSERT INTO agent_events (agent_id, kind, reason, at)
+             SELECT 'someone', 'status_changed', 'old', now() - interval '100 days' FROM generate_series(1, 3);
+             INSERT INTO pool_events (kind, actor, at) VALUES ('settings_changed', 'admin key', now() - interval '100 days');"
+        ))
+        .await
+        .unwrap();
+    let app_url = db.url().replacen("postgres@", &format!("{app_role}@"), 1);
+    assert_ne!(app_url, db.url(), "the test database URL names the postgres user");
+    let app = pool_store::testing::client_for(&app_url).await;
+    let refused = |sql: &'static str| {
+        let app = &app;
+        async move {
+            let e = app.batch_execute(sql).await.expect_err(sql);
+            let _ = app.batch_execute("ROLLBACK").await;
+            format!("{e:?}")
+        }
+    };
+    for sql in [
+        "BEGIN; SET LOCAL pool.retention = 'on'; DELETE FROM agent_events; COMMIT;",
+        "SET pool.retention = 'on'; DELETE FROM pool_events;",
+        "DELETE FROM agent_events WHERE reason = 'old';",
+    ] {
+        assert!(refused(sql).await.contains("append-only"), "{sql}");
+    }
+    assert!(
+        refused("TRUNCATE agent_events")
+            .await
+            .contains("TRUNCATE is refused")
+    );
+    assert!(
+        refused("TRUNCATE pool_events")
+            .await
+            .contains("TRUNCATE is refused")
+    );
+    let e = refused("SET ROLE pool_pruner").await;
+    assert!(e.contains("permission denied"), "{e}");
+    let e = refused("SELECT * FROM prune_audit_logs(interval '1 day', 10)").await;
+    assert!(
+        e.contains("permission denied"),
+        "only the migration's user may prune: {e}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM agent_events WHERE reason = 'old'").await,
+        3,
+        "nothing was deleted"
+    );
+    // The pool's own pass (the migration's user) prunes through the function.
+    let pruned = db.store().await.prune(&Retention::default()).await.unwrap();
+    assert_eq!((pruned.agent_events, pruned.pool_events), (3, 1));
+    drop(app);
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON agent_events, pool_events FROM {app_role}; DROP ROLE {app_role};"
+        ))
+        .await
+        .unwrap();
+}
