@@ -25,6 +25,8 @@ INSERT INTO agent_services (agent_id, service, state, resource_id, assigned_at, 
 SELECT id, 'email', 'active', agentmail_inbox_id, created_at, created_at
   FROM agent_metadata
  WHERE agentmail_inbox_id IS NOT NULL AND agentmail_inbox_id <> '' AND status <> 'deleted';
+UPDATE agent_metadata SET agentmail_inbox_id = NULL
+ WHERE agentmail_inbox_id IS NOT NULL AND status <> 'deleted';
 
 -- Telnyx numbers the pool owns. A number costs money every month: a released one goes back to
 -- `available` and is given to the next agent that asks (its earlier messages stay unreadable

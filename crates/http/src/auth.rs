@@ -117,11 +117,18 @@ pub fn parse_claim_keys(text: &str, admin_key: &str) -> Result<Vec<ClaimKey>, Ve
     }
 }
 
-/// True when `presented` is `expected` (constant time; an empty key matches nothing).
-fn key_matches(expected: &SecretString, presented: &str) -> bool {
-    let expected = expected.expose_secret().as_bytes();
-    // `ct_eq` on slices of different lengths is false without comparing contents.
-    bool::from(expected.ct_eq(presented.as_bytes())) && !expected.is_empty()
+/// True when `presented` is `expected`, in time that tells neither the key nor its length: the
+/// two are compared as SHA-256 digests (`ct_eq` on slices of different lengths returns at once,
+/// which showed the key's length). An empty key matches nothing.
+pub(crate) fn key_matches(expected: &SecretString, presented: &str) -> bool {
+    secret_matches(expected.expose_secret().as_bytes(), presented.as_bytes())
+}
+
+/// [`key_matches`] over bytes.
+pub(crate) fn secret_matches(expected: &[u8], presented: &[u8]) -> bool {
+    let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+    let (a, b) = (digest(expected), digest(presented));
+    bool::from(a.as_ref().ct_eq(b.as_ref())) && !expected.is_empty()
 }
 
 /// True when `presented` is the admin key.
@@ -146,8 +153,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_of)
+}
+
+/// The key of an `Authorization` value of the form `Bearer <key>`.
+pub(crate) fn bearer_of(authorization: &str) -> Option<&str> {
+    authorization.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// Middleware: lets a request through when its bearer key may call a route of `access`.

@@ -63,6 +63,27 @@ impl From<ProvisionError> for ApiError {
             },
             ProvisionError::NotFound(_) => Self::not_found(e.to_string()),
             ProvisionError::AgentCredentials => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            ProvisionError::ServiceNotProvisioned(_) | ProvisionError::NotTheAgents(_) => {
+                Self::not_found(e.to_string())
+            }
+            ProvisionError::ServiceNotConfigured(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            ProvisionError::ServiceBusy(_) => Self {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+                retry_after: Some(1),
+            },
+            ProvisionError::UpstreamRefused { status, .. } => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                e.to_string(),
+            ),
+            ProvisionError::UpstreamFailed { .. } => Self::new(StatusCode::BAD_GATEWAY, e.to_string()),
+            ProvisionError::RateLimited { retry_after, .. } => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: e.to_string(),
+                retry_after: Some(retry_after.as_secs().max(1)),
+            },
             ProvisionError::TooManyWaiting { .. } => Self {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message: e.to_string(),

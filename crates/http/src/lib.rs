@@ -42,6 +42,7 @@ mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod route_table;
+pub mod proxy;
 pub mod routes;
 mod security;
 mod server;
@@ -64,7 +65,7 @@ use tower_http::trace::TraceLayer;
 
 pub use agent_auth::{AgentCaller, AgentCredentials, MISSING_CREDENTIALS, instance_credentials};
 pub use auth::{Caller, ClaimKey, MIN_CLAIM_KEY_LEN, caller_of, is_admin_key, parse_claim_keys};
-pub use body::{JsonBody, MAX_BODY};
+pub use body::{BodyDeadline, JsonBody, MAX_BODY};
 pub use control::{DetachedControl, PoolControl, ReconcilerView, TickView};
 pub use error::ApiError;
 pub use security::SecurityConfig;
@@ -97,10 +98,9 @@ pub struct AppState {
     pub security: SecurityConfig,
 }
 
-/// What the handlers of one router share at run time (a request extension): the console's
-/// sign-in limiter and the counts `/metrics` serves.
+/// What the handlers of one router share at run time (a request extension): the counts
+/// `/metrics` serves.
 pub(crate) struct Shared {
-    pub(crate) sign_in: console::SignInLimiter,
     pub(crate) metrics: metrics::MetricsCache,
 }
 
@@ -137,25 +137,28 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     let shared = Arc::new(Shared {
-        sign_in: console::SignInLimiter::new(&state.console),
         metrics: metrics::MetricsCache::new(state.security.metrics_refresh),
     });
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(state.security.max_in_flight.max(1)));
+    let budgets = Arc::new(server::Budgets::new(&state.security));
     let hsts = state.console.secure_cookies;
     router
-        .merge(console::routes())
+        .merge(console::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
+            state.security.body_read_timeout,
+            body::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             server::timeout,
         ))
         .layer(axum::Extension(shared))
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(in_flight, server::shed))
+        .layer(axum::middleware::from_fn_with_state(budgets, server::shed))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             hsts,

@@ -167,6 +167,28 @@ async fn claim(
         ),
     };
     let wait = prefer_wait(&headers)?;
+    if let crate::Caller::ClaimKey(name) = &caller {
+        // Claim keys are limited, on every replica together: a key's holder cannot make the
+        // pool create (or queue) at will.
+        let limit = state.security.claim_key_rate_per_minute;
+        let decision = state
+            .provisioner
+            .store()
+            .hit_rate_limit(
+                &format!("claim:{name}"),
+                std::time::Duration::from_secs(60),
+                limit,
+            )
+            .await?;
+        if let pool_store::RateDecision::Limited { retry_after } = decision {
+            tracing::warn!(key = %name, "a claim key reached its rate limit");
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!("this key may claim at most {limit} times a minute"),
+                retry_after: Some(retry_after.as_secs().max(1)),
+            });
+        }
+    }
     let input = ClaimInput {
         agent_name: body.agent_name,
         instructions: body.instructions,

@@ -103,21 +103,90 @@ pub(crate) async fn timeout(State(state): State<AppState>, request: Request, nex
     }
 }
 
-/// Middleware: at most as many requests in flight as `permits` holds; one more is refused at
-/// once with 503 and `Retry-After: 1`, before any work (no body read, no key check, no
-/// query). `/healthz`, which does no work, is never shed.
-pub(crate) async fn shed(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/healthz" {
-        return next.run(request).await;
+/// Which in-flight budget a request counts against, by its path alone (decided before any
+/// work): the service proxy's callers (agents), the API's (bearer keys: the claims), the
+/// signed-in console's, and everyone's (sign-in, webhooks, probes, the console's assets).
+/// `None`: never shed (`/healthz`, which does no work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    Public,
+    Console,
+    Api,
+    Agents,
+}
+
+impl Budget {
+    pub(crate) fn of(path: &str) -> Option<Self> {
+        if path == "/healthz" {
+            return None;
+        }
+        Some(if path.starts_with("/api/proxy/") {
+            Self::Agents
+        } else if path.starts_with("/api/") {
+            Self::Api
+        } else if matches!(
+            path,
+            "/readyz"
+                | "/version"
+                | "/metrics"
+                | "/openapi.json"
+                | "/login"
+                | "/console/app.js"
+                | "/console/app.css"
+        ) || path.starts_with("/webhooks/")
+        {
+            Self::Public
+        } else {
+            Self::Console
+        })
     }
-    match permits.try_acquire_owned() {
+}
+
+/// The four budgets of requests in flight.
+pub(crate) struct Budgets {
+    public: Arc<Semaphore>,
+    console: Arc<Semaphore>,
+    api: Arc<Semaphore>,
+    agents: Arc<Semaphore>,
+}
+
+impl Budgets {
+    pub(crate) fn new(security: &crate::SecurityConfig) -> Self {
+        let budget = |n: usize| Arc::new(Semaphore::new(n.max(1)));
+        Self {
+            public: budget(security.max_in_flight_public),
+            console: budget(security.max_in_flight_console),
+            api: budget(security.max_in_flight),
+            agents: budget(security.max_in_flight_agents),
+        }
+    }
+
+    fn permits(&self, budget: Budget) -> &Arc<Semaphore> {
+        match budget {
+            Budget::Public => &self.public,
+            Budget::Console => &self.console,
+            Budget::Api => &self.api,
+            Budget::Agents => &self.agents,
+        }
+    }
+}
+
+/// Middleware: at most as many requests in flight per budget ([`Budget`]) as it holds; one
+/// more is refused at once with 503 and `Retry-After: 1`, before any work (no body read, no key
+/// check, no query). Slow clients on one budget never take another's slots: a flood of slow
+/// sign-ins or uploads leaves the claims their own.
+pub(crate) async fn shed(State(budgets): State<Arc<Budgets>>, request: Request, next: Next) -> Response {
+    let Some(budget) = Budget::of(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    match budgets.permits(budget).clone().try_acquire_owned() {
         Ok(permit) => {
             let response = next.run(request).await;
             drop(permit);
             response
         }
         Err(_) => {
-            tracing::warn!("load shed: too many requests in flight");
+            tracing::warn!(budget = ?budget, "load shed: too many requests in flight");
             ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "the server is at its limit of requests in flight; try again shortly".into(),

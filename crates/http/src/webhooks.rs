@@ -26,11 +26,9 @@
 //! so Railway neither retries them nor pauses the webhook.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -83,11 +81,10 @@ fn resource_id<'a>(payload: &'a Value, what: &str) -> Option<&'a str> {
 }
 
 fn secret_matches(state: &AppState, presented: &str) -> bool {
-    use secrecy::ExposeSecret;
-    state.webhook_secret.as_ref().is_some_and(|secret| {
-        let expected = secret.expose_secret().as_bytes();
-        !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
-    })
+    state
+        .webhook_secret
+        .as_ref()
+        .is_some_and(|secret| crate::auth::key_matches(secret, presented))
 }
 
 fn ignored(why: &str) -> Json<Value> {
@@ -95,10 +92,11 @@ fn ignored(why: &str) -> Json<Value> {
 }
 
 /// The handler. 404 when no secret is configured (the route is off), 401 for a wrong one.
+/// The secret is checked before a byte of the body is read.
 pub(crate) async fn railway(
     State(state): State<AppState>,
     Path(secret): Path<String>,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
     if state.webhook_secret.is_none() {
         return Err(ApiError::not_found("no such route"));
@@ -107,6 +105,7 @@ pub(crate) async fn railway(
         tracing::warn!("a Railway webhook with a wrong secret was refused");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong webhook secret"));
     }
+    let body = crate::body::read_body(request, &state, crate::MAX_BODY).await?;
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
     if !payload.is_object() {

@@ -166,6 +166,35 @@ impl AgentClient {
         }
     }
 
+    /// `POST {base}/convos/update-metadata` with the agent's gateway token: tells the agent its
+    /// email address or phone number (the Node pool's `updateRuntimeMetadata`,
+    /// `pool/src/routes/serviceProxy.ts:27-41`; 10 s). The runtime's handlers:
+    /// `runtime/openclaw/src/convos/index.ts:619`, `runtime/hermes/src/server/server.py:1075-1081`.
+    pub async fn update_metadata(
+        &self,
+        base_url: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), String> {
+        let url = format!("{}/convos/update-metadata", base_url.trim_end_matches('/'));
+        let answer = self
+            .http
+            .send(
+                hyper::Method::POST,
+                &url,
+                Some(token),
+                Some(body),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(format!("the agent answered {}", answer.status))
+        }
+    }
+
     /// `POST {base}/pool/provision` with `Authorization: Bearer <token>`. Today's agent
     /// runtime checks its `GATEWAY_TOKEN` (xmtplabs/convos-managed-agent-runtime
     /// `runtime/convos-platform/pool-server/index.ts`, `checkAuth`); agents of older images

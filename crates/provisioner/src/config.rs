@@ -1,14 +1,12 @@
 //! The provisioner's settings, parsed by the binary from the environment.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use railway_api::https::ExtraRoots;
 use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
-use secrecy::SecretString;
 
 use crate::image::ImageRef;
-use crate::resources::{AgentMailConfig, OpenRouterConfig};
+use crate::resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
 
 /// The agent runtime's pool server: what the Node pool manager sets as every agent's start
 /// command (xmtplabs/convos-managed-agent-runtime `pool/src/services/providers/railway.ts`).
@@ -76,8 +74,12 @@ pub struct ProvisionerConfig {
     pub memory_gb: Option<f64>,
     /// Per-agent OpenRouter keys, when configured.
     pub openrouter: Option<OpenRouterConfig>,
-    /// Per-agent AgentMail inboxes, when configured.
+    /// AgentMail, when configured: an inbox per agent on first use, through the service proxy.
     pub agentmail: Option<AgentMailConfig>,
+    /// Telnyx, when configured: a phone number per agent on first use, through the proxy.
+    pub telnyx: Option<TelnyxConfig>,
+    /// The service proxy's limits.
+    pub proxy: ProxyLimits,
     /// Time allowed for `/pool/health`.
     pub health_timeout: Duration,
     /// Time allowed for `/pool/provision` (longer than the agent's own ~5 minute retries).
@@ -105,17 +107,40 @@ pub struct ProvisionerConfig {
     pub work_lease: Duration,
 }
 
-/// The non-secret and pass-through variables agents get.
+/// What the service proxy allows one agent, and how long it waits for a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// Calls per agent per minute, all routes together (`POOL_PROXY_REQUESTS_PER_MINUTE`).
+    pub requests_per_minute: u32,
+    /// Emails and text messages sent per agent per hour (`POOL_PROXY_SENDS_PER_HOUR`).
+    pub sends_per_hour: u32,
+    /// Provisionings and unprovisionings per agent per hour (`POOL_PROXY_PROVISIONS_PER_HOUR`):
+    /// each may buy an inbox or a number.
+    pub provisions_per_hour: u32,
+    /// Time allowed for one call to AgentMail or Telnyx (`POOL_PROXY_UPSTREAM_TIMEOUT_MS`).
+    pub upstream_timeout: Duration,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 120,
+            sends_per_hour: 60,
+            provisions_per_hour: 6,
+            upstream_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The non-secret variables agents get (besides their own secrets).
 #[derive(Clone, Default)]
 pub struct AgentVariables {
     /// `OPENCLAW_PRIMARY_MODEL`.
     pub primary_model: Option<String>,
     /// `XMTP_ENV`.
     pub xmtp_env: String,
-    /// `POOL_URL`: where the pool manager is reachable, if agents should know.
+    /// `POOL_URL`: where the pool manager is reachable; agents reach the service proxy there.
     pub pool_url: Option<String>,
-    /// Passed through unchanged (`BANKR_API_KEY`, `TELNYX_*`).
-    pub pass_through: BTreeMap<String, SecretString>,
 }
 
 impl std::fmt::Debug for AgentVariables {
@@ -123,8 +148,8 @@ impl std::fmt::Debug for AgentVariables {
         f.debug_struct("AgentVariables")
             .field("primary_model", &self.primary_model)
             .field("xmtp_env", &self.xmtp_env)
-            .field("pass_through", &self.pass_through.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+            .field("pool_url", &self.pool_url)
+            .finish()
     }
 }
 
@@ -154,6 +179,8 @@ impl ProvisionerConfig {
             memory_gb: None,
             openrouter: None,
             agentmail: None,
+            telnyx: None,
+            proxy: ProxyLimits::default(),
             health_timeout: Duration::from_secs(5),
             provision_timeout: Duration::from_secs(360),
             create_concurrency: 8,
@@ -241,6 +268,9 @@ impl ProvisionerConfig {
         }
         if let Some(agentmail) = &self.agentmail {
             https("AGENTMAIL_API_URL", &agentmail.base_url);
+        }
+        if let Some(telnyx) = &self.telnyx {
+            https("TELNYX_API_URL", &telnyx.base_url);
         }
         if problems.is_empty() {
             Ok(())

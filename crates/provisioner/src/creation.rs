@@ -337,7 +337,10 @@ impl Provisioner {
     pub(crate) fn step_applies(&self, step: CreationStep) -> bool {
         match step {
             CreationStep::OpenRouterKey => self.inner.openrouter.is_some(),
-            CreationStep::AgentMailInbox => self.inner.agentmail.is_some(),
+            // Inboxes are made on an agent's first use, through the service proxy (the Node
+            // pool's way: `pool/src/services/infra.ts:19-22`); the step stays in the journal of
+            // creations made before.
+            CreationStep::AgentMailInbox => false,
             _ => true,
         }
     }

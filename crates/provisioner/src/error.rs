@@ -52,6 +52,46 @@ pub enum ProvisionError {
     /// one: the words of the Node pool (`pool/src/middleware/instanceAuth.ts:59-62`).
     #[error("Invalid instance ID or token")]
     AgentCredentials,
+    /// The agent has no such service (the Node pool's words, e.g. "No inbox provisioned for
+    /// this instance").
+    #[error("{0}")]
+    ServiceNotProvisioned(&'static str),
+    /// The pool has no key for this service ("Email service not configured").
+    #[error("{0}")]
+    ServiceNotConfigured(&'static str),
+    /// Another provisioning of this service for this agent is running.
+    #[error("{0} is being provisioned for this agent; try again in a moment")]
+    ServiceBusy(&'static str),
+    /// What the agent asked for is not its own, or does not exist (a message id of another
+    /// inbox or number): one answer for both.
+    #[error("{0}")]
+    NotTheAgents(String),
+    /// A provider refused the request for a reason the agent can act on (400, 404, 409, 422):
+    /// its status and its own short message, scrubbed of the organisation's key.
+    #[error("{message}")]
+    UpstreamRefused {
+        /// The provider's status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// A provider failed (no answer in time, 5xx, 429, or it refused the pool's key): no text
+    /// of the provider's reaches the agent.
+    #[error("{service} proxy failed: {reason}")]
+    UpstreamFailed {
+        /// `Email` or `SMS`.
+        service: &'static str,
+        /// What happened, in the pool's words.
+        reason: String,
+    },
+    /// Too many requests of one kind from one caller.
+    #[error("{what}: too many requests; try again in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// What is limited.
+        what: String,
+        /// When the window ends.
+        retry_after: std::time::Duration,
+    },
     /// No idle agent.
     #[error("No idle instances available. Try again in a few minutes.")]
     PoolEmpty,

@@ -49,6 +49,7 @@ pub mod guard;
 pub mod image;
 pub mod naming;
 pub mod outbound;
+pub mod proxy;
 mod redeploy;
 pub mod resources;
 mod saga;
@@ -75,15 +76,17 @@ pub use claim::{
     MAX_INSTRUCTIONS, MAX_JOIN_URL, request_fingerprint,
 };
 pub use config::{
-    AgentVariables, DEFAULT_AGENT_DOMAIN_SUFFIX, DEFAULT_START_COMMAND, ProvisionerConfig, UnsafeUrl,
+    AgentVariables, DEFAULT_AGENT_DOMAIN_SUFFIX, DEFAULT_START_COMMAND, ProvisionerConfig, ProxyLimits,
+    UnsafeUrl,
 };
 pub use creation::{Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
 pub use image::{ImageError, ImageRef, select_image};
 pub use naming::{InvalidNaming, Naming};
+pub use proxy::{EmailCall, Passthrough, ServiceInfo, ServiceProvisioned, SmsCall};
 pub use redeploy::{RedeployProgress, redeploy_batch};
-pub use resources::{AgentMailConfig, OpenRouterConfig};
+pub use resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
 pub use settings::{SettingsPatch, validate as validate_settings};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};
 pub use teardown::teardown_backoff;
@@ -101,6 +104,7 @@ struct Inner {
     agents: AgentClient,
     openrouter: Option<resources::OpenRouter>,
     agentmail: Option<resources::AgentMail>,
+    telnyx: Option<resources::Telnyx>,
     create_permits: Semaphore,
     teardown_permits: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -177,6 +181,10 @@ impl Provisioner {
                     .agentmail
                     .clone()
                     .map(|c| resources::AgentMail::new(c, http.clone())),
+                telnyx: config
+                    .telnyx
+                    .clone()
+                    .map(|c| resources::Telnyx::new(c, http.clone())),
                 create_permits: Semaphore::new(config.create_concurrency.max(1)),
                 teardown_permits: Arc::new(Semaphore::new(TEARDOWN_CONCURRENCY)),
                 tasks: TaskTracker::new(),
@@ -270,6 +278,11 @@ impl Provisioner {
     /// The OpenRouter client, when keys are configured (orphan sweeps).
     pub fn openrouter(&self) -> Option<&resources::OpenRouter> {
         self.inner.openrouter.as_ref()
+    }
+
+    /// The Telnyx client, when phone numbers are configured.
+    pub fn telnyx(&self) -> Option<&resources::Telnyx> {
+        self.inner.telnyx.as_ref()
     }
 
     /// The AgentMail client, when inboxes are configured (orphan sweeps).

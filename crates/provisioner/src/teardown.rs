@@ -93,6 +93,8 @@ impl Provisioner {
                 }
             }
         }
+        // What the service proxy gave it: inboxes deleted, numbers back to the stock.
+        self.release_services(agent).await?;
         if let Some(agentmail) = &self.inner.agentmail {
             if let Some(inbox) = &agent.agentmail_inbox_id {
                 agentmail.delete_inbox(inbox).await?;

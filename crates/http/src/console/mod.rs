@@ -20,19 +20,17 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, FromRequest, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use pool_provisioner::ClaimInput;
 use pool_store::AgentStatus;
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 
 use crate::AppState;
 use crate::auth::is_admin_key;
-pub(crate) use signin::SignInLimiter;
 use signin::{ClientAddress, session_hash};
 use views::{AgentPage, FleetPage, LaunchedPage, LoginPage, fleet_json};
 
@@ -67,6 +65,17 @@ pub struct ConsoleConfig {
 }
 
 impl ConsoleConfig {
+    /// The sign-in limit every replica shares (see `signin.rs`).
+    pub fn sign_in_limit(&self) -> pool_store::SignInLimit {
+        pool_store::SignInLimit {
+            per_address: self.sign_in_failures_per_address.max(1),
+            global: self.sign_in_failures_global.max(1),
+            window: self.sign_in_window,
+            max_lockout: Duration::from_secs(3600),
+            strikes_forgotten: Duration::from_secs(3600),
+        }
+    }
+
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &'static str {
         if self.secure_cookies {
@@ -105,16 +114,11 @@ impl std::fmt::Debug for ConsoleConfig {
     }
 }
 
-/// The console's routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(fleet))
-        .route("/login", get(login_page).post(login))
+/// The console's routes. The signed-in operator's forms check the session before a byte of
+/// their body is read; the sign-in form checks the sign-in limit before it reads the key.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let signed_in = Router::new()
         .route("/logout", post(logout))
-        .route("/agents/{id}", get(agent))
-        .route("/console/fleet.json", get(fleet_data))
-        .route("/console/app.js", get(script))
-        .route("/console/app.css", get(style))
         .route("/console/add", post(add))
         .route("/console/drain", post(drain))
         .route("/console/redeploy", post(redeploy))
@@ -123,6 +127,27 @@ pub fn routes() -> Router<AppState> {
         .route("/console/dismiss/{id}", post(dismiss))
         .route("/console/settings", post(settings_form::save))
         .route("/console/resume", post(settings_form::resume))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), session_first));
+    Router::new()
+        .route("/", get(fleet))
+        .route("/login", get(login_page).post(login))
+        .route("/agents/{id}", get(agent))
+        .route("/console/fleet.json", get(fleet_data))
+        .route("/console/app.js", get(script))
+        .route("/console/app.css", get(style))
+        .merge(signed_in)
+}
+
+/// Middleware of the signed-in forms: no session, no body read — straight to the sign-in page.
+async fn session_first(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if session_of(&state, request.headers(), false).await.is_none() {
+        return to_login();
+    }
+    next.run(request).await
 }
 
 fn random_token() -> String {
@@ -238,7 +263,7 @@ fn check_post(
         )))
     };
     let presented = form.get("csrf").map(String::as_str).unwrap_or("");
-    if !bool::from(presented.as_bytes().ct_eq(session.csrf.as_bytes())) || presented.is_empty() {
+    if !crate::auth::secret_matches(session.csrf.as_bytes(), presented.as_bytes()) {
         return refused();
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
@@ -265,14 +290,28 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 async fn login(
     State(state): State<AppState>,
-    axum::Extension(shared): axum::Extension<std::sync::Arc<crate::Shared>>,
     client: ClientAddress,
-    Form(form): Form<HashMap<String, String>>,
+    request: axum::extract::Request,
 ) -> Response {
-    let now = std::time::Instant::now();
-    // Refused before anything is compared: a locked-out guesser learns nothing, even with the
-    // right key.
-    if let Err(retry_after) = shared.sign_in.check(client, now) {
+    let store = state.provisioner.store();
+    let limit = state.console.sign_in_limit();
+    let address = client.key();
+    // Refused before the form is even read: a locked-out guesser learns nothing, even with
+    // the right key. The count is every replica's (Postgres).
+    let refused = match store.sign_in_refused(&address, &limit).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the sign-in limit");
+            return secure(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unreachable; try again",
+                )
+                    .into_response(),
+            );
+        }
+    };
+    if let Some(retry_after) = refused {
         let secs = retry_after.as_secs().max(1);
         tracing::warn!(client = ?client.0, retry_after_s = secs, "console sign-in refused: too many failed attempts");
         let mut response = page(&LoginPage::new(format!(
@@ -284,19 +323,35 @@ async fn login(
         }
         return response;
     }
+    let Ok(Form(form)) = Form::<HashMap<String, String>>::from_request(request, &state).await else {
+        let mut response = page(&LoginPage::new("The sign-in form did not arrive whole.".into()));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
     let presented = form.get("key").map(String::as_str).unwrap_or("");
-    let password_ok = state.console.admin_password.as_ref().is_some_and(|p| {
-        let expected = p.expose_secret().as_bytes();
-        !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
-    });
+    let password_ok = state
+        .console
+        .admin_password
+        .as_ref()
+        .is_some_and(|p| crate::auth::key_matches(p, presented));
     if !(is_admin_key(&state, presented) || password_ok) {
-        shared.sign_in.failed(client, now);
+        match store.sign_in_failed(&address, &limit).await {
+            Ok(Some(lockout)) => tracing::warn!(
+                client = ?client.0,
+                lockout_s = lockout.as_secs(),
+                "console sign-in: too many failed attempts from one address; locked out"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not count a failed sign-in"),
+        }
         tracing::warn!(client = ?client.0, "console sign-in failed: wrong key or password");
         let mut response = page(&LoginPage::new("That key is not right.".into()));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
-    shared.sign_in.succeeded(client);
+    if let Err(e) = store.sign_in_succeeded(&address).await {
+        tracing::warn!(error = %e, "could not clear a sign-in count");
+    }
     let (token, csrf) = (random_token(), random_token());
     if let Err(e) = state
         .provisioner

@@ -181,7 +181,8 @@ impl Provisioner {
             CreationStep::Project => self.project_step(agent, uncertain).await,
             CreationStep::Environment => self.environment_step(agent).await,
             CreationStep::OpenRouterKey => self.openrouter_key_step(agent, uncertain).await,
-            CreationStep::AgentMailInbox => self.agentmail_inbox_step(agent).await,
+            // Never applies now (see `step_applies`): inboxes are made on first use.
+            CreationStep::AgentMailInbox => Ok(()),
             CreationStep::Service => self.service_step(agent, uncertain).await,
             CreationStep::Variables => self.variables_step(agent).await,
             CreationStep::Limits => self.limits_step(agent).await,

@@ -126,21 +126,6 @@ impl Provisioner {
         Ok(())
     }
 
-    pub(super) async fn agentmail_inbox_step(&self, agent: &Agent) -> Result<()> {
-        let Some(agentmail) = &self.inner.agentmail else {
-            return Ok(());
-        };
-        let name = self.inner.naming.name(&agent.id);
-        // `client_id` makes this idempotent: a repeat returns the same inbox.
-        let inbox = agentmail.create_inbox(&name, &name, agent.id.as_str()).await?;
-        self.after_remote_call(CreationStep::AgentMailInbox).await;
-        self.inner
-            .store
-            .record_step(&agent.id, CreationStep::AgentMailInbox, Some(&inbox))
-            .await?;
-        Ok(())
-    }
-
     pub(super) async fn service_step(&self, agent: &Agent, uncertain: bool) -> Result<()> {
         let railway = &self.inner.railway;
         let name = self.inner.naming.name(&agent.id);
@@ -405,7 +390,13 @@ impl Provisioner {
         }
     }
 
-    /// Every variable the agent gets. Its own secrets; never the pool's admin key.
+    /// Every variable the agent gets: its own secrets, never an organisation's key. The Node
+    /// pool at the runtime's pinned commit sends none either (`pool/src/services/providers/env.ts:4-13`,
+    /// `pool/src/services/infra.ts:35-50`): email and SMS go through the service proxy with
+    /// the agent's own `INSTANCE_ID` and `GATEWAY_TOKEN` (the runtime uses it whenever
+    /// `POOL_URL`, `INSTANCE_ID` and `GATEWAY_TOKEN` are set,
+    /// `runtime/convos-platform/skills/services/scripts/handlers/email.mjs:20-23`), and Bankr is
+    /// gone from the runtime (`runtime/CHANGELOG.md:102`).
     pub(crate) fn agent_variables(&self, agent: &Agent) -> BTreeMap<String, String> {
         let config = &self.inner.config;
         let vars = &config.agent_variables;
@@ -438,13 +429,6 @@ impl Provisioner {
         }
         if let Some(key) = &agent.openrouter_api_key {
             set("OPENROUTER_API_KEY", key.expose_secret());
-        }
-        if let (Some(inbox), Some(agentmail)) = (&agent.agentmail_inbox_id, &self.inner.agentmail) {
-            set("AGENTMAIL_INBOX_ID", inbox);
-            set("AGENTMAIL_API_KEY", agentmail.api_key().expose_secret());
-        }
-        for (name, value) in &vars.pass_through {
-            set(name, value.expose_secret());
         }
         out
     }
