@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::{
-    AgentMailConfig, CreationDemand, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook, select_image,
+    AgentMailConfig, CreationDemand, OpenRouterConfig, Provisioner, ProvisionerConfig, StepHook,
+    TelnyxConfig, select_image,
 };
 use pool_store::testing::TestDatabase;
 use pool_store::{Agent, AgentId, AgentStatus, PoolSettings, Store};
@@ -77,6 +78,13 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
         api_key: SecretString::from("sim-agentmail-key"),
         domain: None,
     });
+    config.telnyx = Some(TelnyxConfig {
+        base_url: sim.telnyx_url(),
+        api_key: SecretString::from("sim-telnyx-key"),
+        messaging_profile_id: None,
+        country_code: "US".into(),
+    });
+    config.agent_variables.pool_url = Some("https://pool.example".into());
     config.provision_timeout = Duration::from_secs(3);
     config.health_timeout = Duration::from_secs(2);
     config.step_retry_deadline = Duration::from_secs(20);
@@ -217,12 +225,83 @@ impl TestPool {
     /// every live row's resources exist.
     pub async fn assert_nothing_leaked(&self) {
         let live = self.store.live_agents().await.unwrap();
-        let report = check_leaks(
-            &self.sim.snapshot(),
-            &live.iter().map(OwnedResources::of).collect::<Vec<_>>(),
-        );
+        let inboxes: std::collections::BTreeMap<AgentId, String> =
+            self.store.recorded_inboxes().await.unwrap().into_iter().collect();
+        let owned: Vec<OwnedResources> = live
+            .iter()
+            .map(|agent| {
+                let mut owned = OwnedResources::of(agent);
+                if owned.inbox.is_none() {
+                    owned.inbox = inboxes.get(&agent.id).cloned();
+                }
+                owned
+            })
+            .collect();
+        let report = check_leaks(&self.sim.snapshot(), &owned);
         assert!(report.is_clean(), "{report:#?}");
     }
+
+    /// Every agent's variables in the simulator, after a fill: none may hold an organisation's
+    /// key, by name or by value (issue 20: every agent carried AGENTMAIL_API_KEY, TELNYX_* and
+    /// BANKR_API_KEY). `organisation_keys` are the values to look for (the pool's own keys).
+    pub fn assert_no_organisation_key_on_agents(&self, organisation_keys: &[&str]) {
+        let snapshot = self.sim.snapshot();
+        let problems = organisation_keys_on_agents(&snapshot, organisation_keys);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(
+            snapshot.services.iter().any(|s| !s.variables.is_empty()),
+            "no agent's variables to scan"
+        );
+    }
+}
+
+/// Names of variables that hold an organisation's key: none may reach an agent.
+pub const ORGANISATION_KEY_VARIABLES: [&str; 8] = [
+    "AGENTMAIL_API_KEY",
+    "TELNYX_API_KEY",
+    "TELNYX_PHONE_NUMBER",
+    "TELNYX_MESSAGING_PROFILE_ID",
+    "BANKR_API_KEY",
+    "OPENROUTER_MANAGEMENT_KEY",
+    "RAILWAY_API_TOKEN",
+    "POOL_SECRETS_KEY",
+];
+
+/// The simulator's keys the pool under test holds for the organisation.
+pub const SIM_ORGANISATION_KEYS: [&str; 5] = [
+    "sim-agentmail-key",
+    "sim-telnyx-key",
+    "sim-openrouter-management-key",
+    "sim-token",
+    "ghp_test_token",
+];
+
+/// Every agent service's variables (the current ones and those each deployment captured)
+/// that hold an organisation's key by name, or any of `values`: `service: VARIABLE` lines.
+pub fn organisation_keys_on_agents(snapshot: &SimSnapshot, values: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    let sets = snapshot
+        .services
+        .iter()
+        .map(|s| (s.id.as_str(), &s.variables))
+        .chain(
+            snapshot
+                .deployments
+                .iter()
+                .map(|d| (d.service_id.as_str(), &d.variables)),
+        );
+    for (service, variables) in sets {
+        for (name, value) in variables {
+            let by_name = ORGANISATION_KEY_VARIABLES.contains(&name.as_str());
+            let by_value = values.iter().any(|v| !v.is_empty() && value.contains(v));
+            if by_name || by_value {
+                found.push(format!("{service}: {name}"));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// What one agent row owns (for the leak check).

@@ -38,6 +38,8 @@ pub struct SimConfig {
     pub openrouter_management_key: String,
     /// Bearer the fake AgentMail accepts.
     pub agentmail_api_key: String,
+    /// Bearer the fake Telnyx accepts.
+    pub telnyx_api_key: String,
     /// Where deploy events are posted, as Railway's webhooks do (`None`: nowhere). Also set
     /// at run time with `SimHandle::set_webhook_url` or `PUT /_sim/webhook`.
     pub webhook_url: Option<String>,
@@ -58,6 +60,7 @@ impl Default for SimConfig {
             honour_default_environment_name: true,
             openrouter_management_key: "sim-openrouter-management-key".to_string(),
             agentmail_api_key: "sim-agentmail-key".to_string(),
+            telnyx_api_key: "sim-telnyx-key".to_string(),
             webhook_url: None,
         }
     }

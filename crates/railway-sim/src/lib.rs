@@ -23,7 +23,9 @@
 //! - fake agents behind every domain (`/agents/{domain}/pool/health`, `/pool/provision`),
 //!   checking each agent's own bearer token — and, on request, each at a host of its own over
 //!   HTTP and HTTPS ([`SimHandle::serve_agent_hosts`]);
-//! - fake OpenRouter (`/openrouter/api/v1/keys`) and AgentMail (`/agentmail/v0/inboxes`);
+//! - fake OpenRouter (`/openrouter/api/v1/keys`), AgentMail (`/agentmail/v0/inboxes…`, with a
+//!   message store per inbox) and Telnyx (`/telnyx/v2/…`: numbers, messages, detail records) —
+//!   what the pool's service proxy calls;
 //! - an inspection and control API (`/_sim/…`).
 //!
 //! Architecture invariant: never linked into the production binary.
@@ -168,6 +170,40 @@ impl SimHandle {
     /// The fake AgentMail API base (`AGENTMAIL_API_URL`).
     pub fn agentmail_url(&self) -> String {
         format!("{}/agentmail/v0", self.base_url())
+    }
+
+    /// The fake Telnyx API base (`TELNYX_API_URL`).
+    pub fn telnyx_url(&self) -> String {
+        format!("{}/telnyx/v2", self.base_url())
+    }
+
+    /// An email from outside arrives in `inbox` (as AgentMail receives one): its message id.
+    /// `None` when there is no such live inbox.
+    pub fn deliver_email(&self, inbox: &str, from: &str, subject: &str, text: &str) -> Option<String> {
+        server::mail::deliver(&mut self.sim.world(), inbox, from, subject, text)
+    }
+
+    /// A text from outside arrives at `to` (one of the account's numbers, or not): its message
+    /// id and detail record, as Telnyx keeps them.
+    pub fn deliver_sms(&self, from: &str, to: &str, text: &str) -> String {
+        server::sms::deliver(&mut self.sim.world(), from, to, text)
+    }
+
+    /// Phone numbers the account owns.
+    pub fn owned_numbers(&self) -> Vec<String> {
+        self.sim.world().telnyx.owned.keys().cloned().collect()
+    }
+
+    /// What the pool told the agent behind `domain` through `/convos/update-metadata`.
+    pub fn agent_metadata(&self, domain: &str) -> serde_json::Map<String, serde_json::Value> {
+        let w = self.sim.world();
+        w.domains
+            .get(domain)
+            .and_then(|d| w.services.get(&d.service_id))
+            .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()))
+            .and_then(|id| w.deployments.get(&id))
+            .map(|d| d.metadata.clone())
+            .unwrap_or_default()
     }
 
     /// The world as it is now.

@@ -125,6 +125,16 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
     if named.is_empty() {
         return report;
     }
+    // Inboxes the service proxy gave agents are recorded apart from the row.
+    let recorded: BTreeSet<(AgentId, String)> = match store.recorded_inboxes().await {
+        Ok(inboxes) => inboxes.into_iter().collect(),
+        Err(e) => {
+            report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("loading inboxes", e)));
+            return report;
+        }
+    };
     let ids: Vec<AgentId> = named.keys().cloned().collect();
     let rows: BTreeMap<AgentId, Agent> = match store.agents_by_ids(&ids).await {
         Ok(rows) => rows.into_iter().map(|a| (a.id.clone(), a)).collect(),
@@ -144,7 +154,10 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
             let orphan = agent.status == AgentStatus::Deleted
                 || match kind {
                     "key" => agent.openrouter_key_hash.as_deref() != Some(remote.as_str()),
-                    _ => agent.agentmail_inbox_id.as_deref() != Some(remote.as_str()),
+                    _ => {
+                        agent.agentmail_inbox_id.as_deref() != Some(remote.as_str())
+                            && !recorded.contains(&(id.clone(), remote.clone()))
+                    }
                 };
             if !orphan {
                 continue;

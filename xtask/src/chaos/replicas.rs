@@ -151,8 +151,10 @@ impl Run {
         let rows = self
             .admin
             .query(
-                "SELECT id, status, railway_project_id, openrouter_key_hash, agentmail_inbox_id, \
-                 last_error, teardown_attempts FROM agent_metadata WHERE status <> 'deleted'",
+                "SELECT a.id, a.status, a.railway_project_id, a.openrouter_key_hash, \
+                 COALESCE(a.agentmail_inbox_id, (SELECT s.resource_id FROM agent_services s \
+                   WHERE s.agent_id = a.id AND s.service = 'email')), \
+                 a.last_error, a.teardown_attempts FROM agent_metadata a WHERE a.status <> 'deleted'",
                 &[],
             )
             .await

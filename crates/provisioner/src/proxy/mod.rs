@@ -118,17 +118,23 @@ impl Provisioner {
                 message: "it is being torn down".into(),
             });
         }
+        self.charge(agent, Charge::Call).await?;
+        if charge != Charge::Call {
+            self.charge(agent, charge).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts one call of `charge`'s kind against its limit.
+    async fn charge(&self, agent: &Agent, charge: Charge) -> Result<()> {
         let limits = &self.inner.config.proxy;
         let minute = Duration::from_secs(60);
         let hour = Duration::from_secs(3600);
-        let mut checks = vec![("proxy calls", "calls", minute, limits.requests_per_minute)];
-        match charge {
-            Charge::Call => {}
-            Charge::Send => checks.push(("messages sent", "sends", hour, limits.sends_per_hour)),
-            Charge::Provision => {
-                checks.push(("provisionings", "provisions", hour, limits.provisions_per_hour))
-            }
-        }
+        let checks = match charge {
+            Charge::Call => [("proxy calls", "calls", minute, limits.requests_per_minute)],
+            Charge::Send => [("messages sent", "sends", hour, limits.sends_per_hour)],
+            Charge::Provision => [("provisionings", "provisions", hour, limits.provisions_per_hour)],
+        };
         for (what, key, window, limit) in checks {
             let key = format!("proxy:{key}:{}", agent.id);
             if let RateDecision::Limited { retry_after } =
@@ -160,7 +166,7 @@ impl Provisioner {
             });
         }
         self.service_configured(kind)?;
-        self.admit(agent, Charge::Provision).await?;
+        self.admit(agent, Charge::Call).await?;
         let waited = tokio::time::Instant::now();
         loop {
             match store.begin_service(&agent.id, kind, PROVISION_LEASE).await? {
@@ -183,6 +189,12 @@ impl Provisioner {
                 }
                 ServiceStart::Busy => return Err(ProvisionError::ServiceBusy(label(kind))),
             }
+        }
+        // Only a provisioning that will make something counts against the hourly limit (those
+        // that found one running, or done, made nothing).
+        if let Err(e) = self.charge(agent, Charge::Provision).await {
+            store.abandon_service(&agent.id, kind).await?;
+            return Err(e);
         }
         let made = match kind {
             ServiceKind::Email => self.make_inbox(agent).await,

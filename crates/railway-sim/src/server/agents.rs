@@ -1,5 +1,6 @@
 //! The fake agents: each agent's pool server (`/pool/health`, `/pool/provision`) behind its
-//! domain, as the deployment behind that domain would answer.
+//! domain, as the deployment behind that domain would answer; and the runtime's
+//! `/convos/update-metadata`, which the service proxy calls.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::world::{Fate, Status, World};
@@ -24,6 +25,10 @@ pub(super) fn routes() -> Router<Sim> {
     Router::new()
         .route("/agents/{domain}/pool/health", get(agent_health))
         .route("/agents/{domain}/pool/provision", post(agent_provision))
+        .route(
+            "/agents/{domain}/convos/update-metadata",
+            post(agent_update_metadata),
+        )
 }
 
 /// The agent behind a domain, as its pool server sees itself.
@@ -193,4 +198,41 @@ pub(crate) async fn agent_provision(
         "joined": request.join_url.is_some(),
     }))
     .into_response()
+}
+
+/// The runtime's `POST /convos/update-metadata` (`runtime/openclaw/src/convos/index.ts:619`,
+/// `runtime/hermes/src/server/server.py:1075-1081`), which the pool calls with the agent's
+/// gateway token after the service proxy gave it an address (`pool/src/routes/serviceProxy.ts:27-41`).
+/// The simulator's agent records what it was told.
+pub(crate) async fn agent_update_metadata(
+    State(sim): State<Sim>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut w = sim.world();
+    let Some(agent) = agent_at(&w, &domain, now) else {
+        return (StatusCode::NOT_FOUND, "Application not found").into_response();
+    };
+    if !agent_authorized(&w, &agent.deployment_id, &headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "Unauthorized"}))).into_response();
+    }
+    let Some(metadata) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("metadata").cloned())
+        .and_then(|m| m.as_object().cloned())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "metadata required"})),
+        )
+            .into_response();
+    };
+    if let Some(d) = w.deployments.get_mut(&agent.deployment_id) {
+        for (k, v) in metadata {
+            d.metadata.insert(k, v);
+        }
+    }
+    Json(json!({"ok": true})).into_response()
 }

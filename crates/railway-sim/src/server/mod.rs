@@ -1,20 +1,26 @@
 //! The simulator's HTTP surface, one module per service it plays: Railway's GraphQL endpoint
-//! ([`railway`]), the fake agents ([`agents`]), fake OpenRouter and AgentMail ([`resources`]),
-//! and the inspection/control API under `/_sim` ([`control`]). Here: the shared state, the
+//! ([`railway`]), the fake agents ([`agents`]), fake OpenRouter ([`resources`]), AgentMail
+//! ([`mail`]) and Telnyx ([`sms`]) — what the pool's service proxy calls —, and the
+//! inspection/control API under `/_sim` ([`control`]). Here: the shared state, the
 //! router, and what the modules share (the bearer key, the fault draw).
 
 mod agents;
 mod control;
+pub(crate) mod mail;
 mod railway;
 mod resources;
+pub(crate) mod sms;
 
 pub(crate) use agents::{agent_health, agent_provision};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::http::{HeaderMap, header};
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use rand::Rng;
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::OperationFaults;
@@ -70,6 +76,8 @@ pub(crate) fn router(sim: Sim) -> axum::Router {
         .merge(railway::routes())
         .merge(agents::routes())
         .merge(resources::routes())
+        .merge(mail::routes())
+        .merge(sms::routes())
         .merge(control::routes())
         .with_state(sim)
 }
@@ -107,5 +115,39 @@ pub(crate) fn live_counts(w: &World) -> BTreeMap<&'static str, usize> {
         ("projects", w.live_projects().count()),
         ("keys", w.keys.values().filter(|k| !k.deleted).count()),
         ("inboxes", w.inboxes.values().filter(|i| !i.deleted).count()),
+        ("phone_numbers", w.telnyx.owned.len()),
     ])
+}
+
+/// An injected failure of a resource API call (`openrouter.createKey`, …), if one is drawn.
+pub(crate) fn resource_fault(w: &mut World, operation: &str) -> Option<Response> {
+    let faults = w
+        .config
+        .faults
+        .operations
+        .get(operation)
+        .unwrap_or(&w.config.faults.all);
+    let kind = draw(faults)?;
+    *w.counters
+        .faults
+        .entry(format!("{operation}:{kind}"))
+        .or_default() += 1;
+    let status = if kind == "refused" {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Some((status, Json(json!({"error": {"message": "injected failure"}}))).into_response())
+}
+
+pub(crate) fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), Box<Response>> {
+    if bearer(headers) == Some(expected) {
+        Ok(())
+    } else {
+        let refusal = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "Invalid credentials"}})),
+        );
+        Err(Box::new(refusal.into_response()))
+    }
 }

@@ -150,6 +150,7 @@ impl World {
                 crashed_at: None,
                 provisions: 0,
                 provision_micros: None,
+                metadata: serde_json::Map::new(),
             },
         );
         self.instance_mut(service_id, environment_id)?.latest_deployment = Some(id.clone());

@@ -244,6 +244,8 @@ pub struct Deployment {
     pub provisions: u32,
     /// Time the agent took to answer its successful provision, in microseconds.
     pub provision_micros: Option<u64>,
+    /// What the pool told its agent through `/convos/update-metadata` (email, phone).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What made a deployment.
@@ -308,6 +310,9 @@ pub struct Inbox {
     pub client_id: Option<String>,
     /// Deleted.
     pub deleted: bool,
+    /// Its messages, newest last.
+    #[serde(skip)]
+    pub messages: Vec<crate::server::mail::MailMessage>,
 }
 
 /// Request counts, for tests and benchmarks.
@@ -333,6 +338,10 @@ pub struct Counters {
     pub ids_omitted: u64,
     /// Refusals the quirks caused, by message start.
     pub quirks: BTreeMap<String, u64>,
+    /// Requests to the fake AgentMail (any route).
+    pub agentmail_requests: u64,
+    /// Requests to the fake Telnyx (any route).
+    pub telnyx_requests: u64,
 }
 
 /// The simulated world.
@@ -346,6 +355,7 @@ pub struct World {
     pub(crate) deployments: BTreeMap<String, Deployment>,
     pub(crate) keys: BTreeMap<String, Key>,
     pub(crate) inboxes: BTreeMap<String, Inbox>,
+    pub(crate) telnyx: crate::server::sms::TelnyxWorld,
     pub(crate) counters: Counters,
     /// Last `projectCreate` per throttle key (workspace or token).
     pub(crate) last_project_create: BTreeMap<String, Instant>,
