@@ -124,6 +124,14 @@ pub fn sim_environment(
         ),
         ("AGENTMAIL_API_URL", sim.agentmail_url()),
         ("AGENTMAIL_API_KEY", "sim-agentmail-key".to_string()),
+        ("TELNYX_API_URL", sim.telnyx_url()),
+        ("TELNYX_API_KEY", "sim-telnyx-key".to_string()),
+        // Agents reach the service proxy here.
+        ("POOL_URL", format!("http://127.0.0.1:{port}")),
+        // Staging requires a ceiling, and a verified database connection unless waived: the
+        // tests' PostgreSQL on loopback has no certificate.
+        ("POOL_MAX_TOTAL", "1000".to_string()),
+        ("POOL_ALLOW_UNVERIFIED_DATABASE_TLS", "true".to_string()),
         ("POOL_MIN_IDLE", "2".to_string()),
         ("TICK_INTERVAL_MS", "300".to_string()),
         ("POOL_STUCK_TIMEOUT_MS", "20000".to_string()),

@@ -79,7 +79,10 @@ async fn run() -> Result<(), String> {
         RailwayClient::with_project_deleter(config.railway.clone()).map_err(|e| e.to_string())?;
     verify_tokens(&config, &railway).await?;
 
-    let provisioner = Provisioner::new(config.provisioner.clone(), store.clone(), railway, deleter)
+    // Every project's marker names this pool by its database's random id (made by V12).
+    let mut provisioner_config = config.provisioner.clone();
+    provisioner_config.pool_id = Some(store.pool_id().await.map_err(|e| e.to_string())?);
+    let provisioner = Provisioner::new(provisioner_config, store.clone(), railway, deleter)
         .map_err(|e| format!("agents: {e}"))?;
     // The environment seeds the runtime settings on the first start only; after that the API
     // and the console change them, and the stored values win.

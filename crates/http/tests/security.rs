@@ -897,6 +897,7 @@ async fn an_insecure_agent_url_is_refused_and_no_token_goes_to_a_foreign_domain(
     strict.agent_domain_suffix = ".agents.invalid".into();
     strict.openrouter = None;
     strict.agentmail = None;
+    strict.telnyx = None;
     let app = app(pool.provisioner(strict), SecurityConfig::default());
     let provisions = pool.sim.counters().provisions;
     let answer = claim(&app, ADMIN, None, CLAIM).await;

@@ -25,7 +25,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The capability to delete projects comes only with a new client, and only the
     // provisioner's guard will hold it.
     let (railway, deleter) = RailwayClient::with_project_deleter(client_config(&sim))?;
-    let provisioner = Provisioner::new(provisioner_config(&sim, None), store.clone(), railway, deleter)?;
+    let mut config = provisioner_config(&sim, None);
+    // Every project's marker names the pool by its database's random id.
+    config.pool_id = Some(store.pool_id().await?);
+    let provisioner = Provisioner::new(config, store.clone(), railway, deleter)?;
 
     // The row is written before the first remote call; the saga runs in a task the
     // provisioner owns, and `finished` waits for it.

@@ -33,6 +33,9 @@ pub struct ProvisionerConfig {
     /// The pool manager's own project (`RAILWAY_PROJECT_ID`): legacy agents live there, and
     /// it is never deleted.
     pub pool_project_id: Option<ProjectId>,
+    /// This pool's id: random, made once per database ([`pool_store::Store::pool_id`]). Every
+    /// project's marker carries it; required.
+    pub pool_id: Option<String>,
     /// Prefix of agent names.
     pub name_prefix: String,
     /// The image new agents run.
@@ -160,6 +163,7 @@ impl ProvisionerConfig {
             workspace_id,
             environment_name: environment_name.into(),
             pool_project_id: None,
+            pool_id: None,
             name_prefix: "convos-agent-".into(),
             image,
             registry: None,

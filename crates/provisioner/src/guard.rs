@@ -6,6 +6,11 @@
 //! only [`ProjectDeleter`] (the capability `railway-api` hands out with the client), and it
 //! deletes only a [`DeletableProject`], which only the guard's checks can make.
 //!
+//! The database is not trusted on its own: just before every `projectDelete` the guard reads
+//! the project (`project(id)`) and deletes only if its name is still the agent's and its
+//! description still carries this pool's marker — a row rewritten to point at someone else's
+//! project, or a project renamed or re-marked since the listing, is refused.
+//!
 //! Railway answers a delete of an already deleted project with "Not Authorized" or "Problem
 //! processing request", not "not found" (terraform-provider-railway `isNotFoundOrGone`, used
 //! for deletes only). Such an answer is not taken on trust either way: one `project(id)` read
@@ -13,16 +18,19 @@
 
 use pool_store::{Agent, CreationStep};
 use railway_api::{
-    Delivery, ErrorKind, ProjectDeleter, ProjectId, ProjectPresence, ProjectSummary, RailwayClient,
-    RailwayError, WorkspaceId,
+    Delivery, ErrorKind, ProjectDeleter, ProjectId, ProjectPresence, ProjectRead, ProjectSummary,
+    RailwayClient, RailwayError, WorkspaceId,
 };
 
-use crate::naming::Naming;
+use crate::error::Result;
+use crate::naming::{MarkerForm, Naming};
 
 /// A project the guard has cleared for deletion. Cannot be built outside this module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletableProject {
     id: ProjectId,
+    name: String,
+    form: MarkerForm,
 }
 
 impl DeletableProject {
@@ -51,6 +59,18 @@ pub enum GuardRefusal {
     /// The project lacks this pool's marker or name.
     #[error("project {0} does not carry this pool's marker and an agent name")]
     NotMarked(String),
+    /// Read just before the delete, the project is not what the pool cleared: another name, or
+    /// another pool's marker (a row rewritten, a project renamed or re-marked).
+    #[error("project {id} is not this pool's agent project any more: {found}")]
+    Changed {
+        /// The project.
+        id: String,
+        /// What the read found.
+        found: String,
+    },
+    /// The project cannot be read now, and the token no longer reaches the workspace.
+    #[error("project {0} cannot be read to check it before deleting it")]
+    Unverified(String),
 }
 
 /// Decides which projects may be deleted, and deletes them.
@@ -100,7 +120,11 @@ impl ProjectGuard {
         if !agent.has_completed(CreationStep::Project) {
             return Err(GuardRefusal::NotCreatedByPool(id.to_string()));
         }
-        Ok(DeletableProject { id })
+        Ok(DeletableProject {
+            id,
+            name: self.naming.name(&agent.id),
+            form: MarkerForm::of_stored(agent.project_marker_form),
+        })
     }
 
     /// A project found in the workspace (an orphan, or one whose creation was not recorded):
@@ -114,12 +138,96 @@ impl ProjectGuard {
         }
         Ok(DeletableProject {
             id: project.id.clone(),
+            name: project.name.clone(),
+            form: MarkerForm::PoolId,
         })
     }
 
-    /// Deletes a cleared project: the only call to `projectDelete` in the pool. A project that
-    /// is already gone counts as deleted — once a read has confirmed it.
-    pub async fn delete(&self, project: DeletableProject) -> Result<(), RailwayError> {
+    /// A project found in the workspace under `agent`'s name (a creation whose
+    /// `projectCreate` may have applied unrecorded), with the marker the agent's row was
+    /// created with.
+    pub fn marked_project_of(
+        &self,
+        project: &ProjectSummary,
+        agent: &Agent,
+    ) -> Result<DeletableProject, GuardRefusal> {
+        self.not_own(&project.id)?;
+        let form = MarkerForm::of_stored(agent.project_marker_form);
+        if project.name != self.naming.name(&agent.id)
+            || !self.naming.is_marked_as(project.description.as_deref(), form)
+        {
+            return Err(GuardRefusal::NotMarked(project.id.to_string()));
+        }
+        Ok(DeletableProject {
+            id: project.id.clone(),
+            name: project.name.clone(),
+            form,
+        })
+    }
+
+    /// Reads the project just before a delete: `Ok(true)` when it is still the one cleared
+    /// (its name, this pool's marker), `Ok(false)` when it is gone.
+    async fn still_ours(&self, project: &DeletableProject) -> Result<bool> {
+        let client = self.deleter.client();
+        match client.project_read(&project.id).await? {
+            ProjectRead::Gone => Ok(false),
+            ProjectRead::NotVisible => {
+                if self.is_gone(client, &project.id).await? {
+                    Ok(false)
+                } else {
+                    Err(GuardRefusal::Unverified(project.id.to_string()).into())
+                }
+            }
+            ProjectRead::Exists { name, description } => {
+                let marked = self.naming.is_marked_as(description.as_deref(), project.form);
+                if name == project.name && marked {
+                    Ok(true)
+                } else {
+                    let found = format!(
+                        "named {:?}, {}",
+                        name.chars().take(60).collect::<String>(),
+                        if marked {
+                            "marked as this pool's"
+                        } else {
+                            "without this pool's marker"
+                        }
+                    );
+                    tracing::error!(project = %project.id, %found, "refused to delete a project that is not this pool's agent project");
+                    Err(GuardRefusal::Changed {
+                        id: project.id.to_string(),
+                        found,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Deletes a cleared project: the only call to `projectDelete` in the pool. The project is
+    /// read first (name and marker; see the module documentation); a project already gone
+    /// counts as deleted, without a delete.
+    pub async fn delete(&self, project: DeletableProject) -> Result<()> {
+        if !self.still_ours(&project).await? {
+            return Ok(());
+        }
+        self.send_delete(project).await
+    }
+
+    /// Sends `projectDelete` for a project this guard deleted before, once a read confirms it
+    /// is gone (`cargo xtask railway-contract` observes how Railway answers such a delete).
+    /// Never sent for a project that still exists.
+    pub async fn delete_again(&self, project: DeletableProject) -> Result<()> {
+        if self.still_ours(&project).await? {
+            return Err(GuardRefusal::Changed {
+                id: project.id.to_string(),
+                found: "it still exists".into(),
+            }
+            .into());
+        }
+        self.send_delete(project).await
+    }
+
+    async fn send_delete(&self, project: DeletableProject) -> Result<()> {
         let error = match self.deleter.delete_project(&project.id).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -129,20 +237,24 @@ impl ProjectGuard {
             ErrorKind::NotFound | ErrorKind::Unauthorized | ErrorKind::Transient | ErrorKind::Unknown
         ) || error.delivery() == Delivery::MayHaveApplied;
         if !worth_a_look {
-            return Err(error);
+            return Err(error.into());
         }
         if self.is_gone(self.deleter.client(), &project.id).await? {
             tracing::info!(project = %project.id, answer = %error, "project delete answered with an error, but the project is gone");
             Ok(())
         } else {
-            Err(error)
+            Err(error.into())
         }
     }
 
     /// Whether a project is gone, by one `project(id)` read. "Not Authorized" means gone only
     /// while the token still reaches the workspace: a token that lost access gets the same
     /// answer for projects that still exist.
-    pub async fn is_gone(&self, client: &RailwayClient, project: &ProjectId) -> Result<bool, RailwayError> {
+    pub async fn is_gone(
+        &self,
+        client: &RailwayClient,
+        project: &ProjectId,
+    ) -> std::result::Result<bool, RailwayError> {
         match client.project_presence(project).await? {
             ProjectPresence::Deleted | ProjectPresence::NotFound => Ok(true),
             ProjectPresence::Exists => Ok(false),

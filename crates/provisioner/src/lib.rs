@@ -14,7 +14,9 @@
 //! let (railway, deleter) =
 //!     RailwayClient::with_project_deleter(ClientConfig::new(DEFAULT_ENDPOINT, vec![token]))?;
 //! let image = select_image("ghcr.io/xmtplabs/convos-agent", None, "staging")?;
-//! let config = ProvisionerConfig::new(WorkspaceId::new("my-workspace"), "staging", image);
+//! let mut config = ProvisionerConfig::new(WorkspaceId::new("my-workspace"), "staging", image);
+//! // Every project's marker names the pool by its database's random id.
+//! config.pool_id = Some(store.pool_id().await?);
 //! let provisioner = Provisioner::new(config, store, railway, deleter)?;
 //! // One agent: its row first, then project → … → one deploy, in a task the provisioner owns.
 //! let started = provisioner.start_creations(CreationDemand::Exactly(1)).await?;
@@ -83,7 +85,7 @@ pub use creation::{Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
 pub use image::{ImageError, ImageRef, select_image};
-pub use naming::{InvalidNaming, Naming};
+pub use naming::{InvalidNaming, MarkerForm, Naming};
 pub use proxy::{EmailCall, Passthrough, ServiceInfo, ServiceProvisioned, SmsCall};
 pub use redeploy::{RedeployProgress, redeploy_batch};
 pub use resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
@@ -153,15 +155,23 @@ impl Provisioner {
         deleter: ProjectDeleter,
         step_hook: Option<StepHook>,
     ) -> Result<Self> {
-        let pool = config
-            .pool_project_id
-            .as_ref()
-            .map_or_else(|| "local".to_string(), ToString::to_string);
-        let naming = Naming::new(&config.name_prefix, &pool, &config.environment_name)
-            .map_err(|e| ProvisionError::Config(e.to_string()))?;
         config
             .check_urls()
             .map_err(|problems| ProvisionError::Config(problems.join("; ")))?;
+        // The marker names the pool by its database's random id (`Store::pool_id`); the old
+        // form (`pool=<RAILWAY_PROJECT_ID or local>`) is honoured only for rows V12 adopted.
+        let Some(pool_id) = config.pool_id.clone() else {
+            return Err(ProvisionError::Config(
+                "the pool id is not set: read it from the database (Store::pool_id) into ProvisionerConfig::pool_id".into(),
+            ));
+        };
+        let legacy_pool = config
+            .pool_project_id
+            .as_ref()
+            .map_or_else(|| "local".to_string(), ToString::to_string);
+        let naming = Naming::new(&config.name_prefix, &pool_id, &config.environment_name)
+            .map_err(|e| ProvisionError::Config(e.to_string()))?
+            .with_adopted(&legacy_pool, &config.environment_name);
         let http = outbound::OutboundClient::for_agents(&config.agent_roots, config.agent_keep_alive)
             .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Self {

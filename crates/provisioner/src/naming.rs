@@ -5,6 +5,14 @@
 //! for its Railway project, its OpenRouter key and its AgentMail user name. Every project the
 //! pool creates carries a marker in its description naming the pool and its environment, so an
 //! orphan sweep can find its own projects — and never touches anyone else's.
+//!
+//! The marker names the pool by the random id made once per database (`pool_identity`,
+//! migration V12): `[agent-pool id=<32 hex> env=<environment>]`. The old form,
+//! `[agent-pool pool=<RAILWAY_PROJECT_ID or local> env=…]`, was the same for two pools that
+//! shared a project id (two pools off Railway: `local`), so each took the other's projects for
+//! its own. Projects made in the old form are honoured only for the rows that recorded them
+//! when V12 adopted them ([`MarkerForm::Adopted`]); no other project is ever taken for this
+//! pool's on the old form.
 
 use pool_store::AgentId;
 
@@ -26,17 +34,34 @@ pub enum InvalidNaming {
     PrefixCharacters(String),
 }
 
+/// Which marker a project was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerForm {
+    /// The old form (`pool=<project id or local>`), adopted once for the rows that recorded it.
+    Adopted,
+    /// The pool id.
+    PoolId,
+}
+
+impl MarkerForm {
+    /// As stored (`agent_metadata.project_marker_form`).
+    pub fn of_stored(form: i16) -> Self {
+        if form == 1 { Self::Adopted } else { Self::PoolId }
+    }
+}
+
 /// The pool's naming and marking scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
     prefix: String,
     marker: String,
+    adopted_marker: Option<String>,
 }
 
 impl Naming {
-    /// Names `<prefix><id>`; projects marked as created by pool `pool` in `environment`.
-    /// Fails when a name would be longer than Railway allows.
-    pub fn new(prefix: &str, pool: &str, environment: &str) -> Result<Self, InvalidNaming> {
+    /// Names `<prefix><id>`; projects marked as created by the pool with id `pool_id` in
+    /// `environment`. Fails when a name would be longer than Railway allows.
+    pub fn new(prefix: &str, pool_id: &str, environment: &str) -> Result<Self, InvalidNaming> {
         if prefix.len() + AgentId::GENERATED_LEN > MAX_NAME_LEN {
             return Err(InvalidNaming::PrefixTooLong(prefix.to_string()));
         }
@@ -48,8 +73,16 @@ impl Naming {
         }
         Ok(Self {
             prefix: prefix.to_string(),
-            marker: format!("[agent-pool pool={pool} env={environment}]"),
+            marker: format!("[agent-pool id={pool_id} env={environment}]"),
+            adopted_marker: None,
         })
+    }
+
+    /// This naming, also honouring the old-form marker of `legacy_pool` (`RAILWAY_PROJECT_ID`
+    /// or `local`) for the rows V12 adopted ([`MarkerForm::Adopted`]).
+    pub fn with_adopted(mut self, legacy_pool: &str, environment: &str) -> Self {
+        self.adopted_marker = Some(format!("[agent-pool pool={legacy_pool} env={environment}]"));
+        self
     }
 
     /// The agent's name.
@@ -72,9 +105,20 @@ impl Naming {
         )
     }
 
-    /// True when a project description carries this pool's marker.
+    /// True when a project description carries this pool's marker (the pool id form).
     pub fn is_marked(&self, description: Option<&str>) -> bool {
         description.is_some_and(|d| d.starts_with(&self.marker))
+    }
+
+    /// True when a description carries the marker of `form` (a row's own project).
+    pub fn is_marked_as(&self, description: Option<&str>, form: MarkerForm) -> bool {
+        match form {
+            MarkerForm::PoolId => self.is_marked(description),
+            MarkerForm::Adopted => match (&self.adopted_marker, description) {
+                (Some(marker), Some(d)) => d.starts_with(marker.as_str()),
+                _ => false,
+            },
+        }
     }
 }
 
@@ -96,6 +140,24 @@ mod tests {
         assert!(!naming.is_marked(None));
         let other_env = Naming::new("convos-agent-", "pool-1", "production").unwrap();
         assert!(!other_env.is_marked(Some(&naming.project_description(&id))));
+    }
+
+    #[test]
+    fn another_pool_id_is_another_pool_and_the_old_form_is_only_for_adopted_rows() {
+        let ours = Naming::new("convos-agent-", "aaaa", "staging")
+            .unwrap()
+            .with_adopted("local", "staging");
+        let theirs = Naming::new("convos-agent-", "bbbb", "staging").unwrap();
+        let id = AgentId::random();
+        assert!(!ours.is_marked(Some(&theirs.project_description(&id))));
+        let old = format!("[agent-pool pool=local env=staging] agent {id}.");
+        assert!(!ours.is_marked(Some(&old)), "the old form is no pool-wide mark");
+        assert!(ours.is_marked_as(Some(&old), MarkerForm::Adopted));
+        assert!(
+            !theirs.is_marked_as(Some(&old), MarkerForm::Adopted),
+            "only with_adopted honours it"
+        );
+        assert!(!ours.is_marked_as(Some(&old), MarkerForm::PoolId));
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Provisioner {
                 .workspace_projects(&self.inner.config.workspace_id)
                 .await?;
             for project in projects.iter().filter(|p| p.name == name) {
-                let cleared = self.inner.guard.marked_project(project)?;
+                let cleared = self.inner.guard.marked_project_of(project, agent)?;
                 self.inner.guard.delete(cleared).await?;
             }
         }

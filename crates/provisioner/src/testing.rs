@@ -35,6 +35,8 @@ pub struct TestPool {
     pub deleter: ProjectDeleter,
     /// The provisioner under test.
     pub provisioner: Provisioner,
+    /// The database's pool id (in every project's marker).
+    pub pool_id: String,
 }
 
 /// A client configuration for the simulator, with short timeouts and retries.
@@ -138,14 +140,12 @@ impl TestPool {
         let store = db.store().await;
         store.seed_settings(&test_settings()).await.unwrap();
         let (railway, deleter) = railway_client(&sim);
-        let provisioner = Provisioner::with_step_hook(
-            provisioner_config(&sim, None),
-            store.clone(),
-            railway.clone(),
-            deleter.clone(),
-            hook,
-        )
-        .unwrap();
+        let pool_id = store.pool_id().await.unwrap();
+        let mut config = provisioner_config(&sim, None);
+        config.pool_id = Some(pool_id.clone());
+        let provisioner =
+            Provisioner::with_step_hook(config, store.clone(), railway.clone(), deleter.clone(), hook)
+                .unwrap();
         Self {
             sim,
             db,
@@ -153,11 +153,14 @@ impl TestPool {
             railway,
             deleter,
             provisioner,
+            pool_id,
         }
     }
 
-    /// Another provisioner on the same simulator and database (a restarted replica).
-    pub fn provisioner(&self, config: ProvisionerConfig) -> Provisioner {
+    /// Another provisioner on the same simulator and database (a restarted replica); the
+    /// database's pool id unless `config` names one.
+    pub fn provisioner(&self, mut config: ProvisionerConfig) -> Provisioner {
+        config.pool_id.get_or_insert_with(|| self.pool_id.clone());
         Provisioner::new(
             config,
             self.store.clone(),

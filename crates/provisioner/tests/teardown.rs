@@ -321,6 +321,7 @@ fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
         last_error: None,
         worker_lease_until: None,
         redeploy_requested_at: None,
+        project_marker_form: 2,
         completed_steps: if journaled {
             vec![CreationStep::Project]
         } else {
@@ -376,7 +377,7 @@ proptest! {
     #[test]
     fn the_guard_clears_workspace_projects_only_with_this_pools_marker(
         name in prop_oneof!["convos-agent-[a-z0-9]{12}", "[a-z-]{1,30}"],
-        description in prop_oneof![Just(None), "[ -~]{0,80}".prop_map(Some), Just(Some("[agent-pool pool=pool-own-project env=staging] agent x".to_string()))],
+        description in prop_oneof![Just(None), "[ -~]{0,80}".prop_map(Some), Just(Some("[agent-pool id=pool-own-project env=staging] agent x".to_string()))],
         own in any::<bool>(),
     ) {
         let naming = Naming::new("convos-agent-", OWN, "staging").unwrap();

@@ -224,6 +224,28 @@ impl RailwayClient {
         }
     }
 
+    /// A project's name and description now, from the same one `project(id)` read: what the
+    /// deletion guard checks just before every `projectDelete`.
+    pub async fn project_read(&self, project: &ProjectId) -> Result<ProjectRead> {
+        let read: Result<op::ProjectPresence> = self
+            .execute(op::ProjectIdVariables {
+                id: project.to_string(),
+            })
+            .await;
+        match read {
+            Ok(data) if data.project.deleted_at.is_some() => Ok(ProjectRead::Gone),
+            Ok(data) => Ok(ProjectRead::Exists {
+                name: data.project.name,
+                description: data.project.description,
+            }),
+            Err(e) => match e.kind() {
+                ErrorKind::NotFound => Ok(ProjectRead::Gone),
+                ErrorKind::Unauthorized => Ok(ProjectRead::NotVisible),
+                _ => Err(e),
+            },
+        }
+    }
+
     /// `projectDelete`. Reached only through [`crate::ProjectDeleter`].
     pub(crate) async fn delete_project(&self, project: &ProjectId) -> Result<()> {
         let _: op::ProjectDelete = self

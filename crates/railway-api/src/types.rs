@@ -245,6 +245,23 @@ pub enum ProjectPresence {
     NotVisible,
 }
 
+/// A project as one `project(id)` read shows it: what the deletion guard re-reads just before
+/// every `projectDelete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectRead {
+    /// It exists: its name and description now.
+    Exists {
+        /// Its name.
+        name: String,
+        /// Its description (the pool's marker is there).
+        description: Option<String>,
+    },
+    /// Deleted or not found.
+    Gone,
+    /// "Not Authorized" (see [`ProjectPresence::NotVisible`]).
+    NotVisible,
+}
+
 /// What start-up learns about one configured token.
 #[derive(Debug, Clone)]
 pub struct TokenCheck {

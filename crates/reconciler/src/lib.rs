@@ -71,6 +71,9 @@ pub struct ReconcilerConfig {
     pub orphan_sweep_interval: Duration,
     /// Age below which an unowned marked project is not an orphan yet.
     pub orphan_grace: Duration,
+    /// Projects one orphan sweep deletes at most (`POOL_ORPHAN_SWEEP_MAX_DELETES`); the rest
+    /// wait for the next pass.
+    pub orphan_sweep_max_deletes: usize,
     /// Health checks in flight at once.
     pub health_concurrency: usize,
     /// The leader lock's key.
@@ -91,6 +94,7 @@ impl Default for ReconcilerConfig {
             full_sweep_interval: Duration::from_secs(600),
             orphan_sweep_interval: Duration::from_secs(1800),
             orphan_grace: Duration::from_secs(600),
+            orphan_sweep_max_deletes: 5,
             health_concurrency: 64,
             leader_lock_key: LEADER_LOCK_KEY,
             retention: pool_store::Retention::default(),

@@ -1,8 +1,12 @@
 //! The orphan sweep: remote resources this pool made that no live agent owns.
 //!
-//! - Railway projects carrying this pool's marker and an agent name, owned by no live row and
-//!   older than a grace period (a creation may be between `projectCreate` and its journal).
-//!   Projects without the marker are never touched — the guard refuses them.
+//! - Railway projects carrying this pool's marker (its database's random pool id) and an agent
+//!   name *of an agent this database knows*, owned by no live row and older than a grace period
+//!   (a creation may be between `projectCreate` and its journal); at most `max_deletes` a pass.
+//!   Projects without the marker are never touched — the guard refuses them, and re-reads each
+//!   one just before deleting it. A project named after an agent this database has no row for
+//!   is left alone even with the marker: the row is always written before `projectCreate`, so
+//!   such a project is not this database's (a restored or emptied database, a copy).
 //! - OpenRouter keys and AgentMail inboxes named after one of *this database's* agents whose
 //!   row is archived or records another key/inbox. Keys and inboxes of agents this database
 //!   does not know are left alone: they may belong to another pool sharing the account.
@@ -23,6 +27,10 @@ use crate::error::ReconcileError;
 pub struct SweepReport {
     /// Railway projects deleted.
     pub projects: usize,
+    /// Orphan projects left for the next pass (beyond `max_deletes`).
+    pub deferred: usize,
+    /// Marked projects named after agents this database does not know (never deleted).
+    pub unknown: usize,
     /// OpenRouter keys deleted.
     pub keys: usize,
     /// AgentMail inboxes deleted.
@@ -31,8 +39,8 @@ pub struct SweepReport {
     pub errors: Vec<Arc<ReconcileError>>,
 }
 
-/// Runs one sweep.
-pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepReport {
+/// Runs one sweep, deleting at most `max_deletes` projects.
+pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_deletes: usize) -> SweepReport {
     let mut report = SweepReport::default();
     let store = provisioner.store();
     let naming = provisioner.naming();
@@ -62,15 +70,40 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
     {
         Ok(projects) => {
             let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+            let mut candidates = Vec::new();
             for project in projects {
                 let Ok(cleared) = provisioner.guard().marked_project(&project) else {
                     continue;
                 };
-                let agent = naming.agent_id(&project.name);
+                let Some(agent) = naming.agent_id(&project.name) else {
+                    continue;
+                };
                 if owned.contains(&project.id)
-                    || agent.as_ref().is_some_and(|id| creating.contains(id))
+                    || creating.contains(&agent)
                     || Utc::now() - project.created_at < grace
                 {
+                    continue;
+                }
+                candidates.push((agent, project, cleared));
+            }
+            let ids: Vec<AgentId> = candidates.iter().map(|(a, _, _)| a.clone()).collect();
+            let known: BTreeSet<AgentId> = match store.agents_by_ids(&ids).await {
+                Ok(rows) => rows.into_iter().map(|a| a.id).collect(),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                    return report;
+                }
+            };
+            for (agent, project, cleared) in candidates {
+                if !known.contains(&agent) {
+                    tracing::warn!(project = %project.id, name = %project.name, "a project with this pool's marker names an agent this database does not know; left alone");
+                    report.unknown += 1;
+                    continue;
+                }
+                if report.projects >= max_deletes {
+                    report.deferred += 1;
                     continue;
                 }
                 tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
@@ -135,6 +168,15 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
             return report;
         }
     };
+    let provisioning: BTreeSet<AgentId> = match store.inboxes_in_provisioning().await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            report
+                .errors
+                .push(Arc::new(ReconcileError::sweep("loading inboxes", e)));
+            return report;
+        }
+    };
     let ids: Vec<AgentId> = named.keys().cloned().collect();
     let rows: BTreeMap<AgentId, Agent> = match store.agents_by_ids(&ids).await {
         Ok(rows) => rows.into_iter().map(|a| (a.id.clone(), a)).collect(),
@@ -147,7 +189,7 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration) -> SweepR
     };
     for (id, resources) in named {
         let Some(agent) = rows.get(&id) else { continue };
-        if agent.status == AgentStatus::Creating {
+        if agent.status == AgentStatus::Creating || provisioning.contains(&id) {
             continue;
         }
         for (kind, remote) in resources {

@@ -206,7 +206,12 @@ impl Reconciler {
             report.error(ReconcileError::Redeploy(Arc::new(e)));
         }
         if self.orphan_sweep_due() {
-            let sweep = sweep_orphans(&self.provisioner, config.orphan_grace).await;
+            let sweep = sweep_orphans(
+                &self.provisioner,
+                config.orphan_grace,
+                config.orphan_sweep_max_deletes,
+            )
+            .await;
             report.orphans = sweep.projects + sweep.keys + sweep.inboxes;
             report.errors.extend(sweep.errors);
         }

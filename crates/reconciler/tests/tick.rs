@@ -414,7 +414,7 @@ async fn an_orphan_project_with_the_marker_is_deleted_and_an_unrelated_one_is_un
     // A live agent's project is not an orphan.
     let live = pool.create_one().await.unwrap();
 
-    let report = sweep_orphans(&pool.provisioner, Duration::ZERO).await;
+    let report = sweep_orphans(&pool.provisioner, Duration::ZERO, 100).await;
     assert_eq!(report.projects, 1, "{report:?}");
     let snapshot = pool.sim.snapshot();
     let alive = |id: &str| snapshot.projects.iter().any(|p| p.id == id && !p.deleted);
@@ -435,7 +435,7 @@ async fn an_orphan_project_with_the_marker_is_deleted_and_an_unrelated_one_is_un
         })
         .await
         .unwrap();
-    let report = sweep_orphans(&pool.provisioner, Duration::from_secs(600)).await;
+    let report = sweep_orphans(&pool.provisioner, Duration::from_secs(600), 100).await;
     assert_eq!(report.projects, 0);
 }
 
@@ -462,7 +462,7 @@ async fn a_key_and_inbox_left_by_an_archived_agent_are_swept() {
             .iter()
             .any(|k| Some(&k.id) == agent.openrouter_key_hash.as_ref() && !k.deleted)
     );
-    let report = sweep_orphans(&pool.provisioner, Duration::ZERO).await;
+    let report = sweep_orphans(&pool.provisioner, Duration::ZERO, 100).await;
     assert_eq!((report.keys, report.inboxes), (1, 1), "{report:?}");
     pool.assert_nothing_leaked().await;
 }

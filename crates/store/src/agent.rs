@@ -279,6 +279,8 @@ pub struct Agent {
     pub worker_lease_until: Option<DateTime<Utc>>,
     /// An operator asked to move this agent to the current image.
     pub redeploy_requested_at: Option<DateTime<Utc>>,
+    /// The marker its project was created with: 1 the old form (adopted by V12), 2 the pool id.
+    pub project_marker_form: i16,
     /// The saga steps completed, in order.
     pub completed_steps: Vec<CreationStep>,
     /// A step whose remote call may have happened without being journaled (set before the

@@ -118,6 +118,16 @@ impl Store {
         Ok(store)
     }
 
+    /// This pool's id: random, made once per database (migration V12), in every project's
+    /// marker.
+    pub async fn pool_id(&self) -> Result<String> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("SELECT pool_id FROM pool_identity", &[])
+            .await?
+            .get(0))
+    }
+
     /// Runs one trivial query: `Ok` when the database is reachable.
     pub async fn ping(&self) -> Result<()> {
         let client = self.client().await?;

@@ -17,6 +17,7 @@ const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, 
     a.agent_name, a.instructions, a.join_url, a.conversation_id, a.invite_url, a.joined, a.claimed_at, \
     a.claim_expires_at, a.deployment_status, a.last_health_at, a.last_health_ok, a.teardown_attempts, \
     a.next_attempt_at, a.last_error, a.worker_lease_until, a.redeploy_requested_at, a.step_in_flight, \
+    a.project_marker_form, \
     ARRAY(SELECT s.step FROM agent_saga_steps s WHERE s.agent_id = a.id ORDER BY s.completed_at, s.step) AS steps";
 
 /// Agents matching `condition` (SQL over the alias `a`, with `$1…` parameters), in `order`.
@@ -126,6 +127,7 @@ pub(crate) fn agent_from_row(row: &Row, keys: &SecretsKeys) -> Result<Agent> {
         last_error: row.try_get("last_error")?,
         worker_lease_until: row.try_get("worker_lease_until")?,
         redeploy_requested_at: row.try_get("redeploy_requested_at")?,
+        project_marker_form: row.try_get("project_marker_form")?,
         completed_steps: steps.iter().filter_map(|s| CreationStep::parse(s)).collect(),
         step_in_flight: row
             .try_get::<_, Option<String>>("step_in_flight")?

@@ -254,7 +254,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every inbox recorded for a live agent (the orphan sweep keeps these).
+    /// Every inbox recorded for an agent (the orphan sweep keeps these).
     pub async fn recorded_inboxes(&self) -> Result<Vec<(AgentId, String)>> {
         let client = self.client().await?;
         client
@@ -265,6 +265,21 @@ impl Store {
             .await?
             .iter()
             .map(|r| Ok((stored_id(r.get(0))?, r.get(1))))
+            .collect()
+    }
+
+    /// Agents whose inbox is being made now (the orphan sweep leaves their inboxes alone:
+    /// the id is about to be recorded).
+    pub async fn inboxes_in_provisioning(&self) -> Result<Vec<AgentId>> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT agent_id FROM agent_services WHERE service = 'email' AND state = 'provisioning'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| stored_id(r.get(0)))
             .collect()
     }
 

@@ -70,6 +70,8 @@ pub async fn run() -> Result<(), String> {
     let mut config = provisioner_config(&sim, None);
     config.openrouter = None;
     config.agentmail = None;
+    config.telnyx = None;
+    config.pool_id = Some(store.pool_id().await.map_err(|e| e.to_string())?);
     let provisioner = Provisioner::new(config, store, railway, deleter).map_err(|e| e.to_string())?;
     let app = pool_http::router(AppState {
         provisioner,

@@ -256,7 +256,7 @@ impl Run {
     pub(super) async fn observe_deleted(&self, report: &mut Report, deleted: DeletableProject) {
         let id = deleted.id().clone();
         let before = self.client.stats();
-        let again = self.guard.delete(deleted).await;
+        let again = self.guard.delete_again(deleted).await;
         let after = self.client.stats();
         let outcomes: Vec<String> = after
             .by_operation
@@ -283,7 +283,10 @@ impl Run {
                 ),
                 answered_gone,
             ),
-            Err(e) => (format!("the guard's delete failed: {}", answer_of(&e)), false),
+            Err(pool_provisioner::ProvisionError::Railway(e)) => {
+                (format!("the guard's delete failed: {}", answer_of(&e)), false)
+            }
+            Err(e) => (format!("the guard's delete failed: {e}"), false),
         };
         report.observe(
             3,

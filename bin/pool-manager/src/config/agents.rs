@@ -10,14 +10,6 @@ use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
 use super::railway::Railway;
 use super::reader::Reader;
 
-/// Variables passed to every agent unchanged.
-pub const PASS_THROUGH: [&str; 4] = [
-    "BANKR_API_KEY",
-    "TELNYX_API_KEY",
-    "TELNYX_PHONE_NUMBER",
-    "TELNYX_MESSAGING_PROFILE_ID",
-];
-
 /// The provisioner's config, without the external resources (`resources`), whose URLs are
 /// checked with the agents' once they are in.
 pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: bool) -> ProvisionerConfig {
@@ -70,10 +62,6 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
         primary_model: r.optional("OPENCLAW_PRIMARY_MODEL"),
         xmtp_env: r.optional("XMTP_ENV").unwrap_or_else(|| "dev".into()),
         pool_url: r.optional("POOL_URL"),
-        pass_through: PASS_THROUGH
-            .iter()
-            .filter_map(|name| Some((name.to_string(), r.secret(name)?)))
-            .collect(),
     };
     // Extra trust for the agents (and the resource APIs) besides the public roots: a
     // private CA, or the simulator's self-signed agents in the bench. Never a way to turn

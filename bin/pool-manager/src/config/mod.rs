@@ -3,8 +3,9 @@
 //! One module per subject, each reading its own variables through the shared [`reader`]:
 //! [`server`] (port, API keys, limits), [`database`], [`railway`], [`secrets`] (agents'
 //! secrets at rest), [`agents`] (image, names, URLs, pacing), [`resources`] (OpenRouter,
-//! AgentMail), [`sizing`] (the settings seeded on the first start), [`reconciler`] (the tick)
-//! and [`console`]. A new variable goes in the module of the subject it configures.
+//! AgentMail, Telnyx), [`limits`] (per-caller limits: the service proxy's, the claims'),
+//! [`sizing`] (the settings seeded on the first start), [`reconciler`] (the tick),
+//! [`console`] and [`deployment`] (what staging and production require). A new variable goes in the module of the subject it configures.
 //!
 //! All problems are collected and reported together, each naming its variable, so an operator
 //! fixes a deployment in one round. The variable names of the Node.js pool manager are kept.
@@ -12,7 +13,9 @@
 mod agents;
 mod console;
 mod database;
+mod deployment;
 mod railway;
+mod limits;
 mod reader;
 mod reconciler;
 mod resources;
@@ -74,6 +77,8 @@ impl Config {
         let mut provisioner = agents::read(&mut r, &railway, allow_insecure_urls);
         provisioner.openrouter = resources::openrouter(&mut r);
         provisioner.agentmail = resources::agentmail(&mut r);
+        provisioner.telnyx = resources::telnyx(&mut r);
+        limits::read(&mut r, &mut provisioner);
         // Agent URLs (the template and the domain suffix), OpenRouter's and AgentMail's.
         if let Err(problems) = provisioner.check_urls() {
             r.problems.extend(problems);
@@ -82,6 +87,15 @@ impl Config {
         let reconciler = reconciler::read(&mut r);
         let console = console::read(&mut r);
         let webhook_secret = railway::webhook_secret(&mut r);
+        deployment::read(
+            &mut r,
+            &railway.environment_name,
+            &database.url,
+            &settings,
+            &console,
+            &server.security,
+            &provisioner,
+        );
 
         if !r.problems.is_empty() {
             return Err(r.problems);

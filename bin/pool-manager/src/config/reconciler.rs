@@ -13,6 +13,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> ReconcilerConfig {
         full_sweep_interval: r.millis("POOL_FULL_SWEEP_INTERVAL_MS", 600_000),
         orphan_sweep_interval: r.millis("POOL_ORPHAN_SWEEP_INTERVAL_MS", 1_800_000),
         orphan_grace: r.millis("POOL_ORPHAN_GRACE_MS", 600_000),
+        orphan_sweep_max_deletes: r.parse("POOL_ORPHAN_SWEEP_MAX_DELETES", 5, "a whole number"),
         retention: pool_store::Retention {
             events: r.millis("POOL_EVENT_RETENTION_MS", 90 * 24 * 3600 * 1000),
             archived_agents: r.millis("POOL_ARCHIVE_RETENTION_MS", 30 * 24 * 3600 * 1000),

@@ -1,7 +1,8 @@
-//! The external resources each agent gets: an OpenRouter key (`OPENROUTER_*`) and an AgentMail
-//! inbox (`AGENTMAIL_*`). Each is off unless its key is set.
+//! The external resources each agent gets: an OpenRouter key (`OPENROUTER_*`), and through the
+//! service proxy an AgentMail inbox (`AGENTMAIL_*`) and a Telnyx number (`TELNYX_*`). Each is
+//! off unless its key is set; the AgentMail and Telnyx keys never reach an agent.
 
-use pool_provisioner::{AgentMailConfig, OpenRouterConfig};
+use pool_provisioner::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
 
 use super::reader::Reader;
 
@@ -37,4 +38,20 @@ pub(super) fn agentmail(r: &mut Reader<'_>) -> Option<AgentMailConfig> {
         agentmail.domain = r.optional("AGENTMAIL_DOMAIN");
     }
     agentmail
+}
+
+/// `TELNYX_API_KEY` and the numbers' API, messaging profile and country.
+pub(super) fn telnyx(r: &mut Reader<'_>) -> Option<TelnyxConfig> {
+    let mut telnyx = r.secret("TELNYX_API_KEY").map(|api_key| TelnyxConfig {
+        base_url: String::new(),
+        api_key,
+        messaging_profile_id: None,
+        country_code: String::new(),
+    });
+    if let Some(telnyx) = telnyx.as_mut() {
+        telnyx.base_url = r.url("TELNYX_API_URL", "https://api.telnyx.com/v2");
+        telnyx.messaging_profile_id = r.optional("TELNYX_MESSAGING_PROFILE_ID");
+        telnyx.country_code = r.optional("TELNYX_COUNTRY_CODE").unwrap_or_else(|| "US".into());
+    }
+    telnyx
 }

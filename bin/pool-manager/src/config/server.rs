@@ -1,5 +1,6 @@
 //! The HTTP server: where it listens (`PORT`), who may call it (the admin key `POOL_API_KEY`,
-//! the claim keys, the metrics key) and its limits (requests in flight, timeouts, proxies
+//! the claim keys, the metrics key) and its limits (four budgets of requests in flight, header
+//! and body deadlines, timeouts, the service proxy's body cap, the claim keys' rate, proxies
 //! trusted for the client's address).
 
 use std::net::SocketAddr;
@@ -58,12 +59,33 @@ pub(super) fn read(r: &mut Reader<'_>) -> Server {
         metrics_key,
         metrics_refresh: r.millis("POOL_METRICS_REFRESH_MS", 5_000),
         max_in_flight: r.parse("POOL_MAX_IN_FLIGHT", 512, "a whole number"),
+        max_in_flight_public: r.parse("POOL_MAX_IN_FLIGHT_PUBLIC", 128, "a whole number"),
+        max_in_flight_console: r.parse("POOL_MAX_IN_FLIGHT_CONSOLE", 64, "a whole number"),
+        max_in_flight_agents: r.parse("POOL_MAX_IN_FLIGHT_AGENTS", 64, "a whole number"),
         header_read_timeout: r.millis("POOL_HEADER_READ_TIMEOUT_MS", 10_000),
+        body_read_timeout: r.millis("POOL_BODY_READ_TIMEOUT_MS", 10_000),
         request_timeout: r.millis("POOL_REQUEST_TIMEOUT_MS", 60_000),
         trusted_proxy_hops: r.parse("POOL_TRUSTED_PROXY_HOPS", 0, "a whole number of proxies"),
+        proxy_max_body: r.parse("POOL_PROXY_MAX_BODY", 10 * 1024 * 1024, "a number of bytes"),
+        claim_key_rate_per_minute: r.parse("POOL_CLAIM_KEY_RATE_PER_MINUTE", 60, "a whole number"),
     };
-    if security.max_in_flight == 0 {
-        r.problems.push("POOL_MAX_IN_FLIGHT must be at least 1".into());
+    // Four budgets of requests in flight (the claims keep the API's own), each at least one.
+    for (variable, n) in [
+        ("POOL_MAX_IN_FLIGHT", security.max_in_flight),
+        ("POOL_MAX_IN_FLIGHT_PUBLIC", security.max_in_flight_public),
+        ("POOL_MAX_IN_FLIGHT_CONSOLE", security.max_in_flight_console),
+        ("POOL_MAX_IN_FLIGHT_AGENTS", security.max_in_flight_agents),
+        ("POOL_CLAIM_KEY_RATE_PER_MINUTE", security.claim_key_rate_per_minute as usize),
+    ] {
+        if n == 0 {
+            r.problems.push(format!("{variable} must be at least 1"));
+        }
+    }
+    if security.proxy_max_body < pool_http::MAX_BODY {
+        r.problems.push(format!(
+            "POOL_PROXY_MAX_BODY must be at least {} bytes",
+            pool_http::MAX_BODY
+        ));
     }
     Server {
         listen: SocketAddr::from(([0, 0, 0, 0], port)),

@@ -6,9 +6,10 @@ use super::Env;
 pub const SECRETS_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 /// The fewest variables a valid configuration needs.
-pub const MINIMAL: [(&str, &str); 6] = [
+pub const MINIMAL: [(&str, &str); 7] = [
     ("POOL_API_KEY", "a-long-enough-admin-key"),
-    ("DATABASE_URL", "postgres://postgres@127.0.0.1/pool"),
+    ("DATABASE_URL", "postgres://postgres@db.example/pool?sslmode=verify-full"),
+    ("POOL_MAX_TOTAL", "50"),
     ("RAILWAY_API_TOKEN", "token"),
     ("RAILWAY_WORKSPACE_ID", "ws"),
     ("RAILWAY_ENVIRONMENT_NAME", "staging"),

@@ -159,6 +159,8 @@ pub(crate) struct ProjectPresence {
 #[cynic(graphql_type = "Project")]
 pub(crate) struct ProjectPresenceNode {
     pub id: cynic::Id,
+    pub name: String,
+    pub description: Option<String>,
     pub deleted_at: Option<DateTime>,
 }
 
