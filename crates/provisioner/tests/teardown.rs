@@ -172,30 +172,21 @@ async fn teardown_of_a_legacy_agent_deletes_its_service_and_volume_and_never_the
     );
 }
 
-/// Must show: a kill whose `projectDelete` applied and then timed out ends archived. Every
-/// repeat of the delete is answered "Not Authorized" (Railway's answer for a project already
-/// deleted); a read of the project confirms it is gone.
+/// Must show: a kill whose `projectDelete` applied and then timed out ends archived. The guard
+/// reads the project before the delete (it is the agent's, with this pool's marker), the delete
+/// applies and its answer never comes, and a read of the project confirms it is gone.
 #[tokio::test]
 async fn a_kill_whose_delete_applied_and_then_timed_out_ends_archived() {
     let pool = TestPool::start(unthrottled()).await;
     let ids = pool.idle_agents(1).await;
-    // The delete applies and its answer never comes; the read that would confirm it fails too
-    // this time, so the teardown is retried.
-    let timeout = OperationFaults {
-        timeout_after_apply: 1.0,
-        ..OperationFaults::default()
-    };
     pool.sim.set_faults(Faults {
-        operations: BTreeMap::from([
-            ("projectDelete".to_string(), timeout),
-            (
-                "project".to_string(),
-                OperationFaults {
-                    server_error: 1.0,
-                    ..OperationFaults::default()
-                },
-            ),
-        ]),
+        operations: BTreeMap::from([(
+            "projectDelete".to_string(),
+            OperationFaults {
+                timeout_after_apply: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
         ..Faults::default()
     });
     pool.provisioner.kill(&ids[0], "operator").await.unwrap();
@@ -203,9 +194,39 @@ async fn a_kill_whose_delete_applied_and_then_timed_out_ends_archived() {
         pool.sim.snapshot().live_projects().is_empty(),
         "the delete applied"
     );
-    let agent = pool.store.agent(&ids[0]).await.unwrap().unwrap();
-    assert_eq!(agent.status, AgentStatus::Deleting, "not confirmed yet");
-    // Railway is back; the retry's delete is answered "Not Authorized".
+    assert_eq!(
+        pool.store.agent(&ids[0]).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
+    );
+    pool.assert_nothing_leaked().await;
+}
+
+/// When the project cannot be read before the delete, nothing is deleted: the teardown waits
+/// for a read, and is retried.
+#[tokio::test]
+async fn a_project_that_cannot_be_read_is_not_deleted_until_it_can() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ids = pool.idle_agents(1).await;
+    pool.sim.set_faults(Faults {
+        operations: BTreeMap::from([(
+            "project".to_string(),
+            OperationFaults {
+                server_error: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..Faults::default()
+    });
+    pool.provisioner.kill(&ids[0], "operator").await.unwrap();
+    assert_eq!(
+        pool.sim.snapshot().live_projects().len(),
+        1,
+        "nothing deleted unread"
+    );
+    assert_eq!(
+        pool.store.agent(&ids[0]).await.unwrap().unwrap().status,
+        AgentStatus::Deleting
+    );
     pool.sim.set_faults(Faults::default());
     pool.db
         .client()
@@ -220,10 +241,6 @@ async fn a_kill_whose_delete_applied_and_then_timed_out_ends_archived() {
     assert_eq!(
         pool.store.agent(&ids[0]).await.unwrap().unwrap().status,
         AgentStatus::Deleted
-    );
-    assert!(
-        pool.sim.counters().quirks.contains_key("Not Authorized"),
-        "the repeated delete was answered Not Authorized"
     );
     pool.assert_nothing_leaked().await;
 }
@@ -391,4 +408,66 @@ proptest! {
         let ok = guard.marked_project(&project).is_ok();
         prop_assert_eq!(ok, !own && naming.is_marked(description.as_deref()) && naming.agent_id(&name).is_some());
     }
+}
+
+/// Issue 20: the guard trusted the database — `projectDelete` went to whatever project id the
+/// row held. Now it re-reads the project just before deleting: a row rewritten to point at
+/// another pool's project (named like ours or not), or at another agent's project of this very
+/// pool, is refused, and the project lives.
+#[tokio::test]
+async fn a_kill_whose_row_was_rewritten_never_deletes_the_project_it_points_at() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ids = pool.idle_agents(4).await;
+    let ours = pool.provisioner.naming().clone();
+    let theirs = Naming::new("convos-agent-", "0123456789abcdef0123456789abcdef", "staging").unwrap();
+    let strangers = [
+        // Another pool's project, named after the agent whose row was rewritten.
+        pool.sim
+            .create_foreign_project(&ours.name(&ids[0]), Some(&theirs.project_description(&ids[0]))),
+        // Another pool's project, under the old marker both pools shared.
+        pool.sim.create_foreign_project(
+            &ours.name(&ids[1]),
+            Some(&format!(
+                "[agent-pool pool=pool-own-project env=staging] agent {}.",
+                ids[1]
+            )),
+        ),
+        // This pool's own project of another agent (claimed, say).
+        pool.store
+            .agent(&ids[3])
+            .await
+            .unwrap()
+            .unwrap()
+            .project_id
+            .unwrap(),
+    ];
+    let client = pool.db.client().await;
+    for (id, project) in ids.iter().zip(&strangers) {
+        client
+            .execute(
+                "UPDATE agent_metadata SET railway_project_id = $2 WHERE id = $1",
+                &[&id.as_str(), project],
+            )
+            .await
+            .unwrap();
+        pool.provisioner.kill(id, "operator").await.unwrap();
+        let agent = pool.store.agent(id).await.unwrap().unwrap();
+        assert_eq!(agent.status, AgentStatus::Deleting, "the teardown did not finish");
+        let error = agent.last_error.unwrap_or_default();
+        assert!(error.contains("is not this pool's agent project"), "{error}");
+    }
+    let snapshot = pool.sim.snapshot();
+    for project in &strangers {
+        assert!(
+            snapshot.projects.iter().any(|p| &p.id == project && !p.deleted),
+            "{project} was deleted"
+        );
+    }
+    // The agent whose project agent 2's row was rewritten to is killed as ever: its own row
+    // names its own project.
+    pool.provisioner.kill(&ids[3], "operator").await.unwrap();
+    assert_eq!(
+        pool.store.agent(&ids[3]).await.unwrap().unwrap().status,
+        AgentStatus::Deleted
+    );
 }

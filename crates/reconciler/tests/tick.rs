@@ -397,6 +397,9 @@ async fn an_orphan_project_with_the_marker_is_deleted_and_an_unrelated_one_is_un
     let pool = TestPool::start(unthrottled()).await;
     let naming = pool.provisioner.naming().clone();
     let orphan_id = AgentId::random();
+    // The orphan's agent is known to this database (archived): its row was written before
+    // its project, as every creation's is.
+    archived_row(&pool, &orphan_id).await;
     let orphan = pool
         .railway
         .create_project(&NewProject {
@@ -439,11 +442,96 @@ async fn an_orphan_project_with_the_marker_is_deleted_and_an_unrelated_one_is_un
     assert_eq!(report.projects, 0);
 }
 
+/// An archived row for `id` (a creation that was torn down).
+async fn archived_row(pool: &TestPool, id: &AgentId) {
+    pool.db
+        .client()
+        .await
+        .execute(
+            "INSERT INTO agent_metadata (id, railway_project_id, status) VALUES ($1, '', 'deleted')",
+            &[&id.as_str()],
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 20: the sweep deletes only projects carrying this pool's id in their marker, named
+/// after an agent this database knows, at most `max_deletes` a pass. Another pool's project —
+/// even one named like ours, even under the old-form marker both pools shared — is never
+/// deleted; nor is a project of ours an empty or restored database has no row for.
 #[tokio::test]
-async fn a_key_and_inbox_left_by_an_archived_agent_are_swept() {
+async fn the_sweep_deletes_only_this_pools_projects_of_agents_it_knows_and_at_most_n_a_pass() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ours = pool.provisioner.naming().clone();
+    let theirs =
+        pool_provisioner::Naming::new("convos-agent-", "0123456789abcdef0123456789abcdef", "staging")
+            .unwrap();
+    let mut spared = Vec::new();
+    // Another pool's project, with an agent name this database even knows.
+    let known = AgentId::random();
+    archived_row(&pool, &known).await;
+    spared.push(
+        pool.sim
+            .create_foreign_project(&ours.name(&known), Some(&theirs.project_description(&known))),
+    );
+    // The old shared marker (`pool=pool-own-project`, what two pools with one RAILWAY_PROJECT_ID
+    // both wrote).
+    let old = AgentId::random();
+    archived_row(&pool, &old).await;
+    spared.push(pool.sim.create_foreign_project(
+        &ours.name(&old),
+        Some(&format!(
+            "[agent-pool pool=pool-own-project env=staging] agent {old}."
+        )),
+    ));
+    // Our marker, but an agent this database has no row for (a restored or empty database).
+    let stranger = AgentId::random();
+    spared.push(
+        pool.sim
+            .create_foreign_project(&ours.name(&stranger), Some(&ours.project_description(&stranger))),
+    );
+    // Three true orphans.
+    let mut orphans = Vec::new();
+    for _ in 0..3 {
+        let id = AgentId::random();
+        archived_row(&pool, &id).await;
+        orphans.push(
+            pool.sim
+                .create_foreign_project(&ours.name(&id), Some(&ours.project_description(&id))),
+        );
+    }
+    let first = sweep_orphans(&pool.provisioner, Duration::ZERO, 2).await;
+    assert_eq!(
+        (first.projects, first.deferred, first.unknown),
+        (2, 1, 1),
+        "{first:?}"
+    );
+    let second = sweep_orphans(&pool.provisioner, Duration::ZERO, 2).await;
+    assert_eq!(second.projects, 1, "{second:?}");
+    let snapshot = pool.sim.snapshot();
+    let alive = |id: &str| snapshot.projects.iter().any(|p| p.id == id && !p.deleted);
+    for id in &spared {
+        assert!(alive(id), "{id} was deleted");
+    }
+    for id in &orphans {
+        assert!(!alive(id), "{id} is an orphan");
+    }
+}
+
+#[tokio::test]
+async fn a_key_left_by_an_archived_agent_and_an_inbox_no_row_records_are_swept() {
     let pool = TestPool::start(unthrottled()).await;
     let id = pool.create_one().await.unwrap();
     let agent = pool.store.agent(&id).await.unwrap().unwrap();
+    // The agent's inbox, made on first use; then forgotten by a teardown gone wrong.
+    pool.provisioner
+        .provision_service(&agent, pool_store::ServiceKind::Email)
+        .await
+        .unwrap();
+    pool.store
+        .forget_service(&id, pool_store::ServiceKind::Email)
+        .await
+        .unwrap();
     // Simulate a teardown that lost track of the key and inbox (e.g. recorded as gone too early).
     pool.db
         .client()
