@@ -323,8 +323,25 @@ async fn login(
         }
         return response;
     }
+    // Read under the body-read deadline (408 when it passes), then parsed as a form.
+    let (parts, body) = request.into_parts();
+    let bytes = match crate::body::read_body(
+        axum::extract::Request::from_parts(parts.clone(), body),
+        &state,
+        crate::MAX_BODY,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let mut response = page(&LoginPage::new("The sign-in form did not arrive whole.".into()));
+            *response.status_mut() = e.status;
+            return response;
+        }
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
     let Ok(Form(form)) = Form::<HashMap<String, String>>::from_request(request, &state).await else {
-        let mut response = page(&LoginPage::new("The sign-in form did not arrive whole.".into()));
+        let mut response = page(&LoginPage::new("The sign-in form could not be read.".into()));
         *response.status_mut() = StatusCode::BAD_REQUEST;
         return response;
     };
