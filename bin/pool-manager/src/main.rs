@@ -74,6 +74,8 @@ async fn run() -> Result<(), String> {
         }
     }
     check_secrets(&store).await?;
+    // Once every secret was found sealed, plaintext is refused (pool_identity, V12).
+    store.refresh_secrets_sealed().await.map_err(|e| e.to_string())?;
 
     let (railway, deleter) =
         RailwayClient::with_project_deleter(config.railway.clone()).map_err(|e| e.to_string())?;
@@ -207,6 +209,10 @@ async fn secrets_upkeep(store: Store, reconciler: Reconciler, stop: watch::Recei
     let keys = store.config().secrets.clone();
     let mut first = true;
     loop {
+        // Whether plaintext is refused now (another replica's pass may have sealed the rest).
+        if let Err(e) = store.refresh_secrets_sealed().await {
+            tracing::warn!(error = %e, "could not read whether every secret is sealed");
+        }
         if first || reconciler.is_leader() {
             match store.upkeep_secrets(SECRETS_UPKEEP_BATCH).await {
                 Ok(done) => {
@@ -214,6 +220,17 @@ async fn secrets_upkeep(store: Store, reconciler: Reconciler, stop: watch::Recei
                         Ok(census) => census.not_current(&keys),
                         Err(_) => -1,
                     };
+                    if left == 0 {
+                        match store.seal_for_good_if_done().await {
+                            Ok(true) => tracing::info!(
+                                "every stored secret is sealed: plaintext values are refused from now on"
+                            ),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not record that every secret is sealed")
+                            }
+                        }
+                    }
                     if first || done != pool_store::SecretsUpkeep::default() {
                         tracing::info!(
                             sealed = done.sealed,

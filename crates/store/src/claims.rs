@@ -345,7 +345,21 @@ async fn idempotent_claim(
             })?)
         }
         // Stored by an earlier version, before answers were sealed: the secrets upkeep seals it.
-        None => row.get(1),
+        // Once every secret was sealed, a plaintext answer was written by hand: refused.
+        None => {
+            let response: Option<serde_json::Value> = row.get(1);
+            if response.is_some() && keys.refuses_plaintext() {
+                return Err(StoreError::Secret(crate::SecretError {
+                    owner: format!(
+                        "the claim under idempotency key {:?}",
+                        key.chars().take(60).collect::<String>()
+                    ),
+                    column: "response",
+                    problem: crate::SecretProblem::Unsealed,
+                }));
+            }
+            response
+        }
     };
     Ok(Some(IdempotentClaim {
         agent_id,

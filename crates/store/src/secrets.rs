@@ -134,6 +134,9 @@ pub struct SecretsKeys {
     current: Option<Arc<SecretsKey>>,
     previous: Option<Arc<SecretsKey>>,
     plaintext: bool,
+    /// Set once the upkeep found every stored value sealed (`pool_identity.secrets_sealed_at`):
+    /// from then on a plaintext value is refused as tampered with. Shared by every clone.
+    sealed_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for SecretsKeys {
@@ -154,6 +157,7 @@ impl SecretsKeys {
             current: Some(Arc::new(current)),
             previous,
             plaintext: false,
+            sealed_only: Arc::default(),
         }
     }
 
@@ -237,16 +241,34 @@ impl SecretsKeys {
         ))
     }
 
+    /// True once every stored secret was found sealed: plaintext is refused from then on.
+    pub fn refuses_plaintext(&self) -> bool {
+        self.sealed_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Refuse plaintext from now on (or not): what `pool_identity.secrets_sealed_at` says.
+    pub(crate) fn set_refuse_plaintext(&self, refuse: bool) {
+        self.sealed_only.store(
+            refuse && self.current.is_some(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Opens a stored value for the place `at`. Plaintext (no `v1:` prefix) is returned as it
-    /// is; a sealed value opens only under its own key, in its own place.
+    /// is — until every stored value was found sealed ([`Self::refuses_plaintext`]): then a
+    /// plaintext value is one someone wrote into the database, and is refused as tampered
+    /// with. A sealed value opens only under its own key, in its own place.
     pub(crate) fn open(&self, stored: &str, at: &Binding) -> Result<SecretString, SecretError> {
-        let Some(rest) = stored.strip_prefix(PREFIX) else {
-            return Ok(SecretString::from(stored.to_string()));
-        };
         let problem = |problem| SecretError {
             owner: at.owner(),
             column: at.column,
             problem,
+        };
+        let Some(rest) = stored.strip_prefix(PREFIX) else {
+            if self.refuses_plaintext() {
+                return Err(problem(SecretProblem::Unsealed));
+            }
+            return Ok(SecretString::from(stored.to_string()));
         };
         let Some((key_id, body)) = rest.split_once(':') else {
             return Err(problem(SecretProblem::Malformed));
@@ -383,7 +405,7 @@ impl SecretError {
     pub fn is_tampered(&self) -> bool {
         matches!(
             self.problem,
-            SecretProblem::DoesNotDecrypt { .. } | SecretProblem::Malformed
+            SecretProblem::DoesNotDecrypt { .. } | SecretProblem::Malformed | SecretProblem::Unsealed
         )
     }
 }
@@ -418,6 +440,9 @@ pub enum SecretProblem {
     /// It has the sealed prefix but not the shape of a sealed value.
     #[error("it is not a well-formed sealed value")]
     Malformed,
+    /// It is plaintext, and every stored value was sealed: someone wrote it there.
+    #[error("it is not sealed, and every secret of this pool is: it was written into the database by hand")]
+    Unsealed,
 }
 
 #[cfg(test)]

@@ -81,6 +81,40 @@ const PLAINTEXT_SQL: &str = "SELECT (SELECT count(*) FROM (
          WHERE response IS NOT NULL OR sealed_response NOT LIKE 'v1:%')";
 
 impl Store {
+    /// Reads whether every stored secret was once found sealed (`pool_identity`), and from then
+    /// on refuses plaintext values as tampered with. Returns the flag.
+    pub async fn refresh_secrets_sealed(&self) -> Result<bool> {
+        let client = self.client().await?;
+        let sealed: bool = client
+            .query_one("SELECT secrets_sealed_at IS NOT NULL FROM pool_identity", &[])
+            .await?
+            .get(0);
+        self.keys().set_refuse_plaintext(sealed);
+        Ok(self.keys().refuses_plaintext())
+    }
+
+    /// Once the upkeep has sealed every stored value under the current key (no plaintext, no
+    /// value under another key), records it for every replica: plaintext is refused from then
+    /// on (issue 20: a value written into the database by hand was accepted as a secret).
+    /// Returns whether the pool refuses plaintext now.
+    pub async fn seal_for_good_if_done(&self) -> Result<bool> {
+        let keys = self.keys();
+        if !keys.seals() {
+            return Ok(false);
+        }
+        let census = self.secrets_census().await?;
+        if census.plaintext == 0 && census.not_current(keys) == 0 {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE pool_identity SET secrets_sealed_at = now() WHERE secrets_sealed_at IS NULL",
+                    &[],
+                )
+                .await?;
+        }
+        self.refresh_secrets_sealed().await
+    }
+
     /// Counts the stored secrets by the key that sealed them.
     pub async fn secrets_census(&self) -> Result<SecretsCensus> {
         let client = self.client().await?;

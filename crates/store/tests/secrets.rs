@@ -567,3 +567,57 @@ async fn a_store_without_keys_writes_no_secret_unless_plaintext_was_asked_for() 
         SecretProblem::NoKey { .. }
     ));
 }
+
+/// Issue 20: once the upkeep has sealed every value, a plaintext value is refused — one written
+/// into the database by hand is no gateway token. Before that, plaintext left by earlier
+/// versions is read (and sealed by the upkeep).
+#[tokio::test]
+async fn once_every_secret_is_sealed_a_plaintext_value_is_refused_as_tampered_with() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    db.seed_idle_agents(&[
+        pool_store::testing::SeedAgent {
+            id: "sealedagent1".into(),
+            project_id: "prj-1".into(),
+            environment_id: "env-1".into(),
+            service_id: "svc-1".into(),
+            domain: "a-1.up.railway.app".into(),
+            token: "token-1".into(),
+        },
+        pool_store::testing::SeedAgent {
+            id: "sealedagent2".into(),
+            project_id: "prj-2".into(),
+            environment_id: "env-2".into(),
+            service_id: "svc-2".into(),
+            domain: "a-2.up.railway.app".into(),
+            token: "token-2".into(),
+        },
+    ])
+    .await;
+    let client = db.client().await;
+    let plaintext = "UPDATE agent_metadata SET gateway_token = 'written-by-hand' WHERE id = 'sealedagent2'";
+    client.batch_execute(plaintext).await.unwrap();
+    // Not everything is sealed yet: plaintext is read, and the pool does not seal for good.
+    assert!(!store.seal_for_good_if_done().await.unwrap());
+    let id2 = pool_store::AgentId::parse("sealedagent2").unwrap();
+    let agent = store.agent(&id2).await.unwrap().unwrap();
+    assert!(agent.unreadable_secrets.is_empty());
+    store.upkeep_secrets(100).await.unwrap();
+    assert!(
+        store.seal_for_good_if_done().await.unwrap(),
+        "everything is sealed now"
+    );
+
+    // Now a plaintext value is refused, by this store and by any that reads the flag.
+    client.batch_execute(plaintext).await.unwrap();
+    let other = db.store().await;
+    assert!(other.refresh_secrets_sealed().await.unwrap());
+    for store in [&store, &other] {
+        let agent = store.agent(&id2).await.unwrap().unwrap();
+        assert!(agent.secrets.is_none());
+        let problem = agent.tampered_secret().expect("refused as tampered with");
+        assert_eq!(problem.problem, pool_store::SecretProblem::Unsealed, "{problem}");
+    }
+    let report = store.upkeep_secrets(100).await.unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+}
