@@ -430,3 +430,69 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
     let page = console.request(Method::GET, "/", Some(&token), None, None).await;
     assert!(!page.text.contains("Creation is stopped"));
 }
+
+/// Issue 20: `/?notice=` showed whatever text a link carried; now only a notice the console
+/// wrote itself (signed) is shown. And an agent's invite is a link (and a QR code) only when it
+/// is a Convos invite.
+#[tokio::test]
+async fn only_the_consoles_own_notices_are_shown_and_only_convos_invites_are_links() {
+    let console = Console::start().await;
+    let (token, csrf) = console.sign_in().await;
+    let forged = console
+        .request(
+            Method::GET,
+            "/?notice=Your+session+expired%2C+sign+in+at+evil.example",
+            Some(&token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::OK);
+    assert!(!forged.text.contains("evil.example"), "attacker text shown");
+    let forged_sig = console
+        .request(
+            Method::GET,
+            "/?notice=Hello+attacker&sig=00ff",
+            Some(&token),
+            None,
+            None,
+        )
+        .await;
+    assert!(!forged_sig.text.contains("Hello attacker"));
+    let own = console
+        .request(
+            Method::POST,
+            "/console/add",
+            Some(&token),
+            Some(format!("csrf={csrf}&count=1")),
+            Some("https://pool.example"),
+        )
+        .await;
+    let location = own.headers[header::LOCATION].to_str().unwrap().to_string();
+    let shown = console
+        .request(Method::GET, &location, Some(&token), None, None)
+        .await;
+    assert!(
+        shown.text.contains("Creating 1 agent(s)."),
+        "the console's own notice: {location}"
+    );
+
+    // A claimed agent whose agent answered a foreign invite: no link on the fleet page.
+    let id = console.pool.idle_agents(1).await.remove(0);
+    console
+        .pool
+        .db
+        .client()
+        .await
+        .execute(
+            "UPDATE agent_metadata SET status = 'claimed', claimed_at = now(), invite_url = 'https://evil.example/phish' WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .unwrap();
+    let fleet = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert!(
+        !fleet.text.contains("href=\"https://evil.example"),
+        "a foreign invite became a link"
+    );
+}

@@ -238,7 +238,10 @@ fn to_login() -> Response {
     secure(Redirect::to("/login").into_response())
 }
 
-fn back(notice: &str) -> Response {
+/// Back to the fleet with a notice. The notice travels in the URL, signed (an HMAC under a key
+/// derived from the console's credentials): the fleet page shows only notices the console
+/// wrote, never text an attacker put in a link (`/?notice=…` showed anything before).
+fn back(state: &AppState, notice: &str) -> Response {
     let encoded: String = notice
         .bytes()
         .map(|b| match b {
@@ -247,7 +250,8 @@ fn back(notice: &str) -> Response {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    secure(Redirect::to(&format!("/?notice={encoded}")).into_response())
+    let sig = signin::notice_signature(state, notice);
+    secure(Redirect::to(&format!("/?notice={encoded}&sig={sig}")).into_response())
 }
 
 /// A form post is accepted only with the session's CSRF token and, when the browser says
@@ -535,16 +539,16 @@ async fn add(
 ) -> Response {
     signed_post!(state, headers, form);
     let Some(n) = count(&form) else {
-        return back("Give a count from 1 to 20.");
+        return back(&state, "Give a count from 1 to 20.");
     };
     if let Err(e) = state
         .provisioner
         .start_creations(pool_provisioner::CreationDemand::Exactly(n as usize))
         .await
     {
-        return back(&format!("Could not add agents: {e}"));
+        return back(&state, &format!("Could not add agents: {e}"));
     }
-    back(&format!("Creating {n} agent(s)."))
+    back(&state, &format!("Creating {n} agent(s)."))
 }
 
 async fn drain(
@@ -554,11 +558,11 @@ async fn drain(
 ) -> Response {
     signed_post!(state, headers, form);
     let Some(n) = count(&form) else {
-        return back("Give a count from 1 to 20.");
+        return back(&state, "Give a count from 1 to 20.");
     };
     match state.provisioner.drain(n as usize).await {
-        Ok(ids) => back(&format!("Draining {} agent(s).", ids.len())),
-        Err(e) => back(&format!("Drain failed: {e}")),
+        Ok(ids) => back(&state, &format!("Draining {} agent(s).", ids.len())),
+        Err(e) => back(&state, &format!("Drain failed: {e}")),
     }
 }
 
@@ -569,11 +573,14 @@ async fn redeploy(
 ) -> Response {
     signed_post!(state, headers, form);
     match state.provisioner.request_redeploy(None).await {
-        Ok(p) => back(&format!(
-            "Redeploying to {}: {} requested, {} in progress, {} waiting.",
-            p.image, p.requested, p.in_progress, p.waiting
-        )),
-        Err(e) => back(&format!("Redeploy failed: {e}")),
+        Ok(p) => back(
+            &state,
+            &format!(
+                "Redeploying to {}: {} requested, {} in progress, {} waiting.",
+                p.image, p.requested, p.in_progress, p.waiting
+            ),
+        ),
+        Err(e) => back(&state, &format!("Redeploy failed: {e}")),
     }
 }
 
@@ -585,14 +592,14 @@ async fn kill(
 ) -> Response {
     signed_post!(state, headers, form);
     let Ok(agent) = crate::routes::agent_id(&id) else {
-        return back("No such agent.");
+        return back(&state, "No such agent.");
     };
     match state.provisioner.kill(&agent, "killed from the console").await {
         Ok(()) => {
             state.control.tick_soon();
-            back(&format!("Agent {id} is being torn down."))
+            back(&state, &format!("Agent {id} is being torn down."))
         }
-        Err(e) => back(&format!("Kill failed: {e}")),
+        Err(e) => back(&state, &format!("Kill failed: {e}")),
     }
 }
 
@@ -604,11 +611,11 @@ async fn dismiss(
 ) -> Response {
     signed_post!(state, headers, form);
     let Ok(agent) = crate::routes::agent_id(&id) else {
-        return back("No such agent.");
+        return back(&state, "No such agent.");
     };
     match state.provisioner.dismiss_crashed(&agent).await {
-        Ok(()) => back(&format!("Agent {id} dismissed.")),
-        Err(e) => back(&format!("Dismiss failed: {e}")),
+        Ok(()) => back(&state, &format!("Agent {id} dismissed.")),
+        Err(e) => back(&state, &format!("Dismiss failed: {e}")),
     }
 }
 
@@ -632,7 +639,7 @@ async fn launch(
     state.control.tick_soon();
     match result {
         Ok(claimed) => page(&LaunchedPage::new(&session.csrf, &claimed)),
-        Err(e) => back(&format!("Launch failed: {e}")),
+        Err(e) => back(&state, &format!("Launch failed: {e}")),
     }
 }
 

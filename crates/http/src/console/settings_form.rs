@@ -59,21 +59,24 @@ pub(super) async fn save(
     signed_post!(state, headers, form);
     let patch = match patch(&form) {
         Ok(p) => p,
-        Err(problem) => return back(&format!("Settings not changed: {problem}.")),
+        Err(problem) => return back(&state, &format!("Settings not changed: {problem}.")),
     };
     match state.provisioner.update_settings(&patch, ACTOR).await {
         Ok((before, after)) => {
             state.control.tick_soon();
             if before.settings == after.settings {
-                back("Settings unchanged.")
+                back(&state, "Settings unchanged.")
             } else {
-                back(&format!(
-                    "Settings saved: minIdle {} → {}.",
-                    before.settings.min_idle, after.settings.min_idle
-                ))
+                back(
+                    &state,
+                    &format!(
+                        "Settings saved: minIdle {} → {}.",
+                        before.settings.min_idle, after.settings.min_idle
+                    ),
+                )
             }
         }
-        Err(e) => back(&format!("Settings not changed: {e}.")),
+        Err(e) => back(&state, &format!("Settings not changed: {e}.")),
     }
 }
 
@@ -86,10 +89,10 @@ pub(super) async fn resume(
     match state.provisioner.store().release_brake(ACTOR).await {
         Ok(true) => {
             state.control.tick_soon();
-            back("Creation resumed.")
+            back(&state, "Creation resumed.")
         }
-        Ok(false) => back("Creation was not stopped."),
-        Err(e) => back(&format!("Could not resume creation: {e}")),
+        Ok(false) => back(&state, "Creation was not stopped."),
+        Err(e) => back(&state, &format!("Could not resume creation: {e}")),
     }
 }
 

@@ -49,6 +49,21 @@ fn key_fingerprint(state: &AppState) -> ring::digest::Digest {
     context.finish()
 }
 
+/// The signature of a console notice (see `back`): hex HMAC-SHA-256 under a key bound to the
+/// console's credentials.
+pub(crate) fn notice_signature(state: &AppState, notice: &str) -> String {
+    let mut context = Context::new(&SHA256);
+    context.update(b"pool-console-notice\0");
+    context.update(key_fingerprint(state).as_ref());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, context.finish().as_ref());
+    hex(ring::hmac::sign(&key, notice.as_bytes()).as_ref())
+}
+
+/// True when `signature` is `notice`'s.
+pub(crate) fn notice_is_signed(state: &AppState, notice: &str, signature: &str) -> bool {
+    crate::auth::secret_matches(notice_signature(state, notice).as_bytes(), signature.as_bytes())
+}
+
 /// What a session token is stored (and looked up) as: hex SHA-256, bound to the keys.
 pub(crate) fn session_hash(state: &AppState, token: &str) -> String {
     let mut context = Context::new(&SHA256);

@@ -84,14 +84,31 @@ impl From<&Agent> for AgentRow {
                 .unwrap_or("—")
                 .to_string(),
             agent_name: a.agent_name.clone().unwrap_or_default(),
-            // Only https links are rendered as links (the invite comes from an agent).
-            invite_url: a
-                .invite_url
-                .clone()
-                .filter(|u| u.starts_with("https://"))
-                .unwrap_or_default(),
+            // Only a Convos invite is rendered as a link (the invite comes from an agent).
+            invite_url: a.invite_url.as_deref().and_then(invite_link).unwrap_or_default(),
         }
     }
+}
+
+/// An agent's invite URL, if it is one to link to: `https://` on `convos.org` or one of its
+/// subdomains (`popup.convos.org`, `dev.convos.org`: the invites the runtime makes, Node's
+/// `pool/src/index.ts:971-974`), at most 2 KiB, no whitespace, quotes or angle brackets. The
+/// agent supplies it; anything else is shown as text, never as a link or a QR code.
+pub(crate) fn invite_link(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let host = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    let host_ok = host == "convos.org"
+        || host.strip_suffix(".convos.org").is_some_and(|sub| {
+            !sub.is_empty()
+                && sub
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        });
+    let chars_ok = url.len() <= 2048
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`'));
+    (host_ok && chars_ok).then(|| url.to_string())
 }
 
 /// The figures above the table.
@@ -320,8 +337,14 @@ impl FleetPage {
         Ok(Self {
             signed_in: true,
             csrf: csrf.to_string(),
+            // Only a notice the console itself wrote (signed) is shown.
             notice: query
                 .get("notice")
+                .filter(|n| {
+                    query
+                        .get("sig")
+                        .is_some_and(|sig| super::signin::notice_is_signed(state, n, sig))
+                })
                 .cloned()
                 .unwrap_or_default()
                 .chars()
@@ -510,6 +533,8 @@ pub struct LaunchedPage {
     notice: String,
     instance_id: String,
     invite_url: String,
+    /// The invite as a link (empty when it is not one to link to).
+    invite_link: String,
     conversation_id: String,
     joined: bool,
     qr_svg: String,
@@ -518,24 +543,59 @@ pub struct LaunchedPage {
 impl LaunchedPage {
     /// The page shown after a launch, with the invite as a QR code.
     pub fn new(csrf: &str, claimed: &ClaimResponse) -> Self {
-        // The QR code is drawn here, as SVG: no external service sees the invite.
-        let qr_svg = qrcode::QrCode::new(claimed.invite_url.as_bytes())
-            .map(|code| {
-                code.render::<qrcode::render::svg::Color<'_>>()
-                    .min_dimensions(200, 200)
-                    .quiet_zone(true)
-                    .build()
-            })
-            .unwrap_or_default();
+        // The QR code is drawn here, as SVG: no external service sees the invite. Only an
+        // invite that is a Convos link gets one.
+        let invite_link = invite_link(&claimed.invite_url).unwrap_or_default();
+        let qr_svg = if invite_link.is_empty() {
+            String::new()
+        } else {
+            qrcode::QrCode::new(invite_link.as_bytes())
+                .map(|code| {
+                    code.render::<qrcode::render::svg::Color<'_>>()
+                        .min_dimensions(200, 200)
+                        .quiet_zone(true)
+                        .build()
+                })
+                .unwrap_or_default()
+        };
         Self {
             signed_in: true,
             csrf: csrf.to_string(),
             notice: String::new(),
             instance_id: claimed.instance_id.clone(),
             invite_url: claimed.invite_url.clone(),
+            invite_link,
             conversation_id: claimed.conversation_id.clone(),
             joined: claimed.joined,
             qr_svg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_convos_invites_are_links() {
+        for good in [
+            "https://popup.convos.org/v2?i=abc",
+            "https://dev.convos.org/v2?i=1",
+            "https://convos.org/x",
+        ] {
+            assert_eq!(invite_link(good).as_deref(), Some(good));
+        }
+        for bad in [
+            "http://popup.convos.org/v2",
+            "https://evil.example/popup.convos.org",
+            "https://popup.convos.org.evil.example/",
+            "https://evilconvos.org/",
+            "javascript:alert(1)",
+            "https://popup.convos.org/\"><script>",
+            "https://popup.convos.org/a b",
+            "",
+        ] {
+            assert_eq!(invite_link(bad), None, "{bad}");
         }
     }
 }
