@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, FromRequest, Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -30,8 +30,7 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::AppState;
-use crate::auth::is_admin_key;
-use signin::{ClientAddress, session_hash};
+use signin::session_hash;
 use views::{AgentPage, FleetPage, LaunchedPage, LoginPage, fleet_json};
 
 /// The session cookie's name on plain HTTP (`POOL_CONSOLE_INSECURE_COOKIES`).
@@ -130,7 +129,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session_first));
     Router::new()
         .route("/", get(fleet))
-        .route("/login", get(login_page).post(login))
+        .route("/login", get(login_page).post(signin::login))
         .route("/agents/{id}", get(agent))
         .route("/console/fleet.json", get(fleet_data))
         .route("/console/app.js", get(script))
@@ -290,120 +289,6 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
         return secure(Redirect::to("/").into_response());
     }
     page(&LoginPage::new(String::new()))
-}
-
-async fn login(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    request: axum::extract::Request,
-) -> Response {
-    let store = state.provisioner.store();
-    let limit = state.console.sign_in_limit();
-    let address = client.key();
-    // Refused before the form is even read: a locked-out guesser learns nothing, even with
-    // the right key. The count is every replica's (Postgres).
-    let refused = match store.sign_in_refused(&address, &limit).await {
-        Ok(refused) => refused,
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the sign-in limit");
-            return secure(
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unreachable; try again",
-                )
-                    .into_response(),
-            );
-        }
-    };
-    if let Some(retry_after) = refused {
-        let secs = retry_after.as_secs().max(1);
-        tracing::warn!(client = ?client.0, retry_after_s = secs, "console sign-in refused: too many failed attempts");
-        let mut response = page(&LoginPage::new(format!(
-            "Too many failed sign-ins. Try again in {secs} s."
-        )));
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
-    }
-    // Read under the body-read deadline (408 when it passes), then parsed as a form.
-    let (parts, body) = request.into_parts();
-    let bytes = match crate::body::read_body(
-        axum::extract::Request::from_parts(parts.clone(), body),
-        &state,
-        crate::MAX_BODY,
-    )
-    .await
-    {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let mut response = page(&LoginPage::new("The sign-in form did not arrive whole.".into()));
-            *response.status_mut() = e.status;
-            return response;
-        }
-    };
-    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-    let Ok(Form(form)) = Form::<HashMap<String, String>>::from_request(request, &state).await else {
-        let mut response = page(&LoginPage::new("The sign-in form could not be read.".into()));
-        *response.status_mut() = StatusCode::BAD_REQUEST;
-        return response;
-    };
-    let presented = form.get("key").map(String::as_str).unwrap_or("");
-    let password_ok = state
-        .console
-        .admin_password
-        .as_ref()
-        .is_some_and(|p| crate::auth::key_matches(p, presented));
-    if !(is_admin_key(&state, presented) || password_ok) {
-        match store.sign_in_failed(&address, &limit).await {
-            Ok(Some(lockout)) => tracing::warn!(
-                client = ?client.0,
-                lockout_s = lockout.as_secs(),
-                "console sign-in: too many failed attempts from one address; locked out"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not count a failed sign-in"),
-        }
-        tracing::warn!(client = ?client.0, "console sign-in failed: wrong key or password");
-        let mut response = page(&LoginPage::new("That key is not right.".into()));
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return response;
-    }
-    if let Err(e) = store.sign_in_succeeded(&address).await {
-        tracing::warn!(error = %e, "could not clear a sign-in count");
-    }
-    let (token, csrf) = (random_token(), random_token());
-    if let Err(e) = state
-        .provisioner
-        .store()
-        .create_session(&session_hash(&state, &token), &csrf, state.console.session_ttl)
-        .await
-    {
-        tracing::error!(error = %e, "could not record a console session");
-        return secure(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unreachable; try again",
-            )
-                .into_response(),
-        );
-    }
-    let secure_flag = if state.console.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure_flag}",
-        state.console.cookie_name(),
-        state.console.session_ttl.as_secs()
-    );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    secure(response)
 }
 
 async fn logout(

@@ -31,7 +31,16 @@ use axum::http::request::Parts;
 use ring::digest::{Context, SHA256};
 use secrecy::ExposeSecret;
 
+use std::collections::HashMap;
+
+use axum::extract::{Form, FromRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::views::LoginPage;
+use super::{page, random_token, secure};
 use crate::AppState;
+use crate::auth::is_admin_key;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -135,6 +144,122 @@ impl FromRequestParts<AppState> for ClientAddress {
             .map(|ConnectInfo(addr)| addr.ip());
         Ok(Self::of(&parts.headers, peer, state.security.trusted_proxy_hops))
     }
+}
+
+/// `POST /login`: the sign-in limit is checked before the form is read; the form is read
+/// under the body-read deadline; a success starts a session.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    request: axum::extract::Request,
+) -> Response {
+    let store = state.provisioner.store();
+    let limit = state.console.sign_in_limit();
+    let address = client.key();
+    // Refused before the form is even read: a locked-out guesser learns nothing, even with
+    // the right key. The count is every replica's (Postgres).
+    let refused = match store.sign_in_refused(&address, &limit).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the sign-in limit");
+            return secure(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unreachable; try again",
+                )
+                    .into_response(),
+            );
+        }
+    };
+    if let Some(retry_after) = refused {
+        let secs = retry_after.as_secs().max(1);
+        tracing::warn!(client = ?client.0, retry_after_s = secs, "console sign-in refused: too many failed attempts");
+        let mut response = page(&LoginPage::new(format!(
+            "Too many failed sign-ins. Try again in {secs} s."
+        )));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    // Read under the body-read deadline (408 when it passes), then parsed as a form.
+    let (parts, body) = request.into_parts();
+    let bytes = match crate::body::read_body(
+        axum::extract::Request::from_parts(parts.clone(), body),
+        &state,
+        crate::MAX_BODY,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let mut response = page(&LoginPage::new("The sign-in form did not arrive whole.".into()));
+            *response.status_mut() = e.status;
+            return response;
+        }
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    let Ok(Form(form)) = Form::<HashMap<String, String>>::from_request(request, &state).await else {
+        let mut response = page(&LoginPage::new("The sign-in form could not be read.".into()));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let presented = form.get("key").map(String::as_str).unwrap_or("");
+    let password_ok = state
+        .console
+        .admin_password
+        .as_ref()
+        .is_some_and(|p| crate::auth::key_matches(p, presented));
+    if !(is_admin_key(&state, presented) || password_ok) {
+        match store.sign_in_failed(&address, &limit).await {
+            Ok(Some(lockout)) => tracing::warn!(
+                client = ?client.0,
+                lockout_s = lockout.as_secs(),
+                "console sign-in: too many failed attempts from one address; locked out"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not count a failed sign-in"),
+        }
+        tracing::warn!(client = ?client.0, "console sign-in failed: wrong key or password");
+        let mut response = page(&LoginPage::new("That key is not right.".into()));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    if let Err(e) = store.sign_in_succeeded(&address).await {
+        tracing::warn!(error = %e, "could not clear a sign-in count");
+    }
+    let (token, csrf) = (random_token(), random_token());
+    if let Err(e) = state
+        .provisioner
+        .store()
+        .create_session(&session_hash(&state, &token), &csrf, state.console.session_ttl)
+        .await
+    {
+        tracing::error!(error = %e, "could not record a console session");
+        return secure(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unreachable; try again",
+            )
+                .into_response(),
+        );
+    }
+    let secure_flag = if state.console.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure_flag}",
+        state.console.cookie_name(),
+        state.console.session_ttl.as_secs()
+    );
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    secure(response)
 }
 
 #[cfg(test)]
