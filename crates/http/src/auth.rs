@@ -149,7 +149,7 @@ pub fn caller_of(state: &AppState, presented: &str) -> Option<Caller> {
 }
 
 /// The `Authorization: Bearer …` key, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -171,7 +171,8 @@ pub(crate) async fn require(
     next: Next,
 ) -> Result<Response, ApiError> {
     match access {
-        Access::Open => Ok(next.run(request).await),
+        // The handler checks an agent's credentials itself (before the body).
+        Access::Open | Access::Agent => Ok(next.run(request).await),
         Access::Metrics => {
             if let Some(metrics_key) = &state.security.metrics_key {
                 let presented = bearer(request.headers()).unwrap_or("");

@@ -41,8 +41,8 @@ pub mod dto;
 mod error;
 pub mod metrics;
 pub mod openapi;
-pub mod route_table;
 pub mod proxy;
+pub mod route_table;
 pub mod routes;
 mod security;
 mod server;
@@ -120,7 +120,7 @@ pub fn router(state: AppState) -> Router {
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for (route, handler) in routes::routes() {
         let handler = match route.access {
-            route_table::Access::Open => handler,
+            route_table::Access::Open | route_table::Access::Agent => handler,
             access => {
                 let state = state.clone();
                 handler.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {

@@ -1,6 +1,8 @@
 //! The service proxy's routes, `/api/proxy/*`, with the Node pool's paths and payloads at the
 //! runtime's pinned commit (`pool/src/routes/serviceProxy.ts`, mounted at the app's root,
-//! `pool/src/index.ts:422`). Thin: each maps onto a [`pool_provisioner::Provisioner`] call.
+//! `pool/src/index.ts:422`); the route table lists them ([`crate::route_table::proxy_table`],
+//! [`crate::route_table::Access::Agent`]). Thin: each maps onto a
+//! [`pool_provisioner::Provisioner`] call.
 //!
 //! - Agents authenticate with `Authorization: Bearer <instanceId>:<gatewayToken>`
 //!   ([`AgentCaller`], checked before a byte of the body is read); the four (un)provision
@@ -21,204 +23,26 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::agent_auth::{AgentCaller, MISSING_CREDENTIALS, instance_credentials};
 use crate::error::ApiError;
-use crate::routes::Route;
+use crate::route_table::ProxyEndpoint;
 
-const AGENT_AUTH: (u16, &str, Option<&str>) = (
-    401,
-    "no Authorization: Bearer <instanceId>:<gatewayToken>",
-    Some("Error"),
-);
-const WRONG_AGENT: (u16, &str, Option<&str>) = (403, "Invalid instance ID or token", Some("Error"));
-const PASSED: (u16, &str, Option<&str>) = (200, "the provider's answer, as it came", None);
-const UPSTREAM: (u16, &str, Option<&str>) = (
-    502,
-    "the provider failed (its body is never passed on)",
-    Some("Error"),
-);
-const LIMITED: (u16, &str, Option<&str>) = (429, "this agent's rate limit (Retry-After)", Some("Error"));
-const NOT_PROVISIONED: (u16, &str, Option<&str>) = (404, "no inbox or number provisioned", Some("Error"));
-const TOO_LARGE: (u16, &str, Option<&str>) = (413, "request body too large", Some("Error"));
-
-fn route(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    responses: &'static [(u16, &'static str, Option<&'static str>)],
-) -> Route {
-    Route {
-        method,
-        path,
-        summary,
-        auth: false,
-        request: None,
-        responses,
+/// The handler of one of the proxy's routes ([`crate::route_table::proxy_table`]).
+pub(crate) fn handler(endpoint: ProxyEndpoint) -> MethodRouter<AppState> {
+    match endpoint {
+        ProxyEndpoint::EmailProvision => post(email_provision),
+        ProxyEndpoint::SmsProvision => post(sms_provision),
+        ProxyEndpoint::EmailUnprovision => post(email_unprovision),
+        ProxyEndpoint::SmsUnprovision => post(sms_unprovision),
+        ProxyEndpoint::ServicesStatus => get(services_status),
+        ProxyEndpoint::Info => get(info),
+        ProxyEndpoint::EmailSend => post(email_send),
+        ProxyEndpoint::EmailMessages => get(email_messages),
+        ProxyEndpoint::EmailMessage => get(email_message),
+        ProxyEndpoint::EmailUpdate => patch(email_update),
+        ProxyEndpoint::EmailThreads => get(email_threads),
+        ProxyEndpoint::SmsSend => post(sms_send),
+        ProxyEndpoint::SmsRecords => get(sms_records),
+        ProxyEndpoint::SmsMessage => get(sms_message),
     }
-}
-
-/// The proxy's routes, for the route table.
-pub fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
-    const PROVISION: &[(u16, &str, Option<&str>)] = &[
-        (
-            200,
-            "the agent's inbox or number, and whether it was made now",
-            None,
-        ),
-        (400, "the admin key without instanceId", Some("Error")),
-        AGENT_AUTH,
-        WRONG_AGENT,
-        (404, "no such agent (admin key)", Some("Error")),
-        (
-            409,
-            "the agent is being torn down, or another provisioning runs",
-            Some("Error"),
-        ),
-        LIMITED,
-        UPSTREAM,
-        (503, "the service is not configured on this pool", Some("Error")),
-    ];
-    const DATA: &[(u16, &str, Option<&str>)] = &[
-        PASSED,
-        (400, "a malformed body, id or query", Some("Error")),
-        AGENT_AUTH,
-        WRONG_AGENT,
-        NOT_PROVISIONED,
-        TOO_LARGE,
-        LIMITED,
-        UPSTREAM,
-    ];
-    vec![
-        (
-            route(
-                "POST",
-                "/api/proxy/email/provision",
-                "An inbox for the agent on first use (agent credentials, or the admin key with {instanceId})",
-                PROVISION,
-            ),
-            post(email_provision),
-        ),
-        (
-            route(
-                "POST",
-                "/api/proxy/sms/provision",
-                "A phone number for the agent on first use (agent credentials, or the admin key with {instanceId})",
-                PROVISION,
-            ),
-            post(sms_provision),
-        ),
-        (
-            route(
-                "POST",
-                "/api/proxy/email/unprovision",
-                "Delete the agent's inbox",
-                PROVISION,
-            ),
-            post(email_unprovision),
-        ),
-        (
-            route(
-                "POST",
-                "/api/proxy/sms/unprovision",
-                "Release the agent's number (back to the pool's stock)",
-                PROVISION,
-            ),
-            post(sms_unprovision),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/services/status",
-                "An agent's inbox and number (admin key; ?instanceId=)",
-                &[
-                    (200, "inbox and number", None),
-                    (400, "no instanceId", Some("Error")),
-                    (401, "not the admin key", Some("Error")),
-                    (404, "no such agent", Some("Error")),
-                ],
-            ),
-            get(services_status),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/info",
-                "The calling agent's id, inbox and number",
-                &[(200, "its services", None), AGENT_AUTH, WRONG_AGENT, LIMITED],
-            ),
-            get(info),
-        ),
-        (
-            route(
-                "POST",
-                "/api/proxy/email/send",
-                "Send an email from the agent's inbox",
-                DATA,
-            ),
-            post(email_send),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/email/messages",
-                "The agent's messages (query forwarded as it came)",
-                DATA,
-            ),
-            get(email_messages),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/email/messages/{id}",
-                "One message of the agent's inbox, with attachment links",
-                DATA,
-            ),
-            get(email_message),
-        ),
-        (
-            route(
-                "PATCH",
-                "/api/proxy/email/messages/{id}",
-                "Change a message's labels",
-                DATA,
-            ),
-            patch(email_update),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/email/threads",
-                "The agent's threads (query forwarded as it came)",
-                DATA,
-            ),
-            get(email_threads),
-        ),
-        (
-            route(
-                "POST",
-                "/api/proxy/sms/send",
-                "Send a text from the agent's number",
-                DATA,
-            ),
-            post(sms_send),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/sms/records",
-                "Inbound records of the agent's number since it got it",
-                DATA,
-            ),
-            get(sms_records),
-        ),
-        (
-            route(
-                "GET",
-                "/api/proxy/sms/messages/{id}",
-                "One message of the agent's number",
-                DATA,
-            ),
-            get(sms_message),
-        ),
-    ]
 }
 
 /// A JSON object body of an agent's call, read after its credentials were checked: 413 beyond

@@ -59,6 +59,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::RailwayWebhook => post(crate::webhooks::railway),
         Endpoint::Kill => delete(kill),
         Endpoint::Dismiss => delete(dismiss),
+        Endpoint::Proxy(endpoint) => crate::proxy::handler(endpoint),
     }
 }
 

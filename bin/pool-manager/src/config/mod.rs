@@ -14,8 +14,8 @@ mod agents;
 mod console;
 mod database;
 mod deployment;
-mod railway;
 mod limits;
+mod railway;
 mod reader;
 mod reconciler;
 mod resources;
@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn plain_http_urls_are_refused_without_pool_allow_insecure_urls() {
-        let plain: [(&str, &str); 6] = [
+        let plain: [(&str, &str); 7] = [
+            ("POOL_URL", "http://127.0.0.1:8080"),
             ("RAILWAY_API_URL", "http://127.0.0.1:9/graphql/v2"),
             ("AGENT_URL_TEMPLATE", "http://127.0.0.1:9/agents/{domain}"),
             ("OPENROUTER_MANAGEMENT_KEY", "sim-openrouter-management-key"),

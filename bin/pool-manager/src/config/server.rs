@@ -75,7 +75,10 @@ pub(super) fn read(r: &mut Reader<'_>) -> Server {
         ("POOL_MAX_IN_FLIGHT_PUBLIC", security.max_in_flight_public),
         ("POOL_MAX_IN_FLIGHT_CONSOLE", security.max_in_flight_console),
         ("POOL_MAX_IN_FLIGHT_AGENTS", security.max_in_flight_agents),
-        ("POOL_CLAIM_KEY_RATE_PER_MINUTE", security.claim_key_rate_per_minute as usize),
+        (
+            "POOL_CLAIM_KEY_RATE_PER_MINUTE",
+            security.claim_key_rate_per_minute as usize,
+        ),
     ] {
         if n == 0 {
             r.problems.push(format!("{variable} must be at least 1"));

@@ -8,7 +8,10 @@ pub const SECRETS_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 /// The fewest variables a valid configuration needs.
 pub const MINIMAL: [(&str, &str); 7] = [
     ("POOL_API_KEY", "a-long-enough-admin-key"),
-    ("DATABASE_URL", "postgres://postgres@db.example/pool?sslmode=verify-full"),
+    (
+        "DATABASE_URL",
+        "postgres://postgres@db.example/pool?sslmode=verify-full",
+    ),
     ("POOL_MAX_TOTAL", "50"),
     ("RAILWAY_API_TOKEN", "token"),
     ("RAILWAY_WORKSPACE_ID", "ws"),
