@@ -1,12 +1,14 @@
-//! `cargo xtask image build|push`: the agent image, built and tagged as the CI workflow does.
+//! `cargo xtask image build|push`: the agent images, one per runtime, built and tagged as the
+//! CI workflow does.
 //!
-//! The agent runtime lives in another repository, xmtplabs/convos-managed-agent-runtime, so
-//! `build` needs a checkout of it (`--runtime-dir PATH`) and runs the two builds of
-//! `.github/workflows/agent-image.yml`:
-//! 1. the runtime's own `runtime/openclaw/Dockerfile` with the checkout's root as context,
-//!    tagged `runtime-<commit of the checkout>`;
-//! 2. `docker/agent/Dockerfile` on top of it (`RUNTIME_IMAGE`): the pool server as the default
-//!    command, and labels naming the runtime commit.
+//! The agent runtime lives in another repository, xmtplabs/convos-managed-agent-runtime, which
+//! ships one Dockerfile per runtime ([`RUNTIME_IMAGES`]: openclaw, hermes). `build` needs a
+//! checkout of it (`--runtime-dir PATH`) and runs, for each runtime asked for (`--runtime R`,
+//! repeatable; all of them without it), the two builds of `.github/workflows/agent-image.yml`:
+//! 1. the runtime's own Dockerfile with the checkout's root as context, tagged
+//!    `<image>:runtime-<commit of the checkout>`;
+//! 2. `docker/agent/Dockerfile` on top of it (`RUNTIME_IMAGE`, `RUNTIME_TYPE`): the pool server
+//!    as the default command, and labels naming the runtime commit.
 //!
 //! `--branch staging|main` gives the branch's moving tag and `sha-<commit>` (as the workflow
 //! does); `--tag T` (repeatable) names tags directly. `--dry-run` prints the docker commands
@@ -15,17 +17,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pool_provisioner::image::{DEFAULT_AGENT_IMAGE, tag_for_branch, tag_for_commit};
+use pool_provisioner::image::{RUNTIME_IMAGES, RuntimeImage, runtime_image, tag_for_branch, tag_for_commit};
 
 /// The repository the agent runtime lives in.
 pub const RUNTIME_REPOSITORY: &str = "xmtplabs/convos-managed-agent-runtime";
 
-/// The runtime commit this repository's build was checked against (its Dockerfile's path,
+/// The runtime commit this repository's build was checked against (its Dockerfiles' paths,
 /// context, package layout and entry point); the workflow pins the same one (a test checks).
 pub const CHECKED_RUNTIME_REF: &str = "723ba97820fa7c507471e797f1a80deea44375ca";
-
-/// The runtime's agent Dockerfile, relative to the runtime repository's root.
-pub const RUNTIME_DOCKERFILE: &str = "runtime/openclaw/Dockerfile";
 
 /// Railway runs amd64; the runtime's own CI builds only that, and so do we (also on an arm
 /// laptop, whose image would not start on Railway).
@@ -43,25 +42,28 @@ pub enum Action {
 /// A checkout of the agent runtime repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeCheckout {
-    /// Its root (the build context of the runtime's Dockerfile).
+    /// Its root (the build context of the runtimes' Dockerfiles).
     pub dir: PathBuf,
     /// The commit checked out.
     pub revision: String,
 }
 
 impl RuntimeCheckout {
-    /// The checkout at `dir`: it must hold the runtime's Dockerfile and be a git work tree.
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        if !dir.join(RUNTIME_DOCKERFILE).is_file() {
-            return Err(format!(
-                "{} has no {RUNTIME_DOCKERFILE}: --runtime-dir must be a checkout of {RUNTIME_REPOSITORY}",
-                dir.display()
-            ));
+    /// The checkout at `dir`: it must hold these runtimes' Dockerfiles and be a git work tree.
+    pub fn open(dir: &Path, runtimes: &[&RuntimeImage]) -> Result<Self, String> {
+        for runtime in runtimes {
+            if !dir.join(runtime.dockerfile).is_file() {
+                return Err(format!(
+                    "{} has no {}: --runtime-dir must be a checkout of {RUNTIME_REPOSITORY}",
+                    dir.display(),
+                    runtime.dockerfile
+                ));
+            }
         }
         let revision = git(dir, &["rev-parse", "HEAD"])?;
         if !git(dir, &["status", "--porcelain"])?.is_empty() {
             eprintln!(
-                "note: {} has uncommitted changes; the image's runtime-{revision} tag and labels will not describe it exactly",
+                "note: {} has uncommitted changes; the images' runtime-{revision} tags and labels will not describe it exactly",
                 dir.display()
             );
         }
@@ -76,9 +78,9 @@ impl RuntimeCheckout {
         })
     }
 
-    /// The image of the runtime's own Dockerfile, the base of the agent image.
-    pub fn image(&self) -> String {
-        format!("{DEFAULT_AGENT_IMAGE}:runtime-{}", self.revision)
+    /// The image of a runtime's own Dockerfile, the base of its agent image.
+    pub fn image(&self, runtime: &RuntimeImage) -> String {
+        format!("{}:runtime-{}", runtime.repository, self.revision)
     }
 }
 
@@ -89,25 +91,40 @@ pub fn workflow_tags(branch: &str, sha: &str) -> Result<Vec<String>, String> {
     Ok(vec![moving.to_string(), tag_for_commit(sha)])
 }
 
-/// The docker commands for an action on these tags (a build needs the runtime checkout).
+/// The runtimes named by `--runtime` (all of them when none is named).
+pub fn select_runtimes(names: &[String]) -> Result<Vec<&'static RuntimeImage>, String> {
+    if names.is_empty() {
+        return Ok(RUNTIME_IMAGES.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            runtime_image(n).ok_or_else(|| {
+                let known: Vec<&str> = RUNTIME_IMAGES.iter().map(|r| r.name).collect();
+                format!("unknown runtime {n:?} (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// The docker commands for an action on one runtime's image with these tags (a build needs the
+/// runtime checkout).
 pub fn docker_commands(
     action: Action,
+    image: &RuntimeImage,
     tags: &[String],
     runtime: Option<&RuntimeCheckout>,
 ) -> Result<Vec<Vec<String>>, String> {
-    let refs: Vec<String> = tags
-        .iter()
-        .map(|t| format!("{DEFAULT_AGENT_IMAGE}:{t}"))
-        .collect();
+    let refs: Vec<String> = tags.iter().map(|t| format!("{}:{t}", image.repository)).collect();
     let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<String>>();
     match action {
         Action::Build => {
             let runtime =
                 runtime.ok_or("image build needs --runtime-dir PATH (a checkout of the runtime)")?;
             let dir = runtime.dir.display().to_string();
-            let base = runtime.image();
+            let base = runtime.image(image);
             let mut first = strings(&["docker", "build", "--platform", PLATFORM, "--file"]);
-            first.push(format!("{dir}/{RUNTIME_DOCKERFILE}"));
+            first.push(format!("{dir}/{}", image.dockerfile));
             first.push("--label".into());
             first.push(format!(
                 "org.opencontainers.image.source=https://github.com/{RUNTIME_REPOSITORY}"
@@ -120,6 +137,8 @@ pub fn docker_commands(
             second.push(format!("RUNTIME_IMAGE={base}"));
             second.push("--build-arg".into());
             second.push(format!("RUNTIME_REF={}", runtime.revision));
+            second.push("--build-arg".into());
+            second.push(format!("RUNTIME_TYPE={}", image.name));
             for r in &refs {
                 second.push("--tag".into());
                 second.push(r.clone());
@@ -155,7 +174,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let usage = "usage: cargo xtask image build|push (--branch staging|main [--sha COMMIT] | --tag TAG...) \
-                 [--runtime-dir PATH] [--dry-run]\n  build needs --runtime-dir: a checkout of \
+                 [--runtime openclaw|hermes]... [--runtime-dir PATH] [--dry-run]\n  without --runtime, \
+                 every runtime's image\n  build needs --runtime-dir: a checkout of \
                  https://github.com/xmtplabs/convos-managed-agent-runtime";
     let action = match args.first().map(String::as_str) {
         Some("build") => Action::Build,
@@ -163,12 +183,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
         _ => return Err(usage.into()),
     };
     let (mut branch, mut sha, mut tags, mut dry_run, mut runtime_dir) = (None, None, Vec::new(), false, None);
+    let mut runtime_names = Vec::new();
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--branch" => branch = rest.next().cloned(),
             "--sha" => sha = rest.next().cloned(),
             "--tag" => tags.push(rest.next().cloned().ok_or("--tag needs a value")?),
+            "--runtime" => runtime_names.push(rest.next().cloned().ok_or("--runtime needs a name")?),
             "--runtime-dir" => {
                 runtime_dir = Some(PathBuf::from(rest.next().ok_or("--runtime-dir needs a path")?))
             }
@@ -186,12 +208,17 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if tags.is_empty() {
         return Err(usage.into());
     }
+    let images = select_runtimes(&runtime_names)?;
     let runtime = match (action, runtime_dir) {
-        (Action::Build, Some(dir)) => Some(RuntimeCheckout::open(&dir)?),
+        (Action::Build, Some(dir)) => Some(RuntimeCheckout::open(&dir, &images)?),
         (Action::Build, None) => return Err(usage.into()),
         (Action::Push, _) => None,
     };
-    for cmd in docker_commands(action, &tags, runtime.as_ref())? {
+    let mut commands = Vec::new();
+    for image in &images {
+        commands.extend(docker_commands(action, image, &tags, runtime.as_ref())?);
+    }
+    for cmd in commands {
         println!("{}", cmd.join(" "));
         if !dry_run {
             let status = Command::new(&cmd[0])
@@ -209,7 +236,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pool_provisioner::image::{select_image, tag_for_environment};
+    use pool_provisioner::image::{DEFAULT_AGENT_IMAGE, select_image, tag_for_environment};
 
     fn workflow() -> String {
         let path = concat!(
@@ -242,6 +269,52 @@ mod tests {
         (branches, arms)
     }
 
+    /// The workflow's matrix: (runtime, dockerfile, image) per entry, in order.
+    fn workflow_matrix(text: &str) -> Vec<(String, String, String)> {
+        let mut entries = Vec::new();
+        let mut lines = text.lines().map(str::trim);
+        while let Some(line) = lines.next() {
+            let Some(runtime) = line.strip_prefix("- runtime: ") else {
+                continue;
+            };
+            let mut field = |name: &str| {
+                lines
+                    .next()
+                    .and_then(|l| l.strip_prefix(name))
+                    .map(str::to_string)
+                    .unwrap_or_default()
+            };
+            let dockerfile = field("dockerfile: ");
+            let image = field("image: ");
+            entries.push((runtime.to_string(), dockerfile, image));
+        }
+        entries
+    }
+
+    #[test]
+    fn the_workflow_builds_every_runtime_from_its_own_dockerfile_into_its_own_image() {
+        let text = workflow();
+        let expected: Vec<(String, String, String)> = RUNTIME_IMAGES
+            .iter()
+            .map(|r| (r.name.into(), r.dockerfile.into(), r.repository.into()))
+            .collect();
+        assert_eq!(workflow_matrix(&text), expected);
+        assert!(text.contains("IMAGE: ${{ matrix.image }}\n"));
+        assert!(text.contains("file: runtime-src/${{ matrix.dockerfile }}\n"));
+        assert!(text.contains("RUNTIME_TYPE=${{ matrix.runtime }}\n"));
+        // Both Dockerfiles exist at the pinned runtime commit, when a checkout is beside us.
+        let checkout = Path::new("/work/runtime");
+        if checkout.join(".git").exists() {
+            for runtime in RUNTIME_IMAGES {
+                assert!(
+                    checkout.join(runtime.dockerfile).is_file(),
+                    "{}",
+                    runtime.dockerfile
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_workflow_tags_are_the_tags_the_pool_manager_selects() {
         let text = workflow();
@@ -251,7 +324,6 @@ mod tests {
         for (branch, tag) in &arms {
             assert_eq!(tag_for_branch(branch), Some(tag.as_str()), "branch {branch}");
         }
-        assert!(text.contains(&format!("IMAGE: {DEFAULT_AGENT_IMAGE}")));
         assert!(
             text.contains("${IMAGE}:sha-${SHA}"),
             "every push is also tagged sha-<commit>"
@@ -263,8 +335,10 @@ mod tests {
                 .find(|(b, _)| b == branch)
                 .map(|(_, t)| t.clone())
                 .unwrap();
-            let selected = select_image(DEFAULT_AGENT_IMAGE, None, environment).unwrap();
-            assert_eq!(selected.to_string(), format!("{DEFAULT_AGENT_IMAGE}:{pushed}"));
+            for runtime in RUNTIME_IMAGES {
+                let selected = select_image(runtime.repository, None, environment).unwrap();
+                assert_eq!(selected.to_string(), format!("{}:{pushed}", runtime.repository));
+            }
             assert_eq!(tag_for_environment(environment), Some(pushed.as_str()));
         }
     }
@@ -276,13 +350,13 @@ mod tests {
         assert!(text.contains(&format!("RUNTIME_REF: {CHECKED_RUNTIME_REF}")));
         // The runtime's Dockerfile with the runtime repository's root as its context.
         assert!(text.contains("context: runtime-src\n"));
-        assert!(text.contains(&format!("file: runtime-src/{RUNTIME_DOCKERFILE}\n")));
         assert!(text.contains("file: docker/agent/Dockerfile\n"));
         let dockerfile =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/agent/Dockerfile"))
                 .unwrap();
         assert!(dockerfile.contains(&format!("ARG RUNTIME_REF={CHECKED_RUNTIME_REF}\n")));
         assert!(dockerfile.contains("FROM ${RUNTIME_IMAGE}\n"));
+        assert!(dockerfile.contains("ENV RUNTIME_TYPE=${RUNTIME_TYPE}\n"));
         // The image's own command is the one the pool sets on Railway.
         let words: Vec<String> = pool_provisioner::DEFAULT_START_COMMAND
             .split(' ')
@@ -295,16 +369,21 @@ mod tests {
         );
     }
 
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
     #[test]
-    fn dry_run_commands_use_the_workflow_tags() {
+    fn dry_run_commands_build_each_runtime_with_the_workflow_tags() {
         let tags = workflow_tags("main", "0123abc").unwrap();
         let runtime = RuntimeCheckout {
             dir: PathBuf::from("../runtime"),
             revision: "feedbeef".into(),
         };
-        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let openclaw = runtime_image("openclaw").unwrap();
+        assert_eq!(openclaw.repository, DEFAULT_AGENT_IMAGE);
         assert_eq!(
-            docker_commands(Action::Build, &tags, Some(&runtime)).unwrap(),
+            docker_commands(Action::Build, openclaw, &tags, Some(&runtime)).unwrap(),
             vec![
                 words(
                     "docker build --platform linux/amd64 --file ../runtime/runtime/openclaw/Dockerfile \
@@ -315,28 +394,60 @@ mod tests {
                 words(
                     "docker build --platform linux/amd64 --file docker/agent/Dockerfile \
                      --build-arg RUNTIME_IMAGE=ghcr.io/xmtplabs/convos-agent:runtime-feedbeef \
-                     --build-arg RUNTIME_REF=feedbeef \
+                     --build-arg RUNTIME_REF=feedbeef --build-arg RUNTIME_TYPE=openclaw \
                      --tag ghcr.io/xmtplabs/convos-agent:production --tag ghcr.io/xmtplabs/convos-agent:sha-0123abc \
                      docker/agent"
                 ),
             ]
         );
-        assert!(docker_commands(Action::Build, &tags, None).is_err());
+        let hermes = runtime_image("hermes").unwrap();
         assert_eq!(
-            docker_commands(Action::Push, &workflow_tags("staging", "fff").unwrap(), None).unwrap(),
+            docker_commands(Action::Build, hermes, &tags, Some(&runtime)).unwrap(),
             vec![
-                vec![
-                    "docker".to_string(),
-                    "push".into(),
-                    "ghcr.io/xmtplabs/convos-agent:staging".into()
-                ],
-                vec![
-                    "docker".to_string(),
-                    "push".into(),
-                    "ghcr.io/xmtplabs/convos-agent:sha-fff".into()
-                ],
+                words(
+                    "docker build --platform linux/amd64 --file ../runtime/runtime/hermes/Dockerfile \
+                     --label org.opencontainers.image.source=https://github.com/xmtplabs/convos-managed-agent-runtime \
+                     --label org.opencontainers.image.revision=feedbeef \
+                     --tag ghcr.io/xmtplabs/convos-agent-hermes:runtime-feedbeef ../runtime"
+                ),
+                words(
+                    "docker build --platform linux/amd64 --file docker/agent/Dockerfile \
+                     --build-arg RUNTIME_IMAGE=ghcr.io/xmtplabs/convos-agent-hermes:runtime-feedbeef \
+                     --build-arg RUNTIME_REF=feedbeef --build-arg RUNTIME_TYPE=hermes \
+                     --tag ghcr.io/xmtplabs/convos-agent-hermes:production \
+                     --tag ghcr.io/xmtplabs/convos-agent-hermes:sha-0123abc docker/agent"
+                ),
+            ]
+        );
+        assert!(docker_commands(Action::Build, hermes, &tags, None).is_err());
+        assert_eq!(
+            docker_commands(
+                Action::Push,
+                hermes,
+                &workflow_tags("staging", "fff").unwrap(),
+                None
+            )
+            .unwrap(),
+            vec![
+                words("docker push ghcr.io/xmtplabs/convos-agent-hermes:staging"),
+                words("docker push ghcr.io/xmtplabs/convos-agent-hermes:sha-fff"),
             ]
         );
         assert!(workflow_tags("feature/x", "1").is_err());
+    }
+
+    #[test]
+    fn runtimes_are_selected_by_name_and_all_by_default() {
+        let names = |rs: Vec<&RuntimeImage>| rs.iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(select_runtimes(&[]).unwrap()), vec!["openclaw", "hermes"]);
+        assert_eq!(
+            names(select_runtimes(&["hermes".into()]).unwrap()),
+            vec!["hermes"]
+        );
+        let err = select_runtimes(&["claude".into()]).unwrap_err();
+        assert!(
+            err.contains("\"claude\"") && err.contains("openclaw, hermes"),
+            "{err}"
+        );
     }
 }

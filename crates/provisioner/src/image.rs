@@ -8,6 +8,40 @@
 /// The default agent image repository.
 pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/xmtplabs/convos-agent";
 
+/// A runtime the agent image workflow builds: the runtime repository ships one Dockerfile per
+/// runtime (`runtime/openclaw/Dockerfile`, `runtime/hermes/Dockerfile` at the pinned commit),
+/// and each becomes an image of its own, tagged by the same rules ([`tag_for_branch`],
+/// [`tag_for_commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeImage {
+    /// The runtime's name: the agent's `RUNTIME_TYPE` and what its `/pool/health` reports
+    /// (runtime/convos-platform/pool-server/index.ts:59,359).
+    pub name: &'static str,
+    /// Its Dockerfile, relative to the runtime repository's root (the build context).
+    pub dockerfile: &'static str,
+    /// The repository CI pushes its agent image to.
+    pub repository: &'static str,
+}
+
+/// Every runtime CI builds. OpenClaw keeps the repository the pool has always used.
+pub const RUNTIME_IMAGES: [RuntimeImage; 2] = [
+    RuntimeImage {
+        name: "openclaw",
+        dockerfile: "runtime/openclaw/Dockerfile",
+        repository: DEFAULT_AGENT_IMAGE,
+    },
+    RuntimeImage {
+        name: "hermes",
+        dockerfile: "runtime/hermes/Dockerfile",
+        repository: "ghcr.io/xmtplabs/convos-agent-hermes",
+    },
+];
+
+/// The image CI builds for a runtime.
+pub fn runtime_image(name: &str) -> Option<&'static RuntimeImage> {
+    RUNTIME_IMAGES.iter().find(|r| r.name == name)
+}
+
 /// Branches CI builds, and the moving tag each produces.
 pub const BRANCH_TAGS: [(&str, &str); 2] = [("staging", "staging"), ("main", "production")];
 
@@ -136,5 +170,18 @@ mod tests {
         assert_eq!(tag_for_branch("main"), tag_for_environment("production"));
         assert_eq!(tag_for_branch("feature"), None);
         assert_eq!(tag_for_commit("0123abc"), "sha-0123abc");
+    }
+
+    #[test]
+    fn every_runtime_has_its_own_dockerfile_and_repository() {
+        assert_eq!(runtime_image("openclaw").unwrap().repository, DEFAULT_AGENT_IMAGE);
+        assert_eq!(
+            runtime_image("hermes").unwrap().dockerfile,
+            "runtime/hermes/Dockerfile"
+        );
+        assert!(runtime_image("claude").is_none());
+        let repositories: std::collections::HashSet<_> =
+            RUNTIME_IMAGES.iter().map(|r| r.repository).collect();
+        assert_eq!(repositories.len(), RUNTIME_IMAGES.len());
     }
 }
