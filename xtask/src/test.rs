@@ -42,11 +42,7 @@ async fn test(runner_args: &[String]) -> Result<(), String> {
             (url, None)
         }
         Err(_) => {
-            let Some(programs) = ServerPrograms::find() else {
-                return Err(format!(
-                    "DATABASE_URL is unset and PostgreSQL's server programs (initdb, pg_ctl) are not installed: {INSTALL_HINT}"
-                ));
-            };
+            let programs = programs_or_what_to_install(ServerPrograms::find())?;
             let starting = tokio::task::spawn_blocking(move || PrivateCluster::start(&programs));
             let cluster = tokio::select! {
                 biased;
@@ -68,6 +64,16 @@ async fn test(runner_args: &[String]) -> Result<(), String> {
     // After the runner and every test process are gone, so nothing holds a connection.
     drop(cluster);
     result
+}
+
+/// The server programs the private cluster needs or, without them, the one line that says
+/// what to install.
+fn programs_or_what_to_install(found: Option<ServerPrograms>) -> Result<ServerPrograms, String> {
+    found.ok_or_else(|| {
+        format!(
+            "DATABASE_URL is unset and PostgreSQL's server programs (initdb, pg_ctl) are not installed: {INSTALL_HINT}"
+        )
+    })
 }
 
 /// The commands that run the suite, in order: cargo-nextest (each test in a process of its own,
@@ -187,6 +193,19 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn without_the_server_programs_one_line_says_what_to_install() {
+        let message = programs_or_what_to_install(None).unwrap_err();
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.starts_with("DATABASE_URL is unset and PostgreSQL's server programs"));
+        assert!(message.contains("apt-get install postgresql"), "{message}");
+        assert!(message.contains("set DATABASE_URL"), "{message}");
+        let programs = ServerPrograms {
+            bin_dir: "/usr/lib/postgresql/15/bin".into(),
+        };
+        assert_eq!(programs_or_what_to_install(Some(programs.clone())), Ok(programs));
     }
 
     #[test]

@@ -7,11 +7,17 @@
 //! - `simulator-in-production` ([`production`]);
 //! - `delete-project`, `project-deleter` and `environment-read` ([`call_sites`]);
 //! - `missing-docs` ([`docs`]);
-//! - `long-file` ([`size`]).
+//! - `long-file` ([`size`]);
+//! - `provider-call`, `provider-host`, `agent-variables`, `organisation-key-name` and
+//!   `route-table` ([`boundaries`], on the calls and strings [`facts`] finds).
+//!
+//! Every rule has a test that shows it failing on a violation, next to the rule.
 
+mod boundaries;
 mod call_sites;
 mod dependencies;
 mod docs;
+mod facts;
 mod manifest;
 mod production;
 mod reexports;
@@ -38,11 +44,21 @@ pub enum Rule {
     MissingDocs,
     /// A source file is over 600 lines (tests aside) without saying why.
     LongFile,
+    /// AgentMail or Telnyx is called for an agent outside the service proxy.
+    ProviderCall,
+    /// A real provider's address is written outside the configuration's defaults.
+    ProviderHost,
+    /// An agent's variables are set outside the creation saga.
+    AgentVariables,
+    /// A library names an organisation key's variable.
+    OrganisationKeyName,
+    /// An API route is declared outside the route table.
+    RouteTable,
 }
 
 impl Rule {
     /// Every rule, in the order they are reported.
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 12] = [
         Rule::UnusedDependency,
         Rule::SimulatorInProduction,
         Rule::DeleteProject,
@@ -50,6 +66,11 @@ impl Rule {
         Rule::EnvironmentRead,
         Rule::MissingDocs,
         Rule::LongFile,
+        Rule::ProviderCall,
+        Rule::ProviderHost,
+        Rule::AgentVariables,
+        Rule::OrganisationKeyName,
+        Rule::RouteTable,
     ];
 
     /// The rule's name in tidy's output.
@@ -62,6 +83,11 @@ impl Rule {
             Rule::EnvironmentRead => "environment-read",
             Rule::MissingDocs => "missing-docs",
             Rule::LongFile => "long-file",
+            Rule::ProviderCall => "provider-call",
+            Rule::ProviderHost => "provider-host",
+            Rule::AgentVariables => "agent-variables",
+            Rule::OrganisationKeyName => "organisation-key-name",
+            Rule::RouteTable => "route-table",
         }
     }
 }
@@ -116,6 +142,7 @@ pub fn check(root: &Path) -> Result<Report, String> {
     dependencies::check(&members, &files, &mut report.violations);
     production::check(root, &mut report.violations)?;
     call_sites::check(&files, &mut report.violations);
+    boundaries::check(&files, &mut report.violations);
     docs::check(
         &files,
         &packages,
