@@ -305,6 +305,14 @@ impl Agent {
         self.completed_steps.contains(&step)
     }
 
+    /// True when the agent's Railway project was not created by this pool for it: a legacy
+    /// agent of the shared project, or an agent adopted from the Node pool (its project is
+    /// recorded, but no `project` step of this pool's saga made it). Such an agent is torn
+    /// down service by service; its project is never deleted.
+    pub fn project_not_ours(&self) -> bool {
+        self.legacy || (self.project_id.is_some() && !self.has_completed(CreationStep::Project))
+    }
+
     /// Whether the agent may be moved to a new image: idle, and not a legacy agent of the
     /// shared project. The one rule; [`crate::Store::request_redeploy`] writes it in SQL for
     /// "every idle agent", and a test keeps the two in step.

@@ -103,7 +103,15 @@ pub struct StoreConfig {
     /// The keys agents' secrets are sealed and opened with (see [`SecretsKeys`]). The default
     /// holds none and refuses to write a secret.
     pub secrets: SecretsKeys,
+    /// The schema the pool's tables live in (`DATABASE_SCHEMA`, `public` by default). Every
+    /// connection searches only this schema. A database the Node pool wrote keeps its own
+    /// tables in `public`, and its `pool_settings` has the name of ours (migration V6), so the
+    /// pool's tables go in a schema of their own there (see [`crate::adopt_node`]).
+    pub schema: String,
 }
+
+/// The schema the pool's tables live in unless told otherwise.
+pub const DEFAULT_SCHEMA: &str = "public";
 
 impl StoreConfig {
     /// Settings with defaults suited to one pool-manager replica.
@@ -114,6 +122,29 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
             secrets: SecretsKeys::default(),
+            schema: DEFAULT_SCHEMA.to_string(),
+        }
+    }
+
+    /// The schema checked: a plain lowercase identifier (`[a-z_][a-z0-9_]*`, at most 63
+    /// bytes), so it can be written into SQL and `search_path` without quoting.
+    pub fn checked_schema(&self) -> Result<&str, StoreError> {
+        let s = self.schema.as_str();
+        let valid = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !s.starts_with("pg_");
+        if valid {
+            Ok(s)
+        } else {
+            Err(StoreError::Config(format!(
+                "DATABASE_SCHEMA {:?} is not a schema name: lowercase letters, digits and '_', not starting with a digit or pg_, at most 63 characters",
+                s.chars().take(70).collect::<String>()
+            )))
         }
     }
 
@@ -153,6 +184,12 @@ impl StoreConfig {
         config.ssl_mode(mode.wire());
         config.connect_timeout(self.connect_timeout);
         config.application_name("pool-manager");
+        let schema = self.checked_schema()?;
+        if schema != DEFAULT_SCHEMA {
+            // Only this schema (pg_catalog is always searched first): a name the pool does
+            // not create can never resolve to a table of another schema (the Node pool's).
+            config.options(format!("-c search_path={schema}"));
+        }
         Ok((
             config,
             TlsSettings {
@@ -207,6 +244,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("database", &self.display_target())
             .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
             .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
@@ -302,6 +340,30 @@ mod tests {
         assert_eq!(config.ssl_mode().unwrap(), SslMode::Prefer);
         let config = StoreConfig::new("host=127.0.0.1 user=postgres sslmode=disable");
         assert_eq!(config.ssl_mode().unwrap(), SslMode::Disable);
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        let with = |schema: &str| StoreConfig {
+            schema: schema.into(),
+            ..StoreConfig::new("postgres://postgres@127.0.0.1:5432/postgres")
+        };
+        for good in ["public", "agent_pool", "_pool2"] {
+            assert_eq!(with(good).checked_schema().unwrap(), good);
+            assert!(with(good).pg_config().is_ok());
+        }
+        for bad in [
+            "",
+            "Agent",
+            "2pool",
+            "pool;drop",
+            "a b",
+            "pg_temp",
+            &"x".repeat(64),
+        ] {
+            let err = with(bad).pg_config().unwrap_err().to_string();
+            assert!(err.contains("DATABASE_SCHEMA"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

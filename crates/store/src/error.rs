@@ -61,6 +61,10 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Taking over a Node pool's database was refused before anything changed: the message
+    /// names every row (or setting) that stopped it.
+    #[error("Node pool adoption refused: {0}")]
+    AdoptionRefused(String),
     /// A stored value could not be understood (for example an unknown status).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

@@ -22,6 +22,8 @@ pub enum EventKind {
     Quarantined,
     /// Redeployed to a new image.
     Redeployed,
+    /// Taken over from the Node pool's database.
+    Adopted,
     /// Anything else worth an operator's eyes.
     Note,
 }
@@ -36,6 +38,7 @@ impl EventKind {
             Self::TeardownFailed => "teardown_failed",
             Self::Quarantined => "quarantined",
             Self::Redeployed => "redeployed",
+            Self::Adopted => "adopted",
             Self::Note => "note",
         }
     }

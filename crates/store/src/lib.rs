@@ -16,13 +16,15 @@
 //! `pool-store` owns the connection pool (deadpool-postgres over tokio-postgres), the schema
 //! (refinery migrations embedded from the workspace's `migrations/`, run under an advisory
 //! lock), typed queries for agents, the creation saga journal, events and claim idempotency,
-//! and the reconciler's leader lock. Agents' secrets and stored claim answers are sealed at
+//! the reconciler's leader lock, and the one-time adoption of a Node pool's agents from its
+//! tables ([`adopt_node`], read-only to this crate). Agents' secrets and stored claim answers are sealed at
 //! rest with the keys in [`StoreConfig::secrets`] (see [`SecretsKeys`]).
 //!
 //! Architecture invariant: this crate knows nothing about Railway, HTTP or the environment.
 //! It stores remote ids as opaque strings and never reads environment variables; callers hand
 //! it a [`StoreConfig`].
 
+pub mod adopt_node;
 mod agent;
 mod brake;
 mod claims;
@@ -50,13 +52,14 @@ mod transitions;
 mod upkeep;
 mod work;
 
+pub use adopt_node::{AdoptOptions, AdoptionReport};
 pub use agent::{
     Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, InvalidAgentId, NewAgent,
     SetupSecrets, StatusCounts,
 };
 pub use brake::BrakeState;
 pub use claims::{ClaimOutcome, IdempotentClaim};
-pub use config::{SslMode, StoreConfig};
+pub use config::{DEFAULT_SCHEMA, SslMode, StoreConfig};
 pub use demand::{ClaimCounts, PoolSample};
 pub use error::StoreError;
 pub use events::{AgentEvent, EventKind};

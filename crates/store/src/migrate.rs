@@ -95,7 +95,7 @@ pub async fn run_migrations(config: &StoreConfig, options: &MigrateOptions) -> R
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        let result = migrate_locked(&mut client, options).await;
+        let result = migrate_locked(&mut client, config.checked_schema()?, options).await;
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
@@ -109,10 +109,20 @@ pub async fn run_migrations(config: &StoreConfig, options: &MigrateOptions) -> R
 
 async fn migrate_locked(
     client: &mut tokio_postgres::Client,
+    schema: &str,
     options: &MigrateOptions,
 ) -> Result<Vec<MigrationStatus>> {
-    if let MigrationState::TooNew { database, binary } = state_of(client).await? {
+    // `schema` is a checked identifier (`StoreConfig::checked_schema`). Every connection of
+    // this store searches only it, so refinery's history and every table land there.
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await?;
+    let state = state_of(client).await?;
+    if let MigrationState::TooNew { database, binary } = state {
         return Err(StoreError::SchemaTooNew { database, binary });
+    }
+    if matches!(state, MigrationState::Pending(_)) {
+        crate::adopt_node::refuse_node_schema(client, schema).await?;
     }
     // The seed migration reads the legacy project id from this session setting.
     let legacy = options.legacy_project_id.clone().unwrap_or_default();
