@@ -38,7 +38,11 @@
 //! Architecture invariants: it talks to Railway only through `railway-api` and to the
 //! database only through `pool-store`; it never reads environment variables; `projectDelete`
 //! is reached only by [`guard::ProjectGuard`], which holds the pool's only
-//! [`railway_api::ProjectDeleter`].
+//! [`railway_api::ProjectDeleter`]. It also owns the service proxy (`proxy/`), the only code
+//! that talks to AgentMail and Telnyx for an agent, and the agents' credentials
+//! ([`agent_auth`]); only the creation saga sets an agent's variables, and none is ever an
+//! organisation's key (`cargo xtask tidy`: `provider-call`, `agent-variables`,
+//! `organisation-key-name`).
 
 pub mod agent_auth;
 pub mod agent_client;

@@ -17,6 +17,10 @@
 //! The simulator plays the providers and Railway (same method names, their hosts), and the
 //! developer tasks, the end-to-end harness, examples and benches are tooling: none is judged.
 
+// The variables that hold an organisation's key: the very names the harness scans every
+// agent's variables for.
+use pool_provisioner::testing::ORGANISATION_KEY_VARIABLES;
+
 use super::facts::{self, Fact};
 use super::sources::{SourceFile, TargetKind};
 use super::{Rule, Violation};
@@ -77,19 +81,6 @@ const AGENT_VARIABLE_SETTERS: &[&str] = &[
     "crates/railway-api/src",
     // The creation saga's variables step.
     "crates/provisioner/src/saga/",
-];
-
-/// Variables that hold an organisation's key (`pool_provisioner::testing` scans agents for
-/// the same names; a test below keeps the two lists equal).
-const ORGANISATION_KEY_VARIABLES: &[&str] = &[
-    "AGENTMAIL_API_KEY",
-    "TELNYX_API_KEY",
-    "TELNYX_PHONE_NUMBER",
-    "TELNYX_MESSAGING_PROFILE_ID",
-    "BANKR_API_KEY",
-    "OPENROUTER_MANAGEMENT_KEY",
-    "RAILWAY_API_TOKEN",
-    "POOL_SECRETS_KEY",
 ];
 
 /// Who may name an organisation key's variable.
@@ -323,14 +314,6 @@ mod tests {
             r#"fn f() { r.secret("AGENTMAIL_API_KEY"); }"#,
         );
         assert!(violations(&[config]).is_empty());
-    }
-
-    #[test]
-    fn organisation_key_names_are_those_the_harness_scans_agents_for() {
-        assert_eq!(
-            ORGANISATION_KEY_VARIABLES,
-            pool_provisioner::testing::ORGANISATION_KEY_VARIABLES
-        );
     }
 
     #[test]

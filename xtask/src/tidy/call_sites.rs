@@ -15,7 +15,8 @@ use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Attribute, ImplItemFn, Item, UseTree};
 
-use super::sources::{SourceFile, TargetKind, is_test_item};
+use super::facts::Recorder;
+use super::sources::{SourceFile, TargetKind};
 use super::{Rule, Violation};
 
 /// The one file, outside `railway-api`, that may delete projects.
@@ -120,24 +121,9 @@ pub fn check(files: &[SourceFile], violations: &mut Vec<Violation>) {
 const ENVIRONMENT_FUNCTIONS: &[&str] = &["var", "var_os", "vars", "vars_os"];
 
 /// Collects the sites of one file: `(line, site, inside test code)`.
-#[derive(Default)]
-struct Sites {
-    test_depth: usize,
-    found: Vec<(usize, Site, bool)>,
-}
+type Sites = Recorder<Site>;
 
 impl Sites {
-    fn record(&mut self, line: usize, site: Site) {
-        self.found.push((line, site, self.test_depth > 0));
-    }
-
-    fn within(&mut self, attrs: &[Attribute], visit: impl FnOnce(&mut Self)) {
-        let test = is_test_item(attrs);
-        self.test_depth += usize::from(test);
-        visit(self);
-        self.test_depth -= usize::from(test);
-    }
-
     /// `a::b::c` as segments.
     fn environment_read(segments: &[String]) -> Option<String> {
         let n = segments.len();

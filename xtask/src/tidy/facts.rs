@@ -38,24 +38,42 @@ pub fn of(syntax: &syn::File) -> Vec<Found> {
     facts.found
 }
 
-#[derive(Default)]
-struct Facts {
+/// What a visitor found, each with its line and whether it sits in test code (under
+/// `#[cfg(test)]` or in a `#[test]` function). The visitors of this module (`Recorder<Fact>`)
+/// and of [`super::call_sites`] (`Recorder<Site>`) are recorders.
+pub struct Recorder<T> {
     test_depth: usize,
-    found: Vec<Found>,
+    /// `(line, what, inside test code)`, in the order met.
+    pub found: Vec<(usize, T, bool)>,
 }
 
-impl Facts {
-    fn record(&mut self, line: usize, fact: Fact) {
-        self.found.push((line, fact, self.test_depth > 0));
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Self {
+            test_depth: 0,
+            found: Vec::new(),
+        }
+    }
+}
+
+impl<T> Recorder<T> {
+    /// Records `found` at `line`, as test code when inside a test item.
+    pub fn record(&mut self, line: usize, found: T) {
+        self.found.push((line, found, self.test_depth > 0));
     }
 
-    fn within(&mut self, attrs: &[Attribute], visit: impl FnOnce(&mut Self)) {
-        let test = is_test_item(attrs);
-        self.test_depth += usize::from(test);
+    /// Visits an item with these attributes: what it holds is test code if the item is.
+    pub fn within(&mut self, attrs: &[Attribute], visit: impl FnOnce(&mut Self)) {
+        let test = usize::from(is_test_item(attrs));
+        self.test_depth += test;
         visit(self);
-        self.test_depth -= usize::from(test);
+        self.test_depth -= test;
     }
+}
 
+type Facts = Recorder<Fact>;
+
+impl Facts {
     fn call(&mut self, line: usize, name: String, first: Option<&Expr>) {
         let first_literal = match first {
             Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. })) => Some(s.value()),
