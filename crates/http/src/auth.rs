@@ -172,7 +172,7 @@ pub(crate) async fn require(
 ) -> Result<Response, ApiError> {
     match access {
         // The handler checks an agent's credentials itself (before the body).
-        Access::Open | Access::Agent => Ok(next.run(request).await),
+        Access::Open | Access::Agent | Access::AgentBody => Ok(next.run(request).await),
         Access::Metrics => {
             if let Some(metrics_key) = &state.security.metrics_key {
                 let presented = bearer(request.headers()).unwrap_or("");

@@ -35,6 +35,7 @@
 //! the key checks and the OpenAPI document read it (`cargo xtask tidy`: `route-table`).
 
 mod agent_auth;
+mod agent_calls;
 mod auth;
 mod body;
 pub mod console;
@@ -122,7 +123,9 @@ pub fn router(state: AppState) -> Router {
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for (route, handler) in routes::routes() {
         let handler = match route.access {
-            route_table::Access::Open | route_table::Access::Agent => handler,
+            route_table::Access::Open | route_table::Access::Agent | route_table::Access::AgentBody => {
+                handler
+            }
             access => {
                 let state = state.clone();
                 handler.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {

@@ -171,6 +171,24 @@ fn schemas() -> Value {
         "Triggered": {"type": "object", "required": ["triggered", "leader"], "properties": {"triggered": {"type": "boolean"}, "leader": {"type": "boolean"}}},
         "Drained": {"type": "object", "required": ["drained"], "properties": {"drained": {"type": "array", "items": {"type": "string"}}}},
         "Killed": {"type": "object", "required": ["ok", "id"], "properties": {"ok": {"type": "boolean"}, "id": {"type": "string"}}},
+        "AgentCredentials": {
+            "type": "object", "required": ["instanceId", "gatewayToken"],
+            "description": "An agent's own credentials (its INSTANCE_ID and GATEWAY_TOKEN); other fields are ignored",
+            "properties": {"instanceId": {"type": "string"}, "gatewayToken": {"type": "string"}}
+        },
+        "SelfDestructed": {
+            "type": "object", "required": ["ok", "instanceId", "alreadyDeleting"],
+            "properties": {"ok": {"type": "boolean"}, "instanceId": {"type": "string"}, "alreadyDeleting": {"type": "boolean"}}
+        },
+        "SelfInfo": {
+            "type": "object", "required": ["ok", "instanceId", "runtimeVersion", "runtimeImage", "latestImage"],
+            "properties": {
+                "ok": {"type": "boolean"}, "instanceId": {"type": "string"},
+                "runtimeVersion": {"type": ["string", "null"], "description": "what the agent's /pool/health reported"},
+                "runtimeImage": {"type": ["string", "null"], "description": "the image the agent runs"},
+                "latestImage": {"type": "string", "description": "the image new agents get"}
+            }
+        },
         "RedeployProgress": {
             "type": "object", "required": ["requested", "waiting", "in_progress", "image"],
             "properties": {"requested": {"type": "integer"}, "waiting": {"type": "integer"}, "in_progress": {"type": "integer"}, "image": {"type": "string"}}

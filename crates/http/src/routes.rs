@@ -60,6 +60,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Kill => delete(kill),
         Endpoint::Dismiss => delete(dismiss),
         Endpoint::Proxy(endpoint) => crate::proxy::handler(endpoint),
+        Endpoint::AgentCall(endpoint) => crate::agent_calls::handler(endpoint),
     }
 }
 

@@ -83,6 +83,10 @@ pub struct ProvisionerConfig {
     pub telnyx: Option<TelnyxConfig>,
     /// The service proxy's limits.
     pub proxy: ProxyLimits,
+    /// The agents' own calls to the pool (`/api/pool/self-destruct`, `self-info`,
+    /// `pending-acceptance/*`) allowed per agent per minute, all together
+    /// (`POOL_AGENT_CALLS_PER_MINUTE`); one more is 429.
+    pub agent_calls_per_minute: u32,
     /// Time allowed for `/pool/health`.
     pub health_timeout: Duration,
     /// Time allowed for `/pool/provision` (longer than the agent's own ~5 minute retries).
@@ -185,6 +189,7 @@ impl ProvisionerConfig {
             agentmail: None,
             telnyx: None,
             proxy: ProxyLimits::default(),
+            agent_calls_per_minute: 30,
             health_timeout: Duration::from_secs(5),
             provision_timeout: Duration::from_secs(360),
             create_concurrency: 8,

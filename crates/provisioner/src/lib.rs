@@ -45,6 +45,7 @@
 //! `organisation-key-name`).
 
 pub mod agent_auth;
+mod agent_calls;
 pub mod agent_client;
 mod capacity;
 mod claim;
@@ -75,6 +76,7 @@ use railway_api::{ProjectDeleter, RailwayClient};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+pub use agent_calls::{SelfDestructed, SelfInfo, agent_actor};
 pub use agent_client::{AgentClient, Health, ProvisionFailure, ProvisionTokens, Provisioned};
 pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
 pub use claim::{

@@ -72,10 +72,22 @@ pub(crate) async fn insert_event(
     to: Option<AgentStatus>,
     reason: &str,
 ) -> Result<()> {
+    insert_event_by(client, agent, kind, (from, to), reason, None).await
+}
+
+/// [`insert_event`] with who caused it (`actor`; `None`: the pool by itself).
+pub(crate) async fn insert_event_by(
+    client: &impl deadpool_postgres::GenericClient,
+    agent: &AgentId,
+    kind: EventKind,
+    (from, to): (Option<AgentStatus>, Option<AgentStatus>),
+    reason: &str,
+    actor: Option<&str>,
+) -> Result<()> {
     client
         .execute(
-            "INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason) VALUES ($1, $2, $3, $4, $5)",
-            &[&agent.as_str(), &kind.as_str(), &from.map(AgentStatus::as_str), &to.map(AgentStatus::as_str), &reason],
+            "INSERT INTO agent_events (agent_id, kind, from_status, to_status, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&agent.as_str(), &kind.as_str(), &from.map(AgentStatus::as_str), &to.map(AgentStatus::as_str), &reason, &actor],
         )
         .await?;
     Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::agent::{Agent, AgentId, AgentStatus};
-use crate::events::{EventKind, insert_event};
+use crate::events::{EventKind, insert_event, insert_event_by};
 use crate::rows::{current_status, select_agents};
 use crate::transitions::Transition;
 use crate::{Result, Store};
@@ -95,6 +95,20 @@ impl Store {
         reason: &str,
         quarantine: bool,
     ) -> Result<Transition> {
+        self.begin_teardown_by(id, expected, reason, quarantine, None)
+            .await
+    }
+
+    /// [`Self::begin_teardown`] with who asked for it on the event (`actor`, e.g.
+    /// `agent:<id>` for an agent's own self-destruct; `None`: the pool by itself).
+    pub async fn begin_teardown_by(
+        &self,
+        id: &AgentId,
+        expected: AgentStatus,
+        reason: &str,
+        quarantine: bool,
+        actor: Option<&str>,
+    ) -> Result<Transition> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = tx
@@ -117,7 +131,8 @@ impl Store {
         } else {
             EventKind::StatusChanged
         };
-        insert_event(&tx, id, kind, Some(expected), Some(AgentStatus::Deleting), reason).await?;
+        let moved = (Some(expected), Some(AgentStatus::Deleting));
+        insert_event_by(&tx, id, kind, moved, reason, actor).await?;
         tx.commit().await?;
         Ok(Transition::Applied)
     }

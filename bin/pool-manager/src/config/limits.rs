@@ -1,4 +1,5 @@
-//! Per-caller limits: the service proxy's per agent (`POOL_PROXY_*`), and the claims' per key
+//! Per-caller limits: the service proxy's per agent (`POOL_PROXY_*`), the agents' own calls
+//! (`POOL_AGENT_CALLS_PER_MINUTE`), and the claims' per key
 //! (`POOL_MAX_WAITING_CLAIMS_PER_KEY`, `POOL_REFUSALS_COUNTED_PER_KEY_PER_MINUTE`). The proxy's
 //! services need `POOL_URL`: agents reach them there.
 
@@ -14,6 +15,11 @@ pub(super) fn read(r: &mut Reader<'_>, provisioner: &mut ProvisionerConfig) {
         provisions_per_hour: r.parse("POOL_PROXY_PROVISIONS_PER_HOUR", 6, "a whole number"),
         upstream_timeout: r.millis("POOL_PROXY_UPSTREAM_TIMEOUT_MS", 30_000),
     };
+    provisioner.agent_calls_per_minute = r.parse("POOL_AGENT_CALLS_PER_MINUTE", 30, "a whole number");
+    if provisioner.agent_calls_per_minute == 0 {
+        r.problems
+            .push("POOL_AGENT_CALLS_PER_MINUTE must be at least 1: agents could not self-destruct".into());
+    }
     provisioner.max_waiting_per_claimant = r.parse("POOL_MAX_WAITING_CLAIMS_PER_KEY", 50, "a whole number");
     provisioner.refusals_counted_per_minute =
         r.parse("POOL_REFUSALS_COUNTED_PER_KEY_PER_MINUTE", 5, "a whole number");
