@@ -27,7 +27,9 @@ tasks:
   image build|push (--branch B [--sha S] | --tag T...) [--dry-run]
                                 the agent image, tagged as CI tags it
   migrate status|run [--legacy-project-id ID]
-                                list or apply migrations on DATABASE_URL
+                                list or apply migrations on DATABASE_URL (DATABASE_SCHEMA)
+  migrate adopt-node [--dry-run] [--legacy-project-id ID]
+                                take over the Node pool's agents in DATABASE_URL
   schema check [UPSTREAM]       prove schema/ and the simulator speak Railway's GraphQL
   sim [--port N] [--latency-ms N] [--config FILE]
                                 the Railway simulator, standalone

@@ -2,6 +2,7 @@
 //!
 //! This binary is the only place that knows every layer. Start-up, in order: read and check
 //! the configuration → connect to the database → run migrations (under an advisory lock) →
+//! adopt the Node pool's agents when asked (`POOL_ADOPT_NODE_SCHEMA`) →
 //! check the Railway token can act on the workspace → listen → start the reconciler. On
 //! SIGTERM or SIGINT it stops accepting requests, lets in-flight requests (claims included)
 //! finish, stops the reconciler and exits 0.
@@ -47,6 +48,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// `POOL_ADOPT_NODE_SCHEMA=true`: the Node pool's agents in this database become this pool's,
+/// in one transaction (a second start adopts nothing new). A row that cannot be adopted stops
+/// the start-up, named, with nothing changed.
+async fn adopt_node(store: &Store, config: &Config) -> Result<(), String> {
+    let report = store
+        .adopt_node(&pool_store::AdoptOptions {
+            dry_run: false,
+            legacy_project_id: config.migrate.legacy_project_id.clone(),
+            settings_seed: config.settings.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    for line in report.to_string().lines() {
+        tracing::info!(
+            adopted = report.adopted.len(),
+            already = report.already_adopted.len(),
+            "{}",
+            line.trim()
+        );
+    }
+    Ok(())
+}
+
 async fn run() -> Result<(), String> {
     let config = Config::from_env(&Env::from_process()).map_err(|problems| {
         let mut message = String::from("invalid configuration:\n");
@@ -72,6 +96,9 @@ async fn run() -> Result<(), String> {
         MigrationState::TooNew { database, binary } => {
             return Err(pool_store::StoreError::SchemaTooNew { database, binary }.to_string());
         }
+    }
+    if config.adopt_node {
+        adopt_node(&store, &config).await?;
     }
     check_secrets(&store).await?;
     // Once every secret was found sealed, plaintext is refused (pool_identity, V12).

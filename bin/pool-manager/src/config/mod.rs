@@ -48,6 +48,8 @@ pub struct Config {
     pub run_migrations: bool,
     /// Options for the migration run.
     pub migrate: MigrateOptions,
+    /// Take over the Node pool's agents at start-up (`POOL_ADOPT_NODE_SCHEMA`).
+    pub adopt_node: bool,
     /// Railway client.
     pub railway: ClientConfig,
     /// Agents.
@@ -105,9 +107,11 @@ impl Config {
             admin_key: server.admin_key,
             store: StoreConfig {
                 secrets,
+                schema: database.schema,
                 ..StoreConfig::new(database.url)
             },
             run_migrations: database.run_migrations,
+            adopt_node: database.adopt_node,
             migrate: MigrateOptions {
                 legacy_project_id: railway.pool_project_id,
             },
@@ -181,6 +185,41 @@ mod tests {
                 "{expected:?} missing from {problems:#?}"
             );
         }
+    }
+
+    #[test]
+    fn adopting_the_node_pools_agents_needs_a_schema_of_the_pools_own() {
+        let config = Config::from_env(&Env::from_pairs(&MINIMAL)).unwrap();
+        assert!(!config.adopt_node);
+        assert_eq!(config.store.schema, "public");
+
+        let problems =
+            Config::from_env(&minimal_with(&[], &[("POOL_ADOPT_NODE_SCHEMA", "true")])).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("POOL_ADOPT_NODE_SCHEMA=true needs DATABASE_SCHEMA")),
+            "{problems:#?}"
+        );
+        let problems =
+            Config::from_env(&minimal_with(&[], &[("DATABASE_SCHEMA", "Agent Pool")])).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("DATABASE_SCHEMA \"Agent Pool\"")),
+            "{problems:#?}"
+        );
+
+        let config = Config::from_env(&minimal_with(
+            &[],
+            &[
+                ("POOL_ADOPT_NODE_SCHEMA", "true"),
+                ("DATABASE_SCHEMA", "agent_pool"),
+            ],
+        ))
+        .unwrap();
+        assert!(config.adopt_node);
+        assert_eq!(config.store.schema, "agent_pool");
     }
 
     #[test]
