@@ -5,7 +5,7 @@
 //! - `checks`: fmt, clippy, hadolint, actionlint, the schema check;
 //! - `cargo xtask test`: the test suite;
 //! - `scenarios`: the minute-long runs, each on its own: schemathesis (`api-check`), a short
-//!   chaos run, the console's browser test.
+//!   chaos run, the console's browser test, the runtime's real pool server (`real-agent`).
 //!
 //! Without an argument, all three in that order.
 
@@ -68,6 +68,7 @@ fn scenarios() -> Result<(), String> {
     run("cargo", &["xtask", "api-check"])?;
     run("cargo", &["xtask", "chaos", "--short"])?;
     run("cargo", &["xtask", "browser-test"])?;
+    run("cargo", &["xtask", "real-agent"])?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod image;
 mod interrupt;
 mod migrate;
 mod private_postgres;
+mod real_agent;
 mod schema;
 mod sim;
 mod test;
@@ -42,11 +43,13 @@ tasks:
   chaos [--short] [--duration-secs N]
                                 the fault-injection run (two replicas, faults, invariants)
   browser-test                  the console in headless Chromium (screenshots in artifacts/console)
+  real-agent                    the runtime's real pool server (built from its source at the pinned
+                                commit, CONVOS_RUNTIME_DIR) as every agent, through the real binary
   tidy                          the repository-wide rules (dependencies, call sites, docs);
                                 also run by `cargo test` as the_repository_is_tidy
   ci [checks|scenarios]         everything .ci/run checks: checks (fmt, clippy, linters, schema),
                                 then `test`, then scenarios (api-check, chaos --short,
-                                browser-test), each timed
+                                browser-test, real-agent), each timed
 ";
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::main(&args[1..]),
         Some("railway-contract") => contract::main(&args[1..]),
         Some("browser-test") => browser::main(&args[1..]),
+        Some("real-agent") => real_agent::main(&args[1..]),
         Some("tidy") => tidy::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");

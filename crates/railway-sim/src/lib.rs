@@ -32,6 +32,7 @@
 
 mod agent_hosts;
 mod config;
+mod external_agents;
 mod graphql;
 mod limits;
 mod quirks;
@@ -49,6 +50,7 @@ use tokio::time::Instant;
 
 pub use agent_hosts::{AgentHostStats, AgentHosts};
 pub use config::{AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig};
+pub use external_agents::ExternalAgent;
 pub use quirks::{ProjectThrottleScope, Quirks};
 pub use snapshot::{DeploymentView, ProjectView, ResourceView, ServiceView, SimSnapshot, VolumeView};
 pub use world::{Counters, DeployCause, Fate};
@@ -98,6 +100,7 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Si
         limiter: Arc::default(),
         control: Arc::default(),
         webhooks: Arc::default(),
+        external: Arc::default(),
     };
     sim.set_webhook_url(webhook_url);
     webhooks::start(world, sim.webhooks.clone());
@@ -128,6 +131,7 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Si
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
+        self.set_external_agent(None);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

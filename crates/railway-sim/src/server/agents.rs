@@ -32,16 +32,16 @@ pub(super) fn routes() -> Router<Sim> {
 }
 
 /// The agent behind a domain, as its pool server sees itself.
-struct AgentAt {
-    deployment_id: String,
-    status: Status,
-    ready: bool,
+pub(crate) struct AgentAt {
+    pub deployment_id: String,
+    pub status: Status,
+    pub ready: bool,
     /// Its pool server runs: the deployment's start command is the pool server's.
-    serving: bool,
+    pub serving: bool,
 }
 
 /// Looks up the agent behind a domain: its deployment, status and readiness.
-fn agent_at(w: &World, domain: &str, now: Instant) -> Option<AgentAt> {
+pub(crate) fn agent_at(w: &World, domain: &str, now: Instant) -> Option<AgentAt> {
     let d = w.domains.get(domain)?;
     let service = w.services.get(&d.service_id).filter(|s| !s.deleted)?;
     let deployment_id = service

@@ -11,7 +11,7 @@ mod railway;
 mod resources;
 pub(crate) mod sms;
 
-pub(crate) use agents::{agent_health, agent_provision};
+pub(crate) use agents::{agent_at, agent_health, agent_provision};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +36,8 @@ pub(crate) struct Sim {
     pub limiter: Arc<Mutex<RateLimiter>>,
     pub control: Arc<Mutex<Control>>,
     pub webhooks: crate::webhooks::SharedWebhooks,
+    /// The real program agent deployments run, when one is set ([`crate::ExternalAgent`]).
+    pub external: crate::external_agents::SharedExternalAgents,
 }
 
 /// Switches the control API flips.
@@ -79,6 +81,10 @@ pub(crate) fn router(sim: Sim) -> axum::Router {
         .merge(mail::routes())
         .merge(sms::routes())
         .merge(control::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            crate::external_agents::edge_layer,
+        ))
         .with_state(sim)
 }
 
