@@ -1,3 +1,5 @@
+//! Long because its tests over real TLS sit beside it; the code alone is under 600 lines.
+//!
 //! Fake agents each behind a host of its own, over plain HTTP and over HTTPS, as on Railway,
 //! where every agent is `https://<name>.up.railway.app` and a client keeps (or opens) one
 //! connection per agent.

@@ -132,17 +132,52 @@ async fn migrate_locked(
             &[&legacy],
         )
         .await?;
-    let report = embedded::migrations::runner()
-        .set_grouped(true)
-        .set_abort_divergent(true)
-        .set_abort_missing(true)
-        .run_async(client)
-        .await
-        .map_err(|e| StoreError::Migration(migration_message(&e)))?;
+    let run = async |client: &mut tokio_postgres::Client| {
+        embedded::migrations::runner()
+            .set_grouped(true)
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .run_async(client)
+            .await
+    };
+    let report = match run(client).await {
+        // The run was one transaction, so it changed nothing; run again, it finds the role.
+        Err(e) if refinery_role_race(&e) => {
+            tracing::info!(
+                "another database of this server created a role at the same moment; migrating again"
+            );
+            run(client).await
+        }
+        other => other,
+    }
+    .map_err(|e| StoreError::Migration(migration_message(&e)))?;
     for m in report.applied_migrations() {
         tracing::info!(version = m.version(), name = m.name(), "applied migration");
     }
     status_of(client).await
+}
+
+/// Roles belong to the server, advisory locks to one database: two databases of one server
+/// migrating at the same moment (a test suite's on a fresh server, two pools sharing one) can
+/// both find V12's role `pool_pruner` missing and both create it. The second fails with a
+/// unique violation on `pg_authid`; nothing else is this error.
+fn refinery_role_race(e: &refinery::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(pg) = s.downcast_ref::<tokio_postgres::Error>() {
+            return role_race(pg);
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn role_race(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && (db.constraint() == Some("pg_authid_rolname_index")
+                || db.message().contains("pg_authid_rolname_index"))
+    })
 }
 
 /// The database error's own message (e.g. the seed migration's "set RAILWAY_PROJECT_ID"),
@@ -208,5 +243,67 @@ impl Store {
     pub async fn migration_state(&self) -> Result<MigrationState> {
         let client = self.client().await?;
         state_of(&client).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real race on a role: one session's `CREATE ROLE` waits on another's uncommitted one,
+    /// then fails as a migration racing another database's does; a role that simply exists
+    /// already is another error.
+    #[tokio::test]
+    async fn a_role_created_meanwhile_by_another_session_is_told_apart() {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let config = StoreConfig::new(&url);
+        let (first, _first_task) = config.connect_dedicated().await.unwrap();
+        let (second, _second_task) = config.connect_dedicated().await.unwrap();
+        let (watcher, _watcher_task) = config.connect_dedicated().await.unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let role = format!("pool_test_role_race_{}_{nanos}", std::process::id());
+        let create = format!("CREATE ROLE {role} NOLOGIN");
+        first.batch_execute(&format!("BEGIN; {create}")).await.unwrap();
+        let second_pid: i32 = second
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let racing = tokio::spawn({
+            let create = create.clone();
+            async move {
+                let result = second.batch_execute(&create).await;
+                (second, result)
+            }
+        });
+        // Until the second session waits on the first one's row lock.
+        loop {
+            let waiting: Option<String> = watcher
+                .query_one(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+                    &[&second_pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting.as_deref() == Some("Lock") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        first.batch_execute("COMMIT").await.unwrap();
+        let (second, raced) = racing.await.unwrap();
+        let raced = raced.unwrap_err();
+        let exists = second.batch_execute(&create).await.unwrap_err();
+        watcher.batch_execute(&format!("DROP ROLE {role}")).await.unwrap();
+        assert!(role_race(&raced), "{raced:?}");
+        assert!(
+            !role_race(&exists),
+            "a role that exists is not a race: {exists:?}"
+        );
     }
 }

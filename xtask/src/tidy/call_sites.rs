@@ -312,6 +312,82 @@ mod tests {
         );
     }
 
+    fn violations(files: &[SourceFile]) -> Vec<String> {
+        let mut found = Vec::new();
+        check(files, &mut found);
+        found.iter().map(ToString::to_string).collect()
+    }
+
+    /// The guard, which must call `delete_project` once for the rule to know it has not moved.
+    fn guard() -> SourceFile {
+        SourceFile::for_test(
+            GUARD,
+            &["guard"],
+            "async fn f() { deleter.delete_project(&id).await; }",
+        )
+    }
+
+    #[test]
+    fn delete_project_fails_outside_the_guard_and_when_the_guard_has_moved() {
+        let teardown = SourceFile::for_test(
+            "crates/provisioner/src/teardown.rs",
+            &["teardown"],
+            "async fn f() { deleter.delete_project(&id).await; }",
+        );
+        assert_eq!(
+            violations(&[guard(), teardown]),
+            [
+                "tidy: delete-project: crates/provisioner/src/teardown.rs:1: delete_project is called outside crates/provisioner/src/guard.rs"
+            ]
+        );
+        assert_eq!(
+            violations(&[]),
+            [
+                "tidy: delete-project: crates/provisioner/src/guard.rs: no call of delete_project found (has the guard moved? update this rule)"
+            ]
+        );
+    }
+
+    #[test]
+    fn project_deleter_fails_outside_the_binary_and_tooling() {
+        let reconciler = SourceFile::for_test(
+            "crates/reconciler/src/tick.rs",
+            &["tick"],
+            "fn f() { let (c, d) = RailwayClient::with_project_deleter(config)?; }",
+        );
+        let binary = SourceFile::for_test(
+            "bin/pool-manager/src/main.rs",
+            &[],
+            "fn f() { let (c, d) = RailwayClient::with_project_deleter(config)?; }",
+        );
+        assert_eq!(
+            violations(&[guard(), reconciler, binary]),
+            [
+                "tidy: project-deleter: crates/reconciler/src/tick.rs:1: with_project_deleter is called outside the binary, test support and tooling"
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_read_fails_outside_the_configuration() {
+        let library = SourceFile::for_test(
+            "crates/provisioner/src/config.rs",
+            &["config"],
+            r#"fn f() { let a = std::env::var("AGENT_IMAGE"); }"#,
+        );
+        let configuration = SourceFile::for_test(
+            "bin/pool-manager/src/config/agents.rs",
+            &["config", "agents"],
+            r#"fn f() { let a = std::env::var("AGENT_IMAGE"); }"#,
+        );
+        assert_eq!(
+            violations(&[guard(), library, configuration]),
+            [
+                "tidy: environment-read: crates/provisioner/src/config.rs:1: std::env::var (only bin/pool-manager/src/config/ reads the environment)"
+            ]
+        );
+    }
+
     #[test]
     fn environment_reads_are_found_in_every_spelling() {
         let found = sites(

@@ -170,6 +170,40 @@ mod tests {
     }
 
     #[test]
+    fn a_dependency_no_code_names_fails() {
+        use std::path::PathBuf;
+
+        use super::super::manifest::{Dependency, DependencyKind};
+
+        let dependency = |key: &str, kind, line| Dependency {
+            key: key.into(),
+            kind,
+            line,
+        };
+        let member = Member {
+            dir: PathBuf::from("crates/demo"),
+            package: "demo".into(),
+            dependencies: vec![
+                dependency("serde", DependencyKind::Normal, 7),
+                dependency("rand", DependencyKind::Normal, 8),
+                dependency("tempfile", DependencyKind::Dev, 11),
+            ],
+            declared_targets: Vec::new(),
+        };
+        let library = SourceFile::for_test("crates/demo/src/lib.rs", &[], "use serde::Serialize;");
+        let mut violations = Vec::new();
+        check(&[member], &[library], &mut violations);
+        let found: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "tidy: unused-dependency: crates/demo/Cargo.toml:8: rand in [dependencies] is never named",
+                "tidy: unused-dependency: crates/demo/Cargo.toml:11: tempfile in [dev-dependencies] is never named",
+            ]
+        );
+    }
+
+    #[test]
     fn crate_paths_name_no_crate() {
         assert!(
             names("use crate::x; pub(crate) fn f() { crate::y::z(); self::a::b(); super::c(); }").is_empty()

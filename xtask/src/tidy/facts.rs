@@ -130,6 +130,8 @@ fn string_value(tree: &TokenTree) -> Option<String> {
     }
 }
 
+// The first two methods are `call_sites::Sites`' too: a visitor's trait methods cannot be
+// shared, and `Recorder::within` already holds what they have in common.
 impl<'ast> Visit<'ast> for Facts {
     fn visit_item(&mut self, item: &'ast Item) {
         self.within(item_attrs(item), |s| visit::visit_item(s, item));

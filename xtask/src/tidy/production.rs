@@ -29,24 +29,51 @@ pub fn check(root: &Path, violations: &mut Vec<Violation>) -> Result<(), String>
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let tree = String::from_utf8_lossy(&output.stdout);
+    violations.extend(simulator_in(&String::from_utf8_lossy(&output.stdout))?);
+    Ok(())
+}
+
+/// The violation, if `cargo tree`'s listing of the production binary (`{p}` a line) holds the
+/// simulator.
+fn simulator_in(tree: &str) -> Result<Option<Violation>, String> {
     if !tree
         .lines()
         .any(|l| l.starts_with(&format!("{PRODUCTION_PACKAGE} ")))
     {
         return Err(format!("cargo tree printed no {PRODUCTION_PACKAGE}: {tree}"));
     }
-    if let Some(line) = tree
+    Ok(tree
         .lines()
         .find(|l| l.starts_with(&format!("{SIMULATOR_PACKAGE} ")))
-    {
-        violations.push(Violation::new(
-            Rule::SimulatorInProduction,
-            format!(
-                "`cargo tree -p {PRODUCTION_PACKAGE} -e normal` contains {} (see `cargo tree -p {PRODUCTION_PACKAGE} -e normal -i {SIMULATOR_PACKAGE}`)",
-                line.trim()
-            ),
-        ));
+        .map(|line| {
+            Violation::new(
+                Rule::SimulatorInProduction,
+                format!(
+                    "`cargo tree -p {PRODUCTION_PACKAGE} -e normal` contains {} (see `cargo tree -p {PRODUCTION_PACKAGE} -e normal -i {SIMULATOR_PACKAGE}`)",
+                    line.trim()
+                ),
+            )
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulator_in_the_production_tree_fails() {
+        let clean = "pool-manager v0.1.0 (/w/bin/pool-manager)\npool-http v0.1.0 (/w/crates/http)\n";
+        assert_eq!(simulator_in(clean), Ok(None));
+        let linked = format!("{clean}railway-sim v0.1.0 (/w/crates/railway-sim)\n");
+        assert_eq!(
+            simulator_in(&linked).unwrap().map(|v| v.to_string()).as_deref(),
+            Some(
+                "tidy: simulator-in-production: `cargo tree -p pool-manager -e normal` contains railway-sim v0.1.0 (/w/crates/railway-sim) (see `cargo tree -p pool-manager -e normal -i railway-sim`)"
+            )
+        );
+        assert!(
+            simulator_in("pool-http v0.1.0\n").is_err(),
+            "no pool-manager line: tidy cannot tell"
+        );
     }
-    Ok(())
 }

