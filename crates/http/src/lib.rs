@@ -31,7 +31,7 @@
 //! Architecture invariant: thin — every handler maps HTTP onto a provisioner or store call, or
 //! onto the [`PoolControl`] the binary hands in; no pool logic lives here, and nothing of the
 //! reconciler's internals is known here. Every API route, with who may call it, is a row of
-//! the route table (`route_table.rs`), which depends on nothing else in the crate; the router,
+//! the route table (`route_table/`), which depends on nothing else in the crate; the router,
 //! the key checks and the OpenAPI document read it (`cargo xtask tidy`: `route-table`).
 
 mod agent_auth;

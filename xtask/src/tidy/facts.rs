@@ -2,10 +2,10 @@
 //! calls, which `syn` does not parse, in their tokens), each with its line and whether it is
 //! test code: the facts the boundary rules ([`super::boundaries`]) judge.
 //!
-//! A call is `.name(…)` or `Path::name(…)`; comments are not seen, and a name inside a string
+//! A call is `name(…)`, `.name(…)` or `Path::name(…)`; comments are not seen, and a name inside a string
 //! is a literal, not a call.
 
-use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Attribute, Expr, ExprLit, ImplItemFn, Item, Lit};
@@ -21,6 +21,8 @@ pub enum Fact {
     Call {
         /// The function's or method's name (the last segment of a path).
         name: String,
+        /// `.name(…)`, a method call, rather than `name(…)` or `Path::name(…)`.
+        method: bool,
         /// The first argument, when it is a string literal.
         first_literal: Option<String>,
     },
@@ -74,12 +76,19 @@ impl<T> Recorder<T> {
 type Facts = Recorder<Fact>;
 
 impl Facts {
-    fn call(&mut self, line: usize, name: String, first: Option<&Expr>) {
+    fn call(&mut self, line: usize, name: String, method: bool, first: Option<&Expr>) {
         let first_literal = match first {
             Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. })) => Some(s.value()),
             _ => None,
         };
-        self.record(line, Fact::Call { name, first_literal });
+        self.record(
+            line,
+            Fact::Call {
+                name,
+                method,
+                first_literal,
+            },
+        );
     }
 
     /// Calls (`.name(` and `::name(`) and string literals among a macro's tokens.
@@ -90,10 +99,10 @@ impl Facts {
                 TokenTree::Group(group) => self.scan_macro_tokens(group.stream()),
                 TokenTree::Ident(ident) => {
                     let called = matches!(trees.get(i + 1), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis);
-                    let after_dot_or_path = i > 0
-                        && matches!(&trees[i - 1], TokenTree::Punct(p)
-                            if p.as_char() == '.' || (p.as_char() == ':' && p.spacing() == Spacing::Alone));
-                    if called && after_dot_or_path {
+                    let before = i.checked_sub(1).and_then(|j| trees.get(j));
+                    let method = matches!(before, Some(TokenTree::Punct(p)) if p.as_char() == '.');
+                    // Not `fn name(` or `struct Name(`: a keyword or a name before it.
+                    if called && !matches!(before, Some(TokenTree::Ident(_))) {
                         let first_literal = match trees.get(i + 1) {
                             Some(TokenTree::Group(g)) => {
                                 g.stream().into_iter().next().and_then(|t| string_value(&t))
@@ -104,6 +113,7 @@ impl Facts {
                             ident.span().start().line,
                             Fact::Call {
                                 name: ident.to_string(),
+                                method,
                                 first_literal,
                             },
                         );
@@ -145,6 +155,7 @@ impl<'ast> Visit<'ast> for Facts {
         self.call(
             call.method.span().start().line,
             call.method.to_string(),
+            true,
             call.args.first(),
         );
         visit::visit_expr_method_call(self, call);
@@ -157,6 +168,7 @@ impl<'ast> Visit<'ast> for Facts {
             self.call(
                 path.span().start().line,
                 last.ident.to_string(),
+                false,
                 call.args.first(),
             );
         }
@@ -187,9 +199,10 @@ mod tests {
             .collect()
     }
 
-    fn call(name: &str, first: Option<&str>) -> Fact {
+    fn call(name: &str, method: bool, first: Option<&str>) -> Fact {
         Fact::Call {
             name: name.into(),
+            method,
             first_literal: first.map(Into::into),
         }
     }
@@ -213,16 +226,16 @@ mod tests {
         assert_eq!(
             found,
             [
-                (call("send_message", None), false),
-                (call("order_number", None), false),
+                (call("send_message", true, None), false),
+                (call("order_number", false, None), false),
                 (Fact::Literal("n".into()), false),
-                (call("route", Some("/api/x")), false),
+                (call("route", true, Some("/api/x")), false),
                 (Fact::Literal("/api/x".into()), false),
-                (call("get", None), false),
+                (call("get", false, None), false),
                 (Fact::Literal("{}".into()), false),
-                (call("list_threads", Some("q")), false),
+                (call("list_threads", true, Some("q")), false),
                 (Fact::Literal("q".into()), false),
-                (call("get_message", Some("id")), true),
+                (call("get_message", true, Some("id")), true),
                 (Fact::Literal("id".into()), true),
             ]
         );
