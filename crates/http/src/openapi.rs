@@ -153,9 +153,13 @@ fn schemas() -> Value {
             }
         },
         "ClaimResponse": {
-            "type": "object", "required": ["inviteUrl", "conversationId", "instanceId", "joined", "gatewayToken", "gatewayUrl"],
+            "type": "object", "required": ["inviteUrl", "conversationId", "status", "agentName", "instanceId", "joined", "gatewayToken", "gatewayUrl"],
             "properties": {
-                "inviteUrl": {"type": "string"}, "conversationId": {"type": "string"}, "instanceId": {"type": "string"},
+                "inviteUrl": {"type": "string"},
+                "conversationId": {"type": ["string", "null"], "description": "null while a join waits for acceptance"},
+                "status": {"type": "string", "enum": ["created", "joined", "pending_acceptance"]},
+                "agentName": {"type": "string"},
+                "instanceId": {"type": "string"},
                 "joined": {"type": "boolean"}, "gatewayToken": {"type": "string"}, "gatewayUrl": {"type": "string"}
             }
         },

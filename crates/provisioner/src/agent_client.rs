@@ -45,16 +45,43 @@ pub struct ProvisionRequest {
     pub join_url: Option<String>,
 }
 
-/// A successful provision.
+/// What the agent says became of the claim (`status` of its 200,
+/// `runtime/convos-platform/pool-server/index.ts:446`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionStatus {
+    /// It created a conversation.
+    Created,
+    /// It joined the conversation of the join URL.
+    Joined,
+    /// The join waits for the conversation's approval: no conversation yet (304-306).
+    PendingAcceptance,
+}
+
+impl ProvisionStatus {
+    /// The word on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Joined => "joined",
+            Self::PendingAcceptance => "pending_acceptance",
+        }
+    }
+}
+
+/// A successful provision: `{ok, inviteUrl|null, conversationId|null, joined, status}`
+/// (pool-server/index.ts:441-447).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Provisioned {
-    /// The invite URL for the user.
-    pub invite_url: String,
-    /// The conversation.
-    pub conversation_id: String,
+    /// The invite URL for the user (a join answers its join URL; `None` when it said null).
+    pub invite_url: Option<String>,
+    /// The conversation (`None` only while a join is pending).
+    pub conversation_id: Option<String>,
     /// Whether it joined an existing conversation.
     pub joined: bool,
+    /// Created, joined or pending.
+    pub status: ProvisionStatus,
 }
 
 /// Why a provision did not succeed.
@@ -123,12 +150,82 @@ pub fn parse_provision(status: u16, body: &[u8]) -> Result<Provisioned, Provisio
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| ProvisionFailure::Unexpected(format!("missing {field}: {}", excerpt(body))))
     };
+    let joined = value.get("joined").and_then(Value::as_bool).unwrap_or(false);
+    // Agents of images before `status` existed said only `joined`.
+    let status = match value.get("status").and_then(Value::as_str) {
+        Some("pending_acceptance") => ProvisionStatus::PendingAcceptance,
+        Some("joined") => ProvisionStatus::Joined,
+        Some("created") => ProvisionStatus::Created,
+        None if joined => ProvisionStatus::Joined,
+        None => ProvisionStatus::Created,
+        Some(other) => {
+            return Err(ProvisionFailure::Unexpected(format!(
+                "unknown status {:?}: {}",
+                other.chars().take(40).collect::<String>(),
+                excerpt(body)
+            )));
+        }
+    };
+    let conversation_id = text("conversationId");
+    if conversation_id.is_none() && status != ProvisionStatus::PendingAcceptance {
+        // The Node pool: "Provision succeeded without a conversationId" (pool/src/provision.ts:141).
+        return Err(ProvisionFailure::Unexpected(format!(
+            "missing conversationId: {}",
+            excerpt(body)
+        )));
+    }
     Ok(Provisioned {
-        invite_url: text("inviteUrl")?,
-        conversation_id: text("conversationId")?,
-        joined: value.get("joined").and_then(Value::as_bool).unwrap_or(false),
+        invite_url: text("inviteUrl"),
+        conversation_id,
+        joined,
+        status,
+    })
+}
+
+/// What the runtime's `GET /convos/status` says (`runtime/openclaw/src/convos/index.ts:89-105`,
+/// read as the Node pool reads it, `pool/src/runtimeStatus.ts:13-19`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeStatus {
+    /// The conversation it is bound to, if any.
+    pub conversation_id: Option<String>,
+    /// A join waits for acceptance.
+    pub pending: bool,
+    /// No identity, conversation or instructions left: it can serve another claim. `None`
+    /// when the runtime did not say.
+    pub clean: Option<bool>,
+}
+
+impl RuntimeStatus {
+    /// True when the runtime holds no conversation and no pending join (it may still hold an
+    /// identity a failed attempt left, which `/convos/reset` clears).
+    pub fn holds_no_conversation(&self) -> bool {
+        self.conversation_id.is_none() && !self.pending
+    }
+}
+
+/// Reads a `/convos/status` answer.
+pub fn parse_runtime_status(status: u16, body: &[u8]) -> Result<RuntimeStatus, String> {
+    if status != 200 {
+        return Err(format!("/convos/status answered {status}: {}", excerpt(body)));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|_| {
+        format!(
+            "/convos/status answered something that is not JSON: {}",
+            excerpt(body)
+        )
+    })?;
+    if !value.is_object() {
+        return Err(format!("/convos/status answered {}", excerpt(body)));
+    }
+    Ok(RuntimeStatus {
+        conversation_id: value
+            .get("conversationId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        pending: value.get("pending").and_then(Value::as_bool) == Some(true),
+        clean: value.get("clean").and_then(Value::as_bool),
     })
 }
 
@@ -192,6 +289,51 @@ impl AgentClient {
             Ok(())
         } else {
             Err(format!("the agent answered {}", answer.status))
+        }
+    }
+
+    /// `GET {base}/convos/status` with the agent's gateway token (5 s, as the Node pool's
+    /// `resetAndVerifyRuntime`, `pool/src/provision.ts:33-40`).
+    pub async fn runtime_status(&self, base_url: &str, token: &str) -> Result<RuntimeStatus, String> {
+        let url = format!("{}/convos/status", base_url.trim_end_matches('/'));
+        let answer = self
+            .http
+            .send(
+                hyper::Method::GET,
+                &url,
+                Some(token),
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        parse_runtime_status(answer.status, &answer.body)
+    }
+
+    /// `POST {base}/convos/reset` `{}` with the agent's gateway token (15 s,
+    /// `pool/src/provision.ts:23-32`): the runtime's factory reset
+    /// (`runtime/openclaw/src/convos/index.ts:110-155`, route at 738-757).
+    pub async fn reset_runtime(&self, base_url: &str, token: &str) -> Result<(), String> {
+        let url = format!("{}/convos/reset", base_url.trim_end_matches('/'));
+        let answer = self
+            .http
+            .send(
+                hyper::Method::POST,
+                &url,
+                Some(token),
+                Some(&serde_json::json!({})),
+                Duration::from_secs(15),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            Err(format!(
+                "/convos/reset answered {}: {}",
+                answer.status,
+                excerpt(&answer.body)
+            ))
         }
     }
 
@@ -286,13 +428,27 @@ mod tests {
         assert_eq!(
             ok,
             Ok(Provisioned {
-                invite_url: "https://i".into(),
-                conversation_id: "c".into(),
-                joined: true
+                invite_url: Some("https://i".into()),
+                conversation_id: Some("c".into()),
+                joined: true,
+                status: ProvisionStatus::Joined,
             })
         );
         assert!(matches!(
             parse_provision(200, br#"{"ok":true}"#),
+            Err(ProvisionFailure::Unexpected(_))
+        ));
+        // pool-server/index.ts:441-447 after a pending join (304-306).
+        let pending = parse_provision(
+            200,
+            br#"{"ok":true,"inviteUrl":"https://j","conversationId":null,"joined":false,"status":"pending_acceptance"}"#,
+        );
+        assert_eq!(
+            pending.map(|p| (p.status, p.conversation_id)),
+            Ok((ProvisionStatus::PendingAcceptance, None))
+        );
+        assert!(matches!(
+            parse_provision(200, br#"{"ok":true,"conversationId":"c","status":"odd"}"#),
             Err(ProvisionFailure::Unexpected(_))
         ));
         assert!(matches!(
@@ -338,18 +494,20 @@ mod properties {
         }
 
         #[test]
-        fn a_provision_answer_missing_a_field_is_never_success(
+        fn a_provision_answer_without_a_conversation_is_success_only_when_pending(
             invite in prop::option::of("\\PC{0,20}"),
             conversation in prop::option::of("\\PC{0,20}"),
             joined in prop::option::of(any::<bool>()),
+            pending in any::<bool>(),
         ) {
             let mut v = serde_json::json!({"ok": true});
+            if pending { v["status"] = serde_json::json!("pending_acceptance"); }
             if let Some(i) = &invite { v["inviteUrl"] = serde_json::json!(i); }
             if let Some(c) = &conversation { v["conversationId"] = serde_json::json!(c); }
             if let Some(j) = joined { v["joined"] = serde_json::json!(j); }
             let result = parse_provision(200, v.to_string().as_bytes());
-            let complete = invite.as_ref().is_some_and(|s| !s.is_empty()) && conversation.as_ref().is_some_and(|s| !s.is_empty());
-            prop_assert_eq!(result.is_ok(), complete);
+            let complete = conversation.as_ref().is_some_and(|s| !s.is_empty());
+            prop_assert_eq!(result.is_ok(), complete || pending);
         }
     }
 }

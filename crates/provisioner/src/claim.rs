@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::Provisioner;
-use crate::agent_client::{ProvisionFailure, ProvisionRequest};
+use crate::agent_client::{ProvisionFailure, ProvisionRequest, ProvisionStatus};
 use crate::error::{ProvisionError, Result};
 
 /// Longest agent name accepted.
@@ -36,14 +36,21 @@ pub struct ClaimInput {
     pub join_url: Option<String>,
 }
 
-/// What a claimer gets: the original API's payload.
+/// What a claimer gets: the original API's payload, with the Node pool's `status` and
+/// `agentName` (pool/src/provision.ts:125-133, 165-173).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimResponse {
-    /// The invite URL for the user.
+    /// The invite URL for the user (a join's own URL when the agent joined or waits).
     pub invite_url: String,
-    /// The conversation.
-    pub conversation_id: String,
+    /// The conversation; `null` while a join waits for acceptance.
+    pub conversation_id: Option<String>,
+    /// `created`, `joined` or `pending_acceptance`.
+    #[serde(default = "created")]
+    pub status: ProvisionStatus,
+    /// The name the agent was given.
+    #[serde(default)]
+    pub agent_name: String,
     /// The agent's id.
     pub instance_id: String,
     /// Whether it joined an existing conversation.
@@ -52,6 +59,11 @@ pub struct ClaimResponse {
     pub gateway_token: String,
     /// The agent's base URL.
     pub gateway_url: String,
+}
+
+/// The status of answers stored before `status` was.
+fn created() -> ProvisionStatus {
+    ProvisionStatus::Created
 }
 
 /// The stored answer of a claim under an idempotency key.
@@ -194,6 +206,9 @@ impl Provisioner {
             agent_name: input.agent_name.trim().to_string(),
             instructions: input.instructions.clone(),
             join_url: input.join_url.clone(),
+            source: "api".into(),
+            profile_image: None,
+            metadata: None,
             // The lease outlives the provision timeout: the tick never takes an agent from a
             // claimer that is still waiting for it.
             lease: self.inner.config.provision_timeout + Duration::from_secs(60),
@@ -278,9 +293,25 @@ impl Provisioner {
                 });
             }
         };
+        // A join answers its own URL (pool/src/provision.ts:126, 144).
+        let Some(invite_url) = provisioned
+            .invite_url
+            .clone()
+            .or_else(|| request.join_url.clone())
+        else {
+            let failure = ProvisionFailure::Unexpected("a created conversation without an inviteUrl".into());
+            self.fail_claim(&agent.id, idempotency_key, failure.to_string(), started)
+                .await?;
+            return Err(ProvisionError::ProvisionFailed {
+                agent: agent.id.clone(),
+                failure,
+            });
+        };
         let response = ClaimResponse {
-            invite_url: provisioned.invite_url.clone(),
+            invite_url: invite_url.clone(),
             conversation_id: provisioned.conversation_id.clone(),
+            status: provisioned.status,
+            agent_name: request.agent_name.clone(),
             instance_id: agent.id.to_string(),
             joined: provisioned.joined,
             gateway_token: secrets.gateway_token.expose_secret().to_string(),
@@ -288,15 +319,25 @@ impl Provisioner {
         };
         let stored = serde_json::to_value(StoredAnswer::Claimed(response.clone()))
             .map_err(|e| ProvisionError::RepeatedFailure(e.to_string()))?;
-        let done = store
-            .complete_claim(
-                &agent.id,
-                &provisioned.invite_url,
-                &provisioned.conversation_id,
-                provisioned.joined,
-                idempotency_key.map(|k| (k, &stored)),
-            )
-            .await?;
+        let idempotency = idempotency_key.map(|k| (k, &stored));
+        let done = match &provisioned.conversation_id {
+            Some(conversation_id) if provisioned.status != ProvisionStatus::PendingAcceptance => {
+                store
+                    .complete_claim(
+                        &agent.id,
+                        &invite_url,
+                        conversation_id,
+                        provisioned.joined,
+                        idempotency,
+                    )
+                    .await?
+            }
+            _ => {
+                store
+                    .enter_pending_acceptance(&agent.id, &invite_url, idempotency)
+                    .await?
+            }
+        };
         if let Transition::LostRace { actual } = done {
             // The lease ran out and the tick quarantined the agent: the user must not use it.
             self.inner.stats.claim("failed", started.elapsed());
@@ -306,8 +347,12 @@ impl Provisioner {
                 message: "the claim lease expired before provisioning finished".into(),
             });
         }
-        self.inner.stats.claim("claimed", started.elapsed());
-        tracing::info!(agent = %agent.id, "claimed");
+        let outcome = match response.status {
+            ProvisionStatus::PendingAcceptance => "pending_acceptance",
+            _ => "claimed",
+        };
+        self.inner.stats.claim(outcome, started.elapsed());
+        tracing::info!(agent = %agent.id, status = response.status.as_str(), "claimed");
         Ok(response)
     }
 

@@ -58,6 +58,7 @@ pub mod naming;
 pub mod outbound;
 pub mod proxy;
 mod redeploy;
+mod reset;
 pub mod resources;
 mod saga;
 mod settings;
@@ -77,7 +78,9 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use agent_calls::{SelfDestructed, SelfInfo, agent_actor};
-pub use agent_client::{AgentClient, Health, ProvisionFailure, ProvisionTokens, Provisioned};
+pub use agent_client::{
+    AgentClient, Health, ProvisionFailure, ProvisionStatus, ProvisionTokens, Provisioned, RuntimeStatus,
+};
 pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
 pub use claim::{
     ADMIN_CLAIMANT, CONSOLE_CLAIMANT, ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_CLAIM_WAIT,
@@ -94,6 +97,7 @@ pub use image::{ImageError, ImageRef, select_image};
 pub use naming::{InvalidNaming, MarkerForm, Naming};
 pub use proxy::{EmailCall, Passthrough, ServiceInfo, ServiceProvisioned, SmsCall};
 pub use redeploy::{RedeployProgress, redeploy_batch};
+pub use reset::Recovered;
 pub use resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
 pub use settings::{SettingsPatch, validate as validate_settings};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};

@@ -486,6 +486,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/pool/health", get(health))
         .route("/pool/provision", post(provision))
+        .route("/convos/status", get(status))
+        .route("/convos/reset", post(reset))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") })
         .with_state(shared)
 }
@@ -528,6 +530,30 @@ async fn provision(
         Some(domain) => {
             crate::server::agent_provision(State(shared.sim.clone()), Path(domain), headers, body).await
         }
+        None => not_found(),
+    };
+    finish(&shared, response)
+}
+
+async fn status(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(dialed): ConnectInfo<Dialed>,
+    headers: HeaderMap,
+) -> Response {
+    let response = match agent_domain(&shared, dialed) {
+        Some(domain) => crate::server::convos_status(State(shared.sim.clone()), Path(domain), headers).await,
+        None => not_found(),
+    };
+    finish(&shared, response)
+}
+
+async fn reset(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(dialed): ConnectInfo<Dialed>,
+    headers: HeaderMap,
+) -> Response {
+    let response = match agent_domain(&shared, dialed) {
+        Some(domain) => crate::server::convos_reset(State(shared.sim.clone()), Path(domain), headers).await,
         None => not_found(),
     };
     finish(&shared, response)

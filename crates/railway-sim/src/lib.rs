@@ -53,7 +53,7 @@ pub use config::{AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults,
 pub use external_agents::ExternalAgent;
 pub use quirks::{ProjectThrottleScope, Quirks};
 pub use snapshot::{DeploymentView, ProjectView, ResourceView, ServiceView, SimSnapshot, VolumeView};
-pub use world::{Counters, DeployCause, Fate};
+pub use world::{AgentRuntime, Counters, DeployCause, Fate, ProvisionFault};
 
 use crate::server::Sim;
 use crate::world::{InstanceUpdate, World};
@@ -200,14 +200,31 @@ impl SimHandle {
 
     /// What the pool told the agent behind `domain` through `/convos/update-metadata`.
     pub fn agent_metadata(&self, domain: &str) -> serde_json::Map<String, serde_json::Value> {
+        self.deployment_behind(domain, |d| d.metadata.clone())
+            .unwrap_or_default()
+    }
+
+    /// `read` of the current deployment of the agent behind `domain`, if there is one.
+    fn deployment_behind<T>(&self, domain: &str, read: impl FnOnce(&world::Deployment) -> T) -> Option<T> {
         let w = self.sim.world();
         w.domains
             .get(domain)
             .and_then(|d| w.services.get(&d.service_id))
             .and_then(|s| s.instances.values().find_map(|i| i.latest_deployment.clone()))
             .and_then(|id| w.deployments.get(&id))
-            .map(|d| d.metadata.clone())
-            .unwrap_or_default()
+            .map(read)
+    }
+
+    /// The next `/pool/provision` to any agent answers with `fault` (faults queue up, first in
+    /// first out), whatever the agent's fate.
+    pub fn fault_next_provision(&self, fault: ProvisionFault) {
+        self.sim.world().provision_faults.push_back(fault);
+    }
+
+    /// What the runtime of the agent behind `domain` holds, and the provision requests it got
+    /// (its current deployment's).
+    pub fn agent_runtime(&self, domain: &str) -> Option<AgentRuntime> {
+        self.deployment_behind(domain, |d| d.runtime.clone())
     }
 
     /// The world as it is now.

@@ -192,6 +192,10 @@ pub fn decide(facts: &AgentFacts, observation: &Observation, stuck_timeout: Dura
         }
         S::Claiming => Decision::Keep,
         S::Claimed => claimed(observation),
+        // Its runtime resolves it (`pending-acceptance/{complete,fail}`); the tick's pending
+        // pass tears it down past POOL_PENDING_ACCEPTANCE_TIMEOUT_MS. Observation does not
+        // judge it: a user's join is waiting on it.
+        S::PendingAcceptance => Decision::Keep,
         S::Crashed => crashed(observation),
         S::Idle | S::Starting if facts.legacy => Decision::Teardown(Reason::LegacyCycledOut),
         S::Idle | S::Starting => unclaimed(facts, observation, stuck),

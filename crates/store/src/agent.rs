@@ -106,6 +106,13 @@ pub enum AgentStatus {
     Claiming,
     /// Handed to a user.
     Claimed,
+    /// Handed to a user whose conversation needs approval before the agent is in it (the
+    /// runtime's pool server answered `status: "pending_acceptance"`,
+    /// `runtime/convos-platform/pool-server/index.ts:304-306`). Counted apart, never claimed
+    /// again; resolved by the agent's `pending-acceptance/{complete,fail}` calls, or torn down
+    /// past `POOL_PENDING_ACCEPTANCE_TIMEOUT_MS`.
+    #[serde(rename = "pending_acceptance")]
+    PendingAcceptance,
     /// Claimed, then its deployment died. Kept until an operator dismisses it.
     Crashed,
     /// Teardown in progress; retried until done.
@@ -116,12 +123,13 @@ pub enum AgentStatus {
 
 impl AgentStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [AgentStatus; 8] = [
+    pub const ALL: [AgentStatus; 9] = [
         Self::Creating,
         Self::Starting,
         Self::Idle,
         Self::Claiming,
         Self::Claimed,
+        Self::PendingAcceptance,
         Self::Crashed,
         Self::Deleting,
         Self::Deleted,
@@ -135,6 +143,7 @@ impl AgentStatus {
             Self::Idle => "idle",
             Self::Claiming => "claiming",
             Self::Claimed => "claimed",
+            Self::PendingAcceptance => "pending_acceptance",
             Self::Crashed => "crashed",
             Self::Deleting => "deleting",
             Self::Deleted => "deleted",
@@ -261,6 +270,21 @@ pub struct Agent {
     pub joined: Option<bool>,
     /// When it was claimed.
     pub claimed_at: Option<DateTime<Utc>>,
+    /// When it entered `pending_acceptance`.
+    pub pending_acceptance_at: Option<DateTime<Utc>>,
+    /// Claim: who asked (`source`: "api" unless the claimer said).
+    pub claim_source: Option<String>,
+    /// Claim: the avatar given to the agent (an https URL).
+    pub profile_image: Option<String>,
+    /// Claim: the flat string map given to the agent.
+    pub claim_metadata: Option<serde_json::Value>,
+    /// The agent's word on the provision: `created`, `joined` or `pending_acceptance`.
+    pub provision_status: Option<String>,
+    /// What its `/pool/health` last said it runs: `version` (`runtime/convos-platform/
+    /// pool-server/index.ts:359`).
+    pub runtime_version: Option<String>,
+    /// And `runtime` (`openclaw` or `hermes`).
+    pub runtime_name: Option<String>,
     /// The claim lease's end while `claiming`.
     pub claim_expires_at: Option<DateTime<Utc>>,
     /// Last deployment status the tick saw (Railway's word, verbatim).
@@ -420,6 +444,12 @@ pub struct ClaimRequest {
     pub instructions: String,
     /// A conversation to join instead of creating one.
     pub join_url: Option<String>,
+    /// Who asks (`source`; "api" unless the claimer said).
+    pub source: String,
+    /// The avatar to give the agent (an https URL, checked by the caller).
+    pub profile_image: Option<String>,
+    /// A flat string map to give the agent (checked by the caller).
+    pub metadata: Option<serde_json::Value>,
     /// How long the claimer may take to provision before the agent is presumed lost.
     pub lease: std::time::Duration,
     /// Makes a repeated request return the first answer.
@@ -450,6 +480,8 @@ pub struct StatusCounts {
     pub claiming: i64,
     /// `claimed`.
     pub claimed: i64,
+    /// `pending_acceptance`: handed out, waiting for the conversation's approval.
+    pub pending_acceptance: i64,
     /// `crashed`.
     pub crashed: i64,
     /// `deleting`.
@@ -465,6 +497,7 @@ impl StatusCounts {
             AgentStatus::Idle => self.idle += n,
             AgentStatus::Claiming => self.claiming += n,
             AgentStatus::Claimed => self.claimed += n,
+            AgentStatus::PendingAcceptance => self.pending_acceptance += n,
             AgentStatus::Crashed => self.crashed += n,
             AgentStatus::Deleting => self.deleting += n,
             AgentStatus::Deleted => {}
@@ -483,6 +516,7 @@ impl StatusCounts {
             + self.idle
             + self.claiming
             + self.claimed
+            + self.pending_acceptance
             + self.crashed
             + self.deleting
     }

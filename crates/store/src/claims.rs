@@ -44,7 +44,9 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         "WITH taken AS (
             UPDATE agent_metadata SET status = 'claiming', status_changed_at = now(),
                    claim_expires_at = now() + make_interval(secs => $1),
-                   agent_name = $2, instructions = $3, join_url = $4
+                   agent_name = $2, instructions = $3, join_url = $4,
+                   claim_source = $9, profile_image = $10, claim_metadata = $11::jsonb,
+                   provision_status = NULL, pending_acceptance_at = NULL
              WHERE id = (SELECT id FROM agent_metadata
                           WHERE status = 'idle' AND NOT quarantined
                             AND (gateway_token IS NULL OR gateway_token NOT LIKE 'v1:%'
@@ -154,7 +156,7 @@ impl Store {
         let known = self.keys().known_ids();
         for attempt in 0..MAX_TAKES {
             let again = attempt > 0;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 &lease,
                 &request.agent_name,
                 &request.instructions,
@@ -163,6 +165,9 @@ impl Store {
                 &request.claimant,
                 &again,
                 &known,
+                &request.source,
+                &request.profile_image,
+                &request.metadata,
             ];
             let Some(row) = client.query_opt(&statement, &params).await? else {
                 return Ok(None);
@@ -195,7 +200,8 @@ impl Store {
             .prepare_cached(
                 "WITH done AS (
                     UPDATE agent_metadata SET status = 'claimed', status_changed_at = now(), claimed_at = now(),
-                           claim_expires_at = NULL, invite_url = $2, conversation_id = $3, joined = $4
+                           claim_expires_at = NULL, invite_url = $2, conversation_id = $3, joined = $4,
+                           provision_status = CASE WHEN $4 THEN 'joined' ELSE 'created' END
                      WHERE id = $1 AND status = 'claiming' RETURNING id),
                  answer AS (
                     UPDATE claim_idempotency_keys SET sealed_response = $6, response = NULL
@@ -207,7 +213,7 @@ impl Store {
             )
             .await?;
         let (key, response) = match idempotency {
-            Some((k, r)) => (Some(k), Some(self.seal_answer(id, k, r)?)),
+            Some((k, r)) => (Some(k), Some(self.seal_claim_answer(id, k, r)?)),
             None => (None, None),
         };
         let done: i64 = client
@@ -251,16 +257,7 @@ impl Store {
             let actual = current_status(&tx, id).await?;
             return Ok(Transition::LostRace { actual });
         }
-        if let Some((key, response)) = idempotency {
-            // The key's row is the one that took this agent (keys are scoped per caller).
-            let sealed = self.seal_answer(id, key, response)?;
-            tx.execute(
-                "UPDATE claim_idempotency_keys SET sealed_response = $2, response = NULL \
-                 WHERE key = $1 AND agent_id = $3",
-                &[&key, &sealed, &id.as_str()],
-            )
-            .await?;
-        }
+        self.store_claim_answer(&tx, id, idempotency).await?;
         insert_event(
             &tx,
             id,
@@ -297,9 +294,34 @@ impl Store {
         prune_idempotency_keys(&client, limit).await
     }
 
+    /// Stores a claim's answer under the idempotency key that took `id` (keys are scoped per
+    /// caller, so the key's row is the one that took this agent), in the caller's transaction.
+    pub(crate) async fn store_claim_answer(
+        &self,
+        tx: &impl deadpool_postgres::GenericClient,
+        id: &AgentId,
+        idempotency: Option<(&str, &serde_json::Value)>,
+    ) -> Result<()> {
+        if let Some((key, response)) = idempotency {
+            let sealed = self.seal_claim_answer(id, key, response)?;
+            tx.execute(
+                "UPDATE claim_idempotency_keys SET sealed_response = $2, response = NULL \
+                 WHERE key = $1 AND agent_id = $3",
+                &[&key, &sealed, &id.as_str()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// A claim's answer as it is stored: sealed (it carries the agent's gateway token), bound
     /// to the agent and the idempotency key.
-    fn seal_answer(&self, agent: &AgentId, key: &str, response: &serde_json::Value) -> Result<String> {
+    pub(crate) fn seal_claim_answer(
+        &self,
+        agent: &AgentId,
+        key: &str,
+        response: &serde_json::Value,
+    ) -> Result<String> {
         self.keys()
             .seal(&response.to_string(), &Binding::claim_answer(agent, key))
     }

@@ -37,6 +37,7 @@ mod leader;
 mod limits;
 mod migrate;
 mod notify;
+mod pending;
 mod queries;
 mod queue;
 mod retention;

@@ -17,7 +17,8 @@ const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, 
     a.agent_name, a.instructions, a.join_url, a.conversation_id, a.invite_url, a.joined, a.claimed_at, \
     a.claim_expires_at, a.deployment_status, a.last_health_at, a.last_health_ok, a.teardown_attempts, \
     a.next_attempt_at, a.last_error, a.worker_lease_until, a.redeploy_requested_at, a.step_in_flight, \
-    a.project_marker_form, \
+    a.project_marker_form, a.pending_acceptance_at, a.claim_source, a.profile_image, a.claim_metadata, \
+    a.provision_status, a.runtime_version, a.runtime_name, \
     ARRAY(SELECT s.step FROM agent_saga_steps s WHERE s.agent_id = a.id ORDER BY s.completed_at, s.step) AS steps";
 
 /// Agents matching `condition` (SQL over the alias `a`, with `$1…` parameters), in `order`.
@@ -118,6 +119,13 @@ pub(crate) fn agent_from_row(row: &Row, keys: &SecretsKeys) -> Result<Agent> {
         invite_url: row.try_get("invite_url")?,
         joined: row.try_get("joined")?,
         claimed_at: row.try_get("claimed_at")?,
+        pending_acceptance_at: row.try_get("pending_acceptance_at")?,
+        claim_source: row.try_get("claim_source")?,
+        profile_image: row.try_get("profile_image")?,
+        claim_metadata: row.try_get("claim_metadata")?,
+        provision_status: row.try_get("provision_status")?,
+        runtime_version: row.try_get("runtime_version")?,
+        runtime_name: row.try_get("runtime_name")?,
         claim_expires_at: row.try_get("claim_expires_at")?,
         deployment_status: row.try_get("deployment_status")?,
         last_health_at: row.try_get("last_health_at")?,

@@ -244,7 +244,10 @@ impl Store {
             AgentStatus::Creating | AgentStatus::Starting | AgentStatus::Idle => {
                 Ok(self.begin_teardown(id, status, &reason, true).await?.applied())
             }
-            AgentStatus::Claiming | AgentStatus::Claimed | AgentStatus::Crashed => {
+            AgentStatus::Claiming
+            | AgentStatus::Claimed
+            | AgentStatus::PendingAcceptance
+            | AgentStatus::Crashed => {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
                 let flagged = tx

@@ -567,7 +567,10 @@ impl LaunchedPage {
             instance_id: claimed.instance_id.clone(),
             invite_url: claimed.invite_url.clone(),
             invite_link,
-            conversation_id: claimed.conversation_id.clone(),
+            conversation_id: claimed
+                .conversation_id
+                .clone()
+                .unwrap_or_else(|| "none yet: the join waits for acceptance".into()),
             joined: claimed.joined,
             qr_svg,
         }

@@ -11,7 +11,7 @@ mod railway;
 mod resources;
 pub(crate) mod sms;
 
-pub(crate) use agents::{agent_at, agent_health, agent_provision};
+pub(crate) use agents::{agent_at, agent_health, agent_provision, convos_reset, convos_status};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -151,6 +151,7 @@ impl World {
                 provisions: 0,
                 provision_micros: None,
                 metadata: serde_json::Map::new(),
+                runtime: Default::default(),
             },
         );
         self.instance_mut(service_id, environment_id)?.latest_deployment = Some(id.clone());

@@ -99,6 +99,47 @@ pub enum Fate {
     ProvisionFail,
 }
 
+/// A fault the next `/pool/provision` (to any agent) answers with, whatever its fate
+/// ([`crate::SimHandle::fault_next_provision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionFault {
+    /// 503 "Runtime not ready yet": the gateway is not up (pool-server/index.ts:410-413).
+    NotReady,
+    /// 400: the pool server refused the body (pool-server/index.ts:430-437).
+    BadRequest,
+    /// 500 after its retries, the runtime left clean (nothing was created).
+    FailClean,
+    /// 500 after its retries, the runtime left dirty (an identity was created and kept).
+    FailDirty,
+    /// 500 after its retries, with a conversation created (the answer was lost).
+    FailWithConversation,
+}
+
+/// What the agent's runtime holds: what `/convos/status` reports
+/// (`runtime/openclaw/src/convos/index.ts:89-105`) and `/convos/reset` clears (110-155).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentRuntime {
+    /// The conversation it is bound to.
+    pub conversation_id: Option<String>,
+    /// A join waits for acceptance.
+    pub pending_join: Option<String>,
+    /// Identity, instructions or credentials left behind without a conversation.
+    pub dirty: bool,
+    /// Factory resets so far.
+    pub resets: u32,
+    /// The bodies of every `/pool/provision` it answered past auth, in order.
+    pub provision_requests: Vec<serde_json::Value>,
+}
+
+impl AgentRuntime {
+    /// `isClean()` (`runtime/openclaw/src/convos/index.ts:70-88`): no instance, credentials,
+    /// instructions or identity.
+    pub fn clean(&self) -> bool {
+        self.conversation_id.is_none() && self.pending_join.is_none() && !self.dirty
+    }
+}
+
 /// A project.
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
@@ -246,6 +287,8 @@ pub struct Deployment {
     pub provision_micros: Option<u64>,
     /// What the pool told its agent through `/convos/update-metadata` (email, phone).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// What its runtime holds.
+    pub runtime: AgentRuntime,
 }
 
 /// What made a deployment.
@@ -365,6 +408,8 @@ pub struct World {
     pub(crate) volume_creates: BTreeMap<String, VecDeque<Instant>>,
     /// The registry: the current version of every image reference pushed (moving tags move).
     pub(crate) images: BTreeMap<String, u64>,
+    /// Faults the next provisions answer with, first in first out.
+    pub(crate) provision_faults: VecDeque<ProvisionFault>,
     next_id: u64,
 }
 
