@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{MethodRouter, post};
-use pool_provisioner::SelfDestructed;
+use pool_provisioner::{Recovered, SelfDestructed};
 use pool_store::Agent;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,6 +23,8 @@ pub(crate) fn handler(endpoint: AgentCallEndpoint) -> MethodRouter<AppState> {
     match endpoint {
         AgentCallEndpoint::SelfDestruct => post(self_destruct),
         AgentCallEndpoint::SelfInfo => post(self_info),
+        AgentCallEndpoint::PendingComplete => post(pending_complete),
+        AgentCallEndpoint::PendingFail => post(pending_fail),
     }
 }
 
@@ -31,6 +33,17 @@ pub(crate) fn handler(endpoint: AgentCallEndpoint) -> MethodRouter<AppState> {
 pub(crate) struct CredentialsBody {
     #[serde(flatten)]
     credentials: AgentCredentials,
+}
+
+/// A pending join's outcome: `conversationId` (required to complete; the runtime's Hermes
+/// sends `null` and an `error` on a failure, `runtime/hermes/src/server/server.py:481-500`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PendingBody {
+    #[serde(flatten)]
+    credentials: AgentCredentials,
+    #[serde(default)]
+    conversation_id: Option<String>,
 }
 
 /// The calling agent, authenticated and charged one call.
@@ -71,4 +84,56 @@ async fn self_info(
         "runtimeImage": info.runtime_image,
         "latestImage": info.latest_image,
     })))
+}
+
+/// `POST /api/pool/pending-acceptance/complete`: the pending join was accepted; the agent is
+/// `claimed` with its conversation. `{ok: true, instanceId, conversationId}`; 409 when it is
+/// not pending.
+async fn pending_complete(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PendingBody>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = caller(&state, &body.credentials).await?;
+    let conversation_id = body
+        .conversation_id
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("conversationId: required"))?;
+    state
+        .provisioner
+        .complete_pending_acceptance(&agent.id, &conversation_id)
+        .await?;
+    state.control.tick_soon();
+    Ok(Json(json!({
+        "ok": true,
+        "instanceId": agent.id,
+        "conversationId": conversation_id.trim(),
+    })))
+}
+
+/// `POST /api/pool/pending-acceptance/fail`: the pending join failed; the agent's runtime is
+/// reset and the agent goes back to idle when it is clean, torn down otherwise.
+/// `{ok: true, instanceId, outcome: "idle" | "torn_down"}`; 409 when it is not pending.
+async fn pending_fail(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PendingBody>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = caller(&state, &body.credentials).await?;
+    let outcome = match state.provisioner.fail_pending_acceptance(&agent.id).await? {
+        Recovered::Idle => "idle",
+        Recovered::TornDown => "torn_down",
+        Recovered::Moved { actual } => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "agent {} is {}: not pending acceptance",
+                    agent.id,
+                    actual.map_or("gone", |s| s.as_str())
+                ),
+            ));
+        }
+    };
+    state.control.tick_soon();
+    Ok(Json(
+        json!({"ok": true, "instanceId": agent.id, "outcome": outcome}),
+    ))
 }

@@ -184,6 +184,19 @@ fn schemas() -> Value {
             "type": "object", "required": ["ok", "instanceId", "alreadyDeleting"],
             "properties": {"ok": {"type": "boolean"}, "instanceId": {"type": "string"}, "alreadyDeleting": {"type": "boolean"}}
         },
+        "PendingOutcome": {
+            "type": "object", "required": ["instanceId", "gatewayToken"],
+            "description": "An agent's own credentials and its pending join's conversation (required to complete); other fields (the runtime's error) are ignored",
+            "properties": {"instanceId": {"type": "string"}, "gatewayToken": {"type": "string"}, "conversationId": {"type": ["string", "null"]}}
+        },
+        "PendingCompleted": {
+            "type": "object", "required": ["ok", "instanceId", "conversationId"],
+            "properties": {"ok": {"type": "boolean"}, "instanceId": {"type": "string"}, "conversationId": {"type": "string"}}
+        },
+        "PendingFailed": {
+            "type": "object", "required": ["ok", "instanceId", "outcome"],
+            "properties": {"ok": {"type": "boolean"}, "instanceId": {"type": "string"}, "outcome": {"type": "string", "enum": ["idle", "torn_down"]}}
+        },
         "SelfInfo": {
             "type": "object", "required": ["ok", "instanceId", "runtimeVersion", "runtimeImage", "latestImage"],
             "properties": {

@@ -1,8 +1,9 @@
 //! The agents' own calls to the pool (issue 19), on the real server over real sockets,
 //! against a real PostgreSQL and the simulator over real HTTP: a self-destruct tears the
 //! calling agent down with an event naming it and asks for a tick; self-info tells an agent
-//! about itself; a wrong `{instanceId, gatewayToken}` pair is 403 and changes nothing (one
-//! agent's token never acts on another); the calls are rate-limited per agent.
+//! about itself; a pending join is completed into `claimed` or failed back to idle; a wrong
+//! `{instanceId, gatewayToken}` pair is 403 and changes nothing (one agent's token never acts on
+//! another); the calls are rate-limited per agent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use pool_http::console::ConsoleConfig;
 use pool_http::{AppState, DetachedControl, SecurityConfig, ServiceInfo};
 use pool_provisioner::testing::{TestPool, provisioner_config, unthrottled};
+use pool_provisioner::{ClaimInput, ProvisionStatus};
 use pool_store::{AgentId, AgentStatus};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -171,7 +173,12 @@ async fn a_wrong_pair_is_refused_and_changes_nothing() {
         pool.store.events(&ids[1]).await.unwrap().len(),
     ];
     let unknown = AgentId::parse("00000000-0000-4000-8000-000000000000").unwrap();
-    for path in ["/api/pool/self-destruct", "/api/pool/self-info"] {
+    for path in [
+        "/api/pool/self-destruct",
+        "/api/pool/self-info",
+        "/api/pool/pending-acceptance/complete",
+        "/api/pool/pending-acceptance/fail",
+    ] {
         for (body, want) in [
             (credentials(&ids[0], &token_b), 403),
             (credentials(&unknown, &token_b), 403),
@@ -232,7 +239,7 @@ async fn self_info_tells_an_agent_about_itself() {
         info["latestImage"],
         json!(pool.provisioner.config().image.to_string())
     );
-    assert!(info.get("runtimeVersion").is_some(), "{info}");
+    assert_eq!(info["runtimeVersion"], json!(agent.runtime_version), "{info}");
     assert_eq!(status(&pool, &ids[0]).await, AgentStatus::Idle);
 }
 
@@ -311,4 +318,83 @@ async fn a_self_destruct_during_a_claim_is_refused() {
     .await;
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(status(&pool, &ids[0]).await, AgentStatus::Claiming);
+}
+
+/// A join the simulator's agent answers as pending (its join URL contains `pending`): the
+/// agent is handed out as `pending_acceptance`.
+async fn pending_agent(pool: &TestPool, n: u32) -> AgentId {
+    let join = ClaimInput {
+        agent_name: "Ada".into(),
+        instructions: "be helpful".into(),
+        join_url: Some(format!("https://dev.convos.org/v2?i=pending-join-{n}")),
+    };
+    let answer = pool.provisioner.claim(&join, None).await.unwrap();
+    assert_eq!(answer.status, ProvisionStatus::PendingAcceptance);
+    AgentId::parse(&answer.instance_id).unwrap()
+}
+
+/// Must show: `pending-acceptance/complete` makes the agent `claimed` with its conversation;
+/// `.../fail` resets it back to idle (its runtime is clean); another agent's token acts on
+/// neither; an agent that is not pending is 409 and does not move.
+#[tokio::test]
+async fn a_pending_join_is_completed_or_failed_by_the_agent_itself() {
+    let pool = TestPool::start(unthrottled()).await;
+    pool.idle_agents(3).await;
+    let server = serve(pool.provisioner.clone()).await;
+    let accepted = pending_agent(&pool, 1).await;
+    let refused = pending_agent(&pool, 2).await;
+    let token_accepted = token(&pool, &accepted).await;
+    let token_refused = token(&pool, &refused).await;
+    let complete = "/api/pool/pending-acceptance/complete";
+    let fail = "/api/pool/pending-acceptance/fail";
+
+    // No conversation: 400 naming it, nothing moves.
+    let a = post(server.addr, complete, &credentials(&accepted, &token_accepted)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("conversationId"), "{}", a.body);
+    // Another agent's token: 403 on both, nothing moves.
+    let body = json!({"instanceId": accepted, "gatewayToken": token_refused, "conversationId": "conv-x"});
+    assert_eq!(post(server.addr, complete, &body.to_string()).await.status, 403);
+    assert_eq!(
+        post(server.addr, fail, &credentials(&accepted, &token_refused))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(status(&pool, &accepted).await, AgentStatus::PendingAcceptance);
+
+    let body =
+        json!({"instanceId": accepted, "gatewayToken": token_accepted, "conversationId": "conv-accepted"});
+    let a = post(server.addr, complete, &body.to_string()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json(),
+        json!({"ok": true, "instanceId": accepted, "conversationId": "conv-accepted"})
+    );
+    let agent = pool.store.agent(&accepted).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Claimed);
+    assert_eq!(agent.conversation_id.as_deref(), Some("conv-accepted"));
+    // Not pending any more: both are 409 and it stays claimed.
+    assert_eq!(post(server.addr, complete, &body.to_string()).await.status, 409);
+    assert_eq!(
+        post(server.addr, fail, &credentials(&accepted, &token_accepted))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(status(&pool, &accepted).await, AgentStatus::Claimed);
+
+    // As Hermes reports a failed join: `conversationId: null` and an error.
+    let body = json!({"instanceId": refused, "gatewayToken": token_refused, "conversationId": null, "error": "declined"});
+    let f = post(server.addr, fail, &body.to_string()).await;
+    assert_eq!(f.status, 200, "{}", f.body);
+    assert_eq!(
+        f.json(),
+        json!({"ok": true, "instanceId": refused, "outcome": "idle"})
+    );
+    let agent = pool.store.agent(&refused).await.unwrap().unwrap();
+    assert_eq!(agent.status, AgentStatus::Idle);
+    assert_eq!(agent.join_url, None, "the claim's fields are cleared");
+    assert!(server.control.ticks_asked() >= 2);
+    pool.assert_nothing_leaked().await;
 }

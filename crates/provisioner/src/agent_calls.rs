@@ -106,7 +106,7 @@ impl Provisioner {
     pub fn self_info(&self, agent: &Agent) -> SelfInfo {
         SelfInfo {
             instance_id: agent.id.to_string(),
-            runtime_version: None,
+            runtime_version: agent.runtime_version.clone(),
             runtime_image: agent.image.clone(),
             latest_image: self.inner.config.image.to_string(),
         }

@@ -1,8 +1,9 @@
 //! The agents' own calls to the pool, as the runtime at the pinned commit makes them: the
-//! pool server's self-destruct (`runtime/convos-platform/pool-server/index.ts:470-479`) and
-//! the web tools' self-info (`runtime/openclaw/src/web-tools/index.ts:81-94`), each with
+//! pool server's self-destruct (`runtime/convos-platform/pool-server/index.ts:470-479`), the
+//! web tools' self-info (`runtime/openclaw/src/web-tools/index.ts:81-94`) and a pending join's
+//! outcome (`runtime/hermes/src/server/server.py:481-500`), each with
 //! `{"instanceId", "gatewayToken"}` in a JSON body ([`Access::AgentBody`]), paths and answers
-//! as the Node pool's (`pool/src/index.ts:148-179,368-391`).
+//! as the Node pool's (`pool/src/index.ts:148-179,331-391`).
 
 use super::{
     Access, AgentCallEndpoint, BAD_REQUEST, CONFLICT, Endpoint, LIMITED, Route, TOO_LARGE, WRONG_AGENT,
@@ -53,6 +54,34 @@ pub fn agent_calls_table() -> Vec<Route> {
                 (200, "the agent's runtime", Some("SelfInfo")),
                 BAD_REQUEST,
                 WRONG_AGENT,
+                TOO_LARGE,
+                LIMITED,
+            ],
+        ),
+        route(
+            AgentCallEndpoint::PendingComplete,
+            "/api/pool/pending-acceptance/complete",
+            "The calling agent's pending join was accepted: it is claimed, with its conversation",
+            "PendingOutcome",
+            &[
+                (200, "claimed", Some("PendingCompleted")),
+                BAD_REQUEST,
+                WRONG_AGENT,
+                (409, "the agent is not pending acceptance", Some("Error")),
+                TOO_LARGE,
+                LIMITED,
+            ],
+        ),
+        route(
+            AgentCallEndpoint::PendingFail,
+            "/api/pool/pending-acceptance/fail",
+            "The calling agent's pending join failed: its runtime is reset; idle when clean, torn down otherwise",
+            "PendingOutcome",
+            &[
+                (200, "idle again, or torn down", Some("PendingFailed")),
+                BAD_REQUEST,
+                WRONG_AGENT,
+                (409, "the agent is not pending acceptance", Some("Error")),
                 TOO_LARGE,
                 LIMITED,
             ],

@@ -104,6 +104,10 @@ pub enum AgentCallEndpoint {
     SelfDestruct,
     /// `POST /api/pool/self-info`.
     SelfInfo,
+    /// `POST /api/pool/pending-acceptance/complete`.
+    PendingComplete,
+    /// `POST /api/pool/pending-acceptance/fail`.
+    PendingFail,
 }
 
 /// The service proxy's routes (`/api/proxy/*`, the Node pool's `serviceProxy.ts`).
