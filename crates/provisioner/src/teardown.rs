@@ -3,8 +3,10 @@
 //! for the next attempt (exponential backoff, capped); it is retried forever, never skipped.
 //!
 //! Agents of this pool's own projects go with `projectDelete` (through the [`ProjectGuard`]).
-//! Legacy agents, which live in the pool manager's shared project, go service by service:
-//! their volumes, then their service. Their project is never deleted.
+//! Agents whose project this pool did not create go service by service: their volumes, then
+//! their service, and their project is never deleted. Those are legacy agents, which live in
+//! the pool manager's shared project, and agents adopted from the Node pool's database, whose
+//! projects the Node pool made (`Agent::project_not_ours`).
 //!
 //! [`ProjectGuard`]: crate::guard::ProjectGuard
 
@@ -111,8 +113,10 @@ impl Provisioner {
             }
         }
 
-        if agent.legacy {
-            return self.remove_legacy_service(agent).await;
+        if agent.project_not_ours() {
+            self.remove_service_only(agent).await?;
+            store.clear_step_in_flight(&agent.id).await?;
+            return Ok(());
         }
         if agent.project_id.is_some() {
             let project = self.inner.guard.agent_project(agent)?;
@@ -133,8 +137,9 @@ impl Provisioner {
         Ok(())
     }
 
-    /// A legacy agent in the shared project: its volumes, then its service.
-    async fn remove_legacy_service(&self, agent: &Agent) -> Result<()> {
+    /// An agent in a project this pool did not create: its volumes, then its service; the
+    /// project stays (the shared project of legacy agents, or a project the Node pool made).
+    async fn remove_service_only(&self, agent: &Agent) -> Result<()> {
         let railway = self.inner.railway.with_priority(railway_api::Priority::Critical);
         let (Some(project_id), Some(service_id)) = (&agent.project_id, &agent.service_id) else {
             return Ok(());

@@ -512,9 +512,13 @@ fn finish(shared: &Shared, mut response: Response) -> Response {
     response
 }
 
-async fn health(State(shared): State<Arc<Shared>>, ConnectInfo(dialed): ConnectInfo<Dialed>) -> Response {
+async fn health(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(dialed): ConnectInfo<Dialed>,
+    headers: HeaderMap,
+) -> Response {
     let response = match agent_domain(&shared, dialed) {
-        Some(domain) => crate::server::agent_health(State(shared.sim.clone()), Path(domain)).await,
+        Some(domain) => crate::server::agent_health(State(shared.sim.clone()), Path(domain), headers).await,
         None => not_found(),
     };
     finish(&shared, response)

@@ -87,10 +87,16 @@ fn agent_authorized(w: &World, deployment_id: &str, headers: &HeaderMap) -> bool
 /// until the gateway answers its readiness poll (stage one, 215-233), then 503 `{ready:
 /// false, version, runtime}` until the runtime's `/convos/status` answers (stage two,
 /// 348-358), then 200 `{ready: true, version, runtime}`.
-pub(crate) async fn agent_health(State(sim): State<Sim>, Path(domain): Path<String>) -> Response {
+pub(crate) async fn agent_health(
+    State(sim): State<Sim>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let now = Instant::now();
     let mut w = sim.world();
     w.counters.health_checks += 1;
+    let token = bearer(&headers).unwrap_or_default().to_string();
+    w.counters.health_tokens.insert(domain.clone(), token);
     let Some(agent) = agent_at(&w, &domain, now) else {
         return (StatusCode::NOT_FOUND, "Application not found").into_response();
     };

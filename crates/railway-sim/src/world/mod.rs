@@ -373,6 +373,9 @@ pub struct Counters {
     pub faults: BTreeMap<String, u64>,
     /// Health checks served.
     pub health_checks: u64,
+    /// The bearer token of the last health check per agent domain (`""` without one): which
+    /// token the pool sent to which agent.
+    pub health_tokens: BTreeMap<String, String>,
     /// Provisions answered 200.
     pub provisions: u64,
     /// Highest number of requests one token sent in any one-second window.
