@@ -225,8 +225,7 @@ fn refusal(id: &str, what: impl fmt::Display) -> String {
 ///
 /// | Node status | here | why |
 /// |---|---|---|
-/// | `starting`, `idle`, `claimed`, `crashed` | the same | kept |
-/// | `pending_acceptance` | `claimed` | handed out, waiting for the user's approval |
+/// | `starting`, `idle`, `claimed`, `pending_acceptance`, `crashed` | the same | kept |
 /// | `claiming` | `starting` | the tick health-checks it, then it is idle |
 /// | `sleeping` | `claimed` when it was claimed, else `starting` | Railway slept it (`pool/src/status.ts:16`) |
 /// | `tainted`, `dead` | teardown | Node had given up on it |
@@ -290,7 +289,7 @@ pub fn plan_instance(
         Some("idle") => (S::Idle, "kept"),
         Some("claimed") => (S::Claimed, "kept"),
         Some("crashed") => (S::Crashed, "kept"),
-        Some("pending_acceptance") => (S::Claimed, "handed out, awaiting acceptance"),
+        Some("pending_acceptance") => (S::PendingAcceptance, "kept"),
         Some("claiming") => (S::Starting, "health check, then idle"),
         Some("sleeping") if claimed_before => (S::Claimed, "slept by Railway, was claimed"),
         Some("sleeping") => (S::Starting, "slept by Railway, health check"),

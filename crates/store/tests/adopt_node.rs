@@ -208,7 +208,7 @@ async fn a_node_pool_is_adopted_in_a_dry_run_then_for_real_then_not_again() {
         ("startingA-03", AgentStatus::Starting),
         ("claimedAg-04", AgentStatus::Claimed),
         ("claimedAg-05", AgentStatus::Claimed),
-        ("pendingA-06x", AgentStatus::Claimed),
+        ("pendingA-06x", AgentStatus::PendingAcceptance),
         ("crashedA-07x", AgentStatus::Crashed),
         ("claimingA-08", AgentStatus::Starting),
         ("taintedA-09x", AgentStatus::Deleting),
@@ -275,6 +275,20 @@ async fn a_node_pool_is_adopted_in_a_dry_run_then_for_real_then_not_again() {
     // The claim fields of an agent going back to the pool are not carried over.
     let claiming = store.agent(&id("claimingA-08")).await.unwrap().unwrap();
     assert_eq!(claiming.invite_url, None);
+    let pending = store.agent(&id("pendingA-06x")).await.unwrap().unwrap();
+    assert_eq!(
+        pending.join_url.as_deref(),
+        Some("https://convos.org/v2?i=pending-06")
+    );
+    assert!(
+        pending.pending_acceptance_at > pending.claimed_at,
+        "its wait counts from the take-over"
+    );
+    assert_eq!(pending.agent_name.as_deref(), Some("Lin"));
+    assert_eq!(pending.runtime_version.as_deref(), Some("0.9.1"));
+    let hermes = store.agent(&id("claimedAg-05")).await.unwrap().unwrap();
+    assert_eq!(hermes.runtime_name.as_deref(), Some("hermes"));
+    assert_eq!(hermes.runtime_version.as_deref(), Some("0.3.0"));
     let events = store.events(&id("pendingA-06x")).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, "adopted");

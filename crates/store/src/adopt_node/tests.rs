@@ -27,7 +27,7 @@ fn every_node_status_has_a_place() {
         ("starting", S::Starting),
         ("idle", S::Idle),
         ("claimed", S::Claimed),
-        ("pending_acceptance", S::Claimed),
+        ("pending_acceptance", S::PendingAcceptance),
         ("tainted", S::Deleting),
         ("crashed", S::Crashed),
         ("claiming", S::Starting),

@@ -47,15 +47,25 @@ pub(super) async fn insert_agent(
         .or(legacy_project)
         .unwrap_or_default();
     let (gateway_token, agent_api_token) = sealed_tokens.unzip();
-    let keeps_claim = matches!(plan.status, AgentStatus::Claimed | AgentStatus::Crashed);
+    let keeps_claim = matches!(
+        plan.status,
+        AgentStatus::Claimed | AgentStatus::PendingAcceptance | AgentStatus::Crashed
+    );
+    let pending = plan.status == AgentStatus::PendingAcceptance;
+    // A pending join's `invite_url` is its join URL (`pool/src/provision.ts:113-115`): kept as
+    // the join URL too, so a second claim with it gets this agent (V13's joinUrl dedupe).
+    // Its wait is counted from the take-over: the pool's pending limit does not tear it down
+    // for time spent under the Node pool.
+    let join_url = if pending { row.invite_url.clone() } else { None };
     let claim = |v: &Option<String>| if keeps_claim { v.clone() } else { None };
     tx.execute(
         "INSERT INTO agent_metadata (id, railway_project_id, railway_environment_id, railway_service_id, \
              railway_volume_id, railway_domain, image, gateway_token, agent_api_token, status, legacy, \
              quarantined, agent_name, instructions, conversation_id, invite_url, created_at, claimed_at, \
-             deployment_status) \
+             deployment_status, runtime_version, runtime_name, join_url, pending_acceptance_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 coalesce($17, now()), $18, $19)",
+                 coalesce($17, now()), $18, $19, $20, $21, $22, \
+                 CASE WHEN $23 THEN now() END)",
         &[
             &plan.id.as_str(),
             &project,
@@ -76,6 +86,10 @@ pub(super) async fn insert_agent(
             &row.created_at,
             &if keeps_claim { row.claimed_at } else { None },
             &infra.deploy_status,
+            &infra.runtime_version,
+            &infra.runtime_type,
+            &join_url,
+            &pending,
         ],
     )
     .await?;
