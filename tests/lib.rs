@@ -126,6 +126,8 @@ pub fn sim_environment(
         ("AGENTMAIL_API_KEY", "sim-agentmail-key".to_string()),
         ("TELNYX_API_URL", sim.telnyx_url()),
         ("TELNYX_API_KEY", "sim-telnyx-key".to_string()),
+        // Rollouts resolve tags to digests at the simulator's registry.
+        ("AGENT_REGISTRY_URL", sim.registry_url()),
         // Agents reach the service proxy here.
         ("POOL_URL", format!("http://127.0.0.1:{port}")),
         // Staging requires a ceiling, and a verified database connection unless waived: the

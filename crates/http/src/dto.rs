@@ -130,6 +130,8 @@ pub struct StatusReply {
     pub waiting: i64,
     /// The creation brake.
     pub brake: pool_store::BrakeState,
+    /// The newest rollout (running, or how the last one ended).
+    pub rollout: Option<pool_provisioner::RolloutView>,
 }
 
 /// An event of an agent's timeline.

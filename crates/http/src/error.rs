@@ -93,7 +93,8 @@ impl From<ProvisionError> for ApiError {
             ProvisionError::Conflict { .. }
             | ProvisionError::CreationStopped { .. }
             | ProvisionError::ClaimInProgress
-            | ProvisionError::Capacity(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            | ProvisionError::Capacity(_)
+            | ProvisionError::RolloutRunning(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             ProvisionError::ProvisionFailed { .. } | ProvisionError::RepeatedFailure(_) => {
                 Self::new(StatusCode::BAD_GATEWAY, e.to_string())
             }

@@ -45,6 +45,7 @@ mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
+mod rollout_routes;
 pub mod route_table;
 pub mod routes;
 mod security;

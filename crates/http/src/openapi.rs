@@ -62,7 +62,8 @@ fn schemas() -> Value {
                 "target": nullable("integer"),
                 "targetReason": nullable("string"),
                 "waiting": {"type": "integer"},
-                "brake": {"$ref": "#/components/schemas/Brake"}
+                "brake": {"$ref": "#/components/schemas/Brake"},
+                "rollout": {"oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]}
             }
         },
         "Brake": {
@@ -213,6 +214,51 @@ fn schemas() -> Value {
     })
 }
 
+/// The rollout's schemas (a `json!` of their own: one would exceed the macro's recursion limit).
+fn rollout_schemas() -> Value {
+    json!({
+        "RolloutRequest": {
+            "type": "object", "required": ["runtime", "batch"], "additionalProperties": false,
+            "properties": {
+                "runtime": {"type": "string"},
+                "image": {"type": ["string", "null"], "description": "repository:tag or repository@sha256:… in the runtime's repository; default: the image new agents get"},
+                "include": {"type": ["array", "null"], "items": {"enum": ["idle", "claimed", "parked"]}, "description": "default idle and claimed; parked is accepted and ignored (no parked tier yet)"},
+                "batch": {"type": "integer", "minimum": 1, "maximum": 100},
+                "pauseMs": {"type": ["integer", "null"], "minimum": 0, "maximum": 3600000}
+            }
+        },
+        "RolloutCancelRequest": {
+            "type": "object", "required": ["runtime"], "additionalProperties": false,
+            "properties": {"runtime": {"type": "string"}}
+        },
+        "RolloutCancelled": {
+            "type": "object", "required": ["cancelled"],
+            "properties": {"cancelled": {"oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]}}
+        },
+        "Rollout": {
+            "type": "object",
+            "required": ["id", "runtime", "image", "target", "includeIdle", "includeClaimed", "batch", "pauseMs", "state", "startedAt", "agents"],
+            "properties": {
+                "id": {"type": "integer"}, "runtime": {"type": "string"}, "image": {"type": "string"},
+                "target": {"type": "string", "description": "the digest every agent gets (repository@sha256:…)"},
+                "includeIdle": {"type": "boolean"}, "includeClaimed": {"type": "boolean"},
+                "batch": {"type": "integer"}, "pauseMs": {"type": "integer"},
+                "state": {"enum": ["running", "succeeded", "failed", "cancelled"]},
+                "failure": nullable("string"), "actor": nullable("string"),
+                "startedAt": {"type": "string", "format": "date-time"}, "finishedAt": {"type": ["string", "null"], "format": "date-time"},
+                "agents": {
+                    "type": "object",
+                    "required": ["pending", "upgrading", "done", "rollingBack", "rolledBack", "skipped"],
+                    "properties": {
+                        "pending": {"type": "integer"}, "upgrading": {"type": "integer"}, "done": {"type": "integer"},
+                        "rollingBack": {"type": "integer"}, "rolledBack": {"type": "integer"}, "skipped": {"type": "integer"}
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -275,6 +321,10 @@ pub fn document() -> Value {
             methods.insert(route.method.to_ascii_lowercase(), Value::Object(operation));
         }
     }
+    let mut all_schemas = schemas();
+    if let (Some(all), Value::Object(more)) = (all_schemas.as_object_mut(), rollout_schemas()) {
+        all.extend(more);
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -284,7 +334,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": all_schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "POOL_API_KEY"}}
         }
     })

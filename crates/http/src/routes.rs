@@ -53,6 +53,8 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Reconcile => post(reconcile),
         Endpoint::Drain => post(drain),
         Endpoint::Redeploy => post(redeploy),
+        Endpoint::Rollout => post(crate::rollout_routes::rollout),
+        Endpoint::RolloutCancel => post(crate::rollout_routes::cancel),
         Endpoint::GetSettings => get(crate::settings_routes::get_settings),
         Endpoint::PutSettings => put(crate::settings_routes::put_settings),
         Endpoint::Resume => post(crate::settings_routes::resume),
@@ -127,6 +129,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiE
         target_reason: sample.map(|(_, s)| s.reason),
         waiting: store.waiting_claims().await?,
         brake: store.brake().await?,
+        rollout: state.provisioner.latest_rollout().await?,
     }))
 }
 

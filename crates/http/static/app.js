@@ -45,7 +45,7 @@ async function refresh() {
     const el = document.querySelector('[data-count="' + name + '"]');
     if (el) el.textContent = String(n);
   }
-  for (const key of ["budget", "tick", "target", "leader", "redeploy"]) {
+  for (const key of ["budget", "tick", "target", "leader", "redeploy", "rollout"]) {
     const el = document.getElementById(key);
     if (el) el.textContent = fleet[key];
   }

@@ -108,6 +108,15 @@ pub struct ProvisionerConfig {
     pub self_deploy_grace: Duration,
     /// Share of idle agents redeployed at a time.
     pub redeploy_fraction: f64,
+    /// The runtime (shape) this pool's agents run: what a rollout's `runtime` must name. One
+    /// today (`openclaw`); shapes will pass one per shape.
+    pub runtime: String,
+    /// The image registry's base URL (`AGENT_REGISTRY_URL`); `None`: `https://<host of the
+    /// image>`. Rollouts resolve tags to digests there.
+    pub registry_url: Option<String>,
+    /// How long an agent a rollout deployed has to become healthy before the rollout counts it
+    /// as failed and rolls it back (`POOL_ROLLOUT_HEALTH_TIMEOUT_MS`).
+    pub rollout_health_timeout: Duration,
     /// How long a creation holds its row before recovery may take it over. A running creation
     /// renews it every third of it, however long its steps wait (Railway's `projectCreate`
     /// pace), so a dead worker's creation is recovered this soon after its death.
@@ -198,6 +207,9 @@ impl ProvisionerConfig {
             step_retry_deadline: Duration::from_secs(300),
             self_deploy_grace: Duration::from_secs(3),
             redeploy_fraction: 0.25,
+            runtime: crate::image::RUNTIME_IMAGES[0].name.to_string(),
+            registry_url: None,
+            rollout_health_timeout: Duration::from_secs(600),
             work_lease: Duration::from_secs(60),
         }
     }

@@ -118,6 +118,9 @@ pub enum ProvisionError {
     /// A repeated claim whose first attempt failed.
     #[error("the first claim with this Idempotency-Key failed: {0}")]
     RepeatedFailure(String),
+    /// A rollout of this runtime runs already; nothing was changed.
+    #[error("rollout {} of {} to {} is running; cancel it first (POST /api/pool/rollout/cancel)", .0.id, .0.runtime, .0.image)]
+    RolloutRunning(Box<pool_store::Rollout>),
     /// No such agent.
     #[error("no agent {0}")]
     NotFound(AgentId),

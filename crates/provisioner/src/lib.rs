@@ -58,8 +58,10 @@ pub mod naming;
 pub mod outbound;
 pub mod proxy;
 mod redeploy;
+mod registry;
 mod reset;
 pub mod resources;
+mod rollout;
 mod saga;
 mod settings;
 mod stats;
@@ -99,6 +101,9 @@ pub use proxy::{EmailCall, Passthrough, ServiceInfo, ServiceProvisioned, SmsCall
 pub use redeploy::{RedeployProgress, redeploy_batch};
 pub use reset::Recovered;
 pub use resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
+pub use rollout::{
+    MAX_ROLLOUT_BATCH, MAX_ROLLOUT_PAUSE_MS, RolloutIncludes, RolloutRequest, RolloutView, validate_rollout,
+};
 pub use settings::{SettingsPatch, validate as validate_settings};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};
 pub use teardown::teardown_backoff;
@@ -117,6 +122,7 @@ struct Inner {
     openrouter: Option<resources::OpenRouter>,
     agentmail: Option<resources::AgentMail>,
     telnyx: Option<resources::Telnyx>,
+    registry: registry::Registry,
     create_permits: Semaphore,
     teardown_permits: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -205,6 +211,7 @@ impl Provisioner {
                     .telnyx
                     .clone()
                     .map(|c| resources::Telnyx::new(c, http.clone())),
+                registry: registry::Registry::new(http.clone(), config.registry_url.clone()),
                 create_permits: Semaphore::new(config.create_concurrency.max(1)),
                 teardown_permits: Arc::new(Semaphore::new(TEARDOWN_CONCURRENCY)),
                 tasks: TaskTracker::new(),

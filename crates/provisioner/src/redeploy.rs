@@ -105,7 +105,7 @@ impl Provisioner {
             if !store.hold_for_redeploy(&agent.id).await?.applied() {
                 continue; // claimed meanwhile
             }
-            match self.redeploy_agent(&agent, &image).await {
+            match self.deploy_image(&agent, &image).await {
                 Ok(deployment_id) => {
                     store
                         .record_redeployed(&agent.id, deployment_id.as_str(), &image)
@@ -135,8 +135,9 @@ impl Provisioner {
 
     /// Points the agent's service at `image` and makes exactly one new deployment of it that
     /// pulls the tag anew. Changing the image reference deploys by itself on the live API;
-    /// otherwise (a moving tag) `serviceInstanceDeploy(latestCommit: true)` does.
-    async fn redeploy_agent(&self, agent: &Agent, image: &str) -> Result<DeploymentId> {
+    /// otherwise (a moving tag) `serviceInstanceDeploy(latestCommit: true)` does. The one
+    /// mechanism of redeploys, rollouts and their rollbacks.
+    pub(crate) async fn deploy_image(&self, agent: &Agent, image: &str) -> Result<DeploymentId> {
         let at = Placement::of(agent, CreationStep::Instance)?;
         let railway = &self.inner.railway;
         let config = &self.inner.config;

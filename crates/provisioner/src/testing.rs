@@ -91,6 +91,7 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
     config.health_timeout = Duration::from_secs(2);
     config.step_retry_deadline = Duration::from_secs(20);
     config.self_deploy_grace = Duration::from_millis(300);
+    config.registry_url = Some(sim.registry_url());
     config
 }
 

@@ -181,6 +181,12 @@ impl SimHandle {
         format!("{}/telnyx/v2", self.base_url())
     }
 
+    /// The image registry's base URL (GHCR's `/token` and `/v2/…`): the pool's
+    /// `AGENT_REGISTRY_URL` in tests.
+    pub fn registry_url(&self) -> String {
+        format!("{}/ghcr", self.base_url())
+    }
+
     /// An email from outside arrives in `inbox` (as AgentMail receives one): its message id.
     /// `None` when there is no such live inbox.
     pub fn deliver_email(&self, inbox: &str, from: &str, subject: &str, text: &str) -> Option<String> {
@@ -266,6 +272,12 @@ impl SimHandle {
     /// moving tag moves. Returns the new digest.
     pub fn push_image(&self, reference: &str) -> String {
         self.sim.world().push_image(reference)
+    }
+
+    /// Pushes a new image under `reference` that fails to boot (every deployment of it ends
+    /// `FAILED`): for rollbacks. Returns its digest.
+    pub fn push_unbootable_image(&self, reference: &str) -> String {
+        self.sim.world().push_unbootable_image(reference)
     }
 
     /// The digest `reference` has in the registry now.

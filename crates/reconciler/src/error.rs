@@ -31,6 +31,9 @@ pub enum ReconcileError {
     /// The redeploy step failed.
     #[error("redeploy: {0}")]
     Redeploy(#[source] Arc<ProvisionError>),
+    /// The rollout step failed (it goes on next tick from its rows).
+    #[error("rollout: {0}")]
+    Rollout(#[source] Arc<ProvisionError>),
     /// The stored settings cannot be used (the tick goes on with what it can).
     #[error("settings: {0}")]
     Settings(String),

@@ -205,6 +205,9 @@ impl Reconciler {
         if let Err(e) = self.provisioner.redeploy_step().await {
             report.error(ReconcileError::Redeploy(Arc::new(e)));
         }
+        if let Err(e) = self.provisioner.rollout_step().await {
+            report.error(ReconcileError::Rollout(Arc::new(e)));
+        }
         if self.orphan_sweep_due() {
             let sweep = sweep_orphans(
                 &self.provisioner,
@@ -292,6 +295,12 @@ impl Reconciler {
             return Ok(None);
         }
 
+        // Agents a rollout holds (deployed, behind its health gate, or rolling back) are the
+        // rollout's: it returns them to the pool, or rolls them back; the tick decides nothing.
+        let held: BTreeSet<AgentId> = match self.provisioner.store().agents_held_by_rollouts().await {
+            Ok(held) => held.into_iter().collect(),
+            Err(e) => return Err(ReconcileError::load(e)),
+        };
         let mut decisions: Vec<(&Agent, Decision, Observation)> = Vec::with_capacity(agents.len());
         for agent in agents {
             let checked: Option<Health> = health.get(&agent.id).cloned();
@@ -313,7 +322,11 @@ impl Reconciler {
                 redeploy_hold: agent.redeploy_requested_at.is_some(),
                 legacy: agent.legacy,
             };
-            let decision = decide(&facts, &observation, config.stuck_timeout);
+            let decision = if held.contains(&agent.id) {
+                Decision::Keep
+            } else {
+                decide(&facts, &observation, config.stuck_timeout)
+            };
             decisions.push((agent, decision, observation));
         }
         self.apply(decisions, report).await;

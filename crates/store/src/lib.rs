@@ -41,6 +41,7 @@ mod pending;
 mod queries;
 mod queue;
 mod retention;
+mod rollouts;
 mod rows;
 mod secrets;
 mod services;
@@ -70,6 +71,7 @@ pub use migrate::{MigrateOptions, MigrationState, MigrationStatus, run_migration
 pub use notify::{Listener, PoolSignal};
 pub use queue::{QueueTicket, TICKET_HEARTBEAT, TICKET_STALE};
 pub use retention::{MIN_ARCHIVE_RETENTION, MIN_EVENT_RETENTION, Pruned, Retention};
+pub use rollouts::{NewRollout, Rollout, RolloutAgent, RolloutCounts, RolloutMember};
 pub use secrets::{InvalidSecretsKey, SecretError, SecretProblem, SecretsKey, SecretsKeys};
 pub use services::{AgentService, PhoneNumber, ServiceKind, ServiceStart};
 pub use sessions::ConsoleSession;

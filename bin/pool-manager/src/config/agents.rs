@@ -1,6 +1,6 @@
 //! The agents: the image they run (and the registry's credentials), their names and URLs, the
 //! variables they are given, their size, and how the pool talks to them (trust, keep-alive,
-//! timeouts) and paces their creation and redeploys.
+//! timeouts) and paces their creation, redeploys and rollouts.
 
 use std::time::Duration;
 
@@ -103,6 +103,17 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
         r.problems
             .push("POOL_REDEPLOY_FRACTION must be between 0 and 1".into());
     }
+    // Rollouts: where a tag is resolved to its digest, and how long an upgraded agent has.
+    provisioner.registry_url = r.optional("AGENT_REGISTRY_URL");
+    if let Some(url) = &provisioner.registry_url
+        && !url.starts_with("https://")
+        && !(allow_insecure_urls && url.starts_with("http://"))
+    {
+        r.problems.push(format!(
+            "AGENT_REGISTRY_URL {url:?} must be an https:// URL (http:// only with POOL_ALLOW_INSECURE_URLS)"
+        ));
+    }
+    provisioner.rollout_health_timeout = r.millis("POOL_ROLLOUT_HEALTH_TIMEOUT_MS", 600_000);
     provisioner
 }
 

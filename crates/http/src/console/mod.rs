@@ -11,6 +11,7 @@
 //! bearer API.
 
 mod chart;
+mod rollout;
 mod signin;
 mod views;
 mod when;

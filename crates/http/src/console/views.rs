@@ -122,6 +122,7 @@ struct Facts {
     target: String,
     leader: String,
     redeploy: String,
+    rollout: (String, Option<String>),
     rows: Vec<AgentRow>,
 }
 
@@ -206,6 +207,13 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
                 progress.in_progress, progress.waiting, progress.image
             )
         },
+        rollout: super::rollout::line(
+            state
+                .provisioner
+                .latest_rollout()
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         rows: agents.iter().map(AgentRow::from).collect(),
     })
 }
@@ -225,6 +233,8 @@ pub struct FleetPage {
     target: String,
     leader: String,
     redeploy: String,
+    rollout: String,
+    rollout_failure: Option<String>,
     filter: String,
     agents: Vec<AgentRow>,
     brake: Option<BrakeBanner>,
@@ -360,6 +370,8 @@ impl FleetPage {
             target: f.target,
             leader: f.leader,
             redeploy: f.redeploy,
+            rollout: f.rollout.0,
+            rollout_failure: f.rollout.1,
             filter: status_filter(query).map(|s| s.to_string()).unwrap_or_default(),
             agents: f.rows,
             brake: BrakeBanner::from_state(&brake, now),
@@ -391,6 +403,7 @@ pub async fn fleet_json(
         "target": f.target,
         "leader": f.leader,
         "redeploy": f.redeploy,
+        "rollout": f.rollout.0,
         "agents": f.rows,
     }))
 }

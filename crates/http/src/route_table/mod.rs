@@ -78,6 +78,10 @@ pub enum Endpoint {
     Drain,
     /// `POST /api/pool/redeploy`.
     Redeploy,
+    /// `POST /api/pool/rollout`.
+    Rollout,
+    /// `POST /api/pool/rollout/cancel`.
+    RolloutCancel,
     /// `GET /api/pool/settings`.
     GetSettings,
     /// `PUT /api/pool/settings`.
@@ -358,6 +362,40 @@ fn pool_table() -> Vec<Route> {
                 UNAUTHORIZED,
                 NOT_FOUND,
                 CONFLICT,
+                TOO_LARGE,
+            ],
+        },
+        Route {
+            endpoint: Endpoint::Rollout,
+            method: "POST",
+            path: "/api/pool/rollout",
+            summary: "Move every agent of a runtime (idle, and claimed in place) to an image resolved to a digest once: one canary, then `batch` at a time, each healthy for `pauseMs`; a failure stops it and rolls the failed agents back",
+            access: Access::Admin,
+            request: Some("RolloutRequest"),
+            responses: &[
+                (200, "the rollout, started", Some("Rollout")),
+                BAD_REQUEST,
+                UNAUTHORIZED,
+                (409, "a rollout of this runtime is running (named)", Some("Error")),
+                TOO_LARGE,
+                (502, "the registry did not resolve the image", Some("Error")),
+            ],
+        },
+        Route {
+            endpoint: Endpoint::RolloutCancel,
+            method: "POST",
+            path: "/api/pool/rollout/cancel",
+            summary: "Stop the running rollout of a runtime: no agent starts its upgrade after this",
+            access: Access::Admin,
+            request: Some("RolloutCancelRequest"),
+            responses: &[
+                (
+                    200,
+                    "the cancelled rollout, or `{\"cancelled\": null}` when none ran",
+                    Some("RolloutCancelled"),
+                ),
+                BAD_REQUEST,
+                UNAUTHORIZED,
                 TOO_LARGE,
             ],
         },

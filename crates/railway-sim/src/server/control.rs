@@ -71,10 +71,17 @@ async fn set_webhook(State(sim): State<Sim>, Json(target): Json<WebhookTarget>) 
 #[derive(Deserialize)]
 struct PushImage {
     reference: String,
+    /// The image fails to boot: every deployment of it ends `FAILED`.
+    #[serde(default)]
+    unbootable: bool,
 }
 
 async fn push_image(State(sim): State<Sim>, Json(push): Json<PushImage>) -> Response {
-    let digest = sim.world().push_image(&push.reference);
+    let digest = if push.unbootable {
+        sim.world().push_unbootable_image(&push.reference)
+    } else {
+        sim.world().push_image(&push.reference)
+    };
     Json(json!({"reference": push.reference, "digest": digest})).into_response()
 }
 

@@ -1,6 +1,7 @@
 //! The simulator's HTTP surface, one module per service it plays: Railway's GraphQL endpoint
 //! ([`railway`]), the fake agents ([`agents`]), fake OpenRouter ([`resources`]), AgentMail
-//! ([`mail`]) and Telnyx ([`sms`]) — what the pool's service proxy calls —, and the
+//! ([`mail`]) and Telnyx ([`sms`]) — what the pool's service proxy calls —, the image
+//! registry the pool resolves digests from ([`registry`]), and the
 //! inspection/control API under `/_sim` ([`control`]). Here: the shared state, the
 //! router, and what the modules share (the bearer key, the fault draw).
 
@@ -8,6 +9,7 @@ mod agents;
 mod control;
 pub(crate) mod mail;
 mod railway;
+mod registry;
 mod resources;
 pub(crate) mod sms;
 
@@ -81,6 +83,7 @@ pub(crate) fn router(sim: Sim) -> axum::Router {
         .merge(mail::routes())
         .merge(sms::routes())
         .merge(control::routes())
+        .merge(registry::routes())
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             crate::external_agents::edge_layer,

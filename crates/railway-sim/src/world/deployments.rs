@@ -31,8 +31,12 @@ impl World {
         Fate::Healthy
     }
 
-    /// The digest an image reference has in the registry now.
+    /// The digest an image reference has in the registry now. A reference pinned to a digest
+    /// (`repository@sha256:…`) names its bytes: that digest, whatever its tags do since.
     pub(crate) fn digest_of(&self, reference: &str) -> String {
+        if let Some((_, digest)) = reference.split_once('@') {
+            return digest.to_string();
+        }
         let version = self.images.get(reference).copied().unwrap_or(1);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (reference, version).hash(&mut hasher);
@@ -44,6 +48,15 @@ impl World {
         let version = self.images.entry(reference.to_string()).or_insert(1);
         *version += 1;
         self.digest_of(reference)
+    }
+
+    /// Pushes a new image under `reference` that fails to boot: its container exits before it
+    /// serves, and Railway ends every deployment of it `FAILED` (its deploy fails the
+    /// healthcheck). Returns its digest.
+    pub(crate) fn push_unbootable_image(&mut self, reference: &str) -> String {
+        let digest = self.push_image(reference);
+        self.unbootable.insert(digest.clone());
+        digest
     }
 
     /// Deploys the instance's current source, capturing everything in place now.
@@ -127,7 +140,11 @@ impl World {
             d.removed = true;
         }
         let id = self.id("dep");
-        let fate = self.draw_fate();
+        let fate = if self.unbootable.contains(&digest) {
+            Fate::FailBuild
+        } else {
+            self.draw_fate()
+        };
         self.deployments.insert(
             id.clone(),
             Deployment {

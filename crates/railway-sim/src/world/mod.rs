@@ -413,6 +413,8 @@ pub struct World {
     pub(crate) images: BTreeMap<String, u64>,
     /// Faults the next provisions answer with, first in first out.
     pub(crate) provision_faults: VecDeque<ProvisionFault>,
+    /// Digests whose image fails to boot: every deployment of one ends `FAILED`.
+    pub(crate) unbootable: std::collections::BTreeSet<String>,
     next_id: u64,
 }
 

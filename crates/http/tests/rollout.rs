@@ -1,0 +1,138 @@
+//! `POST /api/pool/rollout` and `/cancel` over the router: bad input is a 400 naming the field
+//! and changes nothing, a second rollout is a 409 naming the running one, and the status and
+//! the console show the rollout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use pool_http::{AppState, ServiceInfo};
+use pool_provisioner::testing::{TestPool, unthrottled};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const KEY: &str = "test-admin-key-0123456789";
+
+fn app(pool: &TestPool) -> Router {
+    pool_http::router(AppState {
+        provisioner: pool.provisioner.clone(),
+        control: std::sync::Arc::new(pool_http::DetachedControl::default()),
+        admin_key: SecretString::from(KEY),
+        info: ServiceInfo {
+            version: "test".into(),
+        },
+        console: pool_http::console::ConsoleConfig::default(),
+        webhook_secret: None,
+        security: pool_http::SecurityConfig::default(),
+    })
+}
+
+async fn call(app: &Router, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_rollouts_are_400s_naming_the_field_and_a_second_one_is_a_409_naming_the_first() {
+    let pool = TestPool::start(unthrottled()).await;
+    pool.idle_agents(2).await;
+    let app = app(&pool);
+    let deployments = pool.sim.snapshot().deployments.len();
+    for (body, field) in [
+        (json!({"runtime": "hermes", "batch": 1}), "runtime"),
+        (json!({"runtime": "openclaw", "batch": 0}), "batch"),
+        (
+            json!({"runtime": "openclaw", "batch": 1, "pauseMs": -5}),
+            "pauseMs",
+        ),
+        (
+            json!({"runtime": "openclaw", "batch": 1, "include": ["everyone"]}),
+            "include",
+        ),
+        (
+            json!({"runtime": "openclaw", "batch": 1, "image": "ghcr.io/elsewhere/agent:1"}),
+            "image",
+        ),
+    ] {
+        let (status, answer) = call(&app, Method::POST, "/api/pool/rollout", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.starts_with(&format!("{field}:")), "{body}: {error}");
+    }
+    assert!(
+        pool.store.latest_rollout().await.unwrap().is_none(),
+        "nothing written"
+    );
+    assert_eq!(
+        pool.sim.snapshot().deployments.len(),
+        deployments,
+        "nothing deployed"
+    );
+
+    let (status, started) = call(
+        &app,
+        Method::POST,
+        "/api/pool/rollout",
+        Some(json!({"runtime": "openclaw", "image": "ghcr.io/xmtplabs/convos-agent:sha-1234567", "batch": 1, "pauseMs": 60000})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert_eq!(started["state"], "running");
+    let digest = pool.sim.image_digest("ghcr.io/xmtplabs/convos-agent:sha-1234567");
+    assert_eq!(
+        started["target"],
+        format!("ghcr.io/xmtplabs/convos-agent@{digest}")
+    );
+    assert_eq!(
+        started["agents"]["upgrading"], 1,
+        "the canary went out: {started}"
+    );
+
+    let (status, refused) = call(
+        &app,
+        Method::POST,
+        "/api/pool/rollout",
+        Some(json!({"runtime": "openclaw", "batch": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("rollout {}", started["id"])) && error.contains("sha-1234567"),
+        "{error}"
+    );
+
+    let (status, reply) = call(&app, Method::GET, "/api/pool/status", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["rollout"]["id"], started["id"]);
+    assert_eq!(reply["rollout"]["state"], "running");
+
+    let (status, cancelled) = call(
+        &app,
+        Method::POST,
+        "/api/pool/rollout/cancel",
+        Some(json!({"runtime": "openclaw"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelled["cancelled"]["state"], "cancelled");
+    let (_, again) = call(
+        &app,
+        Method::POST,
+        "/api/pool/rollout/cancel",
+        Some(json!({"runtime": "openclaw"})),
+    )
+    .await;
+    assert_eq!(again, json!({"cancelled": null}));
+}
