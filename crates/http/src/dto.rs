@@ -18,6 +18,8 @@ pub struct Counts {
     pub claiming: i64,
     /// Handed out.
     pub claimed: i64,
+    /// Handed out, the join waiting for the conversation's approval (the Node pool's key).
+    pub pending_acceptance: i64,
     /// Claimed and dead.
     pub crashed: i64,
     /// Being torn down.
@@ -34,6 +36,7 @@ impl From<&StatusCounts> for Counts {
             idle: c.idle,
             claiming: c.claiming,
             claimed: c.claimed,
+            pending_acceptance: c.pending_acceptance,
             crashed: c.crashed,
             deleting: c.deleting,
             total: c.total(),
@@ -79,6 +82,16 @@ pub struct AgentView {
     pub conversation_id: Option<String>,
     /// Claimed: when.
     pub claimed_at: Option<DateTime<Utc>>,
+    /// Since when its join waits for acceptance.
+    pub pending_acceptance_at: Option<DateTime<Utc>>,
+    /// Claimed: who asked (`source`).
+    pub claim_source: Option<String>,
+    /// Claimed: created, joined or pending_acceptance.
+    pub provision_status: Option<String>,
+    /// What its `/pool/health` said it runs: version.
+    pub runtime_version: Option<String>,
+    /// And runtime (`openclaw`).
+    pub runtime_name: Option<String>,
     /// A redeploy is pending.
     pub redeploy_requested: bool,
     /// Failed teardown attempts.
@@ -107,6 +120,11 @@ impl From<&Agent> for AgentView {
             invite_url: a.invite_url.clone(),
             conversation_id: a.conversation_id.clone(),
             claimed_at: a.claimed_at,
+            pending_acceptance_at: a.pending_acceptance_at,
+            claim_source: a.claim_source.clone(),
+            provision_status: a.provision_status.clone(),
+            runtime_version: a.runtime_version.clone(),
+            runtime_name: a.runtime_name.clone(),
             redeploy_requested: a.redeploy_requested_at.is_some(),
             teardown_attempts: a.teardown_attempts,
             last_error: a.last_error.clone(),
@@ -175,17 +193,32 @@ pub struct AgentReply {
     pub events: Vec<EventView>,
 }
 
-/// `POST /api/pool/claim`.
+/// `POST /api/pool/claim`: every field optional, as the Node pool takes them
+/// (pool/src/index.ts:950-994); the landing page sends only `{joinUrl, source}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimBody {
-    /// Display name.
-    pub agent_name: String,
-    /// Instructions.
-    pub instructions: String,
+    /// Display name ("Assistant" when missing or blank).
+    #[serde(default)]
+    pub agent_name: Option<String>,
+    /// Instructions (the Node pool's default when missing or blank).
+    #[serde(default)]
+    pub instructions: Option<String>,
     /// Conversation to join.
     #[serde(default)]
     pub join_url: Option<String>,
+    /// Who asks ("api" when missing).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The agent's avatar: an https URL.
+    #[serde(default)]
+    pub profile_image: Option<String>,
+    /// A flat string map for the agent.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Only this pool's runtime (`openclaw`).
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// `POST /api/pool/replenish` and `/drain`.

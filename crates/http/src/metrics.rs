@@ -29,6 +29,8 @@ pub struct DatabaseFacts {
     pub counts: Option<StatusCounts>,
     /// The creation brake (`None`: the read failed).
     pub brake: Option<BrakeState>,
+    /// Live agents by runtime and version (`None`: the read failed).
+    pub runtime_versions: Option<Vec<(String, String, i64)>>,
 }
 
 impl DatabaseFacts {
@@ -44,10 +46,16 @@ impl DatabaseFacts {
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "metrics: brake unavailable"))
             .ok();
+        let runtime_versions = store
+            .runtime_versions()
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: runtime versions unavailable"))
+            .ok();
         Self {
             read_at: Instant::now(),
             counts,
             brake,
+            runtime_versions,
         }
     }
 }
@@ -145,10 +153,27 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
             (AgentStatus::Idle, counts.idle),
             (AgentStatus::Claiming, counts.claiming),
             (AgentStatus::Claimed, counts.claimed),
+            (AgentStatus::PendingAcceptance, counts.pending_acceptance),
             (AgentStatus::Crashed, counts.crashed),
             (AgentStatus::Deleting, counts.deleting),
         ] {
             let _ = writeln!(out, "pool_agents{{status=\"{status}\"}} {n}");
+        }
+    }
+    if let Some(versions) = &facts.runtime_versions {
+        metric(
+            &mut out,
+            "pool_agents_by_runtime_version",
+            "gauge",
+            "Live agents by the runtime and version their /pool/health reported.",
+        );
+        for (runtime, version, n) in versions {
+            let _ = writeln!(
+                out,
+                "pool_agents_by_runtime_version{{runtime=\"{}\",version=\"{}\"}} {n}",
+                label(runtime),
+                label(version)
+            );
         }
     }
 
@@ -394,4 +419,12 @@ pub(crate) async fn metrics(
         render(&state, &facts),
     )
         .into_response()
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

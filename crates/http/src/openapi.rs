@@ -12,10 +12,11 @@ fn nullable(kind: &str) -> Value {
 fn schemas() -> Value {
     let counts = json!({
         "type": "object",
-        "required": ["creating", "starting", "idle", "claiming", "claimed", "crashed", "deleting", "total"],
+        "required": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "deleting", "total"],
         "properties": {
             "creating": {"type": "integer"}, "starting": {"type": "integer"}, "idle": {"type": "integer"},
-            "claiming": {"type": "integer"}, "claimed": {"type": "integer"}, "crashed": {"type": "integer"},
+            "claiming": {"type": "integer"}, "claimed": {"type": "integer"}, "pending_acceptance": {"type": "integer"},
+            "crashed": {"type": "integer"},
             "deleting": {"type": "integer"}, "total": {"type": "integer"}
         }
     });
@@ -24,7 +25,7 @@ fn schemas() -> Value {
         "required": ["id", "status", "createdAt", "statusChangedAt", "legacy", "quarantined", "redeployRequested", "teardownAttempts"],
         "properties": {
             "id": {"type": "string"},
-            "status": {"type": "string", "enum": ["creating", "starting", "idle", "claiming", "claimed", "crashed", "deleting", "deleted"]},
+            "status": {"type": "string", "enum": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "deleting", "deleted"]},
             "createdAt": {"type": "string", "format": "date-time"},
             "statusChangedAt": {"type": "string", "format": "date-time"},
             "legacy": {"type": "boolean"},
@@ -40,6 +41,11 @@ fn schemas() -> Value {
             "inviteUrl": nullable("string"),
             "conversationId": nullable("string"),
             "claimedAt": {"type": ["string", "null"], "format": "date-time"},
+            "pendingAcceptanceAt": {"type": ["string", "null"], "format": "date-time"},
+            "claimSource": nullable("string"),
+            "provisionStatus": {"type": ["string", "null"], "enum": ["created", "joined", "pending_acceptance", null]},
+            "runtimeVersion": nullable("string"),
+            "runtimeName": nullable("string"),
             "redeployRequested": {"type": "boolean"},
             "teardownAttempts": {"type": "integer"},
             "lastError": nullable("string")
@@ -146,11 +152,16 @@ fn schemas() -> Value {
             "properties": {"agent": {"$ref": "#/components/schemas/Agent"}, "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}
         },
         "ClaimRequest": {
-            "type": "object", "required": ["agentName", "instructions"],
+            "type": "object",
+            "description": "Every field is optional: the landing page sends only {joinUrl, source}. An empty or blank agentName or instructions gets the default.",
             "properties": {
-                "agentName": {"type": "string", "minLength": 1, "maxLength": 200},
-                "instructions": {"type": "string", "maxLength": 32768},
-                "joinUrl": {"type": ["string", "null"], "maxLength": 2048}
+                "agentName": {"type": ["string", "null"], "maxLength": 200, "default": "Assistant"},
+                "instructions": {"type": ["string", "null"], "maxLength": 32768, "default": "You are a helpful AI assistant."},
+                "joinUrl": {"type": ["string", "null"], "maxLength": 2048},
+                "source": {"type": ["string", "null"], "maxLength": 64, "default": "api"},
+                "profileImage": {"type": ["string", "null"], "maxLength": 2048, "description": "an https:// URL"},
+                "metadata": {"type": ["object", "null"], "maxProperties": 32, "additionalProperties": {"type": "string"}, "description": "a flat map of strings, at most 4096 bytes"},
+                "runtime": {"type": ["string", "null"], "enum": ["openclaw", null]}
             }
         },
         "ClaimResponse": {

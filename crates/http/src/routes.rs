@@ -195,9 +195,13 @@ async fn claim(
         }
     }
     let input = ClaimInput {
-        agent_name: body.agent_name,
-        instructions: body.instructions,
+        agent_name: body.agent_name.unwrap_or_default(),
+        instructions: body.instructions.unwrap_or_default(),
         join_url: body.join_url,
+        source: body.source,
+        profile_image: body.profile_image,
+        metadata: body.metadata,
+        runtime: body.runtime,
     };
     let result = state
         .provisioner
@@ -318,12 +322,28 @@ async fn redeploy(
     Ok(Json(progress).into_response())
 }
 
+/// `?confirm=protected`: the operator's explicit kill of a protected agent.
+#[derive(Debug, Default, serde::Deserialize)]
+struct KillQuery {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
 async fn kill(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<KillQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = agent_id(&id)?;
-    state.provisioner.kill(&id, "killed by operator").await?;
+    let confirmed = query.confirm.as_deref() == Some("protected");
+    if confirmed {
+        state
+            .provisioner
+            .kill_protected(&id, "killed by operator (protected, confirmed)")
+            .await?;
+    } else {
+        state.provisioner.kill(&id, "killed by operator").await?;
+    }
     state.control.tick_soon();
     Ok(Json(json!({"ok": true, "id": id})))
 }

@@ -173,16 +173,20 @@ async fn claims_validate_every_field_and_answer_503_when_the_pool_is_empty() {
     for (body, expect) in [
         ("{", "malformed JSON"),
         ("[1,2]", "must be a JSON object"),
-        (r#"{"instructions":"x"}"#, "missing field `agentName`"),
-        (r#"{"agentName":"Ada"}"#, "missing field `instructions`"),
         (
             r#"{"agentName":5,"instructions":"x"}"#,
             "invalid type: integer `5`, expected a string",
         ),
         (
-            r#"{"agentName":"","instructions":"x"}"#,
-            "agentName: must not be empty",
+            r#"{"joinUrl":"https://dev.convos.org/v2?i=1","profileImage":"http://x/a.png"}"#,
+            "profileImage: must be an https:// URL",
         ),
+        (
+            r#"{"metadata":{"a":{"b":"c"}}}"#,
+            "metadata: \"a\" must be a string",
+        ),
+        (r#"{"metadata":["a"]}"#, "metadata: must be an object of strings"),
+        (r#"{"runtime":"hermes"}"#, "runtime: this pool runs only"),
         (
             r#"{"agentName":"Ada","instructions":"x","joinUrl":"ftp://x"}"#,
             "joinUrl: must be an https:// URL",

@@ -307,11 +307,15 @@ async fn idempotency_keys_are_the_callers_own_a_different_body_is_422_and_keys_e
     assert_eq!(rows[0].2.len(), 64);
     assert_eq!(
         rows[0].2,
-        pool_provisioner::request_fingerprint(&pool_provisioner::ClaimInput {
-            agent_name: "Ada".into(),
-            instructions: "be kind".into(),
-            join_url: None,
-        })
+        pool_provisioner::request_fingerprint(
+            &pool_provisioner::ClaimInput {
+                agent_name: "Ada".into(),
+                instructions: "be kind".into(),
+                ..pool_provisioner::ClaimInput::default()
+            }
+            .check(false)
+            .unwrap()
+        )
     );
 
     // After the TTL the key is free again: the new body is a new claim, and the expired

@@ -43,6 +43,13 @@ pub struct ProvisionRequest {
     /// Conversation to join.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_url: Option<String>,
+    /// Avatar (an https URL), passed to the runtime's `/convos/{join,conversation}`
+    /// (pool-server/index.ts:296, 314).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_image: Option<String>,
+    /// A flat string map, passed on the same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// What the agent says became of the claim (`status` of its 200,
@@ -125,6 +132,32 @@ pub fn parse_health(status: u16, body: &[u8]) -> Health {
         502 | 404 => Health::Unreachable(format!("{status}: {}", excerpt(body))),
         other => Health::Unexpected(format!("{other}: {}", excerpt(body))),
     }
+}
+
+/// What an agent runs, as its `/pool/health` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeIdentity {
+    /// `version` (from the image's `runtime-version.json`, or "unknown").
+    pub version: Option<String>,
+    /// `runtime`: `openclaw` or `hermes`.
+    pub runtime: Option<String>,
+}
+
+/// Reads `version` and `runtime` from a `/pool/health` body (short printable strings only).
+pub fn parse_runtime_identity(body: &[u8]) -> Option<RuntimeIdentity> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 100 && !s.chars().any(char::is_control))
+            .map(str::to_string)
+    };
+    let identity = RuntimeIdentity {
+        version: field("version"),
+        runtime: field("runtime"),
+    };
+    (identity.version.is_some() || identity.runtime.is_some()).then_some(identity)
 }
 
 /// Reads a `/pool/provision` answer.
@@ -252,14 +285,24 @@ impl AgentClient {
     /// `GET {base}/pool/health`. The agent answers it without auth; the token is sent anyway
     /// for agents of older images, which checked it.
     pub async fn health(&self, base_url: &str, token: &str) -> Health {
+        self.health_report(base_url, token).await.0
+    }
+
+    /// [`Self::health`], with what the agent said it runs: `{ready, version, runtime}`
+    /// (`runtime/convos-platform/pool-server/index.ts:359`; a 503 before the gateway is up
+    /// says neither, 344-347).
+    pub async fn health_report(&self, base_url: &str, token: &str) -> (Health, Option<RuntimeIdentity>) {
         let url = format!("{}/pool/health", base_url.trim_end_matches('/'));
         match self
             .http
             .send(hyper::Method::GET, &url, Some(token), None, self.health_timeout)
             .await
         {
-            Ok(answer) => parse_health(answer.status, &answer.body),
-            Err(e) => Health::Unreachable(e.to_string()),
+            Ok(answer) => (
+                parse_health(answer.status, &answer.body),
+                parse_runtime_identity(&answer.body),
+            ),
+            Err(e) => (Health::Unreachable(e.to_string()), None),
         }
     }
 

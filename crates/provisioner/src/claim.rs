@@ -2,9 +2,11 @@
 //!
 //! The oldest idle agent is taken under a lease (`FOR UPDATE SKIP LOCKED`, so concurrent
 //! claims never share one), provisioned over `/pool/provision` with the agent's own token,
-//! and recorded. A provision that fails is never retried on another agent's behalf and the
-//! agent never goes back to the pool — the user's conversation may already be on it: it is
-//! quarantined and torn down. An `Idempotency-Key` returns the first answer to a repeat.
+//! and recorded: `claimed`, or `pending_acceptance` when its join waits for approval. An
+//! agent is never burned on a normal answer (see `Provisioner::after_failed_provision`'s
+//! policy); one that may hold the user's conversation is never handed out again. An
+//! `Idempotency-Key` returns the first answer to a repeat, and a claim for a `joinUrl` an
+//! agent already serves gets that agent's answer.
 
 use std::time::{Duration, Instant};
 
@@ -14,26 +16,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::Provisioner;
 use crate::agent_client::{ProvisionFailure, ProvisionRequest, ProvisionStatus};
+use crate::claim_input::{CheckedClaim, ClaimInput};
 use crate::error::{ProvisionError, Result};
 
-/// Longest agent name accepted.
-pub const MAX_AGENT_NAME: usize = 200;
-/// Longest instructions accepted.
-pub const MAX_INSTRUCTIONS: usize = 32 * 1024;
-/// Longest join URL accepted.
-pub const MAX_JOIN_URL: usize = 2048;
+/// Agents one claim tries when they answer 503 (not ready).
+const MAX_NOT_READY: usize = 3;
 
-/// What a claimer sends.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimInput {
-    /// The agent's display name.
-    pub agent_name: String,
-    /// Its instructions.
-    pub instructions: String,
-    /// A conversation to join instead of creating one.
-    #[serde(default)]
-    pub join_url: Option<String>,
+/// How one agent's try at a claim ended, when it did not fail.
+pub(crate) enum Attempt {
+    /// The claimer's answer.
+    Done(Box<ClaimResponse>),
+    /// The agent was not ready; it went back to `starting`.
+    NotReady,
 }
 
 /// What a claimer gets: the original API's payload, with the Node pool's `status` and
@@ -69,69 +63,9 @@ fn created() -> ProvisionStatus {
 /// The stored answer of a claim under an idempotency key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-enum StoredAnswer {
+pub(crate) enum StoredAnswer {
     Claimed(ClaimResponse),
     Failed { error: String },
-}
-
-impl ClaimInput {
-    /// Checks the request; production refuses dev join URLs and the other way round.
-    pub fn validate(&self, production: bool) -> Result<()> {
-        let invalid = |field, message: &str| {
-            Err(ProvisionError::InvalidRequest {
-                field,
-                message: message.to_string(),
-            })
-        };
-        let name = self.agent_name.trim();
-        if name.is_empty() {
-            return invalid("agentName", "must not be empty");
-        }
-        if name.chars().count() > MAX_AGENT_NAME {
-            return invalid(
-                "agentName",
-                &format!("must be at most {MAX_AGENT_NAME} characters"),
-            );
-        }
-        if name.chars().any(char::is_control) {
-            return invalid("agentName", "must not contain control characters");
-        }
-        // PostgreSQL cannot store a NUL byte in text.
-        if self.instructions.contains('\0') {
-            return invalid("instructions", "must not contain NUL characters");
-        }
-        if self.instructions.len() > MAX_INSTRUCTIONS {
-            return invalid(
-                "instructions",
-                &format!("must be at most {MAX_INSTRUCTIONS} bytes"),
-            );
-        }
-        if let Some(url) = &self.join_url {
-            if url.chars().any(char::is_control) {
-                return invalid("joinUrl", "must not contain control characters");
-            }
-            if url.len() > MAX_JOIN_URL {
-                return invalid("joinUrl", &format!("must be at most {MAX_JOIN_URL} characters"));
-            }
-            let Some(host) = url
-                .strip_prefix("https://")
-                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
-                .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
-            else {
-                return invalid("joinUrl", "must be an https:// URL");
-            };
-            if production && host == "dev.convos.org" {
-                return invalid("joinUrl", "dev.convos.org links cannot be joined from production");
-            }
-            if !production && host == "popup.convos.org" {
-                return invalid(
-                    "joinUrl",
-                    "popup.convos.org links can only be joined from production",
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The longest a claim may wait for an agent (`Prefer: wait=N`, N at most this).
@@ -144,10 +78,17 @@ pub const CONSOLE_CLAIMANT: &str = "console";
 
 /// A fingerprint of a claim's fields (SHA-256, hex), kept with its idempotency key: a repeat
 /// under the same key must carry the same fields. The fields are hashed as the claim uses
-/// them (the name trimmed), so JSON spacing and key order do not matter.
-pub fn request_fingerprint(input: &ClaimInput) -> String {
-    let canonical =
-        serde_json::json!([input.agent_name.trim(), input.instructions, input.join_url]).to_string();
+/// them (defaults applied, the name trimmed), so JSON spacing and key order do not matter.
+pub fn request_fingerprint(claim: &CheckedClaim) -> String {
+    let canonical = serde_json::json!([
+        claim.agent_name,
+        claim.instructions,
+        claim.join_url,
+        claim.source,
+        claim.profile_image,
+        claim.metadata
+    ])
+    .to_string();
     ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
         .as_ref()
         .iter()
@@ -191,7 +132,7 @@ impl Provisioner {
                 message: format!("wait must be at most {} seconds", MAX_CLAIM_WAIT.as_secs()),
             });
         }
-        input.validate(self.inner.config.is_production())?;
+        let checked = input.check(self.inner.config.is_production())?;
         if let Some(key) = idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
@@ -201,23 +142,47 @@ impl Provisioner {
             });
         }
         let started = Instant::now();
-        let store = &self.inner.store;
         let request = ClaimRequest {
-            agent_name: input.agent_name.trim().to_string(),
-            instructions: input.instructions.clone(),
-            join_url: input.join_url.clone(),
-            source: "api".into(),
-            profile_image: None,
-            metadata: None,
+            agent_name: checked.agent_name.clone(),
+            instructions: checked.instructions.clone(),
+            join_url: checked.join_url.clone(),
+            source: checked.source.clone(),
+            profile_image: checked.profile_image.clone(),
+            metadata: checked.metadata.clone(),
             // The lease outlives the provision timeout: the tick never takes an agent from a
             // claimer that is still waiting for it.
             lease: self.inner.config.provision_timeout + Duration::from_secs(60),
             idempotency_key: idempotency_key.map(str::to_string),
             ticket: None,
             claimant: claimant.to_string(),
-            request_hash: request_fingerprint(input),
+            request_hash: request_fingerprint(&checked),
             idempotency_ttl: self.inner.config.idempotency_ttl,
+            protected: self.inner.config.protected_instances.clone(),
         };
+        // An agent that answers 503 is not ready: it goes back to `starting` and the claim
+        // takes the next one, up to three agents (the runtime's "Runtime not ready yet",
+        // runtime/convos-platform/pool-server/index.ts:410-413).
+        let mut wait = wait;
+        for _ in 0..MAX_NOT_READY {
+            match self.claim_one(&request, idempotency_key, wait, started).await? {
+                Attempt::Done(response) => return Ok(*response),
+                Attempt::NotReady => wait = Duration::ZERO,
+            }
+        }
+        self.inner.stats.claim("not_ready", started.elapsed());
+        Err(ProvisionError::PoolEmpty)
+    }
+
+    /// One agent's try at a claim.
+    async fn claim_one(
+        &self,
+        request: &ClaimRequest,
+        idempotency_key: Option<&str>,
+        wait: Duration,
+        started: Instant,
+    ) -> Result<Attempt> {
+        let store = &self.inner.store;
+        let claimant = request.claimant.as_str();
         let agent = match self.take_agent(request.clone(), wait).await? {
             ClaimOutcome::PoolEmpty => {
                 self.inner.stats.claim("pool_empty", started.elapsed());
@@ -239,12 +204,19 @@ impl Provisioner {
                 self.inner.stats.claim("repeated", started.elapsed());
                 return match previous.response.map(serde_json::from_value::<StoredAnswer>) {
                     None => Err(ProvisionError::ClaimInProgress),
-                    Some(Ok(StoredAnswer::Claimed(response))) => Ok(response),
+                    Some(Ok(StoredAnswer::Claimed(response))) => Ok(Attempt::Done(Box::new(response))),
                     Some(Ok(StoredAnswer::Failed { error })) => Err(ProvisionError::RepeatedFailure(error)),
                     Some(Err(e)) => Err(ProvisionError::RepeatedFailure(format!(
                         "stored answer unreadable: {e}"
                     ))),
                 };
+            }
+            ClaimOutcome::SameJoin(agent) => {
+                self.inner.stats.claim("same_join", started.elapsed());
+                return self
+                    .same_join_answer(*agent)
+                    .await
+                    .map(|r| Attempt::Done(Box::new(r)));
             }
             ClaimOutcome::Claimed(agent) => agent,
         };
@@ -275,22 +247,19 @@ impl Provisioner {
             agent_name: request.agent_name.clone(),
             instructions: request.instructions.clone(),
             join_url: request.join_url.clone(),
+            profile_image: request.profile_image.clone(),
+            metadata: request.metadata.clone(),
         };
         let tokens = crate::ProvisionTokens {
             gateway: secrets.gateway_token.expose_secret(),
             legacy: Some(secrets.agent_api_token.expose_secret()),
         };
-        let provisioned = self.inner.agents.provision(&base_url, tokens, &provision).await;
-        let provisioned = match provisioned {
+        let provisioned = match self.inner.agents.provision(&base_url, tokens, &provision).await {
             Ok(p) => p,
             Err(failure) => {
-                let message = failure.to_string();
-                self.fail_claim(&agent.id, idempotency_key, message, started)
-                    .await?;
-                return Err(ProvisionError::ProvisionFailed {
-                    agent: agent.id.clone(),
-                    failure,
-                });
+                return self
+                    .after_failed_provision(&agent, failure, idempotency_key, started)
+                    .await;
             }
         };
         // A join answers its own URL (pool/src/provision.ts:126, 144).
@@ -353,7 +322,7 @@ impl Provisioner {
         };
         self.inner.stats.claim(outcome, started.elapsed());
         tracing::info!(agent = %agent.id, status = response.status.as_str(), "claimed");
-        Ok(response)
+        Ok(Attempt::Done(Box::new(response)))
     }
 
     /// Takes an idle agent now, or — with a wait — joins the queue and takes one when it is
@@ -429,7 +398,7 @@ impl Provisioner {
     }
 
     /// Quarantines an agent whose provision failed and starts its teardown.
-    async fn fail_claim(
+    pub(crate) async fn fail_claim(
         &self,
         id: &AgentId,
         key: Option<&str>,
@@ -514,80 +483,5 @@ impl<'a> WaitingGauge<'a> {
 impl Drop for WaitingGauge<'_> {
     fn drop(&mut self) {
         self.0.waiting(-1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(name: &str, join: Option<&str>) -> ClaimInput {
-        ClaimInput {
-            agent_name: name.into(),
-            instructions: "hi".into(),
-            join_url: join.map(str::to_string),
-        }
-    }
-
-    fn field(r: Result<()>) -> Option<&'static str> {
-        match r {
-            Err(ProvisionError::InvalidRequest { field, .. }) => Some(field),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn claim_requests_are_validated_field_by_field() {
-        assert!(input("Ada", None).validate(false).is_ok());
-        assert_eq!(field(input("  ", None).validate(false)), Some("agentName"));
-        assert_eq!(
-            field(input(&"x".repeat(201), None).validate(false)),
-            Some("agentName")
-        );
-        assert_eq!(field(input("a\u{0}b", None).validate(false)), Some("agentName"));
-        assert_eq!(
-            field(input("Ada", Some("http://dev.convos.org/x")).validate(false)),
-            Some("joinUrl")
-        );
-        assert_eq!(
-            field(input("Ada", Some("not a url")).validate(false)),
-            Some("joinUrl")
-        );
-        let mut long = input("Ada", None);
-        long.instructions = "x".repeat(MAX_INSTRUCTIONS + 1);
-        assert_eq!(field(long.validate(false)), Some("instructions"));
-        let mut nul = input("Ada", None);
-        nul.instructions = "a\0b".into();
-        assert_eq!(
-            field(nul.validate(false)),
-            Some("instructions"),
-            "found by schemathesis: NUL reached Postgres"
-        );
-        assert_eq!(
-            field(input("Ada", Some("https://x.org/\0")).validate(false)),
-            Some("joinUrl")
-        );
-    }
-
-    #[test]
-    fn join_urls_follow_the_environment_rules() {
-        assert_eq!(
-            field(input("Ada", Some("https://dev.convos.org/v2?i=1")).validate(true)),
-            Some("joinUrl")
-        );
-        assert!(
-            input("Ada", Some("https://dev.convos.org/v2?i=1"))
-                .validate(false)
-                .is_ok()
-        );
-        assert_eq!(
-            field(input("Ada", Some("https://popup.convos.org/v2?i=1")).validate(false)),
-            Some("joinUrl")
-        );
-        assert!(
-            input("Ada", Some("https://popup.convos.org/v2?i=1"))
-                .validate(true)
-                .is_ok()
-        );
     }
 }

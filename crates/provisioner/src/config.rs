@@ -54,6 +54,13 @@ pub struct ProvisionerConfig {
     /// How long a claim's idempotency key is kept (`POOL_IDEMPOTENCY_TTL_MS`); after that it
     /// is pruned and may be used again.
     pub idempotency_ttl: Duration,
+    /// Agents the pool never claims, drains, recycles or kills (`PROTECTED_INSTANCES`, ids
+    /// separated by commas, as the Node pool's `config.protectedInstances`); only an
+    /// operator's kill with `?confirm=protected` removes one.
+    pub protected_instances: Vec<String>,
+    /// How long an agent may stay `pending_acceptance` before the reconciler tears it down
+    /// (`POOL_PENDING_ACCEPTANCE_TIMEOUT_MS`, one hour).
+    pub pending_acceptance_timeout: Duration,
     /// Live tickets of waiting claims one caller (key) may hold at once
     /// (`POOL_MAX_WAITING_CLAIMS_PER_KEY`); one more is refused with 429.
     pub max_waiting_per_claimant: u32,
@@ -184,6 +191,8 @@ impl ProvisionerConfig {
             agent_domain_suffix: DEFAULT_AGENT_DOMAIN_SUFFIX.into(),
             allow_insecure_urls: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            protected_instances: Vec::new(),
+            pending_acceptance_timeout: Duration::from_secs(3600),
             max_waiting_per_claimant: 50,
             refusals_counted_per_minute: 5,
             agent_roots: ExtraRoots::default(),

@@ -49,6 +49,8 @@ mod agent_calls;
 pub mod agent_client;
 mod capacity;
 mod claim;
+mod claim_input;
+mod claim_policy;
 mod config;
 mod creation;
 mod error;
@@ -81,12 +83,14 @@ use tokio_util::task::TaskTracker;
 
 pub use agent_calls::{SelfDestructed, SelfInfo, agent_actor};
 pub use agent_client::{
-    AgentClient, Health, ProvisionFailure, ProvisionStatus, ProvisionTokens, Provisioned, RuntimeStatus,
+    AgentClient, Health, ProvisionFailure, ProvisionStatus, ProvisionTokens, Provisioned, RuntimeIdentity,
+    RuntimeStatus,
 };
 pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
-pub use claim::{
-    ADMIN_CLAIMANT, CONSOLE_CLAIMANT, ClaimInput, ClaimResponse, MAX_AGENT_NAME, MAX_CLAIM_WAIT,
-    MAX_INSTRUCTIONS, MAX_JOIN_URL, request_fingerprint,
+pub use claim::{ADMIN_CLAIMANT, CONSOLE_CLAIMANT, ClaimResponse, MAX_CLAIM_WAIT, request_fingerprint};
+pub use claim_input::{
+    CheckedClaim, ClaimInput, DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS, DEFAULT_SOURCE, MAX_AGENT_NAME,
+    MAX_INSTRUCTIONS, MAX_JOIN_URL, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, POOL_RUNTIME,
 };
 pub use config::{
     AgentVariables, DEFAULT_AGENT_DOMAIN_SUFFIX, DEFAULT_START_COMMAND, ProvisionerConfig, ProxyLimits,

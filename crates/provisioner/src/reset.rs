@@ -86,6 +86,33 @@ impl Provisioner {
         .await
     }
 
+    /// Tears down agents `pending_acceptance` for longer than
+    /// `POOL_PENDING_ACCEPTANCE_TIMEOUT_MS` (protected ones excepted), each with an event
+    /// saying why. Returns how many it started tearing down.
+    pub async fn tear_down_overdue_pending_acceptances(&self) -> Result<usize> {
+        let store = &self.inner.store;
+        let limit = self.inner.config.pending_acceptance_timeout;
+        let reason = format!(
+            "pending acceptance for longer than POOL_PENDING_ACCEPTANCE_TIMEOUT_MS ({} s)",
+            limit.as_secs()
+        );
+        let mut started = 0;
+        for id in store.overdue_pending_acceptances(limit).await? {
+            if self.is_protected(&id) {
+                continue;
+            }
+            let moved = store
+                .begin_teardown(&id, AgentStatus::PendingAcceptance, &reason, true)
+                .await?;
+            if moved.applied() {
+                tracing::warn!(agent = %id, "pending join timed out; tearing down");
+                self.start_teardown(id);
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
     /// Resets an agent in `from` and returns it to idle when its runtime says it is clean;
     /// tears it down (quarantined) otherwise. Under `idempotency`, the claim's answer is stored
     /// with the change.
@@ -103,7 +130,7 @@ impl Provisioner {
             Ok(()) => {
                 let reason = format!("{why}; the runtime was reset and is clean");
                 store
-                    .return_to_idle(&agent.id, from, &reason, idempotency)
+                    .return_to_pool(&agent.id, from, AgentStatus::Idle, &reason, idempotency)
                     .await?
             }
             Err(problem) => {

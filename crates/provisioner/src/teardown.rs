@@ -170,8 +170,32 @@ impl Provisioner {
         }
     }
 
-    /// Kills one agent (any live status but `claiming`): teardown now.
+    /// True for an agent of `PROTECTED_INSTANCES`: never claimed, drained, recycled or
+    /// killed by the pool.
+    pub fn is_protected(&self, id: &AgentId) -> bool {
+        self.inner
+            .config
+            .protected_instances
+            .iter()
+            .any(|p| p == id.as_str())
+    }
+
+    /// Kills one agent (any live status but `claiming`): teardown now. A protected agent is
+    /// refused; [`Self::kill_protected`] is the operator's explicit way.
     pub async fn kill(&self, id: &AgentId, reason: &str) -> Result<()> {
+        if self.is_protected(id) {
+            let agent = self.load(id).await?;
+            return Err(ProvisionError::Conflict {
+                agent: id.clone(),
+                status: agent.status,
+                message: "it is protected (PROTECTED_INSTANCES); kill it with ?confirm=protected".into(),
+            });
+        }
+        self.kill_protected(id, reason).await
+    }
+
+    /// [`Self::kill`], protected or not: the operator confirmed.
+    pub async fn kill_protected(&self, id: &AgentId, reason: &str) -> Result<()> {
         let agent = self.load(id).await?;
         match agent.status {
             AgentStatus::Deleted => return Err(ProvisionError::NotFound(id.clone())),
@@ -227,6 +251,9 @@ impl Provisioner {
             for agent in agents {
                 if drained.len() >= count {
                     return Ok(drained);
+                }
+                if self.is_protected(&agent.id) {
+                    continue;
                 }
                 let moved = self
                     .inner

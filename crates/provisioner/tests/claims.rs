@@ -13,6 +13,7 @@ fn input(name: &str) -> ClaimInput {
         agent_name: name.into(),
         instructions: "be helpful".into(),
         join_url: None,
+        ..ClaimInput::default()
     }
 }
 
@@ -160,7 +161,11 @@ async fn a_provision_that_never_answers_times_out_and_quarantines() {
 async fn invalid_claims_are_refused_before_any_agent_is_touched() {
     let pool = TestPool::start(unthrottled()).await;
     pool.idle_agents(1).await;
-    let err = pool.provisioner.claim(&input(""), None).await.unwrap_err();
+    let err = pool
+        .provisioner
+        .claim(&input(&"x".repeat(201)), None)
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         ProvisionError::InvalidRequest {

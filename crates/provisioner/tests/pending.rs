@@ -12,6 +12,7 @@ fn pending_join() -> ClaimInput {
         agent_name: "Ada".into(),
         instructions: "be helpful".into(),
         join_url: Some("https://dev.convos.org/v2?i=pending-join-1".into()),
+        ..ClaimInput::default()
     }
 }
 
@@ -39,8 +40,17 @@ async fn a_pending_join_is_handed_out_counted_apart_and_never_claimed_again() {
         (counts.pending_acceptance, counts.claimed, counts.idle),
         (1, 0, 0)
     );
+    // Never claimed again: a claim for the same join gets this agent's answer, any other
+    // claim finds the pool empty.
+    let again = pool.provisioner.claim(&pending_join(), None).await.unwrap();
+    assert_eq!(again.instance_id, id.to_string());
+    assert_eq!(again.status, ProvisionStatus::PendingAcceptance);
+    let other = ClaimInput {
+        join_url: None,
+        ..pending_join()
+    };
     assert!(matches!(
-        pool.provisioner.claim(&pending_join(), None).await,
+        pool.provisioner.claim(&other, None).await,
         Err(ProvisionError::PoolEmpty)
     ));
 }
@@ -124,6 +134,7 @@ async fn a_failed_pending_join_resets_the_runtime_and_returns_the_agent_to_idle(
                 agent_name: "Bea".into(),
                 instructions: "be brief".into(),
                 join_url: None,
+                ..ClaimInput::default()
             },
             None,
         )

@@ -25,6 +25,7 @@ fn input(name: &str) -> ClaimInput {
         agent_name: name.into(),
         instructions: "be helpful".into(),
         join_url: None,
+        ..ClaimInput::default()
     }
 }
 

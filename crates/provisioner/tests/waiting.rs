@@ -12,6 +12,7 @@ fn input(name: &str) -> ClaimInput {
         agent_name: name.into(),
         instructions: "wait for me".into(),
         join_url: None,
+        ..ClaimInput::default()
     }
 }
 

@@ -36,6 +36,7 @@ mod external_agents;
 mod graphql;
 mod limits;
 mod quirks;
+mod self_destruct;
 mod server;
 mod snapshot;
 mod webhooks;
@@ -231,6 +232,18 @@ impl SimHandle {
     /// (its current deployment's).
     pub fn agent_runtime(&self, domain: &str) -> Option<AgentRuntime> {
         self.deployment_behind(domain, |d| d.runtime.clone())
+    }
+
+    /// The runtime behind `domain` asks its pool server to self-destruct (the conversation
+    /// exploded, or the agent was removed): the pool server calls
+    /// `${POOL_URL}/api/pool/self-destruct` with the deployment's `INSTANCE_ID` and
+    /// `GATEWAY_TOKEN` (`runtime/convos-platform/pool-server/index.ts:456-501`). The pool
+    /// manager's status, or why nothing was sent or answered.
+    pub async fn agent_self_destruct(&self, domain: &str) -> Result<u16, String> {
+        let Some(variables) = self.deployment_behind(domain, |d| d.variables.clone()) else {
+            return Err(format!("no agent is served at {domain}"));
+        };
+        self_destruct::call(&variables).await
     }
 
     /// The world as it is now.

@@ -155,12 +155,34 @@ pub(crate) async fn check_health(
         })
         .collect();
     let client = provisioner.agents().clone();
-    futures_util::stream::iter(checks)
-        .map(move |(id, url, token)| {
-            let client = client.clone();
-            async move { (id, client.health(&url, &token).await) }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
+    let reports: Vec<(AgentId, Health, Option<pool_provisioner::RuntimeIdentity>)> =
+        futures_util::stream::iter(checks)
+            .map(move |(id, url, token)| {
+                let client = client.clone();
+                async move {
+                    let (health, identity) = client.health_report(&url, &token).await;
+                    (id, health, identity)
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    // Record what each agent said it runs, when that changed (API, console, metrics).
+    for (id, _, identity) in &reports {
+        let Some(identity) = identity else { continue };
+        let Some(agent) = agents.iter().find(|a| a.id == *id) else {
+            continue;
+        };
+        let changed = (identity.version.is_some() && identity.version != agent.runtime_version)
+            || (identity.runtime.is_some() && identity.runtime != agent.runtime_name);
+        if changed
+            && let Err(e) = provisioner
+                .store()
+                .record_runtime(id, identity.version.as_deref(), identity.runtime.as_deref())
+                .await
+        {
+            tracing::warn!(agent = %id, error = %e, "could not record the agent's runtime version");
+        }
+    }
+    reports.into_iter().map(|(id, health, _)| (id, health)).collect()
 }

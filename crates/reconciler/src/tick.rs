@@ -198,6 +198,10 @@ impl Reconciler {
             return Ok(());
         }
         self.provisioner.start_teardown_retries();
+        match self.provisioner.tear_down_overdue_pending_acceptances().await {
+            Ok(n) => report.teardowns += n,
+            Err(e) => report.error(ReconcileError::Replenish(Arc::new(e))),
+        }
         // Creating while Railway is failing or has paused us after a 429 only spends money on
         // compensations.
         let railway_ok = railway_read_ok && self.provisioner.railway().budget().paused_for.is_none();
@@ -338,6 +342,16 @@ impl Reconciler {
         let mut recover = false;
         let mut became_idle = false;
         for (agent, decision, observation) in decisions {
+            // A protected agent (PROTECTED_INSTANCES) is never torn down by the pool.
+            let decision = match decision {
+                Decision::Teardown(reason) | Decision::AbandonCreation(reason)
+                    if self.provisioner.is_protected(&agent.id) =>
+                {
+                    tracing::warn!(agent = %agent.id, %reason, "protected agent kept");
+                    Decision::Keep
+                }
+                other => other,
+            };
             let result = match decision {
                 Decision::Keep => Ok(()),
                 Decision::Become(to, reason) => store
@@ -436,7 +450,7 @@ impl Reconciler {
         let over_age: Vec<&Agent> = match settings.settings.max_idle_age {
             Some(max_age) => idle
                 .iter()
-                .filter(|a| !a.legacy)
+                .filter(|a| !a.legacy && !self.provisioner.is_protected(&a.id))
                 .filter(|a| (now - a.status_changed_at).to_std().unwrap_or_default() > max_age)
                 .collect(),
             None => Vec::new(),
@@ -469,7 +483,9 @@ impl Reconciler {
             && counts.creating == 0
             && !settings.settings.paused
             && idle_left > target_idle
-            && let Some(oldest) = idle.iter().find(|a| !a.legacy)
+            && let Some(oldest) = idle
+                .iter()
+                .find(|a| !a.legacy && !self.provisioner.is_protected(&a.id))
         {
             retire.push((oldest, "above the sizing policy's target: drained"));
         }

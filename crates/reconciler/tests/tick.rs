@@ -154,6 +154,7 @@ async fn a_claimed_agent_that_crashes_is_crashed_within_two_ticks_and_claimed_ag
         agent_name: "Ada".into(),
         instructions: "hi".into(),
         join_url: None,
+        ..ClaimInput::default()
     };
     let claimed = pool.provisioner.claim(&input, None).await.unwrap();
     let id = AgentId::parse(&claimed.instance_id).unwrap();
@@ -619,6 +620,7 @@ async fn a_look_observes_only_the_agents_named_and_what_it_finds_decides() {
         agent_name: "Ada".into(),
         instructions: "hi".into(),
         join_url: None,
+        ..ClaimInput::default()
     };
     let claimed = pool.provisioner.claim(&input, None).await.unwrap();
     let id = AgentId::parse(&claimed.instance_id).unwrap();

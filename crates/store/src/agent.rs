@@ -465,6 +465,8 @@ pub struct ClaimRequest {
     pub request_hash: String,
     /// How long an idempotency key is kept; after that it is pruned and may be used again.
     pub idempotency_ttl: std::time::Duration,
+    /// Agents never handed out (`PROTECTED_INSTANCES`).
+    pub protected: Vec<String>,
 }
 
 /// Live agents by status.

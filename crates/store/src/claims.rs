@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 
 use crate::agent::{Agent, AgentId, AgentStatus, ClaimRequest};
 use crate::events::{EventKind, insert_event};
-use crate::rows::{agent_columns, agent_from_row, current_status, stored_id};
+use crate::rows::{agent_columns, agent_from_row, current_status, select_agents, stored_id};
 use crate::secrets::{Binding, SecretsKeys};
 use crate::transitions::Transition;
 use crate::{Result, Store, StoreError};
@@ -29,6 +29,9 @@ pub enum ClaimOutcome {
     PoolEmpty,
     /// The idempotency key was used before: the first request's agent and answer.
     Repeated(IdempotentClaim),
+    /// An agent is already `claiming`, `claimed` or `pending_acceptance` for the claim's
+    /// `joinUrl` (the iOS double tap): that agent, and no second one was taken.
+    SameJoin(Box<Agent>),
 }
 
 /// The claim statement: takes the oldest idle agent under a lease and logs the event, in one
@@ -53,6 +56,7 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                                  OR split_part(gateway_token, ':', 2) = ANY($8::text[]))
                             AND (agent_api_token IS NULL OR agent_api_token NOT LIKE 'v1:%'
                                  OR split_part(agent_api_token, ':', 2) = ANY($8::text[]))
+                            AND NOT (id = ANY($12::text[]))
                             AND CASE WHEN $7::boolean THEN true
                                      WHEN $5::bigint IS NULL
                                      THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE {live})
@@ -89,57 +93,96 @@ impl Store {
     /// taken and the first request's agent is returned instead.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let mut client = self.client().await?;
-        let Some(key) = &request.idempotency_key else {
+        let key = request.idempotency_key.as_deref();
+        if key.is_none() && request.join_url.is_none() {
             // The hot path: one statement, one round trip, atomic on its own.
             return match self.take_usable(&client, request).await? {
                 Some(agent) => Ok(ClaimOutcome::Claimed(Box::new(agent))),
                 None => Ok(ClaimOutcome::PoolEmpty),
             };
-        };
+        }
         let scope = &request.claimant;
-        prune_idempotency_keys(&client, IDEMPOTENCY_PRUNE_BATCH).await?;
-        if let Some(previous) = idempotent_claim(&client, self.keys(), scope, key).await? {
-            return Ok(ClaimOutcome::Repeated(previous));
+        if let Some(key) = key {
+            prune_idempotency_keys(&client, IDEMPOTENCY_PRUNE_BATCH).await?;
+            if let Some(previous) = idempotent_claim(&client, self.keys(), scope, key).await? {
+                return Ok(ClaimOutcome::Repeated(previous));
+            }
         }
         let tx = client.transaction().await?;
-        // Taking the key first makes a concurrent request with the same key wait here until
-        // this one commits (then it finds the key) or rolls back (then it goes on). A key that
-        // expired is taken over as if it were new.
-        let inserted = tx
-            .execute(
-                "INSERT INTO claim_idempotency_keys (scope, key, request_hash, expires_at)
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-                 ON CONFLICT (scope, key) DO UPDATE
-                    SET agent_id = '', created_at = now(), response = NULL, sealed_response = NULL,
-                        request_hash = EXCLUDED.request_hash, expires_at = EXCLUDED.expires_at
-                  WHERE claim_idempotency_keys.expires_at <= now()",
-                &[
-                    scope,
-                    key,
-                    &request.request_hash,
-                    &request.idempotency_ttl.as_secs_f64(),
-                ],
+        if let Some(url) = &request.join_url {
+            // One claim per joinUrl at a time, on every replica: a transaction lock keyed on
+            // the URL, held until this claim's agent is `claiming` with it (then the next
+            // claim finds it), or until it took none.
+            tx.execute("SELECT pg_advisory_xact_lock(19, hashtext($1))", &[url])
+                .await?;
+            let same = select_agents(
+                &tx,
+                self.keys(),
+                "a.join_url = $1 AND a.status IN ('claiming', 'claimed', 'pending_acceptance')",
+                "a.status_changed_at DESC, a.id LIMIT 1",
+                &[url],
             )
             .await?;
-        if inserted == 0 {
-            tx.rollback().await?;
-            return match idempotent_claim(&client, self.keys(), scope, key).await? {
-                Some(previous) => Ok(ClaimOutcome::Repeated(previous)),
-                None => Err(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))),
-            };
+            if let Some(agent) = same.into_iter().next() {
+                tx.rollback().await?;
+                return Ok(ClaimOutcome::SameJoin(Box::new(agent)));
+            }
+        }
+        if let Some(key) = key {
+            // Taking the key first makes a concurrent request with the same key wait here
+            // until this one commits (then it finds the key) or rolls back (then it goes on).
+            // A key that expired is taken over as if it were new.
+            let inserted = tx
+                .execute(
+                    "INSERT INTO claim_idempotency_keys (scope, key, request_hash, expires_at)
+                     VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                     ON CONFLICT (scope, key) DO UPDATE
+                        SET agent_id = '', created_at = now(), response = NULL, sealed_response = NULL,
+                            request_hash = EXCLUDED.request_hash, expires_at = EXCLUDED.expires_at
+                      WHERE claim_idempotency_keys.expires_at <= now()",
+                    &[
+                        scope,
+                        &key,
+                        &request.request_hash,
+                        &request.idempotency_ttl.as_secs_f64(),
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                tx.rollback().await?;
+                return match idempotent_claim(&client, self.keys(), scope, key).await? {
+                    Some(previous) => Ok(ClaimOutcome::Repeated(previous)),
+                    None => Err(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))),
+                };
+            }
         }
         let Some(agent) = self.take_usable(&tx, request).await? else {
             // Rolling back also frees the idempotency key: a retry may find an agent later.
             tx.rollback().await?;
             return Ok(ClaimOutcome::PoolEmpty);
         };
-        tx.execute(
-            "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE scope = $3 AND key = $1",
-            &[key, &agent.id.as_str(), scope],
-        )
-        .await?;
+        if let Some(key) = key {
+            tx.execute(
+                "UPDATE claim_idempotency_keys SET agent_id = $2 WHERE scope = $3 AND key = $1",
+                &[&key, &agent.id.as_str(), scope],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(ClaimOutcome::Claimed(Box::new(agent)))
+    }
+
+    /// Forgets the idempotency key a claim took `agent` under (the agent was not ready and
+    /// went back; the claim goes on with another, and takes the key anew).
+    pub async fn forget_idempotency_key(&self, key: &str, agent: &AgentId) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM claim_idempotency_keys WHERE key = $1 AND agent_id = $2",
+                &[&key, &agent.as_str()],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Runs the claim statement until it takes an agent none of whose secrets was tampered
@@ -156,7 +199,7 @@ impl Store {
         let known = self.keys().known_ids();
         for attempt in 0..MAX_TAKES {
             let again = attempt > 0;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
                 &lease,
                 &request.agent_name,
                 &request.instructions,
@@ -168,6 +211,7 @@ impl Store {
                 &request.source,
                 &request.profile_image,
                 &request.metadata,
+                &request.protected,
             ];
             let Some(row) = client.query_opt(&statement, &params).await? else {
                 return Ok(None);

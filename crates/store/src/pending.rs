@@ -96,27 +96,33 @@ impl Store {
         Ok(Transition::Applied)
     }
 
-    /// An agent whose runtime said it is clean after `/convos/reset` goes back to idle from
-    /// `from` (`claiming` after a failed provision, `pending_acceptance` after a failed join),
-    /// with the claim's fields cleared (`recoverClaimToIdle`, pool/src/db/pool.ts:184-188).
-    /// Under an idempotency key, the claim's (failed) answer is stored with it, and the key
-    /// no longer points at the agent, which now belongs to nobody.
-    pub async fn return_to_idle(
+    /// An agent goes back to the pool from `from` (`claiming` after a provision that did not
+    /// happen, `pending_acceptance` after a failed join) to `to` (`idle`: its runtime said it
+    /// is clean, or it refused the claim's fields; `starting`: it was not ready), with the
+    /// claim's fields cleared (`recoverClaimToIdle`, pool/src/db/pool.ts:184-188). Under an
+    /// idempotency key, the claim's (failed) answer is stored with it.
+    pub async fn return_to_pool(
         &self,
         id: &AgentId,
         from: AgentStatus,
+        to: AgentStatus,
         reason: &str,
         idempotency: Option<(&str, &serde_json::Value)>,
     ) -> Result<Transition> {
+        if !matches!(to, AgentStatus::Idle | AgentStatus::Starting) {
+            return Err(crate::StoreError::Corrupt(format!(
+                "an agent goes back to the pool as idle or starting, not {to}"
+            )));
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let updated = tx
             .execute(
                 &format!(
-                    "UPDATE agent_metadata SET status = 'idle', status_changed_at = now(), {CLEARED_CLAIM} \
+                    "UPDATE agent_metadata SET status = $3, status_changed_at = now(), {CLEARED_CLAIM} \
                      WHERE id = $1 AND status = $2 AND NOT quarantined"
                 ),
-                &[&id.as_str(), &from.as_str()],
+                &[&id.as_str(), &from.as_str(), &to.as_str()],
             )
             .await?;
         if updated == 0 {
@@ -168,5 +174,20 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Live agents by what their `/pool/health` said they run: `(runtime, version, count)`,
+    /// "unknown" where nothing was recorded yet.
+    pub async fn runtime_versions(&self) -> Result<Vec<(String, String, i64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT COALESCE(runtime_name, 'unknown'), COALESCE(runtime_version, 'unknown'), count(*) \
+                 FROM agent_metadata WHERE status NOT IN ('creating', 'deleting', 'deleted') \
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 }

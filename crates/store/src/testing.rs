@@ -356,5 +356,6 @@ pub fn claim_request(idempotency_key: Option<&str>) -> crate::ClaimRequest {
         claimant: "admin".into(),
         request_hash: "h".into(),
         idempotency_ttl: std::time::Duration::from_secs(3600),
+        protected: Vec::new(),
     }
 }

@@ -159,6 +159,7 @@ async fn fifty_concurrent_claims_over_twenty_idle_agents_take_each_agent_once() 
             ClaimOutcome::Claimed(agent) => winners.push(agent.id.clone()),
             ClaimOutcome::PoolEmpty => empty += 1,
             ClaimOutcome::Repeated(_) => panic!("no idempotency keys were used"),
+            ClaimOutcome::SameJoin(_) => panic!("no join URLs were used"),
         }
     }
     let distinct: HashSet<AgentId> = winners.iter().cloned().collect();
@@ -205,6 +206,7 @@ async fn a_repeated_idempotency_key_returns_the_first_agent_and_takes_no_other()
             }
             ClaimOutcome::Repeated(p) => repeats.push(p.agent_id),
             ClaimOutcome::PoolEmpty => panic!("agents were idle"),
+            ClaimOutcome::SameJoin(_) => panic!("no join URLs were used"),
         }
     }
     let first = first.expect("one request claimed");

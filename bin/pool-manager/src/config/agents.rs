@@ -56,6 +56,23 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
         .unwrap_or_else(|| pool_provisioner::DEFAULT_AGENT_DOMAIN_SUFFIX.into());
     provisioner.allow_insecure_urls = allow_insecure_urls;
     provisioner.idempotency_ttl = r.millis("POOL_IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000);
+    provisioner.pending_acceptance_timeout = r.millis("POOL_PENDING_ACCEPTANCE_TIMEOUT_MS", 3600 * 1000);
+    // The Node pool's `PROTECTED_INSTANCES` (pool/src/config.ts): agent ids, comma-separated.
+    provisioner.protected_instances = r
+        .optional("PROTECTED_INSTANCES")
+        .map(|ids| {
+            ids.split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in &provisioner.protected_instances {
+        if let Err(e) = pool_store::AgentId::parse(id) {
+            r.problems.push(format!("PROTECTED_INSTANCES: {e}"));
+        }
+    }
     provisioner.vcpus = r.parse_optional("AGENT_VCPUS", "a number of vCPUs");
     provisioner.memory_gb = r.parse_optional("AGENT_MEMORY_GB", "a number of GB");
     provisioner.agent_variables = AgentVariables {

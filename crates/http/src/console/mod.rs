@@ -517,6 +517,8 @@ async fn launch(
         agent_name: field("agentName"),
         instructions: form.get("instructions").cloned().unwrap_or_default(),
         join_url: (!join.is_empty()).then_some(join),
+        source: Some("console".into()),
+        ..ClaimInput::default()
     };
     let result = state
         .provisioner

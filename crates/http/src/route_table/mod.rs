@@ -454,7 +454,7 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::Kill,
             method: "DELETE",
             path: "/api/pool/instances/{id}",
-            summary: "Kill an agent: tear it down",
+            summary: "Kill an agent: tear it down (a protected agent only with ?confirm=protected)",
             access: Access::Admin,
             request: None,
             responses: &[

@@ -219,14 +219,18 @@ pub(crate) async fn agent_provision(
                 dirty: false,
                 conversation: false,
             },
-            (Some(ProvisionFault::FailDirty), _) | (None, Fate::ProvisionFail) => Outcome::Failed {
+            (Some(ProvisionFault::FailDirty), _) => Outcome::Failed {
                 dirty: true,
                 conversation: false,
             },
-            (Some(ProvisionFault::FailWithConversation), _) => Outcome::Failed {
-                dirty: true,
-                conversation: true,
-            },
+            // A deployment fated to fail provisions fails as the worst case does: it created
+            // the conversation, then the answer was lost.
+            (Some(ProvisionFault::FailWithConversation), _) | (None, Fate::ProvisionFail) => {
+                Outcome::Failed {
+                    dirty: true,
+                    conversation: true,
+                }
+            }
             _ if join_url.is_some_and(|u| u.contains("pending")) => Outcome::Pending,
             _ if join_url.is_some() => Outcome::Joined,
             _ => Outcome::Created,
