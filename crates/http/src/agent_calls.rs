@@ -23,6 +23,7 @@ pub(crate) fn handler(endpoint: AgentCallEndpoint) -> MethodRouter<AppState> {
     match endpoint {
         AgentCallEndpoint::SelfDestruct => post(self_destruct),
         AgentCallEndpoint::SelfInfo => post(self_info),
+        AgentCallEndpoint::SelfUpgrade => post(self_upgrade),
         AgentCallEndpoint::PendingComplete => post(pending_complete),
         AgentCallEndpoint::PendingFail => post(pending_fail),
     }
@@ -136,4 +137,21 @@ async fn pending_fail(
     Ok(Json(
         json!({"ok": true, "instanceId": agent.id, "outcome": outcome}),
     ))
+}
+
+/// `POST /api/pool/self-upgrade`: `{ok, instanceId, image, rollout}` (the Node pool's
+/// `{ok, instanceId, image}`, `pool/src/index.ts` self-upgrade, with the rollout that moves it).
+async fn self_upgrade(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CredentialsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = caller(&state, &body.credentials).await?;
+    let view = state.provisioner.self_upgrade(&agent).await?;
+    state.control.tick_soon();
+    Ok(Json(json!({
+        "ok": true,
+        "instanceId": agent.id,
+        "image": view.rollout.target,
+        "rollout": view.rollout.id,
+    })))
 }

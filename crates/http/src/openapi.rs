@@ -238,6 +238,10 @@ fn rollout_schemas() -> Value {
                 "pauseMs": {"type": ["integer", "null"], "minimum": 0, "maximum": 3600000}
             }
         },
+        "SelfUpgraded": {
+            "type": "object", "required": ["ok", "instanceId", "image", "rollout"],
+            "properties": {"ok": {"type": "boolean"}, "instanceId": {"type": "string"}, "image": {"type": "string"}, "rollout": {"type": "integer"}}
+        },
         "RolloutCancelRequest": {
             "type": "object", "required": ["runtime"], "additionalProperties": false,
             "properties": {"runtime": {"type": "string"}}

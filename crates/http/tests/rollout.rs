@@ -136,3 +136,54 @@ async fn bad_rollouts_are_400s_naming_the_field_and_a_second_one_is_a_409_naming
     .await;
     assert_eq!(again, json!({"cancelled": null}));
 }
+
+#[tokio::test]
+async fn an_agent_upgrades_itself_through_a_rollout_of_its_own_with_its_own_credentials() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ids = pool.idle_agents(2).await;
+    let app = app(&pool);
+    let agent = pool.store.agent(&ids[0]).await.unwrap().unwrap();
+    let token = {
+        use secrecy::ExposeSecret;
+        agent.secrets.unwrap().gateway_token.expose_secret().to_string()
+    };
+    // Another agent's token: 403, nothing started.
+    let other = pool.store.agent(&ids[1]).await.unwrap().unwrap();
+    let other_token = {
+        use secrecy::ExposeSecret;
+        other.secrets.unwrap().gateway_token.expose_secret().to_string()
+    };
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/pool/self-upgrade",
+        Some(json!({"instanceId": ids[0], "gatewayToken": other_token})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(pool.store.latest_rollout().await.unwrap().is_none());
+
+    let new_image = pool.provisioner.config().image.to_string();
+    let digest = pool.sim.push_image(&new_image);
+    let (status, answer) = call(
+        &app,
+        Method::POST,
+        "/api/pool/self-upgrade",
+        Some(json!({"instanceId": ids[0], "gatewayToken": token})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["instanceId"], ids[0].as_str());
+    let repository = &pool.provisioner.config().image.repository;
+    assert_eq!(answer["image"], format!("{repository}@{digest}"));
+    let id = answer["rollout"].as_i64().unwrap();
+    let members = pool.store.rollout_agents(id).await.unwrap();
+    assert_eq!(members.len(), 1, "this agent only");
+    assert_eq!(members[0].agent_id, ids[0]);
+    assert_eq!(members[0].state, "upgrading", "it is its own canary");
+    let rollout = pool.store.rollout(id).await.unwrap().unwrap();
+    assert_eq!(
+        rollout.actor.as_deref(),
+        Some(format!("agent:{}", ids[0]).as_str())
+    );
+}

@@ -59,6 +59,21 @@ pub fn agent_calls_table() -> Vec<Route> {
             ],
         ),
         route(
+            AgentCallEndpoint::SelfUpgrade,
+            "/api/pool/self-upgrade",
+            "The calling agent moves to the image new agents get, through a rollout of that one agent (digest once, health gate, rollback on failure)",
+            "AgentCredentials",
+            &[
+                (200, "its upgrade started", Some("SelfUpgraded")),
+                BAD_REQUEST,
+                WRONG_AGENT,
+                (409, "a rollout of its runtime is running (named)", Some("Error")),
+                TOO_LARGE,
+                LIMITED,
+                (502, "the registry did not resolve the image", Some("Error")),
+            ],
+        ),
+        route(
             AgentCallEndpoint::PendingComplete,
             "/api/pool/pending-acceptance/complete",
             "The calling agent's pending join was accepted: it is claimed, with its conversation",

@@ -108,6 +108,8 @@ pub enum AgentCallEndpoint {
     SelfDestruct,
     /// `POST /api/pool/self-info`.
     SelfInfo,
+    /// `POST /api/pool/self-upgrade`.
+    SelfUpgrade,
     /// `POST /api/pool/pending-acceptance/complete`.
     PendingComplete,
     /// `POST /api/pool/pending-acceptance/fail`.

@@ -48,6 +48,9 @@ pub struct RolloutView {
     pub agents: RolloutCounts,
 }
 
+/// The health pause of an agent's own upgrade: ten seconds ready before it counts.
+pub const SELF_UPGRADE_PAUSE_MS: i64 = 10_000;
+
 /// How an agent behind the gate looks now.
 enum Gate {
     Healthy,
@@ -59,6 +62,32 @@ impl Provisioner {
     /// Starts a rollout: validates it, resolves the image to a digest once, and writes the
     /// rollout and its agents (canary first). The first step runs at once.
     pub async fn start_rollout(&self, request: &RolloutRequest, actor: Option<&str>) -> Result<RolloutView> {
+        self.start_rollout_of(request, actor, None).await
+    }
+
+    /// The agent's own `POST /api/pool/self-upgrade`: a rollout of that one agent to the image
+    /// new agents get — resolved, deployed, gated and rolled back as every rollout is (it is
+    /// its own canary; the health pause is [`SELF_UPGRADE_PAUSE_MS`]). A rollout of the runtime
+    /// running already answers 409: it reaches this agent too.
+    pub async fn self_upgrade(&self, agent: &Agent) -> Result<RolloutView> {
+        let request = RolloutRequest {
+            runtime: self.inner.config.runtime.clone(),
+            image: None,
+            include: vec!["idle".into(), "claimed".into()],
+            batch: 1,
+            pause_ms: SELF_UPGRADE_PAUSE_MS,
+        };
+        let actor = format!("agent:{}", agent.id);
+        self.start_rollout_of(&request, Some(&actor), Some(&agent.id))
+            .await
+    }
+
+    async fn start_rollout_of(
+        &self,
+        request: &RolloutRequest,
+        actor: Option<&str>,
+        only: Option<&pool_store::AgentId>,
+    ) -> Result<RolloutView> {
         let config = &self.inner.config;
         let includes = validate_rollout(request, &config.runtime, &config.image.repository)?;
         let store = &self.inner.store;
@@ -71,6 +100,7 @@ impl Provisioner {
             .live_agents()
             .await?
             .into_iter()
+            .filter(|a| only.is_none_or(|id| *id == a.id))
             .filter(|a| !a.legacy && a.service_id.is_some() && a.environment_id.is_some())
             .filter(|a| a.image.as_deref() != Some(target.as_str()))
             .filter(|a| match a.status {
