@@ -327,6 +327,7 @@ async fn pending_agent(pool: &TestPool, n: u32) -> AgentId {
         agent_name: "Ada".into(),
         instructions: "be helpful".into(),
         join_url: Some(format!("https://dev.convos.org/v2?i=pending-join-{n}")),
+        ..ClaimInput::default()
     };
     let answer = pool.provisioner.claim(&join, None).await.unwrap();
     assert_eq!(answer.status, ProvisionStatus::PendingAcceptance);

@@ -193,6 +193,7 @@ async fn an_adopted_fleet_keeps_its_claimed_agents_and_not_one_project_is_delete
                 agent_name: "Ada".into(),
                 instructions: "Be kind.".into(),
                 join_url: None,
+                ..ClaimInput::default()
             },
             None,
         )
