@@ -399,3 +399,25 @@ async fn a_pending_join_is_completed_or_failed_by_the_agent_itself() {
     assert!(server.control.ticks_asked() >= 2);
     pool.assert_nothing_leaked().await;
 }
+
+/// A protected agent (`PROTECTED_INSTANCES`) refuses its own self-destruct (409) and stays.
+#[tokio::test]
+async fn a_protected_agent_refuses_self_destruct() {
+    let pool = TestPool::start(unthrottled()).await;
+    let ids = pool.idle_agents(1).await;
+    let mut config = provisioner_config(&pool.sim, None);
+    config.protected_instances = vec![ids[0].to_string()];
+    let server = serve(pool.provisioner(config)).await;
+    let token = token(&pool, &ids[0]).await;
+
+    let a = post(
+        server.addr,
+        "/api/pool/self-destruct",
+        &credentials(&ids[0], &token),
+    )
+    .await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body.contains("protected"), "{}", a.body);
+    assert_eq!(status(&pool, &ids[0]).await, AgentStatus::Idle);
+    assert_eq!(server.control.ticks_asked(), 0);
+}

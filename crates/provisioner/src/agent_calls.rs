@@ -65,10 +65,20 @@ impl Provisioner {
     /// The agent asked to be destroyed (its conversation ended): it moves to `deleting` now,
     /// with an event whose actor is `agent:<id>`, and is torn down in a task (retried until
     /// done); the next tick refills the pool. An agent a claim is provisioning is refused (409):
-    /// the claim decides first.
+    /// the claim decides first; so is a protected one (`PROTECTED_INSTANCES`).
     pub async fn self_destruct(&self, agent: &Agent) -> Result<SelfDestructed> {
         let actor = agent_actor(agent);
         let reason = "self-destruct requested by the agent";
+        if self.is_protected(&agent.id) {
+            tracing::warn!(agent = %agent.id, "self-destruct refused: the agent is protected");
+            return Err(ProvisionError::Conflict {
+                agent: agent.id.clone(),
+                status: agent.status,
+                message:
+                    "it is protected (PROTECTED_INSTANCES): only an operator's confirmed kill removes it"
+                        .into(),
+            });
+        }
         match agent.status {
             AgentStatus::Deleting => return Ok(SelfDestructed::AlreadyDeleting),
             AgentStatus::Deleted => return Err(ProvisionError::NotFound(agent.id.clone())),
