@@ -285,17 +285,22 @@ impl AgentClient {
     /// `GET {base}/pool/health`. The agent answers it without auth; the token is sent anyway
     /// for agents of older images, which checked it.
     pub async fn health(&self, base_url: &str, token: &str) -> Health {
-        self.health_report(base_url, token).await.0
+        self.health_report(base_url, Some(token)).await.0
     }
 
     /// [`Self::health`], with what the agent said it runs: `{ready, version, runtime}`
     /// (`runtime/convos-platform/pool-server/index.ts:359`; a 503 before the gateway is up
-    /// says neither, 344-347).
-    pub async fn health_report(&self, base_url: &str, token: &str) -> (Health, Option<RuntimeIdentity>) {
+    /// says neither, 344-347). `bearer`: a token for agents of older images; the tick sends
+    /// none (the runtime answers `/pool/health` without auth, 342-361).
+    pub async fn health_report(
+        &self,
+        base_url: &str,
+        bearer: Option<&str>,
+    ) -> (Health, Option<RuntimeIdentity>) {
         let url = format!("{}/pool/health", base_url.trim_end_matches('/'));
         match self
             .http
-            .send(hyper::Method::GET, &url, Some(token), None, self.health_timeout)
+            .send(hyper::Method::GET, &url, bearer, None, self.health_timeout)
             .await
         {
             Ok(answer) => (

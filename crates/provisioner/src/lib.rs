@@ -296,11 +296,15 @@ impl Provisioner {
     /// An agent's base URL, once it has a domain, and only if the domain is an agent domain
     /// ([`ProvisionerConfig::agent_url`]): an agent whose domain is refused is never called.
     pub fn agent_url(&self, agent: &Agent) -> Option<String> {
-        let domain = agent.domain.as_deref()?;
-        match self.inner.config.agent_url(domain) {
+        self.agent_url_at(&agent.id, agent.domain.as_deref())
+    }
+
+    /// [`Self::agent_url`] from an agent's id and domain alone (the tick's narrow rows).
+    pub fn agent_url_at(&self, id: &AgentId, domain: Option<&str>) -> Option<String> {
+        match self.inner.config.agent_url(domain?) {
             Ok(url) => Some(url),
             Err(e) => {
-                tracing::warn!(agent = %agent.id, error = %e, "agent URL refused; the agent is not called");
+                tracing::warn!(agent = %id, error = %e, "agent URL refused; the agent is not called");
                 None
             }
         }

@@ -11,9 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::StreamExt;
 use pool_provisioner::{Health, Provisioner};
-use pool_store::{Agent, AgentId};
+use pool_store::{AgentId, TickRow};
 use railway_api::{EnvironmentId, ProjectId, ProjectStatus, RailwayError, ServiceId};
-use secrecy::ExposeSecret;
 
 use crate::decide::Observation;
 
@@ -28,7 +27,7 @@ pub(crate) struct StatusObservations {
     pub confirmed: usize,
 }
 
-fn observe(agent: &Agent, project: &ProjectStatus) -> Observation {
+fn observe(agent: &TickRow, project: &ProjectStatus) -> Observation {
     let service_id = agent.service_id.as_deref().map(ServiceId::new);
     let environment_id = agent.environment_id.as_deref().map(EnvironmentId::new);
     let service = project.services.iter().find(|s| {
@@ -48,12 +47,12 @@ fn observe(agent: &Agent, project: &ProjectStatus) -> Observation {
 /// a batch get a read of their own this time.
 pub(crate) async fn read_status(
     provisioner: &Provisioner,
-    agents: &[&Agent],
+    agents: &[&TickRow],
     max_confirmations: usize,
 ) -> StatusObservations {
     let railway = provisioner.railway();
     let mut out = StatusObservations::default();
-    let (legacy, own): (Vec<&Agent>, Vec<&Agent>) = agents.iter().copied().partition(|a| a.legacy);
+    let (legacy, own): (Vec<&TickRow>, Vec<&TickRow>) = agents.iter().copied().partition(|a| a.legacy);
 
     let ids: Vec<ProjectId> = own
         .iter()
@@ -94,7 +93,7 @@ pub(crate) async fn read_status(
         out.failed = read.last_error;
     }
 
-    let shared: BTreeMap<String, Vec<&Agent>> = legacy.iter().fold(BTreeMap::new(), |mut m, a| {
+    let shared: BTreeMap<String, Vec<&TickRow>> = legacy.iter().fold(BTreeMap::new(), |mut m, a| {
         if let Some(p) = &a.project_id {
             m.entry(p.clone()).or_insert_with(Vec::new).push(*a);
         }
@@ -121,7 +120,7 @@ pub(crate) async fn read_status(
 
 /// An agent a batch left out: is its project gone (a read of the project itself says), or
 /// there after all (then one read of it gives its status)?
-async fn confirm(provisioner: &Provisioner, agent: &Agent, project: &ProjectId) -> Observation {
+async fn confirm(provisioner: &Provisioner, agent: &TickRow, project: &ProjectId) -> Observation {
     let railway = provisioner.railway();
     match provisioner.guard().is_gone(railway, project).await {
         Ok(true) => {
@@ -139,50 +138,33 @@ async fn confirm(provisioner: &Provisioner, agent: &Agent, project: &ProjectId) 
     }
 }
 
-/// Health-checks agents (those with a domain and a token), `concurrency` at a time.
+/// What one health check found: the verdict, and what the agent said it runs.
+pub(crate) type Checked = (Health, Option<pool_provisioner::RuntimeIdentity>);
+
+/// Health-checks agents (those with a domain), `concurrency` at a time. No token is sent:
+/// the runtime answers `/pool/health` without auth (pool-server/index.ts:342-361).
 pub(crate) async fn check_health(
     provisioner: &Provisioner,
-    agents: &[&Agent],
+    agents: &[&TickRow],
     concurrency: usize,
-) -> HashMap<AgentId, Health> {
+) -> HashMap<AgentId, Checked> {
     // Owned values only inside the stream, so the future stays `Send` for any caller.
-    let checks: Vec<(AgentId, String, String)> = agents
+    let checks: Vec<(AgentId, String)> = agents
         .iter()
         .filter_map(|a| {
-            let url = provisioner.agent_url(a)?;
-            let token = a.secrets.as_ref()?.agent_api_token.expose_secret().to_string();
-            Some((a.id.clone(), url, token))
+            Some((
+                a.id.clone(),
+                provisioner.agent_url_at(&a.id, a.domain.as_deref())?,
+            ))
         })
         .collect();
     let client = provisioner.agents().clone();
-    let reports: Vec<(AgentId, Health, Option<pool_provisioner::RuntimeIdentity>)> =
-        futures_util::stream::iter(checks)
-            .map(move |(id, url, token)| {
-                let client = client.clone();
-                async move {
-                    let (health, identity) = client.health_report(&url, &token).await;
-                    (id, health, identity)
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    // Record what each agent said it runs, when that changed (API, console, metrics).
-    for (id, _, identity) in &reports {
-        let Some(identity) = identity else { continue };
-        let Some(agent) = agents.iter().find(|a| a.id == *id) else {
-            continue;
-        };
-        let changed = (identity.version.is_some() && identity.version != agent.runtime_version)
-            || (identity.runtime.is_some() && identity.runtime != agent.runtime_name);
-        if changed
-            && let Err(e) = provisioner
-                .store()
-                .record_runtime(id, identity.version.as_deref(), identity.runtime.as_deref())
-                .await
-        {
-            tracing::warn!(agent = %id, error = %e, "could not record the agent's runtime version");
-        }
-    }
-    reports.into_iter().map(|(id, health, _)| (id, health)).collect()
+    futures_util::stream::iter(checks)
+        .map(move |(id, url)| {
+            let client = client.clone();
+            async move { (id, client.health_report(&url, None).await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
 }

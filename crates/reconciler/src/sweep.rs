@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pool_provisioner::Provisioner;
-use pool_store::{Agent, AgentId, AgentStatus};
-use railway_api::ProjectId;
+use pool_store::{AgentId, AgentStatus, ResourceOwner};
 
 use crate::error::ReconcileError;
+
+/// Projects (and agents) the sweep compares with the database at a time.
+const SWEEP_PAGE: usize = 500;
 
 /// What one sweep deleted.
 #[derive(Debug, Clone, Default)]
@@ -44,25 +46,6 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_delet
     let mut report = SweepReport::default();
     let store = provisioner.store();
     let naming = provisioner.naming();
-    let live = match store.live_agents().await {
-        Ok(live) => live,
-        Err(e) => {
-            report
-                .errors
-                .push(Arc::new(ReconcileError::sweep("loading agents", e)));
-            return report;
-        }
-    };
-    let owned: BTreeSet<ProjectId> = live
-        .iter()
-        .filter_map(|a| a.project_id.as_deref().map(ProjectId::new))
-        .collect();
-    let creating: BTreeSet<&AgentId> = live
-        .iter()
-        .filter(|a| a.status == AgentStatus::Creating)
-        .map(|a| &a.id)
-        .collect();
-
     let railway = provisioner.railway().with_priority(railway_api::Priority::Status);
     match railway
         .workspace_projects(&provisioner.config().workspace_id)
@@ -71,33 +54,52 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_delet
         Ok(projects) => {
             let grace = chrono::Duration::from_std(grace).unwrap_or_default();
             let mut candidates = Vec::new();
-            for project in projects {
-                let Ok(cleared) = provisioner.guard().marked_project(&project) else {
-                    continue;
+            // A set difference, page by page of the listing: of each page's marked projects,
+            // those no live row owns. The fleet is never loaded whole.
+            for page in projects.chunks(SWEEP_PAGE) {
+                let marked: Vec<_> = page
+                    .iter()
+                    .filter_map(|project| {
+                        let cleared = provisioner.guard().marked_project(project).ok()?;
+                        let agent = naming.agent_id(&project.name)?;
+                        (Utc::now() - project.created_at >= grace).then_some((agent, project, cleared))
+                    })
+                    .collect();
+                let ids: Vec<&str> = marked.iter().map(|(_, p, _)| p.id.as_str()).collect();
+                let owned = match store.owned_projects(&ids).await {
+                    Ok(owned) => owned,
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                        return report;
+                    }
                 };
-                let Some(agent) = naming.agent_id(&project.name) else {
-                    continue;
+                let unowned: Vec<_> = marked
+                    .into_iter()
+                    .filter(|(_, p, _)| !owned.contains(p.id.as_str()))
+                    .collect();
+                let ids: Vec<AgentId> = unowned.iter().map(|(a, _, _)| a.clone()).collect();
+                let statuses: BTreeMap<AgentId, AgentStatus> = match store.statuses(&ids).await {
+                    Ok(rows) => rows.into_iter().collect(),
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                        return report;
+                    }
                 };
-                if owned.contains(&project.id)
-                    || creating.contains(&agent)
-                    || Utc::now() - project.created_at < grace
-                {
-                    continue;
+                for (agent, project, cleared) in unowned {
+                    match statuses.get(&agent) {
+                        // A creation may be between `projectCreate` and its journal.
+                        Some(AgentStatus::Creating) => {}
+                        Some(_) => candidates.push((agent, project, cleared, true)),
+                        None => candidates.push((agent, project, cleared, false)),
+                    }
                 }
-                candidates.push((agent, project, cleared));
             }
-            let ids: Vec<AgentId> = candidates.iter().map(|(a, _, _)| a.clone()).collect();
-            let known: BTreeSet<AgentId> = match store.agents_by_ids(&ids).await {
-                Ok(rows) => rows.into_iter().map(|a| a.id).collect(),
-                Err(e) => {
-                    report
-                        .errors
-                        .push(Arc::new(ReconcileError::sweep("loading agents", e)));
-                    return report;
-                }
-            };
-            for (agent, project, cleared) in candidates {
-                if !known.contains(&agent) {
+            for (_, project, cleared, known) in candidates {
+                if !known {
                     tracing::warn!(project = %project.id, name = %project.name, "a project with this pool's marker names an agent this database does not know; left alone");
                     report.unknown += 1;
                     continue;
@@ -178,15 +180,18 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_delet
         }
     };
     let ids: Vec<AgentId> = named.keys().cloned().collect();
-    let rows: BTreeMap<AgentId, Agent> = match store.agents_by_ids(&ids).await {
-        Ok(rows) => rows.into_iter().map(|a| (a.id.clone(), a)).collect(),
-        Err(e) => {
-            report
-                .errors
-                .push(Arc::new(ReconcileError::sweep("loading agents", e)));
-            return report;
+    let mut rows: BTreeMap<AgentId, ResourceOwner> = BTreeMap::new();
+    for chunk in ids.chunks(SWEEP_PAGE) {
+        match store.resource_owners(chunk).await {
+            Ok(owners) => rows.extend(owners.into_iter().map(|o| (o.id.clone(), o))),
+            Err(e) => {
+                report
+                    .errors
+                    .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                return report;
+            }
         }
-    };
+    }
     for (id, resources) in named {
         let Some(agent) = rows.get(&id) else { continue };
         if agent.status == AgentStatus::Creating || provisioning.contains(&id) {

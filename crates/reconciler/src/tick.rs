@@ -1,24 +1,29 @@
-//! One reconcile tick: load, health-check, read, decide, apply, replenish, sweep.
+//! One reconcile tick: walk the live agents page by page (narrow rows, no secrets), observe,
+//! decide and apply per page; then replenish and sweep.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pool_provisioner::{CreationDemand, Health};
-use pool_store::{Agent, AgentId, AgentStatus, LeaderLock};
+use pool_store::{AgentId, AgentStatus, LeaderLock, SeenAgent, TickRow, TickScope};
 use railway_api::DeploymentStatus;
 use serde::Serialize;
 
 use crate::Reconciler;
 use crate::decide::{AgentFacts, Decision, Observation, decide};
 use crate::error::ReconcileError;
-use crate::observe::{check_health, read_status};
+use crate::observe::{Checked, check_health, read_status};
 use crate::sizing::size;
 use crate::sweep::sweep_orphans;
 
 /// Projects left out of a status batch that get a read of their own in one tick.
 const MAX_CONFIRMATIONS_PER_TICK: usize = 20;
+
+/// Agents the tick holds at once: one page of narrow rows, observed, decided and written
+/// back before the next is read.
+pub(crate) const PAGE: usize = 500;
 
 /// What one tick saw and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,13 +84,30 @@ impl TickReport {
     }
 }
 
+/// Steady agents read from Railway whatever their health.
+pub(crate) enum ReadAnyway {
+    /// All of them (a full sweep, a look).
+    All,
+    /// These (Railway's events named them).
+    These(BTreeSet<AgentId>),
+}
+
+impl ReadAnyway {
+    fn contains(&self, id: &AgentId) -> bool {
+        match self {
+            Self::All => true,
+            Self::These(ids) => ids.contains(id),
+        }
+    }
+}
+
 fn lease_expired(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     until.is_none_or(|t| t < now)
 }
 
 /// Agents whose health is checked every tick: every non-legacy agent with a deployment that
 /// is meant to be up. Legacy agents answer only to the old admin key.
-fn checked_every_tick(agent: &Agent) -> bool {
+fn checked_every_tick(agent: &TickRow) -> bool {
     !agent.legacy
         && matches!(
             agent.status,
@@ -144,8 +166,8 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         let store = self.provisioner.store();
         let ids: Vec<AgentId> = ids.iter().cloned().collect();
-        let agents: Vec<Agent> = store
-            .agents_by_ids(&ids)
+        let agents: Vec<TickRow> = store
+            .tick_rows(&ids)
             .await
             .map_err(ReconcileError::load)?
             .into_iter()
@@ -161,10 +183,19 @@ impl Reconciler {
         }
         let now = store.now().await.map_err(ReconcileError::load)?;
         report.agents = agents.len();
-        let everyone: BTreeSet<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
-        self.observe_decide_apply(&agents, &everyone, now, lock, report)
+        let held = self.held_by_rollouts().await?;
+        self.observe_decide_apply(&agents, &ReadAnyway::All, &held, now, lock, report)
             .await
             .map(|_| ())
+    }
+
+    /// Agents a rollout holds (deployed, behind its health gate, or rolling back) are the
+    /// rollout's: it returns them to the pool, or rolls them back; the tick decides nothing.
+    async fn held_by_rollouts(&self) -> Result<BTreeSet<AgentId>, ReconcileError> {
+        match self.provisioner.store().agents_held_by_rollouts().await {
+            Ok(held) => Ok(held.into_iter().collect()),
+            Err(e) => Err(ReconcileError::load(e)),
+        }
     }
 
     async fn tick_inner(
@@ -174,24 +205,39 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         let store = self.provisioner.store();
         let config = &self.config;
-        let agents = store.live_agents().await.map_err(ReconcileError::load)?;
         let now = store.now().await.map_err(ReconcileError::load)?;
-        report.agents = agents.len();
         let full_sweep = self.full_sweep_due();
         report.full_sweep = full_sweep;
         // On a full sweep every steady agent is read; otherwise those Railway's events asked
         // about since the last look are read with the agents in motion.
-        let read_anyway: BTreeSet<AgentId> = if full_sweep {
-            agents.iter().map(|a| a.id.clone()).collect()
+        let read_anyway = if full_sweep {
+            ReadAnyway::All
         } else {
-            self.take_looks()
+            ReadAnyway::These(self.take_looks())
         };
-        let Some(railway_read_ok) = self
-            .observe_decide_apply(&agents, &read_anyway, now, lock, report)
-            .await?
-        else {
-            return Ok(());
-        };
+        let held = self.held_by_rollouts().await?;
+        // The fleet, page by page: only one page of narrow rows is held at a time.
+        let mut railway_read_ok = true;
+        let mut after: Option<AgentId> = None;
+        loop {
+            let page = store
+                .tick_page(TickScope::Live, after.as_ref(), PAGE)
+                .await
+                .map_err(ReconcileError::load)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            report.agents += page.len();
+            let Some(read_ok) = self
+                .observe_decide_apply(&page, &read_anyway, &held, now, lock, report)
+                .await?
+            else {
+                return Ok(());
+            };
+            railway_read_ok &= read_ok;
+            if page.len() < PAGE {
+                break;
+            }
+        }
 
         if !self.still_leader(lock).await {
             report.lost_leadership = true;
@@ -241,8 +287,9 @@ impl Reconciler {
     /// `Some(true)` when Railway's read went through, `None` when leadership was lost.
     async fn observe_decide_apply(
         &self,
-        agents: &[Agent],
-        read_anyway: &BTreeSet<AgentId>,
+        agents: &[TickRow],
+        read_anyway: &ReadAnyway,
+        held: &BTreeSet<AgentId>,
         now: DateTime<Utc>,
         lock: Option<&LeaderLock>,
         report: &mut TickReport,
@@ -250,19 +297,21 @@ impl Reconciler {
         let config = &self.config;
         // Every agent that should be up is health-checked every tick: free, and the fastest
         // way to notice one that died — claimed ones included.
-        let steady: Vec<&Agent> = agents.iter().filter(|a| checked_every_tick(a)).collect();
+        let steady: Vec<&TickRow> = agents.iter().filter(|a| checked_every_tick(a)).collect();
         let mut health = check_health(&self.provisioner, &steady, config.health_concurrency).await;
         report.health_checks = health.len();
 
         // Railway is read for agents in motion, agents whose health check just failed (at
         // once, so a crashed claimed agent shows as crashed this tick), and those asked for
         // (every steady agent on a full sweep; those Railway's events named).
-        let read_targets: Vec<&Agent> = agents
+        let read_targets: Vec<&TickRow> = agents
             .iter()
             .filter(|a| match a.status {
                 AgentStatus::Starting => true,
                 AgentStatus::Idle | AgentStatus::Claimed | AgentStatus::Crashed => {
-                    read_anyway.contains(&a.id) || a.legacy || health.get(&a.id).is_none_or(|h| !h.is_ready())
+                    read_anyway.contains(&a.id)
+                        || a.legacy
+                        || health.get(&a.id).is_none_or(|h| !h.0.is_ready())
                 }
                 _ => false,
             })
@@ -277,7 +326,7 @@ impl Reconciler {
         }
 
         // Starting agents whose deployment succeeded get their first health checks.
-        let ready_to_check: Vec<&Agent> = agents
+        let ready_to_check: Vec<&TickRow> = agents
             .iter()
             .filter(|a| a.status == AgentStatus::Starting && !a.legacy)
             .filter(|a| {
@@ -299,15 +348,9 @@ impl Reconciler {
             return Ok(None);
         }
 
-        // Agents a rollout holds (deployed, behind its health gate, or rolling back) are the
-        // rollout's: it returns them to the pool, or rolls them back; the tick decides nothing.
-        let held: BTreeSet<AgentId> = match self.provisioner.store().agents_held_by_rollouts().await {
-            Ok(held) => held.into_iter().collect(),
-            Err(e) => return Err(ReconcileError::load(e)),
-        };
-        let mut decisions: Vec<(&Agent, Decision, Observation)> = Vec::with_capacity(agents.len());
+        let mut decisions: Vec<(&TickRow, Decision, Observation)> = Vec::with_capacity(agents.len());
         for agent in agents {
-            let checked: Option<Health> = health.get(&agent.id).cloned();
+            let checked: Option<Health> = health.get(&agent.id).map(|(h, _)| h.clone());
             let observation = match (status.by_agent.get(&agent.id).cloned(), checked) {
                 (Some(Observation::Deployment { status, .. }), health) => {
                     Observation::Deployment { status, health }
@@ -333,12 +376,18 @@ impl Reconciler {
             };
             decisions.push((agent, decision, observation));
         }
-        self.apply(decisions, report).await;
+        self.apply(decisions, &health, report).await;
         Ok(Some(status.failed.is_none()))
     }
 
-    async fn apply(&self, decisions: Vec<(&Agent, Decision, Observation)>, report: &mut TickReport) {
+    async fn apply(
+        &self,
+        decisions: Vec<(&TickRow, Decision, Observation)>,
+        health: &HashMap<AgentId, Checked>,
+        report: &mut TickReport,
+    ) {
         let store = self.provisioner.store();
+        let mut seen: Vec<SeenAgent> = Vec::new();
         let mut recover = false;
         let mut became_idle = false;
         for (agent, decision, observation) in decisions {
@@ -392,7 +441,8 @@ impl Reconciler {
             if let Err(e) = result {
                 report.error(ReconcileError::apply(&agent.id, e));
             }
-            // Remember what was seen, only when it changed (the console shows it).
+            // Remember what was seen, only when it changed (the console shows it), in one
+            // write for the page.
             let (deployment, health_ok) = match &observation {
                 Observation::Deployment { status, health } => (
                     Some(status.as_str().to_string()),
@@ -401,19 +451,27 @@ impl Reconciler {
                 Observation::HealthOnly(h) => (None, Some(h.is_ready())),
                 _ => (None, None),
             };
-            let changed = deployment
-                .as_deref()
-                .is_some_and(|d| agent.deployment_status.as_deref() != Some(d))
-                || (health_ok.is_some() && agent.last_health_ok != health_ok);
-            if changed {
-                let health = health_ok.map(|ok| (ok, Utc::now()));
-                if let Err(e) = store
-                    .record_observation(&agent.id, deployment.as_deref(), health)
-                    .await
-                {
-                    report.error(ReconcileError::apply(&agent.id, e));
-                }
+            let deployment = deployment.filter(|d| agent.deployment_status.as_deref() != Some(d.as_str()));
+            let health_ok = health_ok.filter(|ok| agent.last_health_ok != Some(*ok));
+            let runtime = health
+                .get(&agent.id)
+                .and_then(|(_, identity)| identity.as_ref())
+                .filter(|i| {
+                    (i.version.is_some() && i.version != agent.runtime_version)
+                        || (i.runtime.is_some() && i.runtime != agent.runtime_name)
+                })
+                .map(|i| (i.version.clone(), i.runtime.clone()));
+            if deployment.is_some() || health_ok.is_some() || runtime.is_some() {
+                seen.push(SeenAgent {
+                    id: agent.id.clone(),
+                    deployment_status: deployment,
+                    health: health_ok.map(|ok| (ok, Utc::now())),
+                    runtime,
+                });
             }
+        }
+        if let Err(e) = store.record_seen(&seen).await {
+            report.error(ReconcileError::load(e));
         }
         if recover && self.provisioner.start_recovery() {
             report.recoveries += 1;
@@ -441,21 +499,23 @@ impl Reconciler {
         };
         report.target = Some(sizing.desired_warm);
         report.target_reason = sizing.reason();
-        let idle = match store.agents_with_status(AgentStatus::Idle).await {
-            Ok(idle) => idle,
-            Err(e) => return report.error(ReconcileError::load(e)),
-        };
         // Idle agents past the maximum idle age go, oldest first — but only once their
         // replacements are warm, so idle never drops below the target because of a recycle.
-        let over_age: Vec<&Agent> = match settings.settings.max_idle_age {
-            Some(max_age) => idle
-                .iter()
-                .filter(|a| !a.legacy && !self.provisioner.is_protected(&a.id))
-                .filter(|a| (now - a.status_changed_at).to_std().unwrap_or_default() > max_age)
-                .collect(),
-            None => Vec::new(),
+        let protected = &self.provisioner.config().protected_instances;
+        let over_age = match settings.settings.max_idle_age {
+            Some(max_age) => {
+                let since = now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+                store
+                    .oldest_idle(Some(since), protected, self.config.retire_per_tick)
+                    .await
+            }
+            None => Ok((0, Vec::new())),
         };
-        let desired = sizing.desired_warm as i64 + over_age.len() as i64;
+        let (over_age_count, over_age) = match over_age {
+            Ok(found) => found,
+            Err(e) => return report.error(ReconcileError::load(e)),
+        };
+        let desired = sizing.desired_warm as i64 + over_age_count;
         let deficit = (desired - counts.warm()).max(0) as usize;
         if deficit > 0 && railway_ok {
             match self
@@ -469,8 +529,8 @@ impl Reconciler {
         }
         let target_idle = sizing.desired_warm as i64;
         let mut idle_left = counts.idle;
-        let mut retire: Vec<(&Agent, &'static str)> = Vec::new();
-        for agent in &over_age {
+        let mut retire: Vec<(TickRow, &'static str)> = Vec::new();
+        for agent in over_age {
             if idle_left - 1 < target_idle || retire.len() >= self.config.retire_per_tick {
                 break;
             }
@@ -479,15 +539,15 @@ impl Reconciler {
         }
         // Idle agents above the target (a schedule's floor went down) go gently, oldest first,
         // one a tick, and not while creations are under way or creation is paused.
-        if retire.is_empty()
-            && counts.creating == 0
-            && !settings.settings.paused
-            && idle_left > target_idle
-            && let Some(oldest) = idle
-                .iter()
-                .find(|a| !a.legacy && !self.provisioner.is_protected(&a.id))
-        {
-            retire.push((oldest, "above the sizing policy's target: drained"));
+        if retire.is_empty() && counts.creating == 0 && !settings.settings.paused && idle_left > target_idle {
+            match store.oldest_idle(None, protected, 1).await {
+                Ok((_, oldest)) => retire.extend(
+                    oldest
+                        .into_iter()
+                        .map(|a| (a, "above the sizing policy's target: drained")),
+                ),
+                Err(e) => return report.error(ReconcileError::load(e)),
+            }
         }
         for (agent, reason) in retire {
             match store

@@ -148,10 +148,12 @@ async fn an_adopted_fleet_keeps_its_claimed_agents_and_not_one_project_is_delete
     ] {
         let agent = store.agent(&id(i)).await.unwrap().unwrap();
         assert_eq!(agent.status, status, "{}", FLEET[i].0);
+        // The runtime answers `/pool/health` without auth (pool-server/index.ts:342-361): the
+        // tick reads no secret and sends none (issue 23).
         assert_eq!(
             counters.health_tokens.get(&seeded[i].domain).map(String::as_str),
-            Some(token(i).as_str()),
-            "{} is health-checked with its own token",
+            Some(""),
+            "{} is health-checked, without a token",
             FLEET[i].0
         );
     }

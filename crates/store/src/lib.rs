@@ -49,6 +49,7 @@ mod sessions;
 mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tick_rows;
 mod tls;
 mod transitions;
 mod upkeep;
@@ -76,6 +77,7 @@ pub use secrets::{InvalidSecretsKey, SecretError, SecretProblem, SecretsKey, Sec
 pub use services::{AgentService, PhoneNumber, ServiceKind, ServiceStart};
 pub use sessions::ConsoleSession;
 pub use settings::{PoolEvent, PoolSettings, StoredSettings};
+pub use tick_rows::{ResourceOwner, SeenAgent, TickRow, TickScope};
 pub use transitions::Transition;
 pub use upkeep::{SecretsCensus, SecretsUpkeep};
 
