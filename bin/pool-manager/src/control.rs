@@ -21,6 +21,10 @@ impl PoolControl for ReconcilerControl {
         self.reconciler.trigger_everywhere();
     }
 
+    fn size_soon(&self) {
+        self.reconciler.size_everywhere();
+    }
+
     fn look_soon(&self, agent: &pool_store::AgentId) {
         self.reconciler.look_everywhere(agent.clone());
     }
@@ -30,11 +34,15 @@ impl PoolControl for ReconcilerControl {
         ReconcilerView {
             is_leader: status.is_leader,
             ticks: status.ticks,
+            sizings: status.sizings,
+            looks: status.looks,
             last_tick: status.last_tick.map(|t| TickView {
                 started_at: t.started_at,
                 duration_ms: t.duration_ms,
                 agents: t.agents,
                 health_checks: t.health_checks,
+                read: t.read,
+                full_sweep: t.full_sweep,
                 railway_requests: t.railway_requests,
                 target: t.target,
                 target_reason: t.target_reason.clone(),

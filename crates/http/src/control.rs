@@ -9,6 +9,9 @@ use serde::Serialize;
 pub trait PoolControl: Send + Sync + 'static {
     /// Asks for a tick soon (the leader runs it, on whichever replica leads).
     fn tick_soon(&self);
+    /// Asks for a sizing pass soon (a claim: demand moved): the leader sizes the pool and
+    /// creates, without a whole tick.
+    fn size_soon(&self);
     /// Asks the leader to look at this agent now: read its deployment from Railway and check
     /// its health (Railway sent an event about it).
     fn look_soon(&self, agent: &AgentId);
@@ -23,6 +26,10 @@ pub struct ReconcilerView {
     pub is_leader: bool,
     /// Ticks run by this replica.
     pub ticks: u64,
+    /// Sizing passes run by this replica (what claims ask for).
+    pub sizings: u64,
+    /// Looks run by this replica (what Railway's events ask for).
+    pub looks: u64,
     /// The last tick, if this replica ran one.
     pub last_tick: Option<TickView>,
 }
@@ -38,6 +45,10 @@ pub struct TickView {
     pub agents: usize,
     /// Health checks it sent.
     pub health_checks: usize,
+    /// Agents whose Railway status it read.
+    pub read: usize,
+    /// It read every steady agent (a full sweep).
+    pub full_sweep: bool,
     /// Railway requests it sent.
     pub railway_requests: u64,
     /// Warm agents the sizing policy wanted.
@@ -53,6 +64,7 @@ pub struct TickView {
 #[derive(Debug, Default)]
 pub struct DetachedControl {
     ticks_asked: std::sync::atomic::AtomicU64,
+    sizings_asked: std::sync::atomic::AtomicU64,
     looks_asked: std::sync::Mutex<Vec<AgentId>>,
     view: std::sync::Mutex<ReconcilerView>,
 }
@@ -61,6 +73,11 @@ impl DetachedControl {
     /// How many ticks were asked for.
     pub fn ticks_asked(&self) -> u64 {
         self.ticks_asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many sizing passes were asked for.
+    pub fn sizings_asked(&self) -> u64 {
+        self.sizings_asked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The agents looks were asked for, in order.
@@ -77,6 +94,11 @@ impl DetachedControl {
 impl PoolControl for DetachedControl {
     fn tick_soon(&self) {
         self.ticks_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn size_soon(&self) {
+        self.sizings_asked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn look_soon(&self, agent: &AgentId) {

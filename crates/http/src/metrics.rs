@@ -375,6 +375,20 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         "Ticks run by this replica.",
     );
     let _ = writeln!(out, "pool_ticks_total {}", status.ticks);
+    metric(
+        &mut out,
+        "pool_sizing_passes_total",
+        "counter",
+        "Sizing passes run by this replica (claims ask for them instead of ticks).",
+    );
+    let _ = writeln!(out, "pool_sizing_passes_total {}", status.sizings);
+    metric(
+        &mut out,
+        "pool_looks_total",
+        "counter",
+        "Looks run by this replica (Railway's deploy events ask for them).",
+    );
+    let _ = writeln!(out, "pool_looks_total {}", status.looks);
     if let Some(tick) = &status.last_tick {
         metric(
             &mut out,
@@ -394,6 +408,34 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
             "Railway requests of the last tick's reads.",
         );
         let _ = writeln!(out, "pool_tick_railway_requests {}", tick.railway_requests);
+        metric(
+            &mut out,
+            "pool_tick_health_checks",
+            "gauge",
+            "Health checks the last tick sent.",
+        );
+        let _ = writeln!(out, "pool_tick_health_checks {}", tick.health_checks);
+        metric(
+            &mut out,
+            "pool_tick_agents_read",
+            "gauge",
+            "Agents whose Railway status the last tick read.",
+        );
+        let _ = writeln!(out, "pool_tick_agents_read {}", tick.read);
+        metric(
+            &mut out,
+            "pool_tick_full_sweep",
+            "gauge",
+            "1 when the last tick read every steady agent from Railway (a full sweep).",
+        );
+        let _ = writeln!(out, "pool_tick_full_sweep {}", u8::from(tick.full_sweep));
+        metric(
+            &mut out,
+            "pool_tick_problems",
+            "gauge",
+            "Problems the last tick met.",
+        );
+        let _ = writeln!(out, "pool_tick_problems {}", tick.problems.len());
         if let Some(target) = tick.target {
             metric(
                 &mut out,

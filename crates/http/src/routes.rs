@@ -207,8 +207,9 @@ async fn claim(
         .provisioner
         .claim_as(caller.name(), &input, key.as_deref(), wait.unwrap_or_default())
         .await;
-    // Claimed or not, the pool may need refilling: ask for a tick now.
-    state.control.tick_soon();
+    // Claimed or not, demand moved: the leader sizes the pool (no whole tick; the claim is
+    // counted in the database).
+    state.control.size_soon();
     let response = result?;
     let mut answer = Json(response).into_response();
     answer.headers_mut().insert(

@@ -354,9 +354,9 @@ impl Provisioner {
         };
         let _waiting = WaitingGauge::new(&self.inner.stats);
         request.ticket = Some(ticket.clone());
-        // A waiting claim is demand: the leader ticks now, and creates.
-        if let Err(e) = store.notify(PoolSignal::TickSoon).await {
-            tracing::warn!(error = %e, "could not prompt a tick for a waiting claim");
+        // A waiting claim is demand: the leader sizes the pool now, and creates.
+        if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
+            tracing::warn!(error = %e, "could not prompt sizing for a waiting claim");
         }
         let waited = Instant::now();
         let mut next_beat = tokio::time::Instant::now() + pool_store::TICKET_HEARTBEAT;

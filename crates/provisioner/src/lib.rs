@@ -223,7 +223,7 @@ impl Provisioner {
                 stats: ProvisionerStats::default(),
                 retrying_teardowns: Arc::default(),
                 recovering: Arc::default(),
-                listener: Listener::start(store.config().clone()),
+                listener: Listener::start(&store),
                 naming,
                 config,
                 store,

@@ -114,6 +114,9 @@ pub struct ReconcilerStatus {
     pub last_tick: Option<TickReport>,
     /// Looks run by this replica (reads of single agents that Railway's events asked for).
     pub looks: u64,
+    /// Sizing passes run by this replica (what claims ask for: size the pool and create, no
+    /// health checks, no Railway reads).
+    pub sizings: u64,
 }
 
 /// Time a look waits for more events of the same burst, so they make one Railway read.
@@ -122,6 +125,36 @@ const LOOK_GATHER: Duration = Duration::from_millis(100);
 const LOOK_SPACING: Duration = Duration::from_secs(1);
 /// Agents remembered for a look at most; beyond it, the next tick reads them anyway.
 const MAX_PENDING_LOOKS: usize = 1_000;
+/// Sizing passes start at most this often: a burst of claims costs one pass a second, and a
+/// creation takes minutes, so a second's delay changes nothing.
+const SIZING_SPACING: Duration = Duration::from_secs(1);
+
+/// What woke the loop up, gathered until it acts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wake {
+    /// A whole tick (it sizes, and takes pending looks, too).
+    tick: bool,
+    /// A look at the agents Railway's events named.
+    look: bool,
+    /// A sizing pass (claims).
+    size: bool,
+}
+
+impl Wake {
+    /// Adds what a signal asks for. `false`: nothing the reconciler acts on.
+    fn hear(&mut self, reconciler: &Reconciler, signal: PoolSignal) -> bool {
+        match signal {
+            PoolSignal::TickSoon | PoolSignal::Reconnected => self.tick = true,
+            PoolSignal::SizeSoon => self.size = true,
+            PoolSignal::Look(agent) => {
+                reconciler.note_look(agent);
+                self.look = true;
+            }
+            PoolSignal::AgentIdle | PoolSignal::QueueMoved => return false,
+        }
+        true
+    }
+}
 
 /// The reconciler. Cheap to clone.
 #[derive(Clone)]
@@ -176,11 +209,9 @@ impl Reconciler {
     }
 
     /// Asks whichever replica leads to look at this agent now: read its deployment from
-    /// Railway and check its health (a deploy event arrived for it). The replica that leads
-    /// hears it through `NOTIFY`; this one remembers it too, in case it leads.
+    /// Railway and check its health (a deploy event arrived for it). Every replica hears it
+    /// once: this one at once, the others through `NOTIFY`.
     pub fn look_everywhere(&self, agent: AgentId) {
-        self.note_look(agent.clone());
-        self.look_prompt.notify_one();
         let store = self.provisioner.store().clone();
         tokio::spawn(async move {
             if let Err(e) = store.notify(PoolSignal::Look(agent)).await {
@@ -205,15 +236,28 @@ impl Reconciler {
         self.prompt.notify_one();
     }
 
-    /// Asks whichever replica leads for a tick now (after a claim, a replenish, a drain), so
-    /// the pool refills without waiting for the interval: a local prompt, and a `NOTIFY` every
-    /// replica hears. The notification is a hint; a lost one costs at most an interval.
+    /// Asks whichever replica leads for a tick now (after a replenish, a drain, a settings
+    /// change), so the pool moves without waiting for the interval. Every replica hears it once:
+    /// this one at once, the others through `NOTIFY` (this replica drops its own echo). The
+    /// notification is a hint; a lost one costs at most an interval.
     pub fn trigger_everywhere(&self) {
-        self.trigger();
         let store = self.provisioner.store().clone();
         tokio::spawn(async move {
             if let Err(e) = store.notify(PoolSignal::TickSoon).await {
                 tracing::debug!(error = %e, "could not announce a tick to the other replicas");
+            }
+        });
+    }
+
+    /// Asks whichever replica leads to size the pool soon (a claim took an agent, or waits for
+    /// one): the claim is counted as demand in the database, and the leader's sizing pass
+    /// creates what the target asks for — no health checks, no Railway reads, no sweeps, at
+    /// most one pass a second. Heard once per replica, as [`Self::trigger_everywhere`].
+    pub fn size_everywhere(&self) {
+        let store = self.provisioner.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
+                tracing::debug!(error = %e, "could not announce sizing to the other replicas");
             }
         });
     }
@@ -257,9 +301,9 @@ impl Reconciler {
     }
 
     /// Runs ticks until `shutdown` resolves: every interval, at once when triggered here, and
-    /// at once when any replica announces something to act on (`NOTIFY`: a claim, a
-    /// replenish, a drain, a claim that waits) — only while this replica holds the leader
-    /// lock. Ticks never overlap. A replica that loses the lock's connection stops
+    /// at once when any replica announces something to act on (`NOTIFY`: a replenish, a
+    /// drain, a settings change); sizing passes when a replica announces a claim; looks when
+    /// Railway's events name agents — only while this replica holds the leader lock. Ticks never overlap. A replica that loses the lock's connection stops
     /// reconciling before its next step. While the notification listener is down, the
     /// interval alone drives ticks.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -270,40 +314,45 @@ impl Reconciler {
         let mut interval = tokio::time::interval(self.config.tick_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_look: Option<Instant> = None;
+        let mut last_sizing: Option<Instant> = None;
         loop {
-            // A look only, unless something asks for a whole tick.
-            let mut look_only = false;
+            let mut wake = Wake::default();
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = interval.tick() => {}
-                () = self.prompt.notified() => {}
-                () = self.look_prompt.notified() => look_only = true,
+                _ = interval.tick() => wake.tick = true,
+                () = self.prompt.notified() => wake.tick = true,
+                () = self.look_prompt.notified() => wake.look = true,
                 signal = signals.recv() => match signal {
-                    Ok(PoolSignal::TickSoon | PoolSignal::Reconnected) => {}
-                    Ok(PoolSignal::Look(agent)) => {
-                        self.note_look(agent);
-                        look_only = true;
+                    Ok(signal) => {
+                        if !wake.hear(&self, signal) {
+                            continue;
+                        }
                     }
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.tick = true,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         signals = self.provisioner.listener().subscribe();
                         continue;
                     }
                 },
             }
-            if look_only {
-                // The events of one burst make one read, and looks come at most once a second.
-                let spacing = last_look.map_or(Duration::ZERO, |t| LOOK_SPACING.saturating_sub(t.elapsed()));
-                tokio::time::sleep(LOOK_GATHER.max(spacing)).await;
+            if !wake.tick {
+                // The events of one burst make one read, and looks come at most once a
+                // second; the claims of one burst make one sizing pass a second.
+                let spacing = |last: Option<Instant>, every: Duration| {
+                    last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()))
+                };
+                let mut pause = Duration::ZERO;
+                if wake.look {
+                    pause = pause.max(LOOK_GATHER.max(spacing(last_look, LOOK_SPACING)));
+                }
+                if wake.size {
+                    pause = pause.max(spacing(last_sizing, SIZING_SPACING));
+                }
+                tokio::time::sleep(pause).await;
             }
             // Many wake-ups at once make one tick; looks asked for meanwhile are kept.
             while let Ok(signal) = signals.try_recv() {
-                match signal {
-                    PoolSignal::Look(agent) => self.note_look(agent),
-                    PoolSignal::TickSoon | PoolSignal::Reconnected => look_only = false,
-                    PoolSignal::AgentIdle | PoolSignal::QueueMoved => {}
-                }
+                wake.hear(&self, signal);
             }
             if lock.is_none() {
                 match LeaderLock::try_acquire(&store_config, self.config.leader_lock_key).await {
@@ -323,30 +372,40 @@ impl Reconciler {
                 continue;
             }
             self.set_leader(true);
-            let report = if look_only {
-                let agents = self.take_looks();
-                if agents.is_empty() {
-                    continue;
+            let mut reports = Vec::new();
+            if wake.tick {
+                reports.push(("tick", self.tick(Some(held)).await));
+            } else {
+                if wake.look {
+                    let agents = self.take_looks();
+                    if !agents.is_empty() {
+                        last_look = Some(Instant::now());
+                        reports.push(("look", self.look(agents, Some(held)).await));
+                    }
                 }
-                last_look = Some(Instant::now());
-                self.look(agents, Some(held)).await
-            } else {
-                self.tick(Some(held)).await
-            };
-            if report.lost_leadership {
-                lock = None;
-                self.set_leader(false);
+                if wake.size && !reports.iter().any(|(_, r)| r.lost_leadership) {
+                    last_sizing = Some(Instant::now());
+                    reports.push(("sizing", self.size_only(Some(held)).await));
+                }
             }
-            if !report.errors.is_empty() {
-                tracing::warn!(errors = ?report.errors, look = look_only, "tick finished with errors");
-            }
-            tracing::debug!(?report, look = look_only, "tick");
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            if look_only {
-                status.looks += 1;
-            } else {
-                status.ticks += 1;
-                status.last_tick = Some(report);
+            for (kind, report) in reports {
+                if report.lost_leadership {
+                    lock = None;
+                    self.set_leader(false);
+                }
+                if !report.errors.is_empty() {
+                    tracing::warn!(errors = ?report.errors, kind, "tick finished with errors");
+                }
+                tracing::debug!(?report, kind, "tick");
+                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                match kind {
+                    "look" => status.looks += 1,
+                    "sizing" => status.sizings += 1,
+                    _ => {
+                        status.ticks += 1;
+                        status.last_tick = Some(report);
+                    }
+                }
             }
         }
         self.set_leader(false);

@@ -140,6 +140,31 @@ impl Reconciler {
         report
     }
 
+    /// Sizes the pool and creates (or retires) towards the target, nothing else: what claims
+    /// ask for. `lock` as for [`Self::tick`].
+    pub async fn size_only(&self, lock: Option<&LeaderLock>) -> TickReport {
+        let started = Instant::now();
+        let mut report = TickReport {
+            started_at: Some(Utc::now()),
+            ..TickReport::default()
+        };
+        let sent_before = self.provisioner.railway().budget().sent_total;
+        if !self.still_leader(lock).await {
+            report.lost_leadership = true;
+        } else {
+            match self.provisioner.store().now().await {
+                Ok(now) => {
+                    let railway_ok = self.provisioner.railway().budget().paused_for.is_none();
+                    self.size_and_replenish(railway_ok, now, &mut report).await;
+                }
+                Err(e) => report.error(ReconcileError::load(e)),
+            }
+        }
+        report.railway_requests = self.provisioner.railway().budget().sent_total - sent_before;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
     /// Looks at these agents now: reads their deployments from Railway and checks their
     /// health, then decides and applies as a tick does — nothing else (no replenish, no
     /// sweeps). What Railway's events ask for; the tick stays the source of truth.

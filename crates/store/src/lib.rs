@@ -91,6 +91,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: Pool,
     config: StoreConfig,
+    /// This replica's notifications (`notify.rs`).
+    hub: std::sync::Arc<notify::Hub>,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,7 +123,11 @@ impl Store {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let store = Self { pool, config };
+        let store = Self {
+            pool,
+            config,
+            hub: std::sync::Arc::new(notify::Hub::new()),
+        };
         store.ping().await?;
         Ok(store)
     }

@@ -5,9 +5,15 @@
 //! subscribed. A notification is a hint, never the truth: the listener's connection can drop,
 //! and then notifications are missed — so consumers keep their interval as a fallback, and the
 //! listener announces [`PoolSignal::Reconnected`] once it is back so they look again.
+//!
+//! A replica hears each signal once. What it announces itself is handed to its own subscribers
+//! at once, in-process, and its listener drops the echo that comes back from PostgreSQL: each
+//! notification carries its sender's origin (a random id per [`Store`], made when it
+//! connects). Without this, every claim cost the leader two ticks — the local prompt, then its
+//! own `NOTIFY` coming back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,9 +25,12 @@ use crate::{AgentId, Result, Store, StoreConfig};
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PoolSignal {
-    /// Something the reconciler should act on now (a claim, a replenish, a drain, a claim that
-    /// waits): the leader ticks at once.
+    /// Something the reconciler should act on now (a replenish, a drain, a settings change):
+    /// the leader ticks at once.
     TickSoon,
+    /// Demand moved (a claim, a claim that waits): the leader sizes the pool soon and creates
+    /// what the target asks for — no health checks, no Railway reads, no sweeps.
+    SizeSoon,
     /// Railway said something happened to this agent's deployment (a webhook): the leader
     /// reads its status and checks its health at once.
     Look(AgentId),
@@ -34,13 +43,14 @@ pub enum PoolSignal {
 }
 
 /// The channels every listener listens on.
-const CHANNELS: [&str; 4] = ["pool_tick", "pool_look", "pool_idle", "pool_queue"];
+const CHANNELS: [&str; 5] = ["pool_tick", "pool_size", "pool_look", "pool_idle", "pool_queue"];
 
 impl PoolSignal {
     /// The channel and payload it is sent as (`None`: it is never sent).
     fn message(&self) -> Option<(&'static str, &str)> {
         match self {
             PoolSignal::TickSoon => Some(("pool_tick", "")),
+            PoolSignal::SizeSoon => Some(("pool_size", "")),
             PoolSignal::Look(agent) => Some(("pool_look", agent.as_str())),
             PoolSignal::AgentIdle => Some(("pool_idle", "")),
             PoolSignal::QueueMoved => Some(("pool_queue", "")),
@@ -51,6 +61,7 @@ impl PoolSignal {
     fn from_message(channel: &str, payload: &str) -> Option<Self> {
         match channel {
             "pool_tick" => Some(PoolSignal::TickSoon),
+            "pool_size" => Some(PoolSignal::SizeSoon),
             "pool_look" => AgentId::parse(payload).ok().map(PoolSignal::Look),
             "pool_idle" => Some(PoolSignal::AgentIdle),
             "pool_queue" => Some(PoolSignal::QueueMoved),
@@ -59,23 +70,65 @@ impl PoolSignal {
     }
 }
 
+/// The payload as sent: the sender's origin, a space, then the signal's own payload. A
+/// payload without a space comes from a replica that predates origins: never ours.
+fn with_origin(origin: &str, payload: &str) -> String {
+    format!("{origin} {payload}")
+}
+
+/// (origin, the signal's own payload).
+fn split_origin(payload: &str) -> (Option<&str>, &str) {
+    match payload.split_once(' ') {
+        Some((origin, rest)) => (Some(origin), rest),
+        None => (None, payload),
+    }
+}
+
+/// One replica's signals: who it is to the others, and its subscribers. Shared by every clone
+/// of its [`Store`] and by its [`Listener`].
+#[derive(Debug)]
+pub(crate) struct Hub {
+    origin: String,
+    signals: broadcast::Sender<PoolSignal>,
+}
+
+impl Hub {
+    pub(crate) fn new() -> Self {
+        let (signals, _) = broadcast::channel(256);
+        Self {
+            origin: format!("{:016x}", rand::random::<u64>()),
+            signals,
+        }
+    }
+}
+
 impl Store {
-    /// Tells every replica (this one included) that `signal` happened.
+    /// Tells every replica that `signal` happened: this one's subscribers at once, the others
+    /// through `NOTIFY` (this replica's listener drops the echo).
     pub async fn notify(&self, signal: PoolSignal) -> Result<()> {
         let Some((channel, payload)) = signal.message() else {
             return Ok(());
         };
+        let payload = with_origin(&self.hub.origin, payload);
+        let _ = self.hub.signals.send(signal);
         let client = self.client().await?;
         client
             .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
             .await?;
         Ok(())
     }
+
+    /// Who this replica is in its notifications.
+    pub fn notify_origin(&self) -> &str {
+        &self.hub.origin
+    }
 }
 
 struct Shared {
-    signals: broadcast::Sender<PoolSignal>,
+    hub: Arc<Hub>,
     connected: AtomicBool,
+    /// This replica's own notifications heard back from PostgreSQL, and dropped.
+    echoes: AtomicU64,
 }
 
 /// One replica's ear: a dedicated connection that `LISTEN`s, reconnecting when it drops.
@@ -106,14 +159,15 @@ impl Drop for Listener {
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(10);
 
 impl Listener {
-    /// Starts listening (in the background; [`Self::is_connected`] tells when it is).
-    pub fn start(config: StoreConfig) -> Self {
-        let (signals, _) = broadcast::channel(256);
+    /// Starts listening for `store`'s replica (in the background; [`Self::is_connected`] tells
+    /// when it is). Its subscribers hear what this replica announces too, once.
+    pub fn start(store: &Store) -> Self {
         let shared = Arc::new(Shared {
-            signals,
+            hub: store.hub.clone(),
             connected: AtomicBool::new(false),
+            echoes: AtomicU64::new(0),
         });
-        let task = tokio::spawn(listen(config, shared.clone()));
+        let task = tokio::spawn(listen(store.config().clone(), shared.clone()));
         Self {
             shared,
             task: Arc::new(task),
@@ -122,7 +176,13 @@ impl Listener {
 
     /// Signals from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<PoolSignal> {
-        self.shared.signals.subscribe()
+        self.shared.hub.signals.subscribe()
+    }
+
+    /// This replica's own notifications heard back from PostgreSQL and dropped (its
+    /// subscribers had them at once).
+    pub fn echoes_ignored(&self) -> u64 {
+        self.shared.echoes.load(Ordering::SeqCst)
     }
 
     /// True while the listening connection is up (when down, notifications are missed).
@@ -179,13 +239,19 @@ async fn listen_once(config: &StoreConfig, shared: &Shared) -> Result<()> {
         return Err(e.into());
     }
     shared.connected.store(true, Ordering::SeqCst);
-    let _ = shared.signals.send(PoolSignal::Reconnected);
+    let _ = shared.hub.signals.send(PoolSignal::Reconnected);
     tracing::info!("listening for notifications from every replica");
     while let Some(message) = messages.recv().await {
-        if let AsyncMessage::Notification(n) = message
-            && let Some(signal) = PoolSignal::from_message(n.channel(), n.payload())
-        {
-            let _ = shared.signals.send(signal);
+        let AsyncMessage::Notification(n) = message else {
+            continue;
+        };
+        let (origin, payload) = split_origin(n.payload());
+        if origin == Some(shared.hub.origin.as_str()) {
+            shared.echoes.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        if let Some(signal) = PoolSignal::from_message(n.channel(), payload) {
+            let _ = shared.hub.signals.send(signal);
         }
     }
     drop(client);
@@ -201,6 +267,7 @@ mod tests {
         let agent = AgentId::parse("abc123def456").unwrap();
         for signal in [
             PoolSignal::TickSoon,
+            PoolSignal::SizeSoon,
             PoolSignal::Look(agent),
             PoolSignal::AgentIdle,
             PoolSignal::QueueMoved,
@@ -216,5 +283,15 @@ mod tests {
     fn a_look_at_a_malformed_id_or_an_unknown_channel_is_dropped() {
         assert_eq!(PoolSignal::from_message("pool_look", "not an id; DROP"), None);
         assert_eq!(PoolSignal::from_message("pool_other", ""), None);
+    }
+
+    #[test]
+    fn the_origin_travels_before_the_payload_and_old_payloads_have_none() {
+        let sent = with_origin("00ab", "abc123def456");
+        assert_eq!(split_origin(&sent), (Some("00ab"), "abc123def456"));
+        assert_eq!(split_origin(&with_origin("00ab", "")), (Some("00ab"), ""));
+        // A replica from before origins: a bare agent id, or nothing.
+        assert_eq!(split_origin("abc123def456"), (None, "abc123def456"));
+        assert_eq!(split_origin(""), (None, ""));
     }
 }
