@@ -35,6 +35,7 @@
 //! ```
 
 mod compare;
+mod cost;
 mod error;
 mod forecast;
 mod policy;
@@ -42,19 +43,28 @@ mod replay;
 mod rng;
 mod schedule;
 mod synthetic;
+mod tiered;
+mod tiers;
 mod trace;
 
 pub use compare::{
     ComparisonSetup, GOAL_LATE_SHARE, GOAL_MAX_IDLE_HOURS_RATIO, PolicyComparison, SYNTHETIC_WEEK_SCHEDULE,
     compare_policies,
 };
+pub use cost::{AgentSize, CPU_PER_VCPU_MINUTE, HOURS_PER_MONTH, MEMORY_PER_GB_MINUTE, VOLUME_PER_GB_MONTH};
 pub use error::{RuleProblem, ScheduleError, TraceError};
 pub use forecast::{ClaimHistory, DemandForecast, EWMA_HALF_LIFE_MINUTES, LAST_WEEK_WEIGHT, RECENT_MINUTES};
 pub use policy::{
     DEFAULT_CREATE_RATE_PER_MIN, DEFAULT_HEADROOM, FloorSource, SizingInputs, SizingTarget, TargetReason,
     idle_surplus, replenish_deficit, size_pool,
 };
-pub use replay::{Jitter, Policy, PolicyRow, RailwayModel, ReplayConfig, replay};
+pub use replay::{Jitter, Policy, PolicyRow, RailwayModel, ReplayConfig, WakeModel, replay};
 pub use schedule::{IdleSchedule, ScheduledFloor};
 pub use synthetic::{Burst, SYNTHETIC_WEEK_SEED, SyntheticWeek, synthetic_week};
+pub use tiered::{
+    DEFAULT_PARK_AFTER, DEFAULT_PARKED_MAX, DEFAULT_PARKED_MIN, GOAL_MAX_DOLLARS_RATIO,
+    GOAL_MAX_WARM_HOURS_RATIO, Launch, LaunchRow, TIERED_WEEK_SCHEDULE, TierComparison, TierSetup,
+    WAIT_LIMIT_WITH_TIERS, compare_tiers, launch_markdown, launch_rows, rows_table,
+};
+pub use tiers::{ParkedReason, ParkedTarget, TierCounts, TierInputs, TierPlan, plan_tiers};
 pub use trace::{ClaimTrace, TRACE_HEADER};

@@ -95,6 +95,13 @@ impl IdleSchedule {
                 })
             })
     }
+
+    /// The highest floor the schedule ever gives. Without a `*` default, `fallback`
+    /// (`POOL_MIN_IDLE`, which applies where no rule matches) counts too.
+    pub fn peak_floor(&self, fallback: u32) -> u32 {
+        let default = self.default.as_ref().map_or(fallback, |rule| rule.count);
+        self.rules.iter().map(|rule| rule.count).fold(default, u32::max)
+    }
 }
 
 impl TimedRule {

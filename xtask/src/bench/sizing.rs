@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use pool_sizing::{
-    ClaimTrace, ComparisonSetup, IdleSchedule, RailwayModel, SYNTHETIC_WEEK_SCHEDULE, compare_policies,
+    AgentSize, ClaimTrace, ComparisonSetup, DEFAULT_PARK_AFTER, DEFAULT_PARKED_MAX, DEFAULT_PARKED_MIN,
+    IdleSchedule, Launch, RailwayModel, SYNTHETIC_WEEK_SCHEDULE, TIERED_WEEK_SCHEDULE, TierSetup,
+    compare_policies, compare_tiers, launch_markdown, launch_rows,
 };
 
 /// The shipped synthetic week.
@@ -125,6 +127,67 @@ pub fn run(args: &[String]) -> Result<(), String> {
         trace.len(),
         elapsed.as_secs_f64()
     );
+    tiers(&name, &trace, &model, options.schedule.is_some())
+}
+
+/// The tier comparison (issue 21): wakes modelled, cost columns, the unscheduled launch.
+fn tiers(name: &str, trace: &ClaimTrace, model: &RailwayModel, custom_schedule: bool) -> Result<(), String> {
+    let mut setup = TierSetup::for_synthetic_week().map_err(|e| e.to_string())?;
+    if custom_schedule {
+        // The tiered warm schedule is written for the shipped week; with another schedule
+        // the tiered policy uses minIdle and demand alone.
+        setup.tiered_schedule =
+            IdleSchedule::parse(&format!("*={}", setup.min_idle)).map_err(|e| e.to_string())?;
+    }
+    let size = AgentSize::ASSUMED;
+    println!("\n## Tiers on {name}: warm, parked, cold\n");
+    println!(
+        "Wakes are log-normal, p50 {} s, p95 {} s (p90 {:.0} s: the warm horizon). Claims wait up to {} s \
+         (`Prefer: wait`). Idle agents above the warm target park after {} min. Tiered: warm schedule \
+         `{TIERED_WEEK_SCHEDULE}`, parkedMin {}, parkedMax {}. Agent (assumption): {size}. Prices: Railway \
+         Pro, memory $0.000231/GB-min, CPU $0.000463/vCPU-min (docs.railway.com/reference/pricing), \
+         volume $0.15/GB-month. Warm agent-hours count every unclaimed running deployment (idle, \
+         booting, waking).\n",
+        model.wake.median.as_secs(),
+        model.wake.p95.as_secs(),
+        model.wake.p90().as_secs_f64(),
+        setup.config.claim_wait_limit.as_secs(),
+        DEFAULT_PARK_AFTER.as_secs() / 60,
+        setup.parked_min,
+        setup.parked_max,
+    );
+    let started = Instant::now();
+    let comparison = compare_tiers(trace, model, &setup);
+    print!("{}", comparison.to_markdown());
+    match (comparison.warm_hours_ratio(), comparison.dollars_ratio()) {
+        (Some(warm), Some(dollars)) => println!(
+            "\nTiered ÷ smallest fixed minIdle at ≤ 1 % late: warm agent-hours {warm:.3}, dollars {dollars:.3}."
+        ),
+        _ => println!("\nNo fixed minIdle in the comparison reaches ≤ 1 % late: no ratio."),
+    }
+    let launch = Launch::synthetic_week_launch();
+    let rows = launch_rows(
+        trace,
+        &launch,
+        &[0, 100, 200, 250, DEFAULT_PARKED_MIN],
+        model,
+        &setup,
+    );
+    println!(
+        "\n### An unscheduled launch, default settings (minIdle 1, no schedule, parkedMax {DEFAULT_PARKED_MAX})\n"
+    );
+    print!("{}", launch_markdown(&rows, &launch, &size));
+    if let Some(default) = rows.iter().find(|r| r.parked_min == DEFAULT_PARKED_MIN) {
+        println!(
+            "\nDefault parkedMin {DEFAULT_PARKED_MIN}: {} of {} claims in the launch's hour late; it costs \
+             ${:.2} a month parked (${:.2} a month if those agents ran warm).",
+            default.late_in_launch,
+            default.claims_in_launch,
+            default.parked_min_monthly,
+            size.monthly(DEFAULT_PARKED_MIN, 0),
+        );
+    }
+    println!("({:.2} s of wall time.)", started.elapsed().as_secs_f64());
     Ok(())
 }
 
