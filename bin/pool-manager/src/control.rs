@@ -36,6 +36,12 @@ impl PoolControl for ReconcilerControl {
             ticks: status.ticks,
             sizings: status.sizings,
             looks: status.looks,
+            breaker: status.breaker.map(|b| {
+                format!(
+                    "open since {}: {} agents failed (threshold {}); {}",
+                    b.since, b.failures, b.threshold, b.verdict
+                )
+            }),
             last_tick: status.last_tick.map(|t| TickView {
                 started_at: t.started_at,
                 duration_ms: t.duration_ms,

@@ -32,6 +32,9 @@ pub struct ReconcilerView {
     pub looks: u64,
     /// The last tick, if this replica ran one.
     pub last_tick: Option<TickView>,
+    /// The breaker, while it is open: too many agents failed their checks at once, so
+    /// per-agent Railway reads and demotions are stopped; what its sample read said.
+    pub breaker: Option<String>,
 }
 
 /// One tick, as far as an operator cares.

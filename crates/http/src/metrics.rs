@@ -389,6 +389,13 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         "Looks run by this replica (Railway's deploy events ask for them).",
     );
     let _ = writeln!(out, "pool_looks_total {}", status.looks);
+    metric(
+        &mut out,
+        "pool_breaker_open",
+        "gauge",
+        "1 while the breaker is open: too many agents failed at once, per-agent Railway reads and demotions stopped.",
+    );
+    let _ = writeln!(out, "pool_breaker_open {}", u8::from(status.breaker.is_some()));
     if let Some(tick) = &status.last_tick {
         metric(
             &mut out,

@@ -35,6 +35,7 @@ pub mod decide;
 mod error;
 mod observe;
 mod sizing;
+mod suspicion;
 pub mod sweep;
 mod tick;
 
@@ -50,6 +51,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use error::ReconcileError;
+pub use suspicion::BreakerState;
 pub use sweep::{SweepReport, sweep_orphans};
 pub use tick::TickReport;
 
@@ -65,8 +67,23 @@ pub struct ReconcilerConfig {
     /// Time an agent may stay starting (or unknown) before it is judged dead
     /// (`POOL_STUCK_TIMEOUT_MS`).
     pub stuck_timeout: Duration,
-    /// Time between full sweeps that read every steady agent from Railway.
+    /// Time in which the rolling sweep reads every steady agent from Railway (a slice of the
+    /// fleet each tick; `POOL_FULL_SWEEP_INTERVAL_MS`).
     pub full_sweep_interval: Duration,
+    /// Time after a failed health check before the agent is checked again on a fresh
+    /// connection; only a second failure makes it a suspect read from Railway
+    /// (`POOL_REPROBE_DELAY_MS`).
+    pub reprobe_delay: Duration,
+    /// First wait before an agent Railway confirmed down is read again; it doubles each read
+    /// (`POOL_DOWN_BACKOFF_MS`).
+    pub down_backoff: Duration,
+    /// Longest such wait (`POOL_DOWN_BACKOFF_MAX_MS`).
+    pub down_backoff_max: Duration,
+    /// The breaker trips when more agents than max(this, `breaker_fraction` of the fleet)
+    /// fail their checks in one tick.
+    pub breaker_min_failures: usize,
+    /// See `breaker_min_failures`.
+    pub breaker_fraction: f64,
     /// Time between orphan sweeps.
     pub orphan_sweep_interval: Duration,
     /// Age below which an unowned marked project is not an orphan yet.
@@ -92,6 +109,11 @@ impl Default for ReconcilerConfig {
             tick_interval: Duration::from_secs(30),
             stuck_timeout: Duration::from_secs(900),
             full_sweep_interval: Duration::from_secs(600),
+            reprobe_delay: Duration::from_secs(3),
+            down_backoff: Duration::from_secs(30),
+            down_backoff_max: Duration::from_secs(600),
+            breaker_min_failures: 20,
+            breaker_fraction: 0.01,
             orphan_sweep_interval: Duration::from_secs(1800),
             orphan_grace: Duration::from_secs(600),
             orphan_sweep_max_deletes: 5,
@@ -117,6 +139,9 @@ pub struct ReconcilerStatus {
     /// Sizing passes run by this replica (what claims ask for: size the pool and create, no
     /// health checks, no Railway reads).
     pub sizings: u64,
+    /// The breaker, while it is open: too many agents failed at once, per-agent reads and
+    /// demotions are stopped.
+    pub breaker: Option<BreakerState>,
 }
 
 /// Time a look waits for more events of the same burst, so they make one Railway read.
@@ -164,7 +189,11 @@ pub struct Reconciler {
     prompt: Arc<Notify>,
     status: Arc<Mutex<ReconcilerStatus>>,
     leader: Arc<AtomicBool>,
-    last_full_sweep: Arc<Mutex<Option<Instant>>>,
+    /// Ticks started: the rolling sweep's slice.
+    sweep_tick: Arc<std::sync::atomic::AtomicU64>,
+    suspicion: Arc<Mutex<suspicion::Suspicion>>,
+    /// Health checks on a fresh connection each (re-probes).
+    fresh_agents: pool_provisioner::AgentClient,
     last_orphan_sweep: Arc<Mutex<Option<Instant>>>,
     last_retention: Arc<Mutex<Option<Instant>>>,
     /// Agents Railway's events asked to look at, and the prompt that a look is wanted.
@@ -194,13 +223,28 @@ fn due(last: &Mutex<Option<Instant>>, every: Duration) -> bool {
 impl Reconciler {
     /// A reconciler over this provisioner.
     pub fn new(provisioner: Provisioner, config: ReconcilerConfig) -> Self {
+        let shared = provisioner.agents().clone();
+        let fresh_agents = match pool_provisioner::outbound::OutboundClient::for_agents(
+            &provisioner.config().agent_roots,
+            Duration::ZERO,
+        ) {
+            Ok(http) => {
+                pool_provisioner::AgentClient::new(http, shared.health_timeout, shared.provision_timeout)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no client of fresh connections; re-probes reuse the agents' client");
+                shared
+            }
+        };
         Self {
             provisioner,
             config,
             prompt: Arc::new(Notify::new()),
             status: Arc::default(),
             leader: Arc::default(),
-            last_full_sweep: Arc::default(),
+            sweep_tick: Arc::default(),
+            suspicion: Arc::default(),
+            fresh_agents,
             last_orphan_sweep: Arc::default(),
             last_retention: Arc::default(),
             pending_looks: Arc::default(),
@@ -277,8 +321,15 @@ impl Reconciler {
         &self.config
     }
 
-    fn full_sweep_due(&self) -> bool {
-        due(&self.last_full_sweep, self.config.full_sweep_interval)
+    /// This tick's slice of the rolling sweep, and how many slices there are.
+    fn next_sweep_slice(&self) -> (u64, u64) {
+        let slices = suspicion::sweep_slices(self.config.full_sweep_interval, self.config.tick_interval);
+        let tick = self.sweep_tick.fetch_add(1, Ordering::SeqCst);
+        (tick % slices, slices)
+    }
+
+    fn suspicion(&self) -> std::sync::MutexGuard<'_, suspicion::Suspicion> {
+        self.suspicion.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn orphan_sweep_due(&self) -> bool {
@@ -397,7 +448,9 @@ impl Reconciler {
                     tracing::warn!(errors = ?report.errors, kind, "tick finished with errors");
                 }
                 tracing::debug!(?report, kind, "tick");
+                let breaker = self.suspicion().breaker.clone();
                 let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                status.breaker = breaker;
                 match kind {
                     "look" => status.looks += 1,
                     "sizing" => status.sizings += 1,

@@ -145,6 +145,7 @@ pub(crate) type Checked = (Health, Option<pool_provisioner::RuntimeIdentity>);
 /// the runtime answers `/pool/health` without auth (pool-server/index.ts:342-361).
 pub(crate) async fn check_health(
     provisioner: &Provisioner,
+    client: &pool_provisioner::AgentClient,
     agents: &[&TickRow],
     concurrency: usize,
 ) -> HashMap<AgentId, Checked> {
@@ -158,7 +159,7 @@ pub(crate) async fn check_health(
             ))
         })
         .collect();
-    let client = provisioner.agents().clone();
+    let client = client.clone();
     futures_util::stream::iter(checks)
         .map(move |(id, url)| {
             let client = client.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use pool_provisioner::{CreationDemand, Health};
+use pool_provisioner::Health;
 use pool_store::{AgentId, AgentStatus, LeaderLock, SeenAgent, TickRow, TickScope};
 use railway_api::DeploymentStatus;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::Reconciler;
 use crate::decide::{AgentFacts, Decision, Observation, decide};
 use crate::error::ReconcileError;
 use crate::observe::{Checked, check_health, read_status};
-use crate::sizing::size;
+use crate::suspicion::{BreakerState, Frame, Mode, ReadAnyway, Suspects};
 use crate::sweep::sweep_orphans;
 
 /// Projects left out of a status batch that get a read of their own in one tick.
@@ -36,8 +36,20 @@ pub struct TickReport {
     pub agents: usize,
     /// Agents whose Railway status was read.
     pub read: usize,
-    /// Whether every steady agent was read too (the slow full sweep).
+    /// Whether every steady agent was read too (a rolling sweep of one slice).
     pub full_sweep: bool,
+    /// The rolling sweep's slices: this tick read the steady agents of one of them.
+    pub sweep_slices: u64,
+    /// Steady agents whose check failed and that were due for suspicion (re-probed, then
+    /// read if they failed again), and how many of them were new failures (the breaker's
+    /// count).
+    pub suspects: usize,
+    /// See `suspects`.
+    pub new_failures: usize,
+    /// Re-probes sent (fresh connections).
+    pub reprobes: usize,
+    /// The breaker, when this tick found it open.
+    pub breaker: Option<BreakerState>,
     /// Railway requests sent during the tick.
     pub railway_requests: u64,
     /// Health checks sent.
@@ -79,25 +91,8 @@ fn as_messages<S: serde::Serializer>(errors: &[Arc<ReconcileError>], s: S) -> Re
 }
 
 impl TickReport {
-    fn error(&mut self, e: ReconcileError) {
+    pub(crate) fn error(&mut self, e: ReconcileError) {
         self.errors.push(Arc::new(e));
-    }
-}
-
-/// Steady agents read from Railway whatever their health.
-pub(crate) enum ReadAnyway {
-    /// All of them (a full sweep, a look).
-    All,
-    /// These (Railway's events named them).
-    These(BTreeSet<AgentId>),
-}
-
-impl ReadAnyway {
-    fn contains(&self, id: &AgentId) -> bool {
-        match self {
-            Self::All => true,
-            Self::These(ids) => ids.contains(id),
-        }
     }
 }
 
@@ -107,7 +102,7 @@ fn lease_expired(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
 
 /// Agents whose health is checked every tick: every non-legacy agent with a deployment that
 /// is meant to be up. Legacy agents answer only to the old admin key.
-fn checked_every_tick(agent: &TickRow) -> bool {
+pub(crate) fn checked_every_tick(agent: &TickRow) -> bool {
     !agent.legacy
         && matches!(
             agent.status,
@@ -209,7 +204,12 @@ impl Reconciler {
         let now = store.now().await.map_err(ReconcileError::load)?;
         report.agents = agents.len();
         let held = self.held_by_rollouts().await?;
-        self.observe_decide_apply(&agents, &ReadAnyway::All, &held, now, lock, report)
+        let frame = Frame {
+            read_anyway: &ReadAnyway::All,
+            held: &held,
+            now,
+        };
+        self.observe_decide_apply(&agents, &frame, lock, report, &mut Mode::Look)
             .await
             .map(|_| ())
     }
@@ -231,19 +231,21 @@ impl Reconciler {
         let store = self.provisioner.store();
         let config = &self.config;
         let now = store.now().await.map_err(ReconcileError::load)?;
-        let full_sweep = self.full_sweep_due();
-        report.full_sweep = full_sweep;
-        // On a full sweep every steady agent is read; otherwise those Railway's events asked
-        // about since the last look are read with the agents in motion.
-        let read_anyway = if full_sweep {
-            ReadAnyway::All
-        } else {
-            ReadAnyway::These(self.take_looks())
+        // The rolling sweep reads one slice of the steady agents; those Railway's events
+        // asked about since the last look are read with the agents in motion.
+        let (slot, slices) = self.next_sweep_slice();
+        report.full_sweep = slices == 1;
+        report.sweep_slices = slices;
+        let read_anyway = ReadAnyway::Slice {
+            slot,
+            slices,
+            looks: self.take_looks(),
         };
         let held = self.held_by_rollouts().await?;
         // The fleet, page by page: only one page of narrow rows is held at a time.
         let mut railway_read_ok = true;
         let mut after: Option<AgentId> = None;
+        let mut mode = Mode::Walk(Suspects::default());
         loop {
             let page = store
                 .tick_page(TickScope::Live, after.as_ref(), PAGE)
@@ -253,7 +255,17 @@ impl Reconciler {
             after = Some(last.id.clone());
             report.agents += page.len();
             let Some(read_ok) = self
-                .observe_decide_apply(&page, &read_anyway, &held, now, lock, report)
+                .observe_decide_apply(
+                    &page,
+                    &Frame {
+                        read_anyway: &read_anyway,
+                        held: &held,
+                        now,
+                    },
+                    lock,
+                    report,
+                    &mut mode,
+                )
                 .await?
             else {
                 return Ok(());
@@ -263,6 +275,16 @@ impl Reconciler {
                 break;
             }
         }
+        let Mode::Walk(suspects) = mode else {
+            unreachable!("the walk's mode stays a walk")
+        };
+        let Some(read_ok) = self
+            .suspicion_pass(suspects, &read_anyway, &held, now, lock, report)
+            .await?
+        else {
+            return Ok(());
+        };
+        railway_read_ok &= read_ok;
 
         if !self.still_leader(lock).await {
             report.lost_leadership = true;
@@ -310,42 +332,83 @@ impl Reconciler {
     /// Observes `agents` (health checks, Railway reads), decides each one's status and applies
     /// the decisions. Agents in `read_anyway` are read from Railway whatever their health.
     /// `Some(true)` when Railway's read went through, `None` when leadership was lost.
-    async fn observe_decide_apply(
+    pub(crate) async fn observe_decide_apply(
         &self,
         agents: &[TickRow],
-        read_anyway: &ReadAnyway,
-        held: &BTreeSet<AgentId>,
-        now: DateTime<Utc>,
+        frame: &Frame<'_>,
         lock: Option<&LeaderLock>,
         report: &mut TickReport,
+        mode: &mut Mode,
     ) -> Result<Option<bool>, ReconcileError> {
         let config = &self.config;
+        let Frame {
+            read_anyway,
+            held,
+            now,
+        } = *frame;
         // Every agent that should be up is health-checked every tick: free, and the fastest
-        // way to notice one that died — claimed ones included.
+        // way to notice one that died — claimed ones included. Suspects bring their re-probes.
         let steady: Vec<&TickRow> = agents.iter().filter(|a| checked_every_tick(a)).collect();
-        let mut health = check_health(&self.provisioner, &steady, config.health_concurrency).await;
-        report.health_checks = health.len();
+        let mut health = match mode {
+            Mode::Suspects(reprobed) => std::mem::take(reprobed),
+            _ => {
+                let checked = check_health(
+                    &self.provisioner,
+                    self.provisioner.agents(),
+                    &steady,
+                    config.health_concurrency,
+                )
+                .await;
+                report.health_checks += checked.len();
+                checked
+            }
+        };
 
-        // Railway is read for agents in motion, agents whose health check just failed (at
-        // once, so a crashed claimed agent shows as crashed this tick), and those asked for
-        // (every steady agent on a full sweep; those Railway's events named).
+        // A failed check in the walk is not acted on yet: the agent is a suspect, re-probed
+        // after the walk and read only if it fails again — unless it is backing off after
+        // Railway confirmed it down (then nothing, until its next step or a webhook look).
+        let mut quiet: BTreeSet<AgentId> = BTreeSet::new();
+        if let Mode::Walk(suspects) = mode {
+            let clock = Instant::now();
+            let mut suspicion = self.suspicion();
+            for agent in &steady {
+                if health.get(&agent.id).is_some_and(|(h, _)| h.is_ready()) {
+                    suspicion.recovered(&agent.id);
+                    continue;
+                }
+                quiet.insert(agent.id.clone());
+                suspects.failing.insert(agent.id.clone());
+                if suspicion.backing_off(&agent.id, clock) && !read_anyway.named(&agent.id) {
+                    continue;
+                }
+                if agent.status != AgentStatus::Crashed && !suspicion.known_down(&agent.id) {
+                    suspects.new_failures += 1;
+                }
+                suspects.first_at.get_or_insert(clock);
+                suspects.ids.push(agent.id.clone());
+            }
+        }
+
+        // Railway is read for agents in motion, suspects that failed again, and those asked
+        // for (this tick's slice of the rolling sweep; those Railway's events named).
         let read_targets: Vec<&TickRow> = agents
             .iter()
             .filter(|a| match a.status {
                 AgentStatus::Starting => true,
                 AgentStatus::Idle | AgentStatus::Claimed | AgentStatus::Crashed => {
-                    read_anyway.contains(&a.id)
-                        || a.legacy
-                        || health.get(&a.id).is_none_or(|h| !h.0.is_ready())
+                    !quiet.contains(&a.id)
+                        && (read_anyway.contains(&a.id)
+                            || a.legacy
+                            || health.get(&a.id).is_none_or(|h| !h.0.is_ready()))
                 }
                 _ => false,
             })
             .collect();
-        report.read = read_targets.len();
+        report.read += read_targets.len();
         let status = read_status(&self.provisioner, &read_targets, MAX_CONFIRMATIONS_PER_TICK).await;
-        report.read_failed = status.failed.is_some();
-        report.omitted = status.omitted;
-        report.confirmed = status.confirmed;
+        report.read_failed |= status.failed.is_some();
+        report.omitted += status.omitted;
+        report.confirmed += status.confirmed;
         if let Some(e) = &status.failed {
             report.error(ReconcileError::StatusRead(e.clone()));
         }
@@ -364,7 +427,13 @@ impl Reconciler {
                 )
             })
             .collect();
-        let first_checks = check_health(&self.provisioner, &ready_to_check, config.health_concurrency).await;
+        let first_checks = check_health(
+            &self.provisioner,
+            self.provisioner.agents(),
+            &ready_to_check,
+            config.health_concurrency,
+        )
+        .await;
         report.health_checks += first_checks.len();
         health.extend(first_checks);
 
@@ -376,13 +445,18 @@ impl Reconciler {
         let mut decisions: Vec<(&TickRow, Decision, Observation)> = Vec::with_capacity(agents.len());
         for agent in agents {
             let checked: Option<Health> = health.get(&agent.id).map(|(h, _)| h.clone());
-            let observation = match (status.by_agent.get(&agent.id).cloned(), checked) {
-                (Some(Observation::Deployment { status, .. }), health) => {
-                    Observation::Deployment { status, health }
+            let observation = if quiet.contains(&agent.id) {
+                // Its failed check waits for the re-probe: no news yet.
+                Observation::Unread
+            } else {
+                match (status.by_agent.get(&agent.id).cloned(), checked) {
+                    (Some(Observation::Deployment { status, .. }), health) => {
+                        Observation::Deployment { status, health }
+                    }
+                    (Some(Observation::Unread) | None, Some(h)) => Observation::HealthOnly(h),
+                    (Some(other), _) => other,
+                    (None, None) => Observation::Unread,
                 }
-                (Some(Observation::Unread) | None, Some(h)) => Observation::HealthOnly(h),
-                (Some(other), _) => other,
-                (None, None) => Observation::Unread,
             };
             let facts = AgentFacts {
                 status: agent.status,
@@ -402,6 +476,22 @@ impl Reconciler {
             decisions.push((agent, decision, observation));
         }
         self.apply(decisions, &health, report).await;
+        if let Mode::Suspects(_) = mode {
+            // Suspects still failing back off; those that answered are no longer down.
+            let clock = Instant::now();
+            let mut suspicion = self.suspicion();
+            for agent in &steady {
+                if health.get(&agent.id).is_some_and(|(h, _)| h.is_ready()) {
+                    suspicion.recovered(&agent.id);
+                } else if status
+                    .by_agent
+                    .get(&agent.id)
+                    .is_some_and(|o| *o != Observation::Unread)
+                {
+                    suspicion.still_down(&agent.id, clock, config.down_backoff, config.down_backoff_max);
+                }
+            }
+        }
         Ok(Some(status.failed.is_none()))
     }
 
@@ -503,99 +593,6 @@ impl Reconciler {
         }
         // Claims that wait, on every replica, look again.
         if became_idle && let Err(e) = store.notify(pool_store::PoolSignal::AgentIdle).await {
-            report.error(ReconcileError::load(e));
-        }
-    }
-
-    /// Sizes the pool and moves it towards the target: creations up to the target (at
-    /// Railway's pace — the provisioner's capacity check caps them), then retirement of idle
-    /// agents past the maximum idle age (their replacements first) or above the target.
-    async fn size_and_replenish(&self, railway_ok: bool, now: DateTime<Utc>, report: &mut TickReport) {
-        let store = self.provisioner.store();
-        let loaded =
-            async { Ok::<_, pool_store::StoreError>((store.settings().await?, store.counts().await?)) };
-        let (settings, counts) = match loaded.await {
-            Ok(loaded) => loaded,
-            Err(e) => return report.error(ReconcileError::load(e)),
-        };
-        let sizing = match size(&self.provisioner, &self.config, &settings, &counts, now).await {
-            Ok(sizing) => sizing,
-            Err(e) => return report.error(e),
-        };
-        report.target = Some(sizing.desired_warm);
-        report.target_reason = sizing.reason();
-        // Idle agents past the maximum idle age go, oldest first — but only once their
-        // replacements are warm, so idle never drops below the target because of a recycle.
-        let protected = &self.provisioner.config().protected_instances;
-        let over_age = match settings.settings.max_idle_age {
-            Some(max_age) => {
-                let since = now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-                store
-                    .oldest_idle(Some(since), protected, self.config.retire_per_tick)
-                    .await
-            }
-            None => Ok((0, Vec::new())),
-        };
-        let (over_age_count, over_age) = match over_age {
-            Ok(found) => found,
-            Err(e) => return report.error(ReconcileError::load(e)),
-        };
-        let desired = sizing.desired_warm as i64 + over_age_count;
-        let deficit = (desired - counts.warm()).max(0) as usize;
-        if deficit > 0 && railway_ok {
-            match self
-                .provisioner
-                .start_creations(CreationDemand::UpTo(deficit))
-                .await
-            {
-                Ok(started) => report.creations = started.ids.len(),
-                Err(e) => report.error(ReconcileError::Replenish(Arc::new(e))),
-            }
-        }
-        let target_idle = sizing.desired_warm as i64;
-        let mut idle_left = counts.idle;
-        let mut retire: Vec<(TickRow, &'static str)> = Vec::new();
-        for agent in over_age {
-            if idle_left - 1 < target_idle || retire.len() >= self.config.retire_per_tick {
-                break;
-            }
-            retire.push((agent, "idle longer than the maximum idle age: recycled"));
-            idle_left -= 1;
-        }
-        // Idle agents above the target (a schedule's floor went down) go gently, oldest first,
-        // one a tick, and not while creations are under way or creation is paused.
-        if retire.is_empty() && counts.creating == 0 && !settings.settings.paused && idle_left > target_idle {
-            match store.oldest_idle(None, protected, 1).await {
-                Ok((_, oldest)) => retire.extend(
-                    oldest
-                        .into_iter()
-                        .map(|a| (a, "above the sizing policy's target: drained")),
-                ),
-                Err(e) => return report.error(ReconcileError::load(e)),
-            }
-        }
-        for (agent, reason) in retire {
-            match store
-                .begin_teardown(&agent.id, AgentStatus::Idle, reason, false)
-                .await
-            {
-                Ok(t) if t.applied() => {
-                    report.retired += 1;
-                    tracing::info!(agent = %agent.id, reason, "retiring an idle agent");
-                    self.provisioner.start_teardown(agent.id.clone());
-                }
-                Ok(_) => {}
-                Err(e) => report.error(ReconcileError::apply(&agent.id, e)),
-            }
-        }
-        let sample = pool_store::PoolSample {
-            idle: counts.idle as i32,
-            claimed: (counts.claimed + counts.claiming + counts.crashed) as i32,
-            warm: counts.warm() as i32,
-            target: sizing.desired_warm as i32,
-            reason: report.target_reason.clone(),
-        };
-        if let Err(e) = store.record_sample(&sample).await {
             report.error(ReconcileError::load(e));
         }
     }

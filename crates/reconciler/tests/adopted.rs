@@ -108,6 +108,7 @@ async fn an_adopted_fleet_keeps_its_claimed_agents_and_not_one_project_is_delete
             tick_interval: Duration::from_millis(200),
             stuck_timeout: Duration::from_secs(30),
             full_sweep_interval: Duration::ZERO,
+            reprobe_delay: Duration::from_millis(100),
             orphan_sweep_interval: Duration::from_secs(3600),
             ..ReconcilerConfig::default()
         },

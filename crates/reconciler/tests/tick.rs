@@ -15,6 +15,7 @@ fn config() -> ReconcilerConfig {
         tick_interval: Duration::from_millis(200),
         stuck_timeout: Duration::from_secs(3),
         full_sweep_interval: Duration::ZERO,
+        reprobe_delay: Duration::from_millis(100),
         orphan_sweep_interval: Duration::from_secs(3600),
         ..ReconcilerConfig::default()
     }

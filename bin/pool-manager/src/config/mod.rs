@@ -188,6 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_out_of_range_refuses_to_start_naming_the_variable() {
+        for (name, value) in [
+            ("TICK_INTERVAL_MS", "7200000"),
+            ("TICK_INTERVAL_MS", "10"),
+            ("POOL_FULL_SWEEP_INTERVAL_MS", "100"),
+            ("POOL_DOWN_BACKOFF_MAX_MS", "1000"),
+            ("POOL_REPROBE_DELAY_MS", "600000"),
+        ] {
+            let problems = Config::from_env(&minimal_with(&[], &[(name, value)])).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(name) && p.contains("must be between")),
+                "{name}={value}: {problems:#?}"
+            );
+        }
+        let problems = Config::from_env(&minimal_with(&[], &[("POOL_BREAKER_PERCENT", "0")])).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.starts_with("POOL_BREAKER_PERCENT")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
     fn adopting_the_node_pools_agents_needs_a_schema_of_the_pools_own() {
         let config = Config::from_env(&Env::from_pairs(&MINIMAL)).unwrap();
         assert!(!config.adopt_node);

@@ -1,0 +1,365 @@
+//! When Railway is read about a steady agent: only on real suspicion.
+//!
+//! - A failed health check is not news yet: the agent is checked again, on a fresh
+//!   connection, a few seconds later (`reprobe_delay`), and only a second failure makes it a
+//!   suspect, read from Railway.
+//! - An agent Railway has confirmed down that stays (a crashed claimed agent, a claimed agent
+//!   whose deployment runs but does not answer) backs off: read again after 30 s, then 1, 2,
+//!   4… minutes up to 10 (`down_backoff`, `down_backoff_max`); a webhook look reads it in
+//!   between.
+//! - A breaker: when more agents fail in one tick than max(20, 1 %) of the fleet
+//!   (`breaker_min_failures`, `breaker_fraction`), the fault is likelier ours (our CPU, our
+//!   network) than the fleet's. Per-agent reads and demotions stop; one sample batch is read
+//!   to tell which, and the status, the metrics and an event say so. It releases when a tick's
+//!   failures fall back under the threshold.
+//! - The full sweep rolls: every tick reads the steady agents of one slice of the fleet (by a
+//!   hash of the id), so each is read once per `full_sweep_interval` and no tick sweeps whole.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pool_store::{AgentId, AgentStatus, LeaderLock, TickRow};
+use railway_api::DeploymentStatus;
+use serde::Serialize;
+
+use crate::Reconciler;
+use crate::decide::Observation;
+use crate::error::ReconcileError;
+use crate::observe::{Checked, check_health, read_status};
+use crate::tick::{PAGE, TickReport, checked_every_tick};
+
+/// Suspects read while the breaker is open: one batch of Railway's (`projectsByIds` takes 50).
+const SAMPLE: usize = 50;
+
+/// A stable hash of an agent's id (FNV-1a): the rolling sweep's slices (and later, shards).
+pub(crate) fn id_hash(id: &AgentId) -> u64 {
+    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// How many ticks one rolling sweep takes: the full-sweep interval over the tick interval.
+pub(crate) fn sweep_slices(full_sweep_interval: Duration, tick_interval: Duration) -> u64 {
+    if full_sweep_interval.is_zero() || tick_interval.is_zero() {
+        return 1;
+    }
+    full_sweep_interval
+        .as_millis()
+        .div_ceil(tick_interval.as_millis())
+        .clamp(1, u128::from(u32::MAX)) as u64
+}
+
+/// An agent Railway confirmed down: when it may be read again.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    step: u32,
+    next_read: Instant,
+}
+
+/// The breaker, as the status and the metrics show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BreakerState {
+    /// When it tripped.
+    pub since: DateTime<Utc>,
+    /// Agents that failed their checks in the last tick.
+    pub failures: usize,
+    /// The threshold they crossed: max(minimum, fraction of the fleet).
+    pub threshold: usize,
+    /// What the sample read said, in words (our fault or the fleet's).
+    pub verdict: String,
+}
+
+/// The reconciler's memory of suspicion between ticks.
+#[derive(Debug, Default)]
+pub(crate) struct Suspicion {
+    down: HashMap<AgentId, Backoff>,
+    pub breaker: Option<BreakerState>,
+}
+
+impl Suspicion {
+    /// True when `id` is backing off and not due for a read at `now`.
+    pub fn backing_off(&self, id: &AgentId, now: Instant) -> bool {
+        self.down.get(id).is_some_and(|b| b.next_read > now)
+    }
+
+    /// True when `id` is known down (backing off, due or not).
+    pub fn known_down(&self, id: &AgentId) -> bool {
+        self.down.contains_key(id)
+    }
+
+    /// `id` was read and is still down: its next read waits one step longer.
+    pub fn still_down(&mut self, id: &AgentId, now: Instant, base: Duration, max: Duration) {
+        let step = self.down.get(id).map_or(0, |b| b.step.saturating_add(1));
+        let wait = base.checked_mul(1u32 << step.min(20)).unwrap_or(max).min(max);
+        self.down.insert(
+            id.clone(),
+            Backoff {
+                step,
+                next_read: now + wait,
+            },
+        );
+    }
+
+    /// `id` answered ready, or left the fleet: no longer down.
+    pub fn recovered(&mut self, id: &AgentId) {
+        self.down.remove(id);
+    }
+
+    /// Forgets agents that no longer fail (left the fleet, or not steady any more).
+    pub fn retain(&mut self, live: impl Fn(&AgentId) -> bool) {
+        self.down.retain(|id, _| live(id));
+    }
+}
+
+/// The breaker's threshold for a fleet of `fleet` agents.
+pub(crate) fn breaker_threshold(fleet: usize, min_failures: usize, fraction: f64) -> usize {
+    min_failures.max((fleet as f64 * fraction.clamp(0.0, 1.0)).ceil() as usize)
+}
+
+/// Steady agents read from Railway whatever their health.
+pub(crate) enum ReadAnyway {
+    /// All of them (a look).
+    All,
+    /// This tick's slice of the rolling sweep (`slot` of `slices`, by a hash of the id), and
+    /// those Railway's events named.
+    Slice {
+        /// The slice read this tick.
+        slot: u64,
+        /// Slices in one sweep.
+        slices: u64,
+        /// Named by Railway's events.
+        looks: BTreeSet<AgentId>,
+    },
+}
+
+impl ReadAnyway {
+    pub(crate) fn contains(&self, id: &AgentId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Slice { slot, slices, looks } => {
+                looks.contains(id) || id_hash(id) % (*slices).max(1) == *slot
+            }
+        }
+    }
+
+    /// Named by Railway's events (read even while backing off).
+    pub(crate) fn named(&self, id: &AgentId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Slice { looks, .. } => looks.contains(id),
+        }
+    }
+}
+
+/// How a pass observes its agents.
+pub(crate) enum Mode {
+    /// The walk over the fleet: checks every steady agent; a failed check is not acted on
+    /// yet but noted as a suspect (unless the agent is backing off).
+    Walk(Suspects),
+    /// A look: checks and reads every agent named, and acts on what it finds.
+    Look,
+    /// Suspects, with their re-probes: every one still failing is read from Railway.
+    Suspects(HashMap<AgentId, Checked>),
+}
+
+/// What every pass of a tick shares: what to read anyway, the agents rollouts hold, the
+/// database's clock.
+#[derive(Clone, Copy)]
+pub(crate) struct Frame<'a> {
+    pub read_anyway: &'a ReadAnyway,
+    pub held: &'a BTreeSet<AgentId>,
+    pub now: DateTime<Utc>,
+}
+
+/// What the walk noted for the suspicion pass.
+#[derive(Default)]
+pub(crate) struct Suspects {
+    /// Agents whose check failed and that are due for a read (claimed ones first later).
+    pub ids: Vec<AgentId>,
+    /// Of those, idle or claimed agents not known down: the breaker counts them.
+    pub new_failures: usize,
+    /// When the first of them failed (the re-probe waits `reprobe_delay` from it).
+    pub first_at: Option<Instant>,
+    /// Every steady agent whose check failed this walk (backing off or not).
+    pub failing: std::collections::HashSet<AgentId>,
+}
+
+impl Reconciler {
+    /// After the walk: the suspects. Too many at once trips the breaker (one sample batch is
+    /// read to tell our fault from the fleet's; nothing is demoted); otherwise each is checked
+    /// again on a fresh connection `reprobe_delay` after it failed, and those that fail again
+    /// are read from Railway and decided, claimed agents first.
+    pub(crate) async fn suspicion_pass(
+        &self,
+        mut suspects: Suspects,
+        read_anyway: &ReadAnyway,
+        held: &BTreeSet<AgentId>,
+        now: DateTime<Utc>,
+        lock: Option<&LeaderLock>,
+        report: &mut TickReport,
+    ) -> Result<Option<bool>, ReconcileError> {
+        let config = &self.config;
+        let store = self.provisioner.store();
+        report.suspects = suspects.ids.len();
+        report.new_failures = suspects.new_failures;
+        let failing = std::mem::take(&mut suspects.failing);
+        self.suspicion().retain(|id| failing.contains(id));
+        let threshold = breaker_threshold(
+            report.agents,
+            config.breaker_min_failures,
+            config.breaker_fraction,
+        );
+        if suspects.new_failures > threshold {
+            let sample: Vec<AgentId> = suspects.ids.iter().take(SAMPLE).cloned().collect();
+            let rows = store.tick_rows(&sample).await.map_err(ReconcileError::load)?;
+            let refs: Vec<&TickRow> = rows.iter().collect();
+            let read = read_status(&self.provisioner, &refs, 0).await;
+            report.read += refs.len();
+            let running = read
+                .by_agent
+                .values()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        Observation::Deployment {
+                            status: DeploymentStatus::Success,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let read_count = read
+                .by_agent
+                .values()
+                .filter(|o| **o != Observation::Unread)
+                .count();
+            let verdict = if read_count == 0 {
+                "the sample read failed too: Railway or our network".to_string()
+            } else if running * 2 >= read_count {
+                format!(
+                    "{running} of {read_count} sampled run on Railway: the failures are likely ours (network, CPU)"
+                )
+            } else {
+                format!(
+                    "{} of {read_count} sampled are not running on Railway: the fleet's",
+                    read_count - running
+                )
+            };
+            let tripped = {
+                let mut suspicion = self.suspicion();
+                let since = suspicion.breaker.as_ref().map_or_else(Utc::now, |b| b.since);
+                let tripped = suspicion.breaker.is_none();
+                suspicion.breaker = Some(BreakerState {
+                    since,
+                    failures: suspects.new_failures,
+                    threshold,
+                    verdict: verdict.clone(),
+                });
+                report.breaker = suspicion.breaker.clone();
+                tripped
+            };
+            if tripped {
+                tracing::warn!(failures = suspects.new_failures, threshold, %verdict, "breaker tripped: per-agent reads and demotions stopped");
+                let detail = serde_json::json!({
+                    "failures": suspects.new_failures,
+                    "threshold": threshold,
+                    "fleet": report.agents,
+                    "verdict": verdict,
+                });
+                if let Err(e) = store.append_pool_event("breaker_tripped", "pool", &detail).await {
+                    report.error(ReconcileError::load(e));
+                }
+            }
+            return Ok(Some(read.failed.is_none()));
+        }
+        let released = self.suspicion().breaker.take();
+        if let Some(was) = released {
+            tracing::info!(failures = suspects.new_failures, threshold, "breaker released");
+            let detail = serde_json::json!({
+                "failures": suspects.new_failures,
+                "threshold": threshold,
+                "since": was.since,
+            });
+            if let Err(e) = store.append_pool_event("breaker_released", "pool", &detail).await {
+                report.error(ReconcileError::load(e));
+            }
+        }
+        if suspects.ids.is_empty() {
+            return Ok(Some(true));
+        }
+        if let Some(first) = suspects.first_at {
+            tokio::time::sleep(config.reprobe_delay.saturating_sub(first.elapsed())).await;
+        }
+        let mut read_ok = true;
+        let ids = std::mem::take(&mut suspects.ids);
+        for chunk in ids.chunks(PAGE) {
+            let mut rows = store.tick_rows(chunk).await.map_err(ReconcileError::load)?;
+            rows.retain(checked_every_tick);
+            // Claimed agents first: a user is waiting on them.
+            rows.sort_by_key(|a| a.status != AgentStatus::Claimed);
+            let refs: Vec<&TickRow> = rows.iter().collect();
+            let reprobed = check_health(
+                &self.provisioner,
+                &self.fresh_agents,
+                &refs,
+                config.health_concurrency,
+            )
+            .await;
+            report.reprobes += reprobed.len();
+            let Some(ok) = self
+                .observe_decide_apply(
+                    &rows,
+                    &Frame {
+                        read_anyway,
+                        held,
+                        now,
+                    },
+                    lock,
+                    report,
+                    &mut Mode::Suspects(reprobed),
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            read_ok &= ok;
+        }
+        Ok(Some(read_ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_maximum() {
+        let mut s = Suspicion::default();
+        let id = AgentId::random();
+        let now = Instant::now();
+        let base = Duration::from_secs(30);
+        let max = Duration::from_secs(600);
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            s.still_down(&id, now, base, max);
+            waits.push(s.down[&id].next_read - now);
+        }
+        let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, vec![30, 60, 120, 240, 480, 600, 600]);
+        assert!(s.backing_off(&id, now));
+        s.recovered(&id);
+        assert!(!s.backing_off(&id, now));
+    }
+
+    #[test]
+    fn the_threshold_is_twenty_or_one_percent() {
+        assert_eq!(breaker_threshold(100, 20, 0.01), 20);
+        assert_eq!(breaker_threshold(10_000, 20, 0.01), 100);
+        assert_eq!(
+            sweep_slices(Duration::from_secs(600), Duration::from_secs(30)),
+            20
+        );
+        assert_eq!(sweep_slices(Duration::ZERO, Duration::from_secs(30)), 1);
+    }
+}
