@@ -78,6 +78,9 @@ async fn changing_min_idle_through_the_api_grows_the_pool_without_a_restart() {
         ),
         (json!({"minIdle": 3, "maxIdleAgeMs": 5}), "maxIdleAgeMs"),
         (json!({"minIdel": 3}), "minIdel"),
+        (json!({"parkedMin": 20, "parkedMax": 10}), "parkedMin"),
+        (json!({"minIdle": 3, "parkAfterMs": -1}), "parkAfterMs"),
+        (json!({"parkedMax": 10_001}), "parkedMax"),
     ] {
         let refused = put_settings(&manager, change.clone()).await;
         assert_eq!(refused.status, 400, "{change}");
@@ -118,6 +121,20 @@ async fn changing_min_idle_through_the_api_grows_the_pool_without_a_restart() {
     let detail: String = row.get(1);
     assert_eq!(actor, "admin key");
     assert!(detail.contains("minIdle"), "{detail}");
+
+    // The parked tier's settings change the same way (both 0: the tier off).
+    let changed = put_settings(
+        &manager,
+        json!({"parkedMin": 0, "parkedMax": 0, "parkAfterMs": 900000}),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", String::from_utf8_lossy(&changed.body));
+    let changed = body(&changed);
+    assert_eq!(changed["before"]["parkedMin"], 300, "the default");
+    assert_eq!(changed["before"]["parkedMax"], 500, "the default");
+    assert_eq!(changed["before"]["parkAfterMs"], 600_000, "the default");
+    assert_eq!(changed["after"]["parkedMax"], 0);
+    assert_eq!(changed["after"]["parkAfterMs"], 900_000);
 
     // The status explains the target.
     let status = body(&manager.get("/api/pool/status", true).await.unwrap());

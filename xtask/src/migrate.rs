@@ -102,6 +102,16 @@ fn settings_seed() -> Result<PoolSettings, String> {
         idle_schedule: variable("POOL_IDLE_SCHEDULE"),
         max_idle_age: number::<u64>("POOL_MAX_IDLE_AGE_MS")?.map(Duration::from_millis),
         create_failure_limit: number("POOL_CREATE_FAILURE_LIMIT")?.unwrap_or(5),
+        parked_min: 0,
+        parked_max: number("POOL_PARKED_MAX")?.unwrap_or(pool_sizing::DEFAULT_PARKED_MAX),
+        park_after: Duration::from_millis(
+            number("POOL_PARK_AFTER_MS")?.unwrap_or(pool_sizing::DEFAULT_PARK_AFTER.as_millis() as u64),
+        ),
+    };
+    let settings = PoolSettings {
+        parked_min: number("POOL_PARKED_MIN")?
+            .unwrap_or(pool_sizing::DEFAULT_PARKED_MIN.min(settings.parked_max)),
+        ..settings
     };
     pool_provisioner::validate_settings(&settings).map_err(|e| e.to_string())?;
     Ok(settings)

@@ -83,7 +83,7 @@ fn schemas() -> Value {
             }
         },
         "Settings": {
-            "type": "object", "required": ["minIdle", "paused", "createFailureLimit", "updatedAt", "updatedBy", "brake"],
+            "type": "object", "required": ["minIdle", "paused", "createFailureLimit", "parkedMin", "parkedMax", "parkAfterMs", "updatedAt", "updatedBy", "brake"],
             "properties": {
                 "minIdle": {"type": "integer", "minimum": 0},
                 "maxTotal": nullable("integer"),
@@ -91,6 +91,9 @@ fn schemas() -> Value {
                 "idleSchedule": nullable("string"),
                 "maxIdleAgeMs": nullable("integer"),
                 "createFailureLimit": {"type": "integer", "minimum": 1},
+                "parkedMin": {"type": "integer", "minimum": 0},
+                "parkedMax": {"type": "integer", "minimum": 0},
+                "parkAfterMs": {"type": "integer", "minimum": 0},
                 "updatedAt": {"type": "string", "format": "date-time"},
                 "updatedBy": {"type": "string"},
                 "brake": {"$ref": "#/components/schemas/Brake"}
@@ -104,7 +107,10 @@ fn schemas() -> Value {
                 "paused": {"type": "boolean"},
                 "idleSchedule": nullable("string"),
                 "maxIdleAgeMs": {"type": ["integer", "null"], "minimum": 600000},
-                "createFailureLimit": {"type": "integer", "minimum": 1, "maximum": 1000}
+                "createFailureLimit": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "parkedMin": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "agents kept parked at all times; at most parkedMax"},
+                "parkedMax": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "never more parked agents; 0 turns the parked tier off"},
+                "parkAfterMs": {"type": "integer", "minimum": 0, "maximum": 7776000000u64, "description": "idle time before an agent above the warm target is parked"}
             }
         },
         "SettingsChanged": {

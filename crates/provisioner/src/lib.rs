@@ -101,6 +101,7 @@ pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
 pub use image::{ImageError, ImageRef, select_image};
 pub use naming::{InvalidNaming, MarkerForm, Naming};
+pub use pool_sizing::{DEFAULT_PARK_AFTER, DEFAULT_PARKED_MAX, DEFAULT_PARKED_MIN};
 pub use proxy::{EmailCall, Passthrough, ServiceInfo, ServiceProvisioned, SmsCall};
 pub use redeploy::{RedeployProgress, redeploy_batch};
 pub use reset::Recovered;

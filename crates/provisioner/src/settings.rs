@@ -22,6 +22,10 @@ pub const MIN_MAX_IDLE_AGE: Duration = Duration::from_secs(600);
 pub const MAX_MAX_IDLE_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Largest `createFailureLimit` accepted.
 pub const MAX_FAILURE_LIMIT: u32 = 1_000;
+/// Largest `parkedMax` accepted.
+pub const MAX_PARKED_MAX: u32 = 10_000;
+/// Longest `parkAfterMs` accepted (as long as the longest maximum idle age).
+pub const MAX_PARK_AFTER: Duration = MAX_MAX_IDLE_AGE;
 
 /// A change of some settings. A field left out keeps its value; `null` clears an optional one.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -45,6 +49,15 @@ pub struct SettingsPatch {
     /// Consecutive failed creations that engage the brake.
     #[serde(default)]
     pub create_failure_limit: Option<u32>,
+    /// Agents kept parked at all times.
+    #[serde(default)]
+    pub parked_min: Option<u32>,
+    /// Never more parked agents than this (0: no parked tier).
+    #[serde(default)]
+    pub parked_max: Option<u32>,
+    /// Idle milliseconds after which an agent above the warm target is parked.
+    #[serde(default)]
+    pub park_after_ms: Option<u64>,
 }
 
 /// `Option<Option<T>>` from JSON: absent → `None`, `null` → `Some(None)`.
@@ -106,6 +119,27 @@ pub fn validate(settings: &PoolSettings) -> Result<()> {
             format!("must be 1 to {MAX_FAILURE_LIMIT}"),
         ));
     }
+    if settings.parked_max > MAX_PARKED_MAX {
+        return Err(invalid(
+            "parkedMax",
+            format!("must be 0 (no parked tier) to {MAX_PARKED_MAX}"),
+        ));
+    }
+    if settings.parked_min > settings.parked_max {
+        return Err(invalid(
+            "parkedMin",
+            format!(
+                "must not be above parkedMax ({}); set both to 0 to turn the parked tier off",
+                settings.parked_max
+            ),
+        ));
+    }
+    if settings.park_after > MAX_PARK_AFTER {
+        return Err(invalid(
+            "parkAfterMs",
+            format!("must be 0 to {} milliseconds", MAX_PARK_AFTER.as_millis()),
+        ));
+    }
     Ok(())
 }
 
@@ -126,6 +160,11 @@ impl SettingsPatch {
                 .map(|ms| ms.map(Duration::from_millis))
                 .unwrap_or(current.max_idle_age),
             create_failure_limit: self.create_failure_limit.unwrap_or(current.create_failure_limit),
+            parked_min: self.parked_min.unwrap_or(current.parked_min),
+            parked_max: self.parked_max.unwrap_or(current.parked_max),
+            park_after: self
+                .park_after_ms
+                .map_or(current.park_after, Duration::from_millis),
         }
     }
 }
@@ -164,6 +203,9 @@ mod tests {
             idle_schedule: None,
             max_idle_age: None,
             create_failure_limit: 5,
+            parked_min: 300,
+            parked_max: 500,
+            park_after: Duration::from_secs(600),
         }
     }
 
@@ -194,6 +236,25 @@ mod tests {
             Some("maxIdleAgeMs")
         );
         assert_eq!(with(|s| s.create_failure_limit = 0), Some("createFailureLimit"));
+        assert_eq!(with(|s| s.parked_min = 501), Some("parkedMin"), "above parkedMax");
+        assert_eq!(
+            with(|s| s.parked_max = 0),
+            Some("parkedMin"),
+            "parkedMax 0 needs parkedMin 0"
+        );
+        assert_eq!(
+            with(|s| {
+                s.parked_min = 0;
+                s.parked_max = 0;
+            }),
+            None,
+            "the tier off"
+        );
+        assert_eq!(with(|s| s.parked_max = MAX_PARKED_MAX + 1), Some("parkedMax"));
+        assert_eq!(
+            with(|s| s.park_after = MAX_PARK_AFTER + Duration::from_millis(1)),
+            Some("parkAfterMs")
+        );
         assert_eq!(
             with(|s| s.idle_schedule = Some("mon-fri 08:00-20:00 Europe/Berlin=20; *=2".into())),
             None

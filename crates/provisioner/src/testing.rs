@@ -103,7 +103,8 @@ pub fn unthrottled() -> SimConfig {
     config
 }
 
-/// The runtime settings a test pool starts with: nothing kept warm, no cap, a brake at 5.
+/// The runtime settings a test pool starts with: nothing kept warm, no cap, a brake at 5, no
+/// parked tier (a test that wants one sets it).
 pub fn test_settings() -> PoolSettings {
     PoolSettings {
         min_idle: 0,
@@ -112,6 +113,9 @@ pub fn test_settings() -> PoolSettings {
         idle_schedule: None,
         max_idle_age: None,
         create_failure_limit: 5,
+        parked_min: 0,
+        parked_max: 0,
+        park_after: pool_sizing::DEFAULT_PARK_AFTER,
     }
 }
 

@@ -28,6 +28,13 @@ pub struct PoolSettings {
     pub max_idle_age: Option<Duration>,
     /// Consecutive failed creations that engage the brake (`POOL_CREATE_FAILURE_LIMIT`).
     pub create_failure_limit: u32,
+    /// Agents kept parked at all times (`POOL_PARKED_MIN`).
+    pub parked_min: u32,
+    /// Never more parked agents than this; 0 turns the parked tier off (`POOL_PARKED_MAX`).
+    pub parked_max: u32,
+    /// Idle time after which an agent above the warm target is parked (`POOL_PARK_AFTER_MS`).
+    #[serde(rename = "parkAfterMs", with = "millis")]
+    pub park_after: Duration,
 }
 
 /// The settings with when and by whom they were last changed.
@@ -58,6 +65,17 @@ pub struct PoolEvent {
     pub detail: serde_json::Value,
 }
 
+mod millis {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    /// Writes `d` as whole milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
 mod optional_millis {
     use std::time::Duration;
 
@@ -76,6 +94,10 @@ fn to_i32(n: u32, field: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| StoreError::Config(format!("{field}: {n} is too large")))
 }
 
+fn to_i64_millis(d: Duration, field: &str) -> Result<i64> {
+    i64::try_from(d.as_millis()).map_err(|_| StoreError::Config(format!("{field}: {d:?} is too large")))
+}
+
 fn from_row(row: &tokio_postgres::Row) -> Result<StoredSettings> {
     let count = |col: &str| -> Result<u32> {
         let v: i32 = row.try_get(col)?;
@@ -83,6 +105,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<StoredSettings> {
     };
     let max_total: Option<i32> = row.try_get("max_total")?;
     let max_idle_age: Option<i64> = row.try_get("max_idle_age_ms")?;
+    let park_after: i64 = row.try_get("park_after_ms")?;
     Ok(StoredSettings {
         settings: PoolSettings {
             min_idle: count("min_idle")?,
@@ -91,13 +114,17 @@ fn from_row(row: &tokio_postgres::Row) -> Result<StoredSettings> {
             idle_schedule: row.try_get("idle_schedule")?,
             max_idle_age: max_idle_age.map(|ms| Duration::from_millis(ms.max(0) as u64)),
             create_failure_limit: count("create_failure_limit")?,
+            parked_min: count("parked_min")?,
+            parked_max: count("parked_max")?,
+            park_after: Duration::from_millis(park_after.max(0) as u64),
         },
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
     })
 }
 
-const COLUMNS: &str = "min_idle, max_total, paused, idle_schedule, max_idle_age_ms, create_failure_limit, updated_at, updated_by";
+const COLUMNS: &str = "min_idle, max_total, paused, idle_schedule, max_idle_age_ms, create_failure_limit, \
+     parked_min, parked_max, park_after_ms, updated_at, updated_by";
 
 impl Store {
     /// Writes the settings if none are stored yet (the first start). Returns what is stored
@@ -109,7 +136,8 @@ impl Store {
         let inserted = client
             .execute(
                 "INSERT INTO pool_settings (id, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
-                 create_failure_limit, updated_by) VALUES (1, $1, $2, $3, $4, $5, $6, 'environment') \
+                 create_failure_limit, parked_min, parked_max, park_after_ms, updated_by) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'environment') \
                  ON CONFLICT (id) DO NOTHING",
                 &[
                     &to_i32(seed.min_idle, "minIdle")?,
@@ -118,6 +146,9 @@ impl Store {
                     &seed.idle_schedule,
                     &max_idle_age,
                     &to_i32(seed.create_failure_limit, "createFailureLimit")?,
+                    &to_i32(seed.parked_min, "parkedMin")?,
+                    &to_i32(seed.parked_max, "parkedMax")?,
+                    &to_i64_millis(seed.park_after, "parkAfterMs")?,
                 ],
             )
             .await?;
@@ -164,7 +195,8 @@ impl Store {
         let max_total = new.max_total.map(|n| to_i32(n, "maxTotal")).transpose()?;
         let sql = format!(
             "UPDATE pool_settings SET min_idle = $1, max_total = $2, paused = $3, idle_schedule = $4, \
-             max_idle_age_ms = $5, create_failure_limit = $6, updated_at = now(), updated_by = $7 \
+             max_idle_age_ms = $5, create_failure_limit = $6, updated_at = now(), updated_by = $7, \
+             parked_min = $8, parked_max = $9, park_after_ms = $10 \
              WHERE id = 1 RETURNING {COLUMNS}"
         );
         let after = from_row(
@@ -178,6 +210,9 @@ impl Store {
                     &max_idle_age,
                     &to_i32(new.create_failure_limit, "createFailureLimit")?,
                     &actor,
+                    &to_i32(new.parked_min, "parkedMin")?,
+                    &to_i32(new.parked_max, "parkedMax")?,
+                    &to_i64_millis(new.park_after, "parkAfterMs")?,
                 ],
             )
             .await?,

@@ -24,6 +24,9 @@ fn seed() -> PoolSettings {
         idle_schedule: None,
         max_idle_age: Some(Duration::from_secs(86_400)),
         create_failure_limit: 5,
+        parked_min: 0,
+        parked_max: 0,
+        park_after: Duration::from_secs(600),
     }
 }
 

@@ -48,6 +48,15 @@ fn patch(form: &HashMap<String, String>) -> Result<SettingsPatch, String> {
                 .transpose()?,
         ),
         create_failure_limit: Some(required("createFailureLimit")?),
+        // Left out of the form: unchanged.
+        parked_min: small("parkedMin")?,
+        parked_max: small("parkedMax")?,
+        park_after_ms: number("parkAfterMinutes")?
+            .map(|m| {
+                m.checked_mul(60_000)
+                    .ok_or_else(|| format!("parkAfterMinutes: {m} is too large"))
+            })
+            .transpose()?,
     })
 }
 
@@ -115,6 +124,9 @@ mod tests {
             ("idleSchedule", " *=2 "),
             ("maxIdleAgeMinutes", "90"),
             ("createFailureLimit", "5"),
+            ("parkedMin", "50"),
+            ("parkedMax", "200"),
+            ("parkAfterMinutes", "15"),
         ]))
         .unwrap();
         assert_eq!(p.min_idle, Some(4));
@@ -123,6 +135,8 @@ mod tests {
         assert_eq!(p.idle_schedule, Some(Some("*=2".into())));
         assert_eq!(p.max_idle_age_ms, Some(Some(90 * 60_000)));
         assert_eq!(p.create_failure_limit, Some(5));
+        assert_eq!((p.parked_min, p.parked_max), (Some(50), Some(200)));
+        assert_eq!(p.park_after_ms, Some(15 * 60_000));
     }
 
     #[test]

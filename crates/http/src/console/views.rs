@@ -297,6 +297,12 @@ pub struct SettingsForm {
     pub max_idle_age_minutes: String,
     /// `createFailureLimit`.
     pub create_failure_limit: u32,
+    /// `parkedMin`.
+    pub parked_min: u32,
+    /// `parkedMax`.
+    pub parked_max: u32,
+    /// `parkAfterMs` in minutes.
+    pub park_after_minutes: u64,
     /// Who changed them last.
     pub updated_by: String,
     /// When.
@@ -316,6 +322,9 @@ impl SettingsForm {
                 .map(|a| (a.as_secs() / 60).to_string())
                 .unwrap_or_default(),
             create_failure_limit: s.create_failure_limit,
+            parked_min: s.parked_min,
+            parked_max: s.parked_max,
+            park_after_minutes: s.park_after.as_secs() / 60,
             updated_by: stored.updated_by.clone(),
             updated: When::at(stored.updated_at, now),
         }

@@ -405,7 +405,7 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::GetSettings,
             method: "GET",
             path: "/api/pool/settings",
-            summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit) and the creation brake",
+            summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit, parkedMin, parkedMax, parkAfterMs) and the creation brake",
             access: Access::Admin,
             request: None,
             responses: &[(200, "settings", Some("Settings")), UNAUTHORIZED],

@@ -180,7 +180,8 @@ pub(super) async fn record_adoption(
             let to_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
             tx.execute(
                 "INSERT INTO pool_settings (id, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
-                     create_failure_limit, updated_by) VALUES (1, $1, $2, $3, $4, $5, $6, 'node-adoption')",
+                     create_failure_limit, parked_min, parked_max, park_after_ms, updated_by) \
+                     VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'node-adoption')",
                 &[
                     &min_idle,
                     &seed.max_total.map(to_i32),
@@ -188,6 +189,9 @@ pub(super) async fn record_adoption(
                     &seed.idle_schedule,
                     &seed.max_idle_age.map(|d| d.as_millis() as i64),
                     &to_i32(seed.create_failure_limit),
+                    &to_i32(seed.parked_min),
+                    &to_i32(seed.parked_max),
+                    &(seed.park_after.as_millis() as i64),
                 ],
             )
             .await?;
