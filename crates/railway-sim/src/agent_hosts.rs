@@ -110,6 +110,8 @@ struct Shared {
     directory: Mutex<Directory>,
     authority: Authority,
     keep_alive: AtomicBool,
+    /// Added before each answer: the round trip to an agent across the internet (ms).
+    round_trip_ms: AtomicU64,
     counters: Counters,
 }
 
@@ -262,6 +264,7 @@ impl AgentHosts {
             directory: Mutex::default(),
             authority: Authority::new()?,
             keep_alive: AtomicBool::new(true),
+            round_trip_ms: AtomicU64::new(0),
             counters: Counters::default(),
         });
         let mut tasks = Vec::new();
@@ -324,6 +327,14 @@ impl AgentHosts {
     /// `Connection: close`: each request then costs a new connection, and a handshake.
     pub fn set_keep_alive(&self, keep_alive: bool) {
         self.shared.keep_alive.store(keep_alive, Ordering::SeqCst);
+    }
+
+    /// Time added before each answer (none by default): an agent on Railway is a round trip
+    /// across the internet away (tens of milliseconds), not a loopback hop.
+    pub fn set_round_trip(&self, round_trip: Duration) {
+        self.shared
+            .round_trip_ms
+            .store(round_trip.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Counters since start.
@@ -492,6 +503,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Waits the round trip set with [`AgentHosts::set_round_trip`].
+async fn round_trip(shared: &Shared) {
+    let ms = shared.round_trip_ms.load(Ordering::SeqCst);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 /// The domain of the agent at `dialed` (`None`: nobody is served there).
 fn agent_domain(shared: &Shared, dialed: Dialed) -> Option<String> {
     shared.counters.requests.fetch_add(1, Ordering::SeqCst);
@@ -517,6 +536,7 @@ async fn health(
     ConnectInfo(dialed): ConnectInfo<Dialed>,
     headers: HeaderMap,
 ) -> Response {
+    round_trip(&shared).await;
     let response = match agent_domain(&shared, dialed) {
         Some(domain) => crate::server::agent_health(State(shared.sim.clone()), Path(domain), headers).await,
         None => not_found(),

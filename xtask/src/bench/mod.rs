@@ -31,12 +31,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
     runtime.block_on(async {
         match which {
             "railway" => railway::run().await,
-            "tick" => tick::run().await,
+            "tick" => tick::run(&args[1..]).await,
             "claim" => claim::run().await,
             "fill" => fill::run().await,
             "all" => {
                 railway::run().await?;
-                tick::run().await?;
+                tick::run(&[]).await?;
                 claim::run().await?;
                 fill::run().await?;
                 sizing::run(&[])
