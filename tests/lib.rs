@@ -135,6 +135,9 @@ pub fn sim_environment(
         ("POOL_MAX_TOTAL", "1000".to_string()),
         ("POOL_ALLOW_UNVERIFIED_DATABASE_TLS", "true".to_string()),
         ("POOL_MIN_IDLE", "2".to_string()),
+        // No parked tier (its defaults keep 300 agents parked): the tests about anything else
+        // see the pool's warm behaviour exactly; the tiers' own tests turn it on.
+        ("POOL_PARKED_MAX", "0".to_string()),
         ("TICK_INTERVAL_MS", "300".to_string()),
         ("POOL_STUCK_TIMEOUT_MS", "20000".to_string()),
         ("POOL_PROVISION_TIMEOUT_MS", "20000".to_string()),
@@ -235,6 +238,12 @@ impl ManagerProcess {
         } else {
             Err(format!("kill -{signal} {pid} failed"))
         }
+    }
+
+    /// How the process ended, if it has (a terminal's Ctrl-C reaches it along with its
+    /// parent); `None` while it runs.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>, String> {
+        self.child.try_wait().map_err(|e| e.to_string())
     }
 
     /// Waits for the process to exit; its exit code.

@@ -122,18 +122,19 @@ async fn changing_min_idle_through_the_api_grows_the_pool_without_a_restart() {
     assert_eq!(actor, "admin key");
     assert!(detail.contains("minIdle"), "{detail}");
 
-    // The parked tier's settings change the same way (both 0: the tier off).
+    // The parked tier's settings change the same way. The harness seeds parkedMax 0 (the tier
+    // off), and parkedMin's default follows it down to 0.
     let changed = put_settings(
         &manager,
-        json!({"parkedMin": 0, "parkedMax": 0, "parkAfterMs": 900000}),
+        json!({"parkedMin": 0, "parkedMax": 4, "parkAfterMs": 900000}),
     )
     .await;
     assert_eq!(changed.status, 200, "{}", String::from_utf8_lossy(&changed.body));
     let changed = body(&changed);
-    assert_eq!(changed["before"]["parkedMin"], 300, "the default");
-    assert_eq!(changed["before"]["parkedMax"], 500, "the default");
+    assert_eq!(changed["before"]["parkedMin"], 0, "seeded: POOL_PARKED_MAX=0");
+    assert_eq!(changed["before"]["parkedMax"], 0, "seeded: POOL_PARKED_MAX=0");
     assert_eq!(changed["before"]["parkAfterMs"], 600_000, "the default");
-    assert_eq!(changed["after"]["parkedMax"], 0);
+    assert_eq!(changed["after"]["parkedMax"], 4);
     assert_eq!(changed["after"]["parkAfterMs"], 900_000);
 
     // The status explains the target.
@@ -156,7 +157,7 @@ async fn a_claim_on_an_empty_pool_answers_503_at_once_or_waits_for_an_agent_when
     assert!(refused.headers.contains_key("retry-after"));
 
     // A wait beyond the maximum, or not a number, is a 400 naming the header.
-    for bad in ["wait=121", "wait=-1", "wait=soon"] {
+    for bad in ["wait=301", "wait=-1", "wait=soon"] {
         let answer = claim(&manager, Some(bad), "Ada").await;
         assert_eq!(answer.status, 400, "{bad}");
         assert!(String::from_utf8_lossy(&answer.body).contains("Prefer"), "{bad}");

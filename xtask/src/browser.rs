@@ -253,17 +253,18 @@ async fn run() -> Result<(), String> {
 /// run are the pool's own.
 async fn seed_a_day_of_history(db: &TestDatabase) -> Result<(), String> {
     let client = db.client().await;
+    // The whole pool's history ('') and its one runtime's, the same here.
     client
         .batch_execute(
-            "INSERT INTO pool_samples (at, idle, claimed, warm, target, reason)
-             SELECT date_trunc('minute', now()) - m * interval '1 minute',
+            "INSERT INTO pool_samples (shape, at, idle, claimed, warm, target, reason)
+             SELECT shape, date_trunc('minute', now()) - m * interval '1 minute',
                     greatest(0, round(6 + 4 * sin(m / 229.0) - (m % 97 = 0)::int * 5))::int,
                     round(10 + 8 * sin(m / 229.0 + 1.2))::int,
                     greatest(0, round(6 + 4 * sin(m / 229.0)))::int,
                     round(6.5 + 4 * sin(m / 229.0))::int,
                     'seeded history'
-               FROM generate_series(5, 24 * 60 - 1) AS m
-             ON CONFLICT (at) DO NOTHING;
+               FROM generate_series(5, 24 * 60 - 1) AS m, (VALUES (''), ('openclaw')) AS shapes(shape)
+             ON CONFLICT (shape, at) DO NOTHING;
              INSERT INTO claim_refusals (at)
              SELECT now() - h * interval '1 hour' - (r * 7) * interval '1 minute'
                FROM generate_series(3, 23, 5) AS h, generate_series(1, 3) AS r;",
@@ -300,6 +301,14 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The stock by runtime: the whole pool's row (live-updated like the counts) and its cost.
+    let warm = b.text(&b.css("[data-stock=':warm']").await?).await?;
+    let cost = b.text(&b.css("[data-stock=':cost']").await?).await?;
+    if warm.trim() != "2" || !cost.starts_with('$') {
+        return Err(format!(
+            "the stock table shows {warm:?} warm at {cost:?} (want 2 warm and a cost in dollars)"
+        ));
+    }
     b.screenshot("2-fleet-filled").await?;
 
     println!("==> raise minIdle through the settings form; the running pool grows");
@@ -308,7 +317,7 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     b.type_into(&min_idle, "3").await?;
     b.click(&b.css("form.settings-form button").await?).await?;
     b.wait_for("the settings to be saved", Duration::from_secs(10), |s| {
-        s.contains("Settings saved")
+        s.contains("Settings of openclaw saved")
     })
     .await?;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -332,6 +341,19 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     b.screenshot("3-settings-changed").await?;
     b.scroll_to(&b.css("section.chart-card").await?).await?;
     b.screenshot("4-chart").await?;
+
+    println!("==> narrow the chart to one runtime");
+    b.click(&b.css("#chart-runtime option[value='openclaw']").await?)
+        .await?;
+    b.wait_for("the openclaw chart", Duration::from_secs(10), |s| {
+        s.contains("Last 24 hours: openclaw")
+    })
+    .await?;
+    if !b.url().await?.contains("runtime=openclaw") {
+        return Err("choosing a runtime did not show its chart".into());
+    }
+    b.scroll_to(&b.css("section.chart-card").await?).await?;
+    b.screenshot("4b-chart-openclaw").await?;
 
     println!("==> launch an agent");
     b.type_into(&b.css("#agentName").await?, "Browser agent").await?;

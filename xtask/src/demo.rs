@@ -2,8 +2,9 @@
 //!
 //! Against the local PostgreSQL and an in-process Railway simulator, it starts the real
 //! `pool-manager` binary, shows the pool filling (counts by status, Railway budget used),
-//! makes one claim and prints its invite URL, then keeps running until Ctrl-C and shuts the
-//! pool manager down cleanly.
+//! makes one claim and prints its invite URL, shows the parked tier filling behind it (a small
+//! one: `POOL_PARKED_MIN` 2, `POOL_PARKED_MAX` 4), then keeps running until Ctrl-C and shuts
+//! the pool manager down cleanly.
 //!
 //! When nothing answers at the database address but PostgreSQL's server programs are installed,
 //! it runs on a private, throwaway cluster instead (`private_postgres`), removed on exit.
@@ -19,6 +20,9 @@ use tokio_postgres::NoTls;
 
 const DEMO_DATABASE: &str = "pool_demo";
 const MIN_IDLE: u64 = 3;
+/// The parked tier the demo keeps (the harness turns it off): small, so it fills in seconds.
+const PARKED_MIN: u64 = 2;
+const PARKED_MAX: u64 = 4;
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut port = 8080u16;
@@ -179,6 +183,8 @@ async fn start_and_claim(server_url: &str, port: u16) -> Result<(SimHandle, Mana
         .map_err(|e| e.to_string())?;
     let mut env = sim_environment(&sim, &database_url, port);
     env.insert("POOL_MIN_IDLE".into(), MIN_IDLE.to_string());
+    env.insert("POOL_PARKED_MIN".into(), PARKED_MIN.to_string());
+    env.insert("POOL_PARKED_MAX".into(), PARKED_MAX.to_string());
     env.insert("TICK_INTERVAL_MS".into(), "1000".into());
     env.insert("RUST_LOG".into(), "warn".into());
     let mut manager = ManagerProcess::start(&binary, &env).await?;
@@ -202,13 +208,11 @@ async fn start_and_claim(server_url: &str, port: u16) -> Result<(SimHandle, Mana
         let counts = manager.counts().await?;
         let requests = sim.counters().requests_total;
         println!(
-            "[{:>4.1}s] creating {} · starting {} · idle {} · claimed {}   Railway requests so far: {requests}",
+            "[{:>4.1}s] {}   Railway requests so far: {requests}",
             started.elapsed().as_secs_f64(),
-            field(&counts, "creating"),
-            field(&counts, "starting"),
-            field(&counts, "idle"),
-            field(&counts, "claimed"),
+            counts_line(&counts),
         );
+        // The first claim waits for the warm agents only, not for the parked tier.
         if field(&counts, "idle") >= MIN_IDLE as i64 {
             break;
         }
@@ -241,12 +245,67 @@ async fn start_and_claim(server_url: &str, port: u16) -> Result<(SimHandle, Mana
     );
     println!("  invite URL: {}", body["inviteUrl"].as_str().unwrap_or_default());
     println!();
+    show_parked_tier(&sim, &manager).await?;
+    println!();
     println!("the pool refills in the background; press Ctrl-C to stop");
     Ok((sim, manager))
 }
 
+/// Counts by status, the parked tier's included.
+fn counts_line(counts: &Value) -> String {
+    format!(
+        "creating {} · starting {} · idle {} · claimed {} · parking {} · parked {} · waking {}",
+        field(counts, "creating"),
+        field(counts, "starting"),
+        field(counts, "idle"),
+        field(counts, "claimed"),
+        field(counts, "parking"),
+        field(counts, "parked"),
+        field(counts, "waking"),
+    )
+}
+
+/// Watches the pool after the claim until the warm and parked tiers are full again (at most a
+/// minute; the demo goes on either way), then says what the parked agents are.
+async fn show_parked_tier(sim: &SimHandle, manager: &ManagerProcess) -> Result<(), String> {
+    let requests = |name: &str| sim.counters().requests.get(name).copied().unwrap_or(0);
+    let started = tokio::time::Instant::now();
+    let mut full = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        let counts = manager.counts().await?;
+        println!(
+            "[{:>4.1}s] {}",
+            started.elapsed().as_secs_f64(),
+            counts_line(&counts)
+        );
+        full = field(&counts, "idle") >= MIN_IDLE as i64
+            && field(&counts, "parked") >= PARKED_MIN as i64
+            && field(&counts, "creating") + field(&counts, "starting") + field(&counts, "parking") == 0;
+        if full {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (creates, removes, deploys) = (
+        requests("projectCreate"),
+        requests("deploymentRemove"),
+        requests("serviceInstanceDeployV2"),
+    );
+    println!(
+        "parked agents (POOL_PARKED_MIN={PARKED_MIN}, POOL_PARKED_MAX={PARKED_MAX}){}: provisioned, their deployment removed (deploymentRemove), so they cost storage only; a claim on an empty warm tier wakes one with one deploy (serviceInstanceDeployV2), no projectCreate",
+        if full { "" } else { " (still filling)" }
+    );
+    println!(
+        "  Railway so far: projectCreate {creates} · deploymentRemove (parks) {removes} · serviceInstanceDeployV2 (wakes) {deploys}"
+    );
+    Ok(())
+}
+
 /// Keeps the simulator and the pool manager running until interrupted, then stops the pool
-/// manager cleanly.
+/// manager cleanly. A terminal's Ctrl-C reaches the whole process group, so the pool manager
+/// may have received it too and be stopping (or stopped) on its own: a stopped one is not
+/// signalled, only reaped (a SIGTERM to one still stopping changes nothing: its handlers stay
+/// installed), and how it ended is reported either way.
 async fn wait_and_stop(
     interrupt: &mut Interrupt,
     sim: SimHandle,
@@ -254,13 +313,26 @@ async fn wait_and_stop(
 ) -> Result<(), String> {
     interrupt.received().await;
     println!("\nstopping the pool manager …");
-    manager.signal("TERM")?;
+    if manager.exited()?.is_none()
+        && let Err(e) = manager.signal("TERM")
+        // Gone between the two looks: it stopped on its own after all.
+        && manager.exited()?.is_none()
+    {
+        return Err(e);
+    }
     let stopped = match manager.wait_exit(Duration::from_secs(30)).await? {
         Some(0) => {
             println!("stopped cleanly");
             Ok(())
         }
-        code => Err(format!("pool-manager exited with {code:?}")),
+        Some(code) => Err(format!(
+            "pool-manager exited with code {code}:\n{}",
+            manager.output_text()
+        )),
+        None => Err(format!(
+            "pool-manager was killed by a signal:\n{}",
+            manager.output_text()
+        )),
     };
     drop(sim);
     stopped

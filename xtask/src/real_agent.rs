@@ -14,7 +14,9 @@
 //! - the claim's `profileImage` and `metadata` recorded by the stub runtime;
 //! - a self-destruct, asked of the agent's pool server from inside its container as the
 //!   runtime does (`runtime/openclaw/src/convos/src/channel.ts:1619-1640`), relayed to the pool
-//!   (`pool-server/index.ts:456-501`): that agent is torn down and idle returns to the target.
+//!   (`pool-server/index.ts:456-501`): that agent is torn down and idle returns to the target;
+//! - the runtime every agent reported is `openclaw`, its shape's, and no `runtime_mismatch`
+//!   event was raised.
 //!
 //! The runtime's source: `CONVOS_RUNTIME_DIR` (a checkout of the repository), else a
 //! `git archive` of the pinned commit from the local mirror when there is one.
@@ -261,7 +263,7 @@ async fn scenario(built: Built) -> Result<(), String> {
     let env = sim_environment(&sim, db.url(), free_port()?);
     let mut manager = ManagerProcess::start(&binary, &env).await?;
     let result = match manager.wait_healthy(Duration::from_secs(60)).await {
-        Ok(()) => steps(&manager, &sim, &built).await,
+        Ok(()) => steps(&manager, &sim, &built, &db).await,
         Err(e) => Err(e),
     };
     if result.is_err() {
@@ -290,7 +292,12 @@ async fn scenario(built: Built) -> Result<(), String> {
 
 /// The scenario's checks, in order; each prints `PASS …` or `FAIL …`, and a failed one does not
 /// stop those that do not need it.
-async fn steps(manager: &ManagerProcess, sim: &railway_sim::SimHandle, built: &Built) -> Result<(), String> {
+async fn steps(
+    manager: &ManagerProcess,
+    sim: &railway_sim::SimHandle,
+    built: &Built,
+    db: &TestDatabase,
+) -> Result<(), String> {
     let started = Instant::now();
     let counts = manager
         .wait_counts(Duration::from_secs(240), |c| c["idle"] == 2)
@@ -347,6 +354,7 @@ async fn steps(manager: &ManagerProcess, sim: &railway_sim::SimHandle, built: &B
         Ok(id) => check(self_destruct(manager, sim, &id).await),
         Err(e) => check(Err(format!("self-destruct: no claimed agent ({e})"))),
     }
+    check(runtime_reported(db).await);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -404,6 +412,53 @@ async fn pending_join(
     Ok(format!(
         "pending join: 200 with status pending_acceptance; 20 s later agent {id} is {} and its pool server (:{port}) runs",
         later["status"]
+    ))
+}
+
+/// The runtime the real pool servers reported (`runtime` of `/pool/health`,
+/// `pool-server/index.ts:359`, recorded by the tick as `runtime_name`) is the shape's,
+/// `openclaw`, for every agent that reported one (at least one did), and no
+/// `runtime_mismatch` event was raised for any agent (issue 22).
+async fn runtime_reported(db: &TestDatabase) -> Result<String, String> {
+    let client = db.client().await;
+    let mismatches: Vec<String> = client
+        .query(
+            "SELECT agent_id || ': ' || reason FROM agent_events WHERE kind = 'runtime_mismatch' ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let reported: Vec<(String, String, String)> = client
+        .query(
+            "SELECT id, shape, runtime_name FROM agent_metadata WHERE runtime_name IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    if !mismatches.is_empty() {
+        return Err(format!("runtime: runtime_mismatch events raised: {mismatches:?}"));
+    }
+    if reported.is_empty() {
+        return Err("runtime: no agent reported its runtime".into());
+    }
+    let wrong: Vec<&(String, String, String)> = reported
+        .iter()
+        .filter(|(_, shape, runtime)| runtime != "openclaw" || runtime != shape)
+        .collect();
+    if !wrong.is_empty() {
+        return Err(format!(
+            "runtime: agents reported another runtime than openclaw, their shape's: {wrong:?}"
+        ));
+    }
+    Ok(format!(
+        "runtime: all {} agents that reported one report openclaw, their shape's; no runtime_mismatch event",
+        reported.len()
     ))
 }
 

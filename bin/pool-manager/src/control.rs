@@ -1,7 +1,7 @@
 //! The binary's bridge between the reconciler and the HTTP layer: `pool-http` knows only the
 //! small [`PoolControl`] interface, and this adapter is the one place that knows both.
 
-use pool_http::{PoolControl, ReconcilerView, TickView};
+use pool_http::{PoolControl, ProberView, ReconcilerView, TickView};
 use pool_reconciler::Reconciler;
 
 /// The reconciler behind [`PoolControl`].
@@ -31,8 +31,22 @@ impl PoolControl for ReconcilerControl {
 
     fn reconciler(&self) -> ReconcilerView {
         let status = self.reconciler.status();
+        let prober = self.reconciler.prober();
+        let probed = prober.stats();
         ReconcilerView {
+            prober: Some(ProberView {
+                agents: probed.agents,
+                interval_ms: u64::try_from(prober.interval().as_millis()).unwrap_or(u64::MAX),
+                intervals: probed.intervals,
+                checks: probed.checks,
+                failures: probed.failures,
+                reprobes: probed.reprobes,
+                reprobe_failures: probed.confirmed,
+                in_flight: probed.in_flight,
+                checks_per_interval: ProberView::mean_checks_per_interval(probed.checks, probed.intervals),
+            }),
             is_leader: status.is_leader,
+            replica: Some(self.reconciler.replica_id().to_string()),
             ticks: status.ticks,
             sizings: status.sizings,
             looks: status.looks,

@@ -115,10 +115,12 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("agents: {e}"))?;
     // The environment seeds the runtime settings on the first start only; after that the API
     // and the console change them, and the stored values win.
-    let stored = store
-        .seed_settings(&config.settings)
+    // Every shape's settings start from the same variables (a shape added later too).
+    provisioner
+        .seed_shape_settings(&config.settings)
         .await
         .map_err(|e| e.to_string())?;
+    let stored = provisioner.settings().await.map_err(|e| e.to_string())?;
     if stored.settings != config.settings {
         tracing::warn!(
             stored = ?stored.settings,
@@ -148,7 +150,8 @@ async fn run() -> Result<(), String> {
     let reconciler_task = tokio::spawn(reconciler.run(wait_for(stop_rx.clone())));
     tracing::info!(
         listen = %config.listen,
-        image = %config.provisioner.image,
+        runtimes = %config.provisioner.shapes.names().join(","),
+        image = %config.provisioner.default_shape().image,
         environment = %config.provisioner.environment_name,
         "pool manager ready"
     );

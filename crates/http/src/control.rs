@@ -35,6 +35,42 @@ pub struct ReconcilerView {
     /// The breaker, while it is open: too many agents failed their checks at once, so
     /// per-agent Railway reads and demotions are stopped; what its sample read said.
     pub breaker: Option<String>,
+    /// The prober of the fleet's health on this replica (`None`: none runs here).
+    pub prober: Option<ProberView>,
+    /// This replica's id among the fleet's replicas (`None`: it takes no shards).
+    pub replica: Option<String>,
+}
+
+/// The prober: the health checks it spreads over each interval, since this replica started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProberView {
+    /// Agents on its roster (checked once an interval each).
+    pub agents: usize,
+    /// The interval every agent is checked once in, milliseconds.
+    pub interval_ms: u64,
+    /// Whole intervals gone through.
+    pub intervals: u64,
+    /// Checks finished.
+    pub checks: u64,
+    /// Of those, failed (not ready, no answer).
+    pub failures: u64,
+    /// Re-probes on a fresh connection after a first failure.
+    pub reprobes: u64,
+    /// Of those, failed again (confirmed failures).
+    pub reprobe_failures: u64,
+    /// Checks in flight now.
+    pub in_flight: usize,
+    /// Checks finished per whole interval, on average (`None` before the first interval
+    /// ended).
+    pub checks_per_interval: Option<f64>,
+}
+
+impl ProberView {
+    /// The mean checks per interval of these counters.
+    pub fn mean_checks_per_interval(checks: u64, intervals: u64) -> Option<f64> {
+        (intervals > 0).then(|| (checks as f64 / intervals as f64 * 10.0).round() / 10.0)
+    }
 }
 
 /// One tick, as far as an operator cares.

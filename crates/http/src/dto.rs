@@ -22,6 +22,15 @@ pub struct Counts {
     pub pending_acceptance: i64,
     /// Claimed and dead.
     pub crashed: i64,
+    /// Being parked (its deployment being removed).
+    #[serde(default)]
+    pub parking: i64,
+    /// Parked: provisioned, no deployment running; woken by one deploy.
+    #[serde(default)]
+    pub parked: i64,
+    /// Being woken.
+    #[serde(default)]
+    pub waking: i64,
     /// Being torn down.
     pub deleting: i64,
     /// All of the above.
@@ -38,6 +47,9 @@ impl From<&StatusCounts> for Counts {
             claimed: c.claimed,
             pending_acceptance: c.pending_acceptance,
             crashed: c.crashed,
+            parking: c.parking,
+            parked: c.parked,
+            waking: c.waking,
             deleting: c.deleting,
             total: c.total(),
         }
@@ -150,6 +162,35 @@ pub struct StatusReply {
     pub brake: pool_store::BrakeState,
     /// The newest rollout (running, or how the last one ended).
     pub rollout: Option<pool_provisioner::RolloutView>,
+    /// The runtime a claim without `runtime` gets.
+    pub default_runtime: String,
+    /// Each runtime's stock: counts, tiers, monthly cost, target, waiting claims, brake.
+    pub runtimes: std::collections::BTreeMap<String, crate::stock::RuntimeStock>,
+    /// The whole pool's tiers.
+    pub tiers: crate::stock::Tiers,
+    /// What the whole pool's stock costs a month, estimated.
+    pub monthly_cost: crate::stock::MonthlyCost,
+    /// The assumptions of every cost figure (agent size, Railway Pro prices, what is counted).
+    pub cost_assumptions: crate::stock::CostAssumptions,
+    /// The prober of the fleet's health on the replica that answers (`null`: none runs there;
+    /// only the leader's checks the fleet).
+    pub prober: Option<crate::ProberView>,
+    /// The answering replica's id among the fleet's replicas (`null`: it takes no shards).
+    pub replica: Option<String>,
+    /// The replicas sharing the fleet's shards, oldest first: their shards, their leases'
+    /// ages, which one leads.
+    pub replicas: Vec<crate::replicas::ReplicaView>,
+}
+
+/// `GET /api/pool/counts`: the whole pool's counts (the original's fields, as before) and
+/// each runtime's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountsReply {
+    /// The whole pool.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// By runtime.
+    pub runtimes: std::collections::BTreeMap<String, Counts>,
 }
 
 /// An event of an agent's timeline.

@@ -25,19 +25,21 @@ use crate::{AppState, Shared};
 pub struct DatabaseFacts {
     /// When it was read.
     pub read_at: Instant,
-    /// Live agents by status (`None`: the read failed).
-    pub counts: Option<StatusCounts>,
+    /// Live agents by status, per runtime: every configured runtime, in order, then any other
+    /// the rows name (`None`: the read failed).
+    pub counts: Option<Vec<(String, StatusCounts)>>,
     /// The creation brake (`None`: the read failed).
     pub brake: Option<BrakeState>,
     /// Live agents by runtime and version (`None`: the read failed).
     pub runtime_versions: Option<Vec<(String, String, i64)>>,
+    /// The replicas sharing the fleet (`None`: the read failed).
+    pub replicas: Option<Vec<crate::replicas::ReplicaView>>,
 }
 
 impl DatabaseFacts {
     async fn read(state: &AppState) -> Self {
         let store = state.provisioner.store();
-        let counts = store
-            .counts()
+        let counts = crate::stock::counts_by_runtime(store, &crate::stock::configured(state))
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "metrics: counts unavailable"))
             .ok();
@@ -51,11 +53,16 @@ impl DatabaseFacts {
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "metrics: runtime versions unavailable"))
             .ok();
+        let replicas = crate::replicas::read(store, state.control.reconciler().replica.as_deref())
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: replicas unavailable"))
+            .ok();
         Self {
             read_at: Instant::now(),
             counts,
             brake,
             runtime_versions,
+            replicas,
         }
     }
 }
@@ -145,19 +152,50 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         "pool_metrics_database_age_seconds {:.3}",
         facts.read_at.elapsed().as_secs_f64()
     );
-    if let Some(counts) = &facts.counts {
-        metric(&mut out, "pool_agents", "gauge", "Live agents by stored status.");
-        for (status, n) in [
-            (AgentStatus::Creating, counts.creating),
-            (AgentStatus::Starting, counts.starting),
-            (AgentStatus::Idle, counts.idle),
-            (AgentStatus::Claiming, counts.claiming),
-            (AgentStatus::Claimed, counts.claimed),
-            (AgentStatus::PendingAcceptance, counts.pending_acceptance),
-            (AgentStatus::Crashed, counts.crashed),
-            (AgentStatus::Deleting, counts.deleting),
-        ] {
-            let _ = writeln!(out, "pool_agents{{status=\"{status}\"}} {n}");
+    if let Some(by_runtime) = &facts.counts {
+        metric(
+            &mut out,
+            "pool_agents",
+            "gauge",
+            "Live agents by stored status and runtime (sum by status for the whole pool).",
+        );
+        for (runtime, counts) in by_runtime {
+            for (status, n) in [
+                (AgentStatus::Creating, counts.creating),
+                (AgentStatus::Starting, counts.starting),
+                (AgentStatus::Idle, counts.idle),
+                (AgentStatus::Claiming, counts.claiming),
+                (AgentStatus::Claimed, counts.claimed),
+                (AgentStatus::PendingAcceptance, counts.pending_acceptance),
+                (AgentStatus::Crashed, counts.crashed),
+                (AgentStatus::Parking, counts.parking),
+                (AgentStatus::Parked, counts.parked),
+                (AgentStatus::Waking, counts.waking),
+                (AgentStatus::Deleting, counts.deleting),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "pool_agents{{status=\"{status}\",runtime=\"{}\"}} {n}",
+                    label(runtime)
+                );
+            }
+        }
+        metric(
+            &mut out,
+            "pool_stock_monthly_dollars",
+            "gauge",
+            "What each runtime's stock costs a month at Railway Pro prices, estimated for an agent of the assumed size (see /api/pool/status costAssumptions): running stock and parked stock.",
+        );
+        let size = pool_sizing::AgentSize::ASSUMED;
+        for (runtime, counts) in by_runtime {
+            let cost = crate::stock::MonthlyCost::of(counts, &size);
+            for (tier, dollars) in [("running", cost.running_dollars), ("parked", cost.parked_dollars)] {
+                let _ = writeln!(
+                    out,
+                    "pool_stock_monthly_dollars{{runtime=\"{}\",tier=\"{tier}\"}} {dollars}",
+                    label(runtime)
+                );
+            }
         }
     }
     if let Some(versions) = &facts.runtime_versions {
@@ -181,6 +219,19 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
     metric(&mut out, "pool_claims_total", "counter", "Claims by outcome.");
     for (outcome, n) in &stats.claims.by_outcome {
         let _ = writeln!(out, "pool_claims_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    metric(
+        &mut out,
+        "pool_claims_by_runtime_total",
+        "counter",
+        "Claims of a known runtime by result: served, refused (no agent of that runtime), failed.",
+    );
+    for ((runtime, result), n) in &stats.claims_by_runtime {
+        let _ = writeln!(
+            out,
+            "pool_claims_by_runtime_total{{runtime=\"{}\",result=\"{result}\"}} {n}",
+            label(runtime)
+        );
     }
     metric(
         &mut out,
@@ -368,6 +419,9 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         "1 when this replica runs the reconciler.",
     );
     let _ = writeln!(out, "pool_is_leader {}", u8::from(status.is_leader));
+    if let Some(replicas) = &facts.replicas {
+        crate::replicas::write_metrics(&mut out, replicas);
+    }
     metric(
         &mut out,
         "pool_ticks_total",
@@ -396,6 +450,9 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         "1 while the breaker is open: too many agents failed at once, per-agent Railway reads and demotions stopped.",
     );
     let _ = writeln!(out, "pool_breaker_open {}", u8::from(status.breaker.is_some()));
+    if let Some(prober) = &status.prober {
+        prober_metrics(&mut out, prober);
+    }
     if let Some(tick) = &status.last_tick {
         metric(
             &mut out,
@@ -454,6 +511,63 @@ pub fn render(state: &AppState, facts: &DatabaseFacts) -> String {
         }
     }
     out
+}
+
+/// The prober's counters (see [`crate::ProberView`]).
+fn prober_metrics(out: &mut String, p: &crate::ProberView) {
+    for (name, kind, help, value) in [
+        (
+            "pool_prober_agents",
+            "gauge",
+            "Agents on the prober's roster (each checked once an interval).",
+            p.agents as f64,
+        ),
+        (
+            "pool_prober_interval_seconds",
+            "gauge",
+            "The interval every agent is checked once in.",
+            p.interval_ms as f64 / 1000.0,
+        ),
+        (
+            "pool_prober_intervals_total",
+            "counter",
+            "Whole intervals the prober went through.",
+            p.intervals as f64,
+        ),
+        (
+            "pool_prober_checks_total",
+            "counter",
+            "Health checks the prober finished.",
+            p.checks as f64,
+        ),
+        (
+            "pool_prober_check_failures_total",
+            "counter",
+            "Of those, failed (not ready, no answer).",
+            p.failures as f64,
+        ),
+        (
+            "pool_prober_reprobes_total",
+            "counter",
+            "Re-probes on a fresh connection after a first failure.",
+            p.reprobes as f64,
+        ),
+        (
+            "pool_prober_reprobe_failures_total",
+            "counter",
+            "Of those, failed again (confirmed failures).",
+            p.reprobe_failures as f64,
+        ),
+        (
+            "pool_prober_in_flight",
+            "gauge",
+            "Checks in flight now.",
+            p.in_flight as f64,
+        ),
+    ] {
+        metric(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 /// The handler (behind `POOL_METRICS_KEY` when it is set: the route table's

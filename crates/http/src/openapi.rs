@@ -12,11 +12,12 @@ fn nullable(kind: &str) -> Value {
 fn schemas() -> Value {
     let counts = json!({
         "type": "object",
-        "required": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "deleting", "total"],
+        "required": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "parking", "parked", "waking", "deleting", "total"],
         "properties": {
             "creating": {"type": "integer"}, "starting": {"type": "integer"}, "idle": {"type": "integer"},
             "claiming": {"type": "integer"}, "claimed": {"type": "integer"}, "pending_acceptance": {"type": "integer"},
             "crashed": {"type": "integer"},
+            "parking": {"type": "integer"}, "parked": {"type": "integer"}, "waking": {"type": "integer"},
             "deleting": {"type": "integer"}, "total": {"type": "integer"}
         }
     });
@@ -25,7 +26,7 @@ fn schemas() -> Value {
         "required": ["id", "status", "createdAt", "statusChangedAt", "legacy", "quarantined", "redeployRequested", "teardownAttempts"],
         "properties": {
             "id": {"type": "string"},
-            "status": {"type": "string", "enum": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "deleting", "deleted"]},
+            "status": {"type": "string", "enum": ["creating", "starting", "idle", "claiming", "claimed", "pending_acceptance", "crashed", "parking", "parked", "waking", "deleting", "deleted"]},
             "createdAt": {"type": "string", "format": "date-time"},
             "statusChangedAt": {"type": "string", "format": "date-time"},
             "legacy": {"type": "boolean"},
@@ -51,7 +52,41 @@ fn schemas() -> Value {
             "lastError": nullable("string")
         }
     });
-    json!({
+    // Apart, and added after: one `json!` this long would pass serde_json's recursion limit.
+    let replica = json!({
+        "type": "object",
+        "description": "a replica sharing the fleet's shards (a dead one is listed for an hour after its lease ran out)",
+        "required": ["replica", "this", "leader", "live", "shards", "shardCount", "leaseAgeMs", "leaseLeftMs", "railwayHourlySlice"],
+        "properties": {
+            "replica": {"type": "string"}, "this": {"type": "boolean", "description": "the replica that answered"},
+            "leader": {"type": "boolean"}, "live": {"type": "boolean"},
+            "shards": {"type": "integer", "description": "shards it holds"}, "shardCount": {"type": "integer"},
+            "leaseAgeMs": {"type": "integer", "description": "since its last renewal"},
+            "leaseLeftMs": {"type": "integer"}, "railwayHourlySlice": {"type": "integer"}
+        }
+    });
+    let status = json!({
+        "type": "object",
+        "required": ["counts", "instances", "waiting", "brake", "defaultRuntime", "runtimes", "tiers", "monthlyCost", "costAssumptions", "replicas"],
+        "properties": {
+            "counts": {"$ref": "#/components/schemas/Counts"},
+            "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}},
+            "target": nullable("integer"),
+            "targetReason": nullable("string"),
+            "waiting": {"type": "integer"},
+            "brake": {"$ref": "#/components/schemas/Brake"},
+            "rollout": {"oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]},
+            "defaultRuntime": {"type": "string", "description": "the runtime a claim without `runtime` gets"},
+            "runtimes": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/RuntimeStock"}, "description": "each runtime's stock, by name"},
+            "tiers": {"$ref": "#/components/schemas/Tiers"},
+            "monthlyCost": {"$ref": "#/components/schemas/MonthlyCost"},
+            "costAssumptions": {"$ref": "#/components/schemas/CostAssumptions"},
+            "prober": {"oneOf": [{"$ref": "#/components/schemas/Prober"}, {"type": "null"}]},
+            "replica": nullable("string"),
+            "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"}}
+        }
+    });
+    let mut schemas = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
         "Version": {
@@ -60,18 +95,7 @@ fn schemas() -> Value {
         },
         "Counts": counts,
         "Agent": agent,
-        "Status": {
-            "type": "object", "required": ["counts", "instances", "waiting", "brake"],
-            "properties": {
-                "counts": {"$ref": "#/components/schemas/Counts"},
-                "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}},
-                "target": nullable("integer"),
-                "targetReason": nullable("string"),
-                "waiting": {"type": "integer"},
-                "brake": {"$ref": "#/components/schemas/Brake"},
-                "rollout": {"oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]}
-            }
-        },
+        "Status": status,
         "Brake": {
             "type": "object", "required": ["consecutiveFailures"],
             "properties": {
@@ -83,8 +107,9 @@ fn schemas() -> Value {
             }
         },
         "Settings": {
-            "type": "object", "required": ["minIdle", "paused", "createFailureLimit", "parkedMin", "parkedMax", "parkAfterMs", "updatedAt", "updatedBy", "brake"],
+            "type": "object", "required": ["runtime", "minIdle", "paused", "createFailureLimit", "parkedMin", "parkedMax", "parkAfterMs", "updatedAt", "updatedBy", "brake", "runtimes", "defaultRuntime"],
             "properties": {
+                "runtime": {"type": "string", "description": "the runtime (shape) these settings and this brake are for"},
                 "minIdle": {"type": "integer", "minimum": 0},
                 "maxTotal": nullable("integer"),
                 "paused": {"type": "boolean"},
@@ -96,7 +121,9 @@ fn schemas() -> Value {
                 "parkAfterMs": {"type": "integer", "minimum": 0},
                 "updatedAt": {"type": "string", "format": "date-time"},
                 "updatedBy": {"type": "string"},
-                "brake": {"$ref": "#/components/schemas/Brake"}
+                "brake": {"$ref": "#/components/schemas/Brake"},
+                "runtimes": {"type": "array", "items": {"type": "string"}, "description": "every runtime the pool serves, each with its own settings"},
+                "defaultRuntime": {"type": "string", "description": "the runtime a request without ?runtime= acts on"}
             }
         },
         "SettingsChange": {
@@ -114,10 +141,10 @@ fn schemas() -> Value {
             }
         },
         "SettingsChanged": {
-            "type": "object", "required": ["before", "after"],
-            "properties": {"before": {"type": "object"}, "after": {"type": "object"}}
+            "type": "object", "required": ["runtime", "before", "after"],
+            "properties": {"runtime": {"type": "string"}, "before": {"type": "object"}, "after": {"type": "object"}}
         },
-        "Resumed": {"type": "object", "required": ["resumed"], "properties": {"resumed": {"type": "boolean"}}},
+        "Resumed": {"type": "object", "required": ["runtime", "resumed"], "properties": {"runtime": {"type": "string"}, "resumed": {"type": "boolean"}}},
         "RailwayEvent": {
             "type": "object", "required": ["type"],
             "description": "A Railway webhook event: {type: \"Deployment.crashed\", resource: {project: {id}, service: {id}, …}, …}, or the older {type: \"DEPLOY\", status, project: {id}, …}",
@@ -228,6 +255,73 @@ fn schemas() -> Value {
             "type": "object", "required": ["requested", "waiting", "in_progress", "image"],
             "properties": {"requested": {"type": "integer"}, "waiting": {"type": "integer"}, "in_progress": {"type": "integer"}, "image": {"type": "string"}}
         }
+    });
+    schemas["Replica"] = replica;
+    schemas
+}
+
+/// The stock's schemas: per runtime, tiers, monthly cost (a `json!` of their own, as below).
+fn stock_schemas() -> Value {
+    json!({
+        "CountsByRuntime": {
+            "description": "the whole pool's counts (the original fields) and each runtime's",
+            "allOf": [
+                {"$ref": "#/components/schemas/Counts"},
+                {"type": "object", "required": ["runtimes"], "properties": {"runtimes": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Counts"}}}}
+            ]
+        },
+        "Tiers": {
+            "type": "object", "required": ["warm", "parked", "parking", "waking"],
+            "properties": {
+                "warm": {"type": "integer", "description": "idle agents"},
+                "parked": {"type": "integer", "description": "provisioned, deployment removed"},
+                "parking": {"type": "integer", "description": "in motion: being parked"},
+                "waking": {"type": "integer", "description": "in motion: being woken"}
+            }
+        },
+        "MonthlyCost": {
+            "type": "object", "required": ["stockDollars", "runningDollars", "parkedDollars", "claimedDollars"],
+            "description": "dollars a month for the current stock, estimated (see costAssumptions)",
+            "properties": {
+                "stockDollars": {"type": "number", "description": "running plus parked"},
+                "runningDollars": {"type": "number", "description": "idle, starting, parking and waking agents: compute and volume"},
+                "parkedDollars": {"type": "number", "description": "parked agents: volume only"},
+                "claimedDollars": {"type": "number", "description": "claimed agents, apart: not stock"}
+            }
+        },
+        "CostAssumptions": {
+            "type": "object",
+            "required": ["agentMemoryGb", "agentVcpu", "agentVolumeGb", "memoryPerGbMinute", "cpuPerVcpuMinute", "volumePerGbMonth", "hoursPerMonth", "counted"],
+            "properties": {
+                "agentMemoryGb": {"type": "number"}, "agentVcpu": {"type": "number"}, "agentVolumeGb": {"type": "number"},
+                "memoryPerGbMinute": {"type": "number"}, "cpuPerVcpuMinute": {"type": "number"},
+                "volumePerGbMonth": {"type": "number"}, "hoursPerMonth": {"type": "number"},
+                "counted": {"type": "string"}
+            }
+        },
+        "Prober": {
+            "type": "object",
+            "description": "the health checks the answering replica's prober spread over each interval, since it started",
+            "required": ["agents", "intervalMs", "intervals", "checks", "failures", "reprobes", "reprobeFailures", "inFlight"],
+            "properties": {
+                "agents": {"type": "integer"}, "intervalMs": {"type": "integer"}, "intervals": {"type": "integer"},
+                "checks": {"type": "integer"}, "failures": {"type": "integer"}, "reprobes": {"type": "integer"},
+                "reprobeFailures": {"type": "integer"}, "inFlight": {"type": "integer"},
+                "checksPerInterval": nullable("number")
+            }
+        },
+        "RuntimeStock": {
+            "type": "object", "required": ["counts", "tiers", "monthlyCost", "waiting", "brakeEngaged"],
+            "properties": {
+                "counts": {"$ref": "#/components/schemas/Counts"},
+                "tiers": {"$ref": "#/components/schemas/Tiers"},
+                "monthlyCost": {"$ref": "#/components/schemas/MonthlyCost"},
+                "target": nullable("integer"),
+                "targetReason": nullable("string"),
+                "waiting": {"type": "integer"},
+                "brakeEngaged": {"type": "boolean"}
+            }
+        }
     })
 }
 
@@ -299,8 +393,12 @@ pub fn document() -> Value {
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        if !path_parameters.is_empty() {
-            operation.insert("parameters".into(), Value::Array(path_parameters));
+        let query_parameters = route.endpoint.query().iter().map(|(name, description)| {
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+        });
+        let parameters: Vec<Value> = path_parameters.into_iter().chain(query_parameters).collect();
+        if !parameters.is_empty() {
+            operation.insert("parameters".into(), Value::Array(parameters));
         }
         if route.path == CLAIM_PATH {
             let params = operation.entry("parameters").or_insert_with(|| json!([]));
@@ -343,8 +441,12 @@ pub fn document() -> Value {
         }
     }
     let mut all_schemas = schemas();
-    if let (Some(all), Value::Object(more)) = (all_schemas.as_object_mut(), rollout_schemas()) {
-        all.extend(more);
+    if let Some(all) = all_schemas.as_object_mut() {
+        for more in [rollout_schemas(), stock_schemas()] {
+            if let Value::Object(more) = more {
+                all.extend(more);
+            }
+        }
     }
     json!({
         "openapi": "3.1.0",

@@ -7,14 +7,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use pool_provisioner::{ClaimInput, CreationDemand};
-use pool_store::{AgentId, AgentStatus, MigrationState};
+use pool_store::{AgentId, AgentStatus, MigrationState, StatusCounts};
 use serde_json::json;
 
 use crate::AppState;
 use crate::body::JsonBody;
-use crate::dto::{AgentReply, AgentView, ClaimBody, CountBody, Counts, EventView, RedeployBody, StatusReply};
+use crate::dto::{
+    AgentReply, AgentView, ClaimBody, CountBody, Counts, CountsReply, EventView, RedeployBody, StatusReply,
+};
 use crate::error::ApiError;
 use crate::route_table::{Endpoint, Route, table};
+use crate::stock::{CostAssumptions, Stock};
 
 /// An id from a path or body, parsed by the one rule ([`AgentId::parse`]). Text that is not
 /// an id (NUL bytes, control characters, huge strings) names no agent: 404, and it never
@@ -103,7 +106,7 @@ async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "version": state.info.version,
         "environment": state.provisioner.config().environment_name,
-        "image": state.provisioner.config().image.to_string(),
+        "image": state.provisioner.config().default_shape().image.to_string(),
     }))
 }
 
@@ -111,25 +114,44 @@ async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 
-async fn counts(State(state): State<AppState>) -> Result<Json<Counts>, ApiError> {
-    Ok(Json(Counts::from(&state.provisioner.store().counts().await?)))
+async fn counts(State(state): State<AppState>) -> Result<Json<CountsReply>, ApiError> {
+    let store = state.provisioner.store();
+    let by_runtime = crate::stock::counts_by_runtime(store, &crate::stock::configured(&state)).await?;
+    let mut total = StatusCounts::default();
+    let mut runtimes = std::collections::BTreeMap::new();
+    for (name, c) in by_runtime {
+        total.add_all(&c);
+        runtimes.insert(name, Counts::from(&c));
+    }
+    Ok(Json(CountsReply {
+        counts: Counts::from(&total),
+        runtimes,
+    }))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiError> {
     let store = state.provisioner.store();
-    let counts = store.counts().await?;
     let agents = store.live_agents().await?;
-    let sample = store
-        .latest_sample(chrono::Utc::now() - chrono::Duration::minutes(10))
-        .await?;
+    let since = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let stock = Stock::read(&state, since).await?;
+    let sample = store.latest_sample(since).await?;
+    let reconciler = state.control.reconciler();
     Ok(Json(StatusReply {
-        counts: Counts::from(&counts),
+        counts: Counts::from(&stock.total),
         instances: agents.iter().map(AgentView::from).collect(),
         target: sample.as_ref().map(|(_, s)| s.target),
         target_reason: sample.map(|(_, s)| s.reason),
         waiting: store.waiting_claims().await?,
         brake: store.brake().await?,
         rollout: state.provisioner.latest_rollout().await?,
+        default_runtime: state.provisioner.config().default_shape().name.clone(),
+        runtimes: stock.runtimes,
+        tiers: stock.tiers,
+        monthly_cost: stock.monthly_cost,
+        cost_assumptions: CostAssumptions::of(&pool_sizing::AgentSize::ASSUMED),
+        prober: reconciler.prober,
+        replicas: crate::replicas::read(store, reconciler.replica.as_deref()).await?,
+        replica: reconciler.replica,
     }))
 }
 

@@ -49,6 +49,22 @@ async function refresh() {
     const el = document.getElementById(key);
     if (el) el.textContent = fleet[key];
   }
+  const replicas = document.getElementById("replicas");
+  if (replicas && fleet.replicas) {
+    replicas.replaceChildren(
+      ...fleet.replicas.map((line) => {
+        const item = document.createElement("li");
+        item.textContent = line;
+        return item;
+      }),
+    );
+  }
+  for (const r of fleet.runtimes || []) {
+    for (const [field, value] of Object.entries(r)) {
+      const el = document.querySelector('[data-stock="' + CSS.escape(r.key + ":" + field) + '"]');
+      if (el) el.textContent = String(value);
+    }
+  }
   const tick = document.getElementById("tick");
   if (tick) tick.title = fleet.tick_exact;
   const body = document.createElement("tbody");
@@ -85,6 +101,11 @@ async function refresh() {
   }
   table.replaceChild(body, table.tBodies[0]);
 }
+
+// The chart's runtime: shown as soon as it is chosen (the button stays for pages without script).
+document.addEventListener("change", (event) => {
+  if (event.target.id === "chart-runtime") event.target.form.submit();
+});
 
 if (document.getElementById("agents")) {
   setInterval(() => refresh().catch(() => {}), 2000);

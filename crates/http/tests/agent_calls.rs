@@ -242,7 +242,7 @@ async fn self_info_tells_an_agent_about_itself() {
     assert!(info["runtimeImage"].is_string(), "{info}");
     assert_eq!(
         info["latestImage"],
-        json!(pool.provisioner.config().image.to_string())
+        json!(pool.provisioner.config().default_shape().image.to_string())
     );
     assert_eq!(info["runtimeVersion"], json!("2026.4.11-test"), "{info}");
     assert_eq!(status(&pool, &ids[0]).await, AgentStatus::Idle);

@@ -44,7 +44,15 @@ impl Answer {
 
 impl Api {
     async fn start() -> Self {
-        let pool = TestPool::start(unthrottled()).await;
+        Self::over(TestPool::start(unthrottled()).await)
+    }
+
+    /// The API over a pool of two runtimes, `openclaw` (the default) and `hermes`.
+    async fn two_shapes() -> Self {
+        Self::over(TestPool::two_shapes(unthrottled()).await)
+    }
+
+    fn over(pool: TestPool) -> Self {
         let control = std::sync::Arc::new(pool_http::DetachedControl::default());
         let app = pool_http::router(AppState {
             provisioner: pool.provisioner.clone(),
@@ -100,6 +108,18 @@ impl Api {
         self.call(Method::POST, path, Some(KEY), Some(body), &[]).await
     }
 
+    /// A GET's status and JSON.
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let a = self.get(path).await;
+        (a.status, a.json())
+    }
+
+    /// A POST's status and JSON.
+    async fn post_json(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let a = self.post(path, body).await;
+        (a.status, a.json())
+    }
+
     async fn delete(&self, path: &str) -> Answer {
         self.call(Method::DELETE, path, Some(KEY), None, &[]).await
     }
@@ -121,7 +141,12 @@ async fn public_routes_answer_without_auth() {
         "every answer carries a request id"
     );
     let a = api.call(Method::GET, "/metrics", None, None, &[]).await;
-    assert!(a.text.contains("pool_agents{status=\"idle\"} 0"), "{}", a.text);
+    assert!(
+        a.text
+            .contains("pool_agents{status=\"idle\",runtime=\"openclaw\"} 0"),
+        "{}",
+        a.text
+    );
     assert!(a.text.contains("# TYPE pool_claim_duration_seconds histogram"));
 }
 
@@ -186,7 +211,10 @@ async fn claims_validate_every_field_and_answer_503_when_the_pool_is_empty() {
             "metadata: \"a\" must be a string",
         ),
         (r#"{"metadata":["a"]}"#, "metadata: must be an object of strings"),
-        (r#"{"runtime":"hermes"}"#, "runtime: this pool runs only"),
+        (
+            r#"{"runtime":"hermes"}"#,
+            "runtime: unknown runtime \"hermes\"; this pool serves openclaw",
+        ),
         (
             r#"{"agentName":"Ada","instructions":"x","joinUrl":"ftp://x"}"#,
             "joinUrl: must be an https:// URL",
@@ -524,4 +552,221 @@ async fn the_railway_webhook_checks_its_secret_and_asks_for_a_look_at_known_agen
     assert_eq!(after.status, before.status);
     assert_eq!(after.status_changed_at, before.status_changed_at);
     assert_eq!(api.pool.store.events(&id).await.unwrap().len(), events_before);
+}
+
+// The stock per runtime (issue 22; tiers and cost, issue 21): `/api/pool/counts` and
+// `/api/pool/status` show each runtime beside the whole pool (the original fields unchanged),
+// and the status each runtime's tiers and monthly cost at the cost model's stated assumption.
+
+fn dollars(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn cents(d: f64) -> f64 {
+    (d * 100.0).round() / 100.0
+}
+
+#[tokio::test]
+async fn counts_and_status_show_each_runtime_its_tiers_and_its_monthly_cost() {
+    let api = Api::two_shapes().await;
+    let pool = &api.pool;
+    pool.idle_agents_of("openclaw", 2).await;
+    let hermes = pool.idle_agents_of("hermes", 2).await;
+    assert!(pool.provisioner.park(&hermes[0]).await.unwrap());
+    let (status, claimed) = api.post_json("/api/pool/claim", r#"{"runtime":"hermes"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["instanceId"], hermes[1].to_string());
+
+    // The counts: the whole pool's fields as before, and each runtime's.
+    let (status, counts) = api.get_json("/api/pool/counts").await;
+    assert_eq!(status, StatusCode::OK, "{counts}");
+    for (field, whole, openclaw, hermes) in [
+        ("idle", 2, 2, 0),
+        ("claimed", 1, 0, 1),
+        ("parked", 1, 0, 1),
+        ("starting", 0, 0, 0),
+        ("crashed", 0, 0, 0),
+        ("total", 4, 2, 2),
+    ] {
+        assert_eq!(counts[field], whole, "{field}: {counts}");
+        assert_eq!(
+            counts["runtimes"]["openclaw"][field], openclaw,
+            "{field}: {counts}"
+        );
+        assert_eq!(counts["runtimes"]["hermes"][field], hermes, "{field}: {counts}");
+    }
+
+    let (status, answer) = api.get_json("/api/pool/status").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["counts"], {
+        let mut whole = counts.clone();
+        whole.as_object_mut().unwrap().remove("runtimes");
+        whole
+    });
+    assert_eq!(answer["defaultRuntime"], "openclaw");
+    assert_eq!(answer["instances"].as_array().unwrap().len(), 4);
+    let runtimes = &answer["runtimes"];
+    assert_eq!(
+        runtimes.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["hermes", "openclaw"]
+    );
+    assert_eq!(runtimes["hermes"]["counts"], counts["runtimes"]["hermes"]);
+    assert_eq!(
+        runtimes["hermes"]["tiers"],
+        json!({"warm": 0, "parked": 1, "parking": 0, "waking": 0})
+    );
+    assert_eq!(
+        runtimes["openclaw"]["tiers"],
+        json!({"warm": 2, "parked": 0, "parking": 0, "waking": 0})
+    );
+    assert_eq!(
+        answer["tiers"],
+        json!({"warm": 2, "parked": 1, "parking": 0, "waking": 0})
+    );
+
+    // The cost: the sizing crate's model at its stated assumption, said in the answer.
+    let size = pool_sizing::AgentSize::ASSUMED;
+    let assumptions = &answer["costAssumptions"];
+    assert_eq!(dollars(&assumptions["agentMemoryGb"]), size.memory_gb);
+    assert_eq!(dollars(&assumptions["agentVcpu"]), size.vcpu);
+    assert_eq!(dollars(&assumptions["agentVolumeGb"]), size.volume_gb);
+    assert_eq!(dollars(&assumptions["volumePerGbMonth"]), 0.15);
+    assert!(assumptions["counted"].as_str().unwrap().contains("parked"));
+    let hermes_cost = &runtimes["hermes"]["monthlyCost"];
+    assert_eq!(dollars(&hermes_cost["runningDollars"]), 0.0);
+    assert_eq!(dollars(&hermes_cost["parkedDollars"]), 0.15);
+    assert_eq!(dollars(&hermes_cost["stockDollars"]), 0.15);
+    assert_eq!(dollars(&hermes_cost["claimedDollars"]), cents(size.monthly(1, 0)));
+    let openclaw_cost = &runtimes["openclaw"]["monthlyCost"];
+    assert_eq!(
+        dollars(&openclaw_cost["runningDollars"]),
+        cents(size.monthly(2, 0))
+    );
+    assert_eq!(dollars(&openclaw_cost["parkedDollars"]), 0.0);
+    let whole = &answer["monthlyCost"];
+    assert_eq!(dollars(&whole["stockDollars"]), cents(size.monthly(2, 1)));
+    assert!(
+        (dollars(&whole["stockDollars"])
+            - dollars(&openclaw_cost["stockDollars"])
+            - dollars(&hermes_cost["stockDollars"]))
+        .abs()
+            < 0.011,
+        "the whole is the sum of the runtimes: {answer}"
+    );
+    // A running agent costs about eighty times a parked one at this assumption.
+    assert!(dollars(&openclaw_cost["runningDollars"]) / 2.0 > 50.0 * dollars(&hermes_cost["parkedDollars"]));
+
+    // /metrics: each runtime's agents by status, its stock's cost by tier, and its claims (a
+    // second hermes claim finds no idle hermes agent: refused).
+    let (status, _) = api.post_json("/api/pool/claim", r#"{"runtime":"hermes"}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = api.call(Method::GET, "/metrics", None, None, &[]).await.text;
+    assert!(
+        !metrics.contains("pool_claims_by_runtime_total{runtime=\"openclaw\""),
+        "no openclaw claim was made"
+    );
+    for line in [
+        "pool_claims_by_runtime_total{runtime=\"hermes\",result=\"served\"} 1".to_string(),
+        "pool_claims_by_runtime_total{runtime=\"hermes\",result=\"refused\"} 1".into(),
+        "pool_agents{status=\"idle\",runtime=\"openclaw\"} 2".into(),
+        "pool_agents{status=\"idle\",runtime=\"hermes\"} 0".into(),
+        "pool_agents{status=\"parked\",runtime=\"hermes\"} 1".into(),
+        "pool_agents{status=\"claimed\",runtime=\"hermes\"} 1".into(),
+        "pool_agents{status=\"claimed\",runtime=\"openclaw\"} 0".into(),
+        "pool_stock_monthly_dollars{runtime=\"hermes\",tier=\"parked\"} 0.15".into(),
+        "pool_stock_monthly_dollars{runtime=\"hermes\",tier=\"running\"} 0".into(),
+        format!(
+            "pool_stock_monthly_dollars{{runtime=\"openclaw\",tier=\"running\"}} {}",
+            cents(size.monthly(2, 0))
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} in /metrics:\n{metrics}"
+        );
+    }
+
+    // Each runtime's waiting claims and brake; no target before the leader sized the pool.
+    for runtime in ["openclaw", "hermes"] {
+        assert_eq!(runtimes[runtime]["waiting"], 0, "{runtime}");
+        assert_eq!(runtimes[runtime]["brakeEngaged"], false, "{runtime}");
+        assert_eq!(runtimes[runtime]["target"], Value::Null, "{runtime}");
+    }
+}
+
+#[tokio::test]
+async fn a_runtime_with_no_agents_is_shown_with_zeros_and_the_target_its_last_sample_said() {
+    let api = Api::two_shapes().await;
+    let pool = &api.pool;
+    let sample = |target, reason: &str| pool_store::PoolSample {
+        idle: 0,
+        claimed: 0,
+        warm: 0,
+        target,
+        reason: reason.into(),
+    };
+    pool.store
+        .record_shape_sample("hermes", &sample(3, "hermes: floor 3"))
+        .await
+        .unwrap();
+    pool.store.record_sample(&sample(3, "whole pool")).await.unwrap();
+    let (_, counts) = api.get_json("/api/pool/counts").await;
+    assert_eq!(counts["total"], 0);
+    assert_eq!(counts["runtimes"]["hermes"]["total"], 0, "{counts}");
+    assert_eq!(counts["runtimes"]["openclaw"]["total"], 0, "{counts}");
+    let (_, answer) = api.get_json("/api/pool/status").await;
+    assert_eq!(answer["runtimes"]["hermes"]["target"], 3, "{answer}");
+    assert_eq!(answer["runtimes"]["hermes"]["targetReason"], "hermes: floor 3");
+    assert_eq!(answer["runtimes"]["openclaw"]["target"], Value::Null);
+    assert_eq!(answer["target"], 3);
+    assert_eq!(dollars(&answer["monthlyCost"]["stockDollars"]), 0.0);
+}
+
+/// The prober's counters (issue 23's prober, shown for issue 22's status): what the replica's
+/// control reports is in `/api/pool/status` (`prober`) and in `/metrics` (`pool_prober_*`).
+#[tokio::test]
+async fn the_probers_counters_show_in_the_status_and_the_metrics() {
+    let api = Api::start().await;
+    let (_, before) = api.get_json("/api/pool/status").await;
+    assert_eq!(before["prober"], Value::Null, "no prober on a detached control");
+    api.control.set_view(pool_http::ReconcilerView {
+        prober: Some(pool_http::ProberView {
+            agents: 200,
+            interval_ms: 30_000,
+            intervals: 3,
+            checks: 601,
+            failures: 4,
+            reprobes: 4,
+            reprobe_failures: 1,
+            in_flight: 7,
+            checks_per_interval: pool_http::ProberView::mean_checks_per_interval(601, 3),
+        }),
+        ..pool_http::ReconcilerView::default()
+    });
+    let (status, answer) = api.get_json("/api/pool/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["prober"],
+        json!({
+            "agents": 200, "intervalMs": 30000, "intervals": 3, "checks": 601, "failures": 4,
+            "reprobes": 4, "reprobeFailures": 1, "inFlight": 7, "checksPerInterval": 200.3
+        })
+    );
+    let metrics = api.call(Method::GET, "/metrics", None, None, &[]).await.text;
+    for line in [
+        "pool_prober_agents 200",
+        "pool_prober_interval_seconds 30",
+        "pool_prober_intervals_total 3",
+        "pool_prober_checks_total 601",
+        "pool_prober_check_failures_total 4",
+        "pool_prober_reprobes_total 4",
+        "pool_prober_reprobe_failures_total 1",
+        "pool_prober_in_flight 7",
+        "# TYPE pool_prober_checks_total counter",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} in /metrics:\n{metrics}"
+        );
+    }
 }

@@ -38,6 +38,17 @@ impl Console {
         let mut config = pool_provisioner::testing::provisioner_config(&pool.sim, None);
         adjust(&mut config);
         let provisioner = pool.provisioner(config);
+        Self::serving(pool, provisioner)
+    }
+
+    /// A console over a pool of two runtimes, `openclaw` (the default) and `hermes`.
+    async fn two_shapes() -> Self {
+        let pool = TestPool::two_shapes(unthrottled()).await;
+        let provisioner = pool.provisioner.clone();
+        Self::serving(pool, provisioner)
+    }
+
+    fn serving(pool: TestPool, provisioner: pool_provisioner::Provisioner) -> Self {
         let app = pool_http::router(AppState {
             provisioner,
             control: std::sync::Arc::new(pool_http::DetachedControl::default()),
@@ -397,10 +408,10 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
         })
         .await
         .unwrap();
-    store.record_refused_claim("admin", 5).await.unwrap();
+    store.record_refused_claim("admin", 5, "openclaw").await.unwrap();
     for _ in 0..4 {
         store
-            .record_creation_failure("projectCreate: Problem processing request", 4)
+            .record_creation_failure("openclaw", "projectCreate: Problem processing request", 4)
             .await
             .unwrap();
     }
@@ -412,7 +423,7 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
         "series target",
         "0 claims served, 1 refused",
         "target 3 = floor 3 from minIdle",
-        "Creation is stopped",
+        "Creation of openclaw is stopped",
         "projectCreate: Problem processing request",
         "action=\"/console/resume\"",
         "value=\"90\"",
@@ -428,7 +439,7 @@ async fn the_settings_form_the_chart_and_the_brake_banner() {
     );
     assert!(!store.brake().await.unwrap().engaged());
     let page = console.request(Method::GET, "/", Some(&token), None, None).await;
-    assert!(!page.text.contains("Creation is stopped"));
+    assert!(!page.text.contains("Creation of openclaw is stopped"));
 }
 
 /// Issue 20: `/?notice=` showed whatever text a link carried; now only a notice the console
@@ -495,4 +506,237 @@ async fn only_the_consoles_own_notices_are_shown_and_only_convos_invites_are_lin
         !fleet.text.contains("href=\"https://evil.example"),
         "a foreign invite became a link"
     );
+}
+
+/// Issue 22: the fleet view shows each runtime's stock (tiers, target, monthly cost) and the
+/// chart can be narrowed to one runtime's samples and claims.
+#[tokio::test]
+async fn the_fleet_view_shows_each_runtime_and_the_chart_shows_the_runtime_chosen() {
+    let console = Console::two_shapes().await;
+    let store = &console.pool.store;
+    console.pool.idle_agents_of("openclaw", 1).await;
+    let hermes = console.pool.idle_agents_of("hermes", 2).await;
+    assert!(console.pool.provisioner.park(&hermes[0]).await.unwrap());
+    let sample = |idle, target, reason: &str| pool_store::PoolSample {
+        idle,
+        claimed: 0,
+        warm: idle,
+        target,
+        reason: reason.into(),
+    };
+    store
+        .record_shape_sample("hermes", &sample(1, 4, "hermes target"))
+        .await
+        .unwrap();
+    store
+        .record_shape_sample("openclaw", &sample(1, 2, "openclaw target"))
+        .await
+        .unwrap();
+    store
+        .record_sample(&sample(2, 6, "openclaw: …; hermes: …"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store.record_refused_claim("admin", 5, "hermes").await.unwrap();
+    }
+    store.record_refused_claim("admin", 5, "openclaw").await.unwrap();
+    let (token, _) = console.sign_in().await;
+
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let table = page
+        .text
+        .split("<table id=\"runtimes\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    let row = |key: &str| {
+        table
+            .split(&format!("<tr data-runtime=\"{key}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row {key:?}: {table}"))
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let cell = |row: &str, key: &str, field: &str| {
+        row.split(&format!("data-stock=\"{key}:{field}\">"))
+            .nth(1)
+            .unwrap()
+            .split("</td>")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let size = pool_sizing::AgentSize::ASSUMED;
+    let hermes_row = row("hermes");
+    assert_eq!(cell(&hermes_row, "hermes", "warm"), "1");
+    assert_eq!(cell(&hermes_row, "hermes", "parked"), "1");
+    assert_eq!(cell(&hermes_row, "hermes", "target"), "4");
+    assert_eq!(
+        cell(&hermes_row, "hermes", "cost"),
+        format!(
+            "${:.2} (${:.2} running + $0.15 parked)",
+            size.monthly(1, 1),
+            size.monthly(1, 0)
+        )
+    );
+    let openclaw_row = row("openclaw");
+    assert!(openclaw_row.contains("openclaw (default)"), "{openclaw_row}");
+    assert_eq!(cell(&openclaw_row, "openclaw", "warm"), "1");
+    assert_eq!(cell(&openclaw_row, "openclaw", "parked"), "0");
+    let whole = row("");
+    assert!(whole.contains("whole pool"), "{whole}");
+    assert_eq!(cell(&whole, "", "warm"), "2");
+    assert_eq!(cell(&whole, "", "parked"), "1");
+    assert_eq!(cell(&whole, "", "target"), "6");
+    assert!(
+        cell(&whole, "", "cost").starts_with(&format!("${:.2} ", size.monthly(2, 1))),
+        "{whole}"
+    );
+    assert!(
+        page.text
+            .contains("1 GB memory, 0.1 vCPU, 1 GB used on its volume")
+    );
+    // The whole pool's chart by default: every refusal, the whole pool's target.
+    assert!(
+        page.text
+            .contains("<option value=\"\" selected>whole pool</option>")
+    );
+    assert!(
+        page.text.contains("0 claims served, 4 refused"),
+        "whole pool's claims"
+    );
+
+    // The hermes chart: its refusals only, its own samples.
+    let hermes_chart = console
+        .request(Method::GET, "/?runtime=hermes", Some(&token), None, None)
+        .await;
+    assert!(
+        hermes_chart
+            .text
+            .contains("<option value=\"hermes\" selected>hermes</option>")
+    );
+    assert!(hermes_chart.text.contains("Last 24 hours: hermes"));
+    assert!(
+        hermes_chart.text.contains("0 claims served, 3 refused"),
+        "hermes's claims only"
+    );
+    // An unknown runtime is the whole pool.
+    let unknown = console
+        .request(Method::GET, "/?runtime=%3Cscript%3E", Some(&token), None, None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    assert!(
+        unknown
+            .text
+            .contains("<option value=\"\" selected>whole pool</option>")
+    );
+    assert!(!unknown.text.contains("<script>"));
+
+    // The live update carries the same rows.
+    let live = console
+        .request(Method::GET, "/console/fleet.json", Some(&token), None, None)
+        .await;
+    let live: serde_json::Value = serde_json::from_str(&live.text).unwrap();
+    let runtimes = live["runtimes"].as_array().unwrap();
+    assert_eq!(
+        runtimes
+            .iter()
+            .map(|r| r["key"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["openclaw", "hermes", ""]
+    );
+    assert_eq!(runtimes[1]["parked"], 1);
+}
+
+/// Issue 22: each runtime has its own settings and brake; the console's form shows and
+/// changes one runtime's (`?runtime=`, the default runtime's without it), and a resume
+/// releases only the brake of the runtime its banner names.
+#[tokio::test]
+async fn the_settings_form_and_the_resume_button_act_on_one_runtime() {
+    let console = Console::start_with(|config| {
+        config.shapes = pool_provisioner::testing::two_shapes(&config.default_shape().image.tag);
+    })
+    .await;
+    let store = &console.pool.store;
+    store
+        .seed_shape_settings("hermes", &pool_provisioner::testing::test_settings())
+        .await
+        .unwrap();
+    let (token, csrf) = console.sign_in().await;
+    let post = |path: &'static str, form: String| {
+        console.request(
+            Method::POST,
+            path,
+            Some(&token),
+            Some(form),
+            Some("https://pool.example"),
+        )
+    };
+    let settings = |shape: &'static str| async move { store.shape_settings(shape).await.unwrap() };
+
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert!(
+        page.text.contains("Settings of openclaw"),
+        "the default runtime's"
+    );
+    let page = console
+        .request(Method::GET, "/?runtime=hermes", Some(&token), None, None)
+        .await;
+    for expected in [
+        "Settings of hermes",
+        "name=\"runtime\" value=\"hermes\"",
+        "href=\"/?runtime=openclaw\"",
+    ] {
+        assert!(page.text.contains(expected), "{expected} on the page");
+    }
+
+    // Where a settings form posted for `runtime` leads back to.
+    let (post, csrf) = (&post, csrf.as_str());
+    let save = |runtime: &'static str, min_idle: u32| async move {
+        let form = format!("csrf={csrf}&runtime={runtime}&minIdle={min_idle}&createFailureLimit=5");
+        let answer = post("/console/settings", form).await;
+        answer.headers[header::LOCATION].to_str().unwrap().to_string()
+    };
+    let openclaw_before = settings("openclaw").await;
+    let location = save("hermes", 4).await;
+    assert!(
+        location.starts_with("/?runtime=hermes&") && location.contains("saved"),
+        "back to hermes's form: {location}"
+    );
+    assert_eq!(settings("hermes").await.settings.min_idle, 4);
+    assert_eq!(settings("hermes").await.updated_by, "console");
+    assert_eq!(
+        settings("openclaw").await,
+        openclaw_before,
+        "openclaw's untouched"
+    );
+
+    // A runtime the pool does not serve: refused, naming the field; nothing changes.
+    let hermes_before = settings("hermes").await;
+    let location = save("claude", 9).await;
+    assert!(
+        location.contains("not+changed") && location.contains("runtime"),
+        "{location}"
+    );
+    assert_eq!(settings("hermes").await, hermes_before);
+    assert_eq!(settings("openclaw").await, openclaw_before);
+
+    // Hermes's brake engages: its banner, not openclaw's; its resume releases it alone.
+    store
+        .record_creation_failure("hermes", "image pull failed", 1)
+        .await
+        .unwrap();
+    let page = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert!(page.text.contains("Creation of hermes is stopped"));
+    assert!(!page.text.contains("Creation of openclaw is stopped"));
+    assert!(page.text.contains("name=\"runtime\" value=\"hermes\""));
+    let resumed = post("/console/resume", format!("csrf={csrf}&runtime=hermes")).await;
+    let location = resumed.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.contains("resumed"), "{location}");
+    assert!(!store.shape_brake("hermes").await.unwrap().engaged());
 }

@@ -813,12 +813,15 @@ async fn readyz_never_echoes_database_errors() {
     }
 }
 
+/// Idle agents of every runtime, as `/metrics` says.
 fn idle_gauge(text: &str) -> i64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix("pool_agents{status=\"idle\"} "))
-        .unwrap_or_else(|| panic!("no idle gauge in {text}"))
-        .parse()
-        .unwrap()
+    let gauges: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pool_agents{status=\"idle\",runtime=\""))
+        .map(|l| l.split("\"} ").nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(!gauges.is_empty(), "no idle gauge in {text}");
+    gauges.iter().sum()
 }
 
 /// `/metrics` is behind `POOL_METRICS_KEY` when it is set (the admin key works too; a claim

@@ -118,7 +118,14 @@ impl Provisioner {
             instance_id: agent.id.to_string(),
             runtime_version: agent.runtime_version.clone(),
             runtime_image: agent.image.clone(),
-            latest_image: self.inner.config.image.to_string(),
+            latest_image: self
+                .inner
+                .config
+                .shapes
+                .get(&agent.shape)
+                .unwrap_or_else(|| self.inner.config.default_shape())
+                .image
+                .to_string(),
         }
     }
 }

@@ -307,6 +307,8 @@ impl AgentClient {
                 parse_health(answer.status, &answer.body),
                 parse_runtime_identity(&answer.body),
             ),
+            // An agent answering more than the client reads is not healthy, whatever it says.
+            Err(e @ OutboundFailure::TooLarge(_)) => (Health::Unexpected(e.to_string()), None),
             Err(e) => (Health::Unreachable(e.to_string()), None),
         }
     }
@@ -431,6 +433,7 @@ impl AgentClient {
             }
             Err(OutboundFailure::Timeout(t)) => Err(ProvisionFailure::Timeout(t)),
             Err(OutboundFailure::Transport(e)) => Err(ProvisionFailure::Transport(e)),
+            Err(e @ OutboundFailure::TooLarge(_)) => Err(ProvisionFailure::Unexpected(e.to_string())),
         }
     }
 }

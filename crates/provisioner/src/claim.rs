@@ -68,8 +68,11 @@ pub(crate) enum StoredAnswer {
     Failed { error: String },
 }
 
-/// The longest a claim may wait for an agent (`Prefer: wait=N`, N at most this).
-pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(120);
+/// The longest a claim may wait for an agent (`Prefer: wait=N`, N at most this): what a
+/// wake needs. A waiting claim on an empty warm tier wakes a parked agent, whose deploy takes
+/// 30 s to 2 min (Railway's documented deploy phase; the simulator's p95 is 120 s), then its
+/// health checks; 300 s covers a slow wake with room for the claims ahead in the queue.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(300);
 
 /// The claimant of claims made with the admin key (`POOL_API_KEY`).
 pub const ADMIN_CLAIMANT: &str = "admin";
@@ -79,16 +82,21 @@ pub const CONSOLE_CLAIMANT: &str = "console";
 /// A fingerprint of a claim's fields (SHA-256, hex), kept with its idempotency key: a repeat
 /// under the same key must carry the same fields. The fields are hashed as the claim uses
 /// them (defaults applied, the name trimmed), so JSON spacing and key order do not matter.
+/// A `runtime` is hashed only when the claim named one, so a claim without it hashes as it
+/// did before shapes.
 pub fn request_fingerprint(claim: &CheckedClaim) -> String {
-    let canonical = serde_json::json!([
-        claim.agent_name,
-        claim.instructions,
-        claim.join_url,
-        claim.source,
-        claim.profile_image,
-        claim.metadata
-    ])
-    .to_string();
+    let mut fields = vec![
+        serde_json::json!(claim.agent_name),
+        serde_json::json!(claim.instructions),
+        serde_json::json!(claim.join_url),
+        serde_json::json!(claim.source),
+        serde_json::json!(claim.profile_image),
+        serde_json::json!(claim.metadata),
+    ];
+    if let Some(runtime) = &claim.runtime {
+        fields.push(serde_json::json!(runtime));
+    }
+    let canonical = serde_json::Value::Array(fields).to_string();
     ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
         .as_ref()
         .iter()
@@ -133,6 +141,11 @@ impl Provisioner {
             });
         }
         let checked = input.check(self.inner.config.is_production())?;
+        // The shape asked for, or the default; an unknown runtime is a 400 naming it, before
+        // any agent is touched.
+        let shape = crate::claim_input::pick_shape(&self.inner.config.shapes, checked.runtime.as_deref())?
+            .name
+            .clone();
         if let Some(key) = idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
@@ -158,13 +171,27 @@ impl Provisioner {
             request_hash: request_fingerprint(&checked),
             idempotency_ttl: self.inner.config.idempotency_ttl,
             protected: self.inner.config.protected_instances.clone(),
+            shape,
         };
-        // An agent that answers 503 is not ready: it goes back to `starting` and the claim
-        // takes the next one, up to three agents (the runtime's "Runtime not ready yet",
-        // runtime/convos-platform/pool-server/index.ts:410-413).
-        let mut wait = wait;
+        let result = self
+            .claim_next_ready(&request, idempotency_key, wait, started)
+            .await;
+        self.inner.stats.claim_of_runtime(&request.shape, &result);
+        result
+    }
+
+    /// An agent that answers 503 is not ready: it goes back to `starting` and the claim takes
+    /// the next one, up to three agents (the runtime's "Runtime not ready yet",
+    /// runtime/convos-platform/pool-server/index.ts:410-413).
+    async fn claim_next_ready(
+        &self,
+        request: &ClaimRequest,
+        idempotency_key: Option<&str>,
+        mut wait: Duration,
+        started: Instant,
+    ) -> Result<ClaimResponse> {
         for _ in 0..MAX_NOT_READY {
-            match self.claim_one(&request, idempotency_key, wait, started).await? {
+            match self.claim_one(request, idempotency_key, wait, started).await? {
                 Attempt::Done(response) => return Ok(*response),
                 Attempt::NotReady => wait = Duration::ZERO,
             }
@@ -187,7 +214,10 @@ impl Provisioner {
             ClaimOutcome::PoolEmpty => {
                 self.inner.stats.claim("pool_empty", started.elapsed());
                 let counted = self.inner.config.refusals_counted_per_minute;
-                if let Err(e) = store.record_refused_claim(claimant, counted).await {
+                if let Err(e) = store
+                    .record_refused_claim(claimant, counted, &request.shape)
+                    .await
+                {
                     tracing::warn!(error = %e, "could not record a refused claim");
                 }
                 return Err(ProvisionError::PoolEmpty);
@@ -344,7 +374,10 @@ impl Provisioner {
         let mut signals = self.inner.listener.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         let max = self.inner.config.max_waiting_per_claimant;
-        let Some(ticket) = store.enqueue_claim(&request.claimant, wait, max).await? else {
+        let Some(ticket) = store
+            .enqueue_claim(&request.claimant, wait, max, &request.shape)
+            .await?
+        else {
             return Err(ProvisionError::TooManyWaiting { max });
         };
         let guard = TicketGuard {
@@ -358,6 +391,9 @@ impl Provisioner {
         if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
             tracing::warn!(error = %e, "could not prompt sizing for a waiting claim");
         }
+        // On an empty warm tier it wakes a parked agent for itself, on any replica: one deploy,
+        // no create token. It gets that agent or the first one ready before it.
+        self.wake_for_waiting_claim(&request.shape).await;
         let waited = Instant::now();
         let mut next_beat = tokio::time::Instant::now() + pool_store::TICKET_HEARTBEAT;
         let outcome = loop {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ProvisionError, Result};
+use crate::shape::{Shape, Shapes};
 
 /// Longest agent name accepted.
 pub const MAX_AGENT_NAME: usize = 200;
@@ -33,9 +34,8 @@ pub const DEFAULT_AGENT_NAME: &str = "Assistant";
 pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful AI assistant.";
 /// The `source` of a claim that names none (pool/src/index.ts:984).
 pub const DEFAULT_SOURCE: &str = "api";
-/// The one runtime this pool's agents run (the image's pool server says `openclaw`,
-/// pool-server/index.ts:59). Until pools of several runtimes exist, a claim may name only it.
-pub const POOL_RUNTIME: &str = "openclaw";
+/// Longest `runtime` accepted.
+pub const MAX_RUNTIME: usize = 64;
 
 /// What a claimer sends. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,7 +59,8 @@ pub struct ClaimInput {
     /// A flat map of strings given to the agent (at most 32 entries and 4096 bytes).
     #[serde(default)]
     pub metadata: Option<Value>,
-    /// The runtime asked for: only this pool's (`openclaw`).
+    /// The runtime asked for: one of the pool's shapes (the default shape when missing; the
+    /// Node pool's claims carry it, PR #1022).
     #[serde(default)]
     pub runtime: Option<String>,
 }
@@ -79,6 +80,24 @@ pub struct CheckedClaim {
     pub profile_image: Option<String>,
     /// A flat string map.
     pub metadata: Option<Value>,
+    /// The runtime asked for, trimmed and not empty (`None`: the default shape). Whether the
+    /// pool serves it is [`pick_shape`]'s to say.
+    pub runtime: Option<String>,
+}
+
+/// The shape a claim asked for: the default without `runtime`; an unknown one is a 400
+/// naming `runtime` and the runtimes served, before any agent is touched.
+pub fn pick_shape<'a>(shapes: &'a Shapes, runtime: Option<&str>) -> Result<&'a Shape> {
+    shapes
+        .pick(runtime)
+        .map_err(|unknown| ProvisionError::InvalidRequest {
+            field: "runtime",
+            message: format!(
+                "unknown runtime {:?}; this pool serves {}",
+                short(&unknown),
+                shapes.names().join(", ")
+            ),
+        })
 }
 
 fn invalid<T>(field: &'static str, message: impl Into<String>) -> Result<T> {
@@ -176,14 +195,19 @@ impl ClaimInput {
             None | Some(Value::Null) => None,
             Some(value) => Some(check_metadata(value)?),
         };
-        if let Some(runtime) = self.runtime.as_deref().filter(|r| !r.is_empty())
-            && runtime != POOL_RUNTIME
-        {
-            return invalid(
-                "runtime",
-                format!("this pool runs only {POOL_RUNTIME:?} agents; {runtime:?} is not served here"),
-            );
-        }
+        let runtime = match self.runtime.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            None => None,
+            Some(r) if r.len() > MAX_RUNTIME || r.chars().any(char::is_control) => {
+                return invalid(
+                    "runtime",
+                    format!(
+                        "unknown runtime {:?}: at most {MAX_RUNTIME} bytes, no control characters",
+                        short(r)
+                    ),
+                );
+            }
+            Some(r) => Some(r.to_string()),
+        };
         Ok(CheckedClaim {
             agent_name: agent_name.to_string(),
             instructions,
@@ -191,6 +215,7 @@ impl ClaimInput {
             source,
             profile_image,
             metadata,
+            runtime,
         })
     }
 }
@@ -375,8 +400,35 @@ mod tests {
         assert_eq!(field(with(&|i| i.metadata = Some(big.clone()))), Some("metadata"));
         assert!(with(&|i| i.runtime = Some("openclaw".into())).is_ok());
         assert_eq!(
-            field(with(&|i| i.runtime = Some("hermes".into()))),
+            with(&|i| i.runtime = Some(" hermes ".into()))
+                .unwrap()
+                .runtime
+                .as_deref(),
+            Some("hermes")
+        );
+        assert_eq!(
+            field(with(&|i| i.runtime = Some("x".repeat(65)))),
             Some("runtime")
+        );
+        let image = |r: &str| crate::ImageRef {
+            repository: r.into(),
+            tag: "staging".into(),
+        };
+        let shapes = Shapes::new(
+            vec![
+                Shape::new("openclaw", image("a/o")),
+                Shape::new("hermes", image("a/h")),
+            ],
+            Some("hermes"),
+        )
+        .unwrap();
+        assert_eq!(pick_shape(&shapes, None).unwrap().name, "hermes");
+        assert_eq!(pick_shape(&shapes, Some("openclaw")).unwrap().name, "openclaw");
+        let refused = pick_shape(&shapes, Some("claude")).unwrap_err();
+        assert!(
+            matches!(&refused, ProvisionError::InvalidRequest { field: "runtime", message }
+                if message.contains("\"claude\"") && message.contains("openclaw, hermes")),
+            "{refused:?}"
         );
     }
 }

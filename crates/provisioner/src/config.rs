@@ -7,6 +7,7 @@ use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
 
 use crate::image::ImageRef;
 use crate::resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
+use crate::shape::{DEFAULT_SHAPE, Shape, Shapes};
 
 /// The agent runtime's pool server: what the Node pool manager sets as every agent's start
 /// command (xmtplabs/convos-managed-agent-runtime `pool/src/services/providers/railway.ts`).
@@ -38,8 +39,9 @@ pub struct ProvisionerConfig {
     pub pool_id: Option<String>,
     /// Prefix of agent names.
     pub name_prefix: String,
-    /// The image new agents run.
-    pub image: ImageRef,
+    /// The runtimes this pool serves (each with its image, tag, limits and start command),
+    /// and the one a claim without `runtime` gets.
+    pub shapes: Shapes,
     /// Credentials to pull it (none for a public image).
     pub registry: Option<RegistryCredentials>,
     /// How an agent's base URL is formed from its domain: `{domain}` is replaced.
@@ -78,10 +80,6 @@ pub struct ProvisionerConfig {
     pub agent_keep_alive: Duration,
     /// Variables every agent gets besides its own secrets.
     pub agent_variables: AgentVariables,
-    /// CPU limit per agent.
-    pub vcpus: Option<f64>,
-    /// Memory limit per agent (GB).
-    pub memory_gb: Option<f64>,
     /// Per-agent OpenRouter keys, when configured.
     pub openrouter: Option<OpenRouterConfig>,
     /// AgentMail, when configured: an inbox per agent on first use, through the service proxy.
@@ -103,10 +101,6 @@ pub struct ProvisionerConfig {
     /// While the creation brake is engaged, one probe creation per this interval
     /// (`POOL_CREATE_PROBE_INTERVAL_MS`).
     pub brake_probe_interval: Duration,
-    /// The command agents run instead of their image's own: the agent runtime's pool server,
-    /// which serves `/pool/health` and `/pool/provision` (the image's `CMD`, `pnpm start`, runs
-    /// OpenClaw without it). `None` keeps the image's command.
-    pub start_command: Option<String>,
     /// How long one creation step keeps retrying a throttle or a passing failure before the
     /// saga gives the creation up to recovery (never to compensation).
     pub step_retry_deadline: Duration,
@@ -115,9 +109,6 @@ pub struct ProvisionerConfig {
     pub self_deploy_grace: Duration,
     /// Share of idle agents redeployed at a time.
     pub redeploy_fraction: f64,
-    /// The runtime (shape) this pool's agents run: what a rollout's `runtime` must name. One
-    /// today (`openclaw`); shapes will pass one per shape.
-    pub runtime: String,
     /// The image registry's base URL (`AGENT_REGISTRY_URL`); `None`: `https://<host of the
     /// image>`. Rollouts resolve tags to digests there.
     pub registry_url: Option<String>,
@@ -128,6 +119,9 @@ pub struct ProvisionerConfig {
     /// renews it every third of it, however long its steps wait (Railway's `projectCreate`
     /// pace), so a dead worker's creation is recovered this soon after its death.
     pub work_lease: Duration,
+    /// Passing wake failures in a row after which a parked agent is torn down and replaced
+    /// (`POOL_MAX_WAKE_FAILURES`, 1 to [`crate::MAX_MAX_WAKE_FAILURES`]).
+    pub max_wake_failures: u32,
 }
 
 /// What the service proxy allows one agent, and how long it waits for a provider.
@@ -177,7 +171,8 @@ impl std::fmt::Debug for AgentVariables {
 }
 
 impl ProvisionerConfig {
-    /// Settings with the defaults for everything but where and what to deploy.
+    /// Settings with the defaults for everything but where and what to deploy: one shape,
+    /// `openclaw`, running `image`.
     pub fn new(workspace_id: WorkspaceId, environment_name: impl Into<String>, image: ImageRef) -> Self {
         Self {
             workspace_id,
@@ -185,7 +180,7 @@ impl ProvisionerConfig {
             pool_project_id: None,
             pool_id: None,
             name_prefix: "convos-agent-".into(),
-            image,
+            shapes: Shapes::single(Shape::new(DEFAULT_SHAPE, image)),
             registry: None,
             agent_url_template: "https://{domain}".into(),
             agent_domain_suffix: DEFAULT_AGENT_DOMAIN_SUFFIX.into(),
@@ -201,8 +196,6 @@ impl ProvisionerConfig {
                 xmtp_env: "dev".into(),
                 ..AgentVariables::default()
             },
-            vcpus: None,
-            memory_gb: None,
             openrouter: None,
             agentmail: None,
             telnyx: None,
@@ -212,14 +205,13 @@ impl ProvisionerConfig {
             provision_timeout: Duration::from_secs(360),
             create_concurrency: 8,
             brake_probe_interval: Duration::from_secs(300),
-            start_command: Some(DEFAULT_START_COMMAND.into()),
             step_retry_deadline: Duration::from_secs(300),
             self_deploy_grace: Duration::from_secs(3),
             redeploy_fraction: 0.25,
-            runtime: crate::image::RUNTIME_IMAGES[0].name.to_string(),
             registry_url: None,
             rollout_health_timeout: Duration::from_secs(600),
             work_lease: Duration::from_secs(60),
+            max_wake_failures: crate::DEFAULT_MAX_WAKE_FAILURES,
         }
     }
 
@@ -307,6 +299,22 @@ impl ProvisionerConfig {
         } else {
             Err(problems)
         }
+    }
+
+    /// The shape a claim without `runtime` gets.
+    pub fn default_shape(&self) -> &Shape {
+        self.shapes.default_shape()
+    }
+
+    /// The shape of this name; an agent's shape that is no longer configured is refused
+    /// ([`crate::ProvisionError::Config`]), as nothing says how to run it.
+    pub fn shape(&self, name: &str) -> crate::Result<&Shape> {
+        self.shapes.get(name).ok_or_else(|| {
+            crate::ProvisionError::Config(format!(
+                "the runtime {name:?} is not configured (POOL_RUNTIMES lists {})",
+                self.shapes.names().join(", ")
+            ))
+        })
     }
 
     /// True in the production environment (join-URL rules differ).

@@ -1,9 +1,13 @@
 //! Starting creations: the one place they start (tick, API and console alike), under the
 //! capacity check; the tasks that run their sagas; compensation; and crash recovery.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use pool_store::{AgentId, AgentSecrets, AgentStatus, CreationStep, NewAgent, SetupSecrets};
+use pool_store::{
+    AgentId, AgentSecrets, AgentStatus, BrakeState, CreationStep, NewAgent, PoolSettings, SetupSecrets,
+    StatusCounts,
+};
 use rand::Rng;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
@@ -48,6 +52,15 @@ impl StartedCreations {
     }
 }
 
+/// The figures the capacity check reads (counts by shape, each shape's settings and brake),
+/// read once for several starts: see [`Provisioner::creation_figures`].
+#[derive(Debug, Clone)]
+pub struct CreationFigures {
+    counts: BTreeMap<String, StatusCounts>,
+    settings: HashMap<String, PoolSettings>,
+    brakes: HashMap<String, BrakeState>,
+}
+
 /// What crash recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -72,20 +85,77 @@ impl Provisioner {
     /// saga in a task this provisioner owns. The capacity check — `POOL_MAX_TOTAL`, the free
     /// creation slots for [`CreationDemand::UpTo`] — decides how many; an
     /// [`CreationDemand::Exactly`] that does not fit starts none and fails with
-    /// [`ProvisionError::Capacity`].
+    /// [`ProvisionError::Capacity`]. The agents are of the default shape.
     pub async fn start_creations(&self, demand: CreationDemand) -> Result<StartedCreations> {
-        let store = &self.inner.store;
-        let settings = store.settings().await?.settings;
-        let counts = store.counts().await?;
+        let shape = self.inner.config.default_shape().name.clone();
+        self.start_creations_of(&shape, demand).await
+    }
+
+    /// [`Self::start_creations`] of agents of one shape (runtime): its settings (`maxTotal`,
+    /// paused) and its brake decide; the creation slots are the whole pool's.
+    pub async fn start_creations_of(&self, shape: &str, demand: CreationDemand) -> Result<StartedCreations> {
+        let mut figures = self.creation_figures().await?;
+        self.start_creations_with(shape, demand, &mut figures).await
+    }
+
+    /// What the capacity check reads, read once for several starts in a row (the tick's
+    /// creation slots, started one at a time): the counts by shape now; settings and brakes
+    /// as they are first needed.
+    pub async fn creation_figures(&self) -> Result<CreationFigures> {
+        Ok(CreationFigures {
+            counts: self.inner.store.counts_by_shape().await?,
+            settings: HashMap::new(),
+            brakes: HashMap::new(),
+        })
+    }
+
+    /// [`Self::start_creations_of`] on figures read before (by [`Self::creation_figures`]),
+    /// which it keeps up to date with the creations it starts.
+    pub async fn start_creations_with(
+        &self,
+        shape: &str,
+        demand: CreationDemand,
+        figures: &mut CreationFigures,
+    ) -> Result<StartedCreations> {
         let config = &self.inner.config;
+        let shape = config.shape(shape)?.name.clone();
+        let store = &self.inner.store;
+        let settings = match figures.settings.get(&shape) {
+            Some(settings) => settings.clone(),
+            None => {
+                let settings = store.shape_settings(&shape).await?.settings;
+                figures.settings.insert(shape.clone(), settings.clone());
+                settings
+            }
+        };
+        let counts = figures.counts.get(&shape).cloned().unwrap_or_default();
+        let mut pool = StatusCounts::default();
+        for c in figures.counts.values() {
+            pool.creating += c.creating;
+        }
         let max_total = settings.max_total.map(|m| m as usize);
-        let (mut n, mut limited_by) =
-            creations_allowed(demand, &counts, max_total, config.create_concurrency);
+        // The shape's own cap (its `maxTotal` share) over its own agents, then the pool's
+        // creation slots over every shape's creations.
+        let (mut n, mut limited_by) = creations_allowed(demand, &counts, max_total, i64::MAX as usize);
+        if let CreationDemand::UpTo(_) = demand {
+            let (slots, limit) =
+                creations_allowed(CreationDemand::UpTo(n), &pool, None, config.create_concurrency);
+            if slots < n {
+                (n, limited_by) = (slots, limit);
+            }
+        }
         if settings.paused {
             (n, limited_by) = (0, Some(CreationLimit::Paused));
         }
         if n > 0 {
-            let brake = store.brake().await?;
+            let brake = match figures.brakes.get(&shape) {
+                Some(brake) => brake.clone(),
+                None => {
+                    let brake = store.shape_brake(&shape).await?;
+                    figures.brakes.insert(shape.clone(), brake.clone());
+                    brake
+                }
+            };
             if brake.engaged() {
                 let limit = CreationLimit::Brake {
                     failures: brake.consecutive_failures,
@@ -93,9 +163,11 @@ impl Provisioner {
                 };
                 // One probe creation per interval finds out whether Railway works again.
                 let probe = matches!(demand, CreationDemand::UpTo(_))
-                    && store.take_brake_probe(config.brake_probe_interval).await?;
+                    && store
+                        .take_brake_probe(&shape, config.brake_probe_interval)
+                        .await?;
                 if probe {
-                    tracing::info!("the creation brake is engaged; starting one probe creation");
+                    tracing::info!(%shape, "the creation brake is engaged; starting one probe creation");
                 }
                 (n, limited_by) = (usize::from(probe).min(n), Some(limit));
             }
@@ -115,7 +187,8 @@ impl Provisioner {
             handles: Vec::with_capacity(n),
         };
         for _ in 0..n {
-            let id = self.begin_creation().await?;
+            let id = self.begin_creation(&shape).await?;
+            figures.counts.entry(shape.clone()).or_default().creating += 1;
             let this = self.clone();
             let task_id = id.clone();
             started.handles.push(self.inner.tasks.spawn(async move {
@@ -130,14 +203,16 @@ impl Provisioner {
         Ok(started)
     }
 
-    /// Writes a new agent's row (`creating`, with its secrets and the work lease). Makes no
-    /// remote call.
-    async fn begin_creation(&self) -> Result<AgentId> {
+    /// Writes a new agent's row (`creating`, of `shape` and its image, with its secrets and
+    /// the work lease). Makes no remote call.
+    async fn begin_creation(&self, shape: &str) -> Result<AgentId> {
+        let image = self.inner.config.shape(shape)?.image.to_string();
         let id = AgentId::random();
         let wallet = format!("0x{}", secrecy::ExposeSecret::expose_secret(&random_secret(32)));
         let agent = NewAgent {
             id: id.clone(),
-            image: self.inner.config.image.to_string(),
+            image,
+            shape: shape.to_string(),
             secrets: AgentSecrets {
                 gateway_token: random_secret(32),
                 agent_api_token: random_secret(32),
@@ -151,7 +226,7 @@ impl Provisioner {
             .store
             .insert_creating(&agent, self.inner.config.work_lease)
             .await?;
-        tracing::info!(agent = %id, image = %agent.image, "creating agent");
+        tracing::info!(agent = %id, shape, image = %agent.image, "creating agent");
         Ok(id)
     }
 
@@ -182,8 +257,9 @@ impl Provisioner {
         match self.run_saga_with_lease(id).await {
             Ok(()) => {
                 self.inner.stats.creation(true);
-                if self.inner.store.record_creation_success().await? {
-                    tracing::info!("a creation succeeded: the creation brake is released");
+                let shape = self.load(id).await?.shape;
+                if self.inner.store.record_creation_success(&shape).await? {
+                    tracing::info!(%shape, "a creation succeeded: the creation brake is released");
                 }
                 Ok(())
             }
@@ -210,8 +286,9 @@ impl Provisioner {
                 self.inner.stats.creation(false);
                 let message = format!("creation failed at step {step}: {error}");
                 tracing::warn!(agent = %id, %step, error = %error, "creation failed; compensating");
+                let shape = self.load(id).await?.shape;
                 self.compensate(id, &message).await?;
-                self.count_failed_creation(&message).await?;
+                self.count_failed_creation(&shape, &message).await?;
                 Err(ProvisionError::step(step, error))
             }
         }
@@ -253,12 +330,14 @@ impl Provisioner {
         }
     }
 
-    /// Counts a failed creation towards the brake.
-    pub(crate) async fn count_failed_creation(&self, message: &str) -> Result<()> {
-        let limit = self.inner.store.settings().await?.settings.create_failure_limit;
-        let (state, engaged_now) = self.inner.store.record_creation_failure(message, limit).await?;
+    /// Counts a failed creation towards its shape's brake.
+    pub(crate) async fn count_failed_creation(&self, shape: &str, message: &str) -> Result<()> {
+        let store = &self.inner.store;
+        let limit = store.shape_settings(shape).await?.settings.create_failure_limit;
+        let (state, engaged_now) = store.record_creation_failure(shape, message, limit).await?;
         if engaged_now {
             tracing::error!(
+                %shape,
                 failures = state.consecutive_failures,
                 last_failure = message,
                 "the creation brake is engaged: creation stops but for a probe now and then"

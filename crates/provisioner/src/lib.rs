@@ -66,10 +66,12 @@ pub mod resources;
 mod rollout;
 mod saga;
 mod settings;
+pub mod shape;
 mod stats;
 mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tiers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -90,13 +92,13 @@ pub use capacity::{CreationDemand, CreationLimit, creations_allowed};
 pub use claim::{ADMIN_CLAIMANT, CONSOLE_CLAIMANT, ClaimResponse, MAX_CLAIM_WAIT, request_fingerprint};
 pub use claim_input::{
     CheckedClaim, ClaimInput, DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS, DEFAULT_SOURCE, MAX_AGENT_NAME,
-    MAX_INSTRUCTIONS, MAX_JOIN_URL, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, POOL_RUNTIME,
+    MAX_INSTRUCTIONS, MAX_JOIN_URL, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RUNTIME, pick_shape,
 };
 pub use config::{
     AgentVariables, DEFAULT_AGENT_DOMAIN_SUFFIX, DEFAULT_START_COMMAND, ProvisionerConfig, ProxyLimits,
     UnsafeUrl,
 };
-pub use creation::{Recovery, StartedCreations};
+pub use creation::{CreationFigures, Recovery, StartedCreations};
 pub use error::{ProvisionError, Result};
 pub use guard::{DeletableProject, GuardRefusal, ProjectGuard};
 pub use image::{ImageError, ImageRef, select_image};
@@ -110,8 +112,10 @@ pub use rollout::{
     MAX_ROLLOUT_BATCH, MAX_ROLLOUT_PAUSE_MS, RolloutIncludes, RolloutRequest, RolloutView, validate_rollout,
 };
 pub use settings::{SettingsPatch, validate as validate_settings};
+pub use shape::{DEFAULT_SHAPE, Shape, ShapeError, Shapes};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};
 pub use teardown::teardown_backoff;
+pub use tiers::{DEFAULT_MAX_WAKE_FAILURES, MAX_MAX_WAKE_FAILURES, TIER_LEASE, WakeOutcome};
 
 /// Called after each creation step's remote call, before it is journaled. Tests use it to
 /// drop the saga at exactly that point (a simulated crash).

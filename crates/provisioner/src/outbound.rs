@@ -37,6 +37,9 @@ pub enum OutboundFailure {
     /// The URL or request was malformed.
     #[error("bad request: {0}")]
     Invalid(String),
+    /// The answer's body was longer than the client reads (its limit, in bytes).
+    #[error("an answer larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// TLS sessions the agents' client remembers. rustls keeps up to 8 tickets per host, so this
@@ -49,6 +52,10 @@ pub const AGENT_TLS_SESSIONS: usize = 16_384;
 #[derive(Clone)]
 pub struct OutboundClient {
     client: HttpsClient,
+    /// Largest body read; a longer answer is [`OutboundFailure::TooLarge`].
+    max_body: usize,
+    /// Every request asks for its connection to be closed after the answer.
+    close: bool,
 }
 
 impl std::fmt::Debug for OutboundClient {
@@ -72,11 +79,42 @@ impl OutboundClient {
             idle_timeout: keep_alive,
             max_idle_per_host: 1,
             tls_sessions: AGENT_TLS_SESSIONS,
+            per_host_sessions: None,
             extra_roots: extra_roots.clone(),
         };
         let client =
             railway_api::https::client(&options).map_err(|e| OutboundFailure::Invalid(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            max_body: MAX_BODY,
+            close: false,
+        })
+    }
+
+    /// A client for health checks of a fleet: answers read up to `max_body` bytes (a longer
+    /// one is a failure, not memory), TLS sessions in `sessions` (one ticket per agent, sized
+    /// to the fleet), and connections kept for `keep_alive` — zero: none kept, and every
+    /// request says `Connection: close`, so neither side holds a connection between checks.
+    pub fn for_probes(
+        extra_roots: &ExtraRoots,
+        keep_alive: Duration,
+        sessions: std::sync::Arc<railway_api::sessions::PerHostSessions>,
+        max_body: usize,
+    ) -> Result<Self, OutboundFailure> {
+        let options = ClientOptions {
+            idle_timeout: keep_alive,
+            max_idle_per_host: 1,
+            tls_sessions: sessions.capacity(),
+            per_host_sessions: Some(sessions),
+            extra_roots: extra_roots.clone(),
+        };
+        let client =
+            railway_api::https::client(&options).map_err(|e| OutboundFailure::Invalid(e.to_string()))?;
+        Ok(Self {
+            client,
+            max_body,
+            close: keep_alive.is_zero(),
+        })
     }
 
     /// Sends one request with an optional bearer and JSON body.
@@ -109,6 +147,9 @@ impl OutboundClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        if self.close {
+            request = request.header(hyper::header::CONNECTION, "close");
+        }
         let payload = match body {
             Some(json) => {
                 request = request.header(CONTENT_TYPE, "application/json");
@@ -130,10 +171,17 @@ impl OutboundClient {
             let status = response.status().as_u16();
             let (parts, body) = response.into_parts();
             let headers = parts.headers;
-            let body = Limited::new(body, MAX_BODY)
+            let max_body = self.max_body;
+            let body = Limited::new(body, max_body)
                 .collect()
                 .await
-                .map_err(|e| OutboundFailure::Transport(e.to_string()))?
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        OutboundFailure::TooLarge(max_body)
+                    } else {
+                        OutboundFailure::Transport(e.to_string())
+                    }
+                })?
                 .to_bytes();
             Ok(OutboundAnswer {
                 status,

@@ -83,7 +83,7 @@ impl Provisioner {
             requested: 0,
             waiting,
             in_progress,
-            image: self.inner.config.image.to_string(),
+            image: self.inner.config.default_shape().image.to_string(),
         })
     }
 
@@ -96,12 +96,16 @@ impl Provisioner {
         if room <= 0 {
             return Ok(0);
         }
-        let image = self.inner.config.image.to_string();
         let mut sent = 0;
         for agent in store.redeploy_candidates(room).await? {
             if agent.environment_id.is_none() || agent.service_id.is_none() {
                 continue;
             }
+            // Each agent gets its own shape's image.
+            let Ok(shape) = self.inner.config.shape(&agent.shape) else {
+                continue;
+            };
+            let image = shape.image.to_string();
             if !store.hold_for_redeploy(&agent.id).await?.applied() {
                 continue; // claimed meanwhile
             }
@@ -149,7 +153,7 @@ impl Provisioner {
                 &InstanceSettings {
                     image: Some(image.to_string()),
                     registry_credentials: config.registry.clone(),
-                    start_command: config.start_command.clone(),
+                    start_command: config.shape(&agent.shape)?.start_command.clone(),
                     ..InstanceSettings::default()
                 },
             )

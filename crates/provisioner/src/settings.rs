@@ -2,11 +2,16 @@
 //!
 //! A change is all or nothing: every field of a patch is checked first, and a bad value is
 //! refused naming its field, with nothing changed. The store records who changed what.
+//!
+//! Every shape (runtime) has its own settings, seeded from the same environment variables.
+//! The calls without a runtime act on the default shape's (the settings API's body as it was
+//! before shapes); the `_of` calls take the runtime a request named (`?runtime=`), an unknown
+//! one refused naming `runtime`.
 
 use std::time::Duration;
 
 use pool_sizing::IdleSchedule;
-use pool_store::{PoolSettings, StoredSettings};
+use pool_store::{BrakeState, PoolSettings, StoredSettings};
 use serde::Deserialize;
 
 use crate::Provisioner;
@@ -170,24 +175,77 @@ impl SettingsPatch {
 }
 
 impl Provisioner {
-    /// The runtime settings.
+    /// The default shape's runtime settings.
     pub async fn settings(&self) -> Result<StoredSettings> {
-        Ok(self.inner.store.settings().await?)
+        self.settings_of(None).await
     }
 
-    /// Changes settings: all checked first, then written with who did it. Returns (before,
-    /// after). A bad value is refused naming its field, and nothing changes.
+    /// The runtime settings of the shape `runtime` names (`None`: the default shape's); an
+    /// unknown runtime is refused naming `runtime`.
+    pub async fn settings_of(&self, runtime: Option<&str>) -> Result<StoredSettings> {
+        let shape = crate::claim_input::pick_shape(&self.inner.config.shapes, runtime)?;
+        Ok(self.inner.store.shape_settings(&shape.name).await?)
+    }
+
+    /// Every shape's runtime settings, in the order the shapes are configured.
+    pub async fn all_settings(&self) -> Result<Vec<StoredSettings>> {
+        let mut out = Vec::new();
+        for shape in self.inner.config.shapes.iter() {
+            out.push(self.inner.store.shape_settings(&shape.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Changes the default shape's settings; see [`Self::update_settings_of`].
     pub async fn update_settings(
         &self,
         patch: &SettingsPatch,
         actor: &str,
     ) -> Result<(StoredSettings, StoredSettings)> {
-        let current = self.inner.store.settings().await?;
+        self.update_settings_of(None, patch, actor).await
+    }
+
+    /// Changes the settings of the shape `runtime` names (`None`: the default shape's): all
+    /// checked first, then written with who did it. Returns (before, after). A bad value (or
+    /// an unknown runtime) is refused naming its field, and nothing changes.
+    pub async fn update_settings_of(
+        &self,
+        runtime: Option<&str>,
+        patch: &SettingsPatch,
+        actor: &str,
+    ) -> Result<(StoredSettings, StoredSettings)> {
+        let shape = &crate::claim_input::pick_shape(&self.inner.config.shapes, runtime)?.name;
+        let store = &self.inner.store;
+        let current = store.shape_settings(shape).await?;
         let next = patch.apply(&current.settings);
         validate(&next)?;
-        let changed = self.inner.store.update_settings(&next, actor).await?;
-        tracing::info!(actor, before = ?changed.0.settings, after = ?changed.1.settings, "settings changed");
+        let changed = store.update_shape_settings(shape, &next, actor).await?;
+        tracing::info!(actor, %shape, before = ?changed.0.settings, after = ?changed.1.settings, "settings changed");
         Ok(changed)
+    }
+
+    /// The creation brake of the shape `runtime` names (`None`: the default shape's); an
+    /// unknown runtime is refused naming `runtime`.
+    pub async fn brake_of(&self, runtime: Option<&str>) -> Result<BrakeState> {
+        let shape = crate::claim_input::pick_shape(&self.inner.config.shapes, runtime)?;
+        Ok(self.inner.store.shape_brake(&shape.name).await?)
+    }
+
+    /// An operator resumes the creation of the shape `runtime` names (`None`: the default
+    /// shape's), recorded as `actor`. Returns whether its brake was engaged; an unknown
+    /// runtime is refused naming `runtime`, and nothing changes.
+    pub async fn resume_creation_of(&self, runtime: Option<&str>, actor: &str) -> Result<bool> {
+        let shape = crate::claim_input::pick_shape(&self.inner.config.shapes, runtime)?;
+        Ok(self.inner.store.release_shape_brake(&shape.name, actor).await?)
+    }
+
+    /// Seeds every shape's settings from `seed` where none are stored yet (start-up): a shape
+    /// added to `POOL_RUNTIMES` starts from the environment's values.
+    pub async fn seed_shape_settings(&self, seed: &PoolSettings) -> Result<()> {
+        for shape in self.inner.config.shapes.iter() {
+            self.inner.store.seed_shape_settings(&shape.name, seed).await?;
+        }
+        Ok(())
     }
 }
 

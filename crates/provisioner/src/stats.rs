@@ -19,6 +19,7 @@ pub struct ProvisionerStats {
     teardowns_ok: AtomicU64,
     teardowns_failed: AtomicU64,
     claims: Mutex<ClaimStats>,
+    claims_by_runtime: Mutex<BTreeMap<(String, &'static str), u64>>,
     waiting: std::sync::atomic::AtomicI64,
     waits: Mutex<WaitStats>,
 }
@@ -60,6 +61,10 @@ pub struct StatsSnapshot {
     pub teardowns_failed: u64,
     /// Claims.
     pub claims: ClaimStats,
+    /// Claims of a known runtime by (runtime, result): `served` (an agent handed out, a
+    /// repeated answer included), `refused` (no agent of that runtime: the 503), `failed`
+    /// (anything else).
+    pub claims_by_runtime: BTreeMap<(String, &'static str), u64>,
     /// Claims waiting for an agent now (on this replica).
     pub waiting: i64,
     /// How long claims waited.
@@ -99,6 +104,20 @@ impl ProvisionerStats {
         c.latency_count += 1;
     }
 
+    pub(crate) fn claim_of_runtime(&self, runtime: &str, result: &crate::Result<crate::ClaimResponse>) {
+        let result = match result {
+            Ok(_) => "served",
+            Err(crate::ProvisionError::PoolEmpty) => "refused",
+            Err(_) => "failed",
+        };
+        *self
+            .claims_by_runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((runtime.to_string(), result))
+            .or_default() += 1;
+    }
+
     pub(crate) fn waiting(&self, change: i64) {
         self.waiting.fetch_add(change, Ordering::Relaxed);
     }
@@ -124,6 +143,11 @@ impl ProvisionerStats {
             teardowns_ok: self.teardowns_ok.load(Ordering::Relaxed),
             teardowns_failed: self.teardowns_failed.load(Ordering::Relaxed),
             claims: self.claims.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            claims_by_runtime: self
+                .claims_by_runtime
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             waiting: self.waiting.load(Ordering::Relaxed),
             waits: self.waits.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }

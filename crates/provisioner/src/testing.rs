@@ -67,8 +67,10 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
     config.agent_url_template = sim.agent_url_template();
     // The simulator speaks plain http on loopback.
     config.allow_insecure_urls = true;
-    config.vcpus = Some(1.0);
-    config.memory_gb = Some(2.0);
+    for shape in config.shapes.iter_mut() {
+        shape.vcpus = Some(1.0);
+        shape.memory_gb = Some(2.0);
+    }
     config.openrouter = Some(OpenRouterConfig {
         base_url: sim.openrouter_url(),
         management_key: SecretString::from("sim-openrouter-management-key"),
@@ -93,6 +95,24 @@ pub fn provisioner_config(sim: &SimHandle, tag: Option<&str>) -> ProvisionerConf
     config.self_deploy_grace = Duration::from_millis(300);
     config.registry_url = Some(sim.registry_url());
     config
+}
+
+/// Two shapes as CI builds them ([`crate::image::RUNTIME_IMAGES`]: OpenClaw, the default, and
+/// Hermes, each from its own repository), tagged `tag`.
+pub fn two_shapes(tag: &str) -> crate::Shapes {
+    let shapes = crate::image::RUNTIME_IMAGES
+        .iter()
+        .map(|runtime| {
+            crate::Shape::new(
+                runtime.name,
+                crate::ImageRef {
+                    repository: runtime.repository.into(),
+                    tag: tag.into(),
+                },
+            )
+        })
+        .collect();
+    crate::Shapes::new(shapes, None).unwrap()
 }
 
 /// Railway as it is ([`SimConfig::quick`]) but without the `projectCreate` throttle: for tests
@@ -140,13 +160,42 @@ impl TestPool {
 
     /// [`Self::start`] with a provisioner that calls `hook` after each creation step.
     pub async fn with_hook(sim_config: SimConfig, hook: Option<StepHook>) -> Self {
+        Self::configured(sim_config, hook, |_| {}).await
+    }
+
+    /// A pool of two shapes, `openclaw` (the default) and `hermes`, each from its own image
+    /// repository ([`two_shapes`]), every shape's settings seeded with [`test_settings`].
+    pub async fn two_shapes(sim_config: SimConfig) -> Self {
+        Self::configured(sim_config, None, |config| {
+            config.shapes = two_shapes(&config.default_shape().image.tag);
+            for shape in config.shapes.iter_mut() {
+                shape.vcpus = Some(1.0);
+                shape.memory_gb = Some(2.0);
+            }
+        })
+        .await
+    }
+
+    /// [`Self::with_hook`] with the provisioner's configuration changed by `configure`, every
+    /// shape's settings seeded.
+    pub async fn configured(
+        sim_config: SimConfig,
+        hook: Option<StepHook>,
+        configure: impl FnOnce(&mut ProvisionerConfig),
+    ) -> Self {
         let sim = railway_sim::start(sim_config).await.unwrap();
         let db = TestDatabase::migrated().await;
         let store = db.store().await;
-        store.seed_settings(&test_settings()).await.unwrap();
         let (railway, deleter) = railway_client(&sim);
         let pool_id = store.pool_id().await.unwrap();
         let mut config = provisioner_config(&sim, None);
+        configure(&mut config);
+        for shape in config.shapes.iter() {
+            store
+                .seed_shape_settings(&shape.name, &test_settings())
+                .await
+                .unwrap();
+        }
         config.pool_id = Some(pool_id.clone());
         let provisioner =
             Provisioner::with_step_hook(config, store.clone(), railway.clone(), deleter.clone(), hook)
@@ -223,6 +272,24 @@ impl TestPool {
     /// Creates `n` agents and makes each idle: their ids, in order.
     pub async fn idle_agents(&self, n: usize) -> Vec<AgentId> {
         let ids: Vec<AgentId> = self.create(n).await.into_iter().map(|r| r.unwrap()).collect();
+        for id in &ids {
+            self.make_idle(id).await;
+        }
+        ids
+    }
+
+    /// Creates `n` agents of `shape` and makes each idle: their ids, in order.
+    pub async fn idle_agents_of(&self, shape: &str, n: usize) -> Vec<AgentId> {
+        let ids: Vec<AgentId> = self
+            .provisioner
+            .start_creations_of(shape, CreationDemand::Exactly(n))
+            .await
+            .unwrap()
+            .finished()
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
         for id in &ids {
             self.make_idle(id).await;
         }

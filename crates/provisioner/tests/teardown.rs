@@ -336,6 +336,7 @@ fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
         provision_status: None,
         runtime_version: None,
         runtime_name: None,
+        shape: pool_store::DEFAULT_SHAPE.into(),
         claim_expires_at: None,
         deployment_status: None,
         last_health_at: None,
@@ -352,6 +353,9 @@ fn agent(legacy: bool, project: Option<String>, journaled: bool) -> Agent {
             Vec::new()
         },
         step_in_flight: None,
+        tier_step: None,
+        parked_at: None,
+        wake_failures: 0,
     }
 }
 

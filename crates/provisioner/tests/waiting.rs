@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pool_provisioner::testing::{TestPool, unthrottled};
-use pool_provisioner::{ClaimInput, ProvisionError};
+use pool_provisioner::{ClaimInput, MAX_CLAIM_WAIT, ProvisionError};
 
 fn input(name: &str) -> ClaimInput {
     ClaimInput {
@@ -107,7 +107,7 @@ async fn a_wait_that_runs_out_answers_pool_empty_and_leaves_the_queue() {
     assert_eq!(pool.store.waiting_claims().await.unwrap(), 0);
     let too_long = pool
         .provisioner
-        .claim_waiting(&input("long"), None, Duration::from_secs(121))
+        .claim_waiting(&input("long"), None, MAX_CLAIM_WAIT + Duration::from_secs(1))
         .await
         .unwrap_err();
     assert!(

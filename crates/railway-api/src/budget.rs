@@ -8,9 +8,13 @@
 //!   than the configured number of requests, measured on our side with a small margin;
 //! - an in-flight cap;
 //! - after any 429 (or `X-RateLimit-Remaining: 0`), nothing at all is sent until the pause ends;
-//! - priorities: claim-path and teardown calls go before status reads, which go before
-//!   replenishment; lower priorities may also use only a share of the hourly budget, so the
-//!   last requests of an hour are kept for claims and teardowns.
+//! - priorities: claim-path and teardown calls go before suspicion reads, which go before
+//!   status reads, which go before replenishment; lower priorities may also use only a share
+//!   of the hourly budget, so the last requests of an hour are kept for claims and teardowns;
+//! - a bucket of their own for suspicion reads (agents that failed their health checks):
+//!   within the hourly budget, no hour holds more of them than `suspicion_share` of it, so a
+//!   fleet that fails at once cannot spend the budget on reads, and the reader can ask how
+//!   many it may still send ([`Budget::available`]) and choose whom to read first.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,14 +30,16 @@ use crate::config::BudgetConfig;
 pub enum Priority {
     /// Claims and teardowns: a user is waiting, or money is being spent.
     Critical = 0,
+    /// Reads of agents that failed their health checks (suspects): a bucket of their own.
+    Suspicion = 1,
     /// Status reads of the reconcile tick.
-    Status = 1,
+    Status = 2,
     /// Creating new agents.
-    Replenish = 2,
+    Replenish = 3,
 }
 
 impl Priority {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 
     fn index(self) -> usize {
         self as usize
@@ -47,6 +53,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 struct State {
     last_second: VecDeque<Instant>,
     last_hour: VecDeque<Instant>,
+    /// The suspicion bucket's requests in the last hour.
+    suspicion_hour: VecDeque<Instant>,
     paused_until: Option<Instant>,
     waiting: [usize; Priority::COUNT],
     in_flight: usize,
@@ -60,7 +68,9 @@ struct State {
 pub struct BudgetSnapshot {
     /// Requests sent in the last hour.
     pub used_last_hour: usize,
-    /// The hourly limit.
+    /// Of those, suspicion reads (their own bucket).
+    pub suspicion_last_hour: usize,
+    /// The hourly limit (this process's lease when several share the budget).
     pub requests_per_hour: usize,
     /// Requests in flight.
     pub in_flight: usize,
@@ -84,6 +94,9 @@ enum Decision {
 #[derive(Debug)]
 pub struct Budget {
     config: BudgetConfig,
+    /// The slice of the hourly budget this process leased among several (0: none, the whole
+    /// configured budget is its own).
+    leased_per_hour: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -122,6 +135,7 @@ impl Budget {
     pub fn new(config: BudgetConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            leased_per_hour: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
         })
@@ -151,6 +165,9 @@ impl Budget {
                 if let Decision::Go = decision {
                     state.last_second.push_back(now);
                     state.last_hour.push_back(now);
+                    if priority == Priority::Suspicion {
+                        state.suspicion_hour.push_back(now);
+                    }
                     state.in_flight += 1;
                     state.sent_total += 1;
                     state.waiting[priority.index()] -= 1;
@@ -174,15 +191,24 @@ impl Budget {
         }
     }
 
-    fn decide(&self, state: &mut State, priority: Priority, now: Instant) -> Decision {
+    /// Drops what fell out of the windows.
+    fn expire(&self, state: &mut State, now: Instant) {
         let second = SECOND + self.config.window_margin;
         let hour = HOUR + self.config.window_margin;
         while state.last_second.front().is_some_and(|t| *t + second <= now) {
             state.last_second.pop_front();
         }
-        while state.last_hour.front().is_some_and(|t| *t + hour <= now) {
-            state.last_hour.pop_front();
+        for window in [&mut state.last_hour, &mut state.suspicion_hour] {
+            while window.front().is_some_and(|t| *t + hour <= now) {
+                window.pop_front();
+            }
         }
+    }
+
+    fn decide(&self, state: &mut State, priority: Priority, now: Instant) -> Decision {
+        let second = SECOND + self.config.window_margin;
+        let hour = HOUR + self.config.window_margin;
+        self.expire(state, now);
         if let Some(until) = state.paused_until {
             if until > now {
                 return Decision::WaitUntil(until);
@@ -205,17 +231,77 @@ impl Budget {
             let oldest = state.last_hour[state.last_hour.len() - hourly];
             return Decision::WaitUntil(oldest + hour);
         }
+        if priority == Priority::Suspicion {
+            let bucket = self.suspicion_bucket();
+            if state.suspicion_hour.len() >= bucket {
+                let oldest = state.suspicion_hour[state.suspicion_hour.len() - bucket];
+                return Decision::WaitUntil(oldest + hour);
+            }
+        }
         Decision::Go
     }
 
+    /// Limits this process to `requests` an hour (its lease of a budget shared by several;
+    /// `None`: the whole configured budget). Requests already sent in the last hour count.
+    pub fn lease_hourly(&self, requests: Option<usize>) {
+        let leased = requests.map_or(0, |r| r.clamp(1, self.config.requests_per_hour.max(1)));
+        self.leased_per_hour
+            .store(leased, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Requests an hour this process may send: its lease, or the configured budget.
+    fn per_hour(&self) -> usize {
+        match self.leased_per_hour.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => self.config.requests_per_hour,
+            leased => leased.min(self.config.requests_per_hour),
+        }
+    }
+
+    /// The hourly budget as configured (what several processes share).
+    pub fn configured_per_hour(&self) -> usize {
+        self.config.requests_per_hour
+    }
+
     fn hourly_limit(&self, priority: Priority) -> usize {
-        let total = self.config.requests_per_hour.max(1);
         let share = match priority {
             Priority::Critical => 1.0,
-            Priority::Status => self.config.status_share,
+            // Within the status reads' share; its own bucket is counted apart.
+            Priority::Suspicion | Priority::Status => self.config.status_share,
             Priority::Replenish => self.config.replenish_share,
         };
+        self.share_of_hour(share)
+    }
+
+    fn share_of_hour(&self, share: f64) -> usize {
+        // This process's lease when several share the budget.
+        let total = self.per_hour().max(1);
         ((total as f64 * share.clamp(0.0, 1.0)) as usize).max(1)
+    }
+
+    /// The suspicion bucket: requests of [`Priority::Suspicion`] in any hour.
+    fn suspicion_bucket(&self) -> usize {
+        self.share_of_hour(self.config.suspicion_share)
+    }
+
+    /// Requests of this priority that may still be sent in the current hour without waiting
+    /// for the hourly windows (the per-second pace and the in-flight cap aside): what is left
+    /// of its share of the hourly budget and, for suspicion reads, of their own bucket. Zero
+    /// during a 429 pause.
+    pub fn available(&self, priority: Priority) -> usize {
+        let mut state = self.lock();
+        let now = Instant::now();
+        self.expire(&mut state, now);
+        if state.paused_until.is_some_and(|until| until > now) {
+            return 0;
+        }
+        let left = self.hourly_limit(priority).saturating_sub(state.last_hour.len());
+        match priority {
+            Priority::Suspicion => {
+                left.min(self.suspicion_bucket().saturating_sub(state.suspicion_hour.len()))
+            }
+            _ => left,
+        }
     }
 
     /// Stops all sending for `retry_after` (after a 429).
@@ -229,12 +315,15 @@ impl Budget {
         self.changed.notify_waiters();
     }
 
-    /// Records Railway's `X-RateLimit-Remaining`; at zero, pauses until `reset_in`.
+    /// Records Railway's `X-RateLimit-Remaining`; at zero, pauses until `reset_in`. Railway's
+    /// count is the token's truth (it sees every user of the token, which our own count does
+    /// not), so a zero pauses whatever our count says; but its window is an hour, so no pause
+    /// is longer than an hour, whatever `X-RateLimit-Reset` says.
     pub fn observe_remaining(&self, remaining: u64, reset_in: Option<Duration>) {
         let mut state = self.lock();
         state.server_remaining = Some(remaining);
         if remaining == 0 {
-            let until = Instant::now() + reset_in.unwrap_or(SECOND);
+            let until = Instant::now() + reset_in.unwrap_or(SECOND).min(HOUR);
             state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
         }
     }
@@ -243,13 +332,11 @@ impl Budget {
     pub fn snapshot(&self) -> BudgetSnapshot {
         let mut state = self.lock();
         let now = Instant::now();
-        let hour = HOUR + self.config.window_margin;
-        while state.last_hour.front().is_some_and(|t| *t + hour <= now) {
-            state.last_hour.pop_front();
-        }
+        self.expire(&mut state, now);
         BudgetSnapshot {
             used_last_hour: state.last_hour.len(),
-            requests_per_hour: self.config.requests_per_hour,
+            suspicion_last_hour: state.suspicion_hour.len(),
+            requests_per_hour: self.per_hour(),
             in_flight: state.in_flight,
             paused_for: state.paused_until.and_then(|u| u.checked_duration_since(now)),
             server_remaining: state.server_remaining,
@@ -271,6 +358,7 @@ mod tests {
             window_margin: Duration::ZERO,
             status_share: 0.5,
             replenish_share: 0.25,
+            suspicion_share: 0.25,
         })
     }
 
@@ -301,6 +389,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn railway_saying_none_remain_pauses_until_its_reset_and_never_beyond_an_hour() {
+        let budget = budget(100, 10_000);
+        budget.observe_remaining(0, Some(Duration::from_secs(90)));
+        assert_eq!(budget.snapshot().paused_for, Some(Duration::from_secs(90)));
+        budget.observe_remaining(0, Some(Duration::from_secs(10 * 3600)));
+        assert_eq!(budget.snapshot().paused_for, Some(HOUR));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn lower_priorities_keep_off_the_last_of_the_hourly_budget() {
         let budget = budget(1000, 8);
         for _ in 0..2 {
@@ -325,14 +422,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn critical_requests_go_before_waiting_status_reads() {
+    async fn suspicion_reads_draw_on_a_bucket_of_their_own() {
+        // An hour of 8: the suspicion bucket holds 25% = 2, within the status reads' 50% = 4.
+        let budget = budget(1000, 8);
+        assert_eq!(budget.available(Priority::Suspicion), 2);
+        for _ in 0..2 {
+            drop(budget.acquire(Priority::Suspicion).await);
+        }
+        assert_eq!(budget.available(Priority::Suspicion), 0);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), budget.acquire(Priority::Suspicion))
+                .await
+                .is_err(),
+            "the bucket is empty until its oldest request is an hour old"
+        );
+        // Status reads still have their share (4, of which the suspicion reads took 2).
+        assert_eq!(budget.available(Priority::Status), 2);
+        for _ in 0..2 {
+            drop(budget.acquire(Priority::Status).await);
+        }
+        assert_eq!(budget.available(Priority::Status), 0);
+        // Status reads that used the whole share leave suspicion reads nothing either: the
+        // bucket is within the budget, not on top of it.
+        let budget = self::budget(1000, 8);
+        for _ in 0..4 {
+            drop(budget.acquire(Priority::Status).await);
+        }
+        assert_eq!(budget.available(Priority::Suspicion), 0);
+        // An hour later the bucket is whole again.
+        tokio::time::advance(HOUR + Duration::from_secs(1)).await;
+        assert_eq!(budget.available(Priority::Suspicion), 2);
+        budget.pause(Duration::from_secs(5));
+        assert_eq!(budget.available(Priority::Suspicion), 0, "nothing during a pause");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn critical_requests_go_before_suspicion_reads_before_status_reads() {
         let budget = budget(1, 10_000);
         drop(budget.acquire(Priority::Status).await);
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for (i, p) in [Priority::Replenish, Priority::Status, Priority::Critical]
-            .into_iter()
-            .enumerate()
+        for (i, p) in [
+            Priority::Replenish,
+            Priority::Status,
+            Priority::Suspicion,
+            Priority::Critical,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let budget = budget.clone();
             let order = order.clone();
@@ -348,7 +485,12 @@ mod tests {
         }
         assert_eq!(
             *order.lock().unwrap(),
-            vec![Priority::Critical, Priority::Status, Priority::Replenish]
+            vec![
+                Priority::Critical,
+                Priority::Suspicion,
+                Priority::Status,
+                Priority::Replenish
+            ]
         );
     }
 }

@@ -121,9 +121,27 @@ impl RailwayClient {
         }
     }
 
+    /// Requests of this priority that may still be sent this hour without waiting for the
+    /// hourly windows ([`Budget::available`]): a caller that must not wait (the tick) chooses
+    /// whom to read with it.
+    pub fn budget_available(&self, priority: Priority) -> usize {
+        self.inner.budget.available(priority)
+    }
+
     /// The budget's current numbers.
     pub fn budget(&self) -> BudgetSnapshot {
         self.inner.budget.snapshot()
+    }
+
+    /// Limits this client (and its clones) to `requests` an hour: its slice of a budget that
+    /// several processes share (`None`: the whole configured budget).
+    pub fn lease_hourly_budget(&self, requests: Option<usize>) {
+        self.inner.budget.lease_hourly(requests);
+    }
+
+    /// The hourly budget as configured, before any lease.
+    pub fn configured_hourly_budget(&self) -> usize {
+        self.inner.budget.configured_per_hour()
     }
 
     /// Requests by operation and outcome.

@@ -93,6 +93,9 @@ pub struct BudgetConfig {
     pub status_share: f64,
     /// Share of the hourly budget that replenishment may use.
     pub replenish_share: f64,
+    /// The suspicion reads' bucket: the share of the hourly budget that reads of agents which
+    /// failed their health checks may use in any hour (within `status_share`).
+    pub suspicion_share: f64,
 }
 
 impl Default for BudgetConfig {
@@ -104,6 +107,9 @@ impl Default for BudgetConfig {
             window_margin: Duration::from_millis(50),
             status_share: 0.95,
             replenish_share: 0.90,
+            // 500 of Pro's 10,000 an hour: 25,000 suspects in batches of 50, while the whole
+            // pool's target is 10 % of the budget.
+            suspicion_share: 0.05,
         }
     }
 }

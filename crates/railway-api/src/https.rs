@@ -39,10 +39,12 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
     /// How many idle connections are kept per host.
     pub max_idle_per_host: usize,
-    /// TLS sessions remembered for resumption (one per server name: a fleet of agents, each
-    /// at a host of its own, needs one per agent). A resumed handshake skips the
-    /// certificate chain and its verification. rustls' default is 256.
+    /// TLS sessions remembered for resumption. A resumed handshake skips the certificate
+    /// chain and its verification. rustls' default is 256 tickets (up to 8 a host).
     pub tls_sessions: usize,
+    /// Instead of `tls_sessions`: one ticket per host, in a store sized to a fleet of hosts
+    /// walked in the same order every interval ([`crate::sessions::PerHostSessions`]).
+    pub per_host_sessions: Option<Arc<crate::sessions::PerHostSessions>>,
     /// Trust besides the webpki roots.
     pub extra_roots: ExtraRoots,
 }
@@ -54,6 +56,7 @@ impl ClientOptions {
             idle_timeout,
             max_idle_per_host,
             tls_sessions: 256,
+            per_host_sessions: None,
             extra_roots: ExtraRoots::default(),
         }
     }
@@ -79,7 +82,10 @@ pub fn client(options: &ClientOptions) -> Result<HttpsClient, TlsSetupError> {
         .map_err(|e| TlsSetupError(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(options.tls_sessions.max(1));
+    tls.resumption = match &options.per_host_sessions {
+        Some(store) => rustls::client::Resumption::store(store.clone()),
+        None => rustls::client::Resumption::in_memory_sessions(options.tls_sessions.max(1)),
+    };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -54,6 +54,7 @@ mod operations;
 mod pacing;
 mod projects;
 mod services;
+pub mod sessions;
 mod status;
 mod tokens;
 mod transport;

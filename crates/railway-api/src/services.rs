@@ -198,7 +198,10 @@ impl RailwayClient {
 
     /// `serviceInstanceDeployV2`: deploys the configured source; returns the deployment id.
     /// On an instance that has deployed before, the image of a moving tag may be the one
-    /// Railway pulled last time: to pull the tag anew use [`Self::deploy_latest_source`].
+    /// Railway pulled last time: to pull the tag anew use [`Self::deploy_latest_source`], or
+    /// pin the image by digest (`repository@sha256:…`), which names its bytes. This is also
+    /// how a service whose deployment was removed ([`Self::remove_deployment`]) is woken: one
+    /// new deployment, with the volume, variables and domains it kept.
     pub async fn deploy_service(
         &self,
         environment: &EnvironmentId,
@@ -243,5 +246,49 @@ impl RailwayClient {
             })
             .await?;
         Ok(convert::deployment(data.deployment_redeploy))
+    }
+
+    /// `deploymentRemove`: takes a deployment down. This is what `railway down` does to the
+    /// service's newest `SUCCESS` deployment (railwayapp/cli `src/commands/down.rs:59-100` at
+    /// df3838bf: list the deployments, keep `SUCCESS`, newest first, remove it); the
+    /// deployment ends `REMOVED` and the service's volume, variables and domains stay. A
+    /// removed deployment cannot be redeployed (`canRedeploy` is false; railwayapp/cli
+    /// `src/commands/redeploy.rs:65-69`): bring the service back with [`Self::deploy_service`].
+    pub async fn remove_deployment(&self, deployment: &DeploymentId) -> Result<()> {
+        let _: op::DeploymentRemove = self
+            .execute(op::DeploymentIdVariables {
+                id: deployment.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `deploymentStop`: stops a deployment's replicas. Unlike a removal, its status stays
+    /// `SUCCESS` with `deploymentStopped: true` (railwayapp/cli shows it `STOPPED` only from
+    /// that pair: `src/commands/service.rs:968-970,1038-1039`).
+    pub async fn stop_deployment(&self, deployment: &DeploymentId) -> Result<()> {
+        let _: op::DeploymentStop = self
+            .execute(op::DeploymentIdVariables {
+                id: deployment.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A service's variables as set (unrendered: references stay as written).
+    pub async fn service_variables(
+        &self,
+        project: &ProjectId,
+        environment: &EnvironmentId,
+        service: &ServiceId,
+    ) -> Result<Variables> {
+        let data: op::ServiceVariables = self
+            .execute(op::ServiceVariablesVariables {
+                project_id: project.to_string(),
+                environment_id: environment.to_string(),
+                service_id: Some(service.to_string()),
+            })
+            .await?;
+        Ok(data.variables.0)
     }
 }

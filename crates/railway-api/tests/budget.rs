@@ -76,3 +76,35 @@ async fn after_a_429_with_retry_after_two_nothing_is_sent_for_two_seconds() {
     }
     assert!(start.elapsed() >= Duration::from_secs(2));
 }
+
+/// `cargo xtask bench claim` got no first tick: with the simulator's hourly limit off, every
+/// answer said `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset: 3600`, and the client
+/// paused for an hour. With the limit off there are no rate-limit headers; with it on, the
+/// headers count the window and the client goes on.
+#[tokio::test]
+async fn the_simulator_with_its_hourly_limit_off_sends_no_rate_limit_headers_and_nothing_pauses() {
+    let mut sim_config = SimConfig::quick();
+    sim_config.limits.requests_per_hour = 0;
+    let sim = sim(sim_config).await;
+    let client = RailwayClient::new(config_for(&sim, &["sim-token"])).unwrap();
+    for _ in 0..3 {
+        client.token_workspaces().await.unwrap();
+    }
+    let budget = client.budget();
+    assert_eq!(budget.paused_for, None, "{budget:?}");
+    assert_eq!(
+        budget.server_remaining, None,
+        "no X-RateLimit-Remaining: {budget:?}"
+    );
+
+    let mut sim_config = SimConfig::quick();
+    sim_config.limits.requests_per_hour = 100;
+    let sim = self::sim(sim_config).await;
+    let client = RailwayClient::new(config_for(&sim, &["sim-token"])).unwrap();
+    for _ in 0..3 {
+        client.token_workspaces().await.unwrap();
+    }
+    let budget = client.budget();
+    assert_eq!(budget.paused_for, None, "{budget:?}");
+    assert_eq!(budget.server_remaining, Some(97), "{budget:?}");
+}

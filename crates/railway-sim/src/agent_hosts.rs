@@ -113,6 +113,10 @@ struct Shared {
     /// Added before each answer: the round trip to an agent across the internet (ms).
     round_trip_ms: AtomicU64,
     counters: Counters,
+    /// Health checks' arrivals (host, when), while recorded.
+    arrivals: Mutex<Option<Vec<(Ipv4Addr, std::time::Instant)>>>,
+    /// Hosts whose health answers are padded to this many bytes.
+    oversized: Mutex<HashMap<Ipv4Addr, usize>>,
 }
 
 impl Shared {
@@ -266,6 +270,8 @@ impl AgentHosts {
             keep_alive: AtomicBool::new(true),
             round_trip_ms: AtomicU64::new(0),
             counters: Counters::default(),
+            arrivals: Mutex::default(),
+            oversized: Mutex::default(),
         });
         let mut tasks = Vec::new();
         let mut ports = Vec::new();
@@ -335,6 +341,37 @@ impl AgentHosts {
         self.shared
             .round_trip_ms
             .store(round_trip.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Starts recording when each health check arrives, at which host (anew: what was
+    /// recorded before is dropped). Off by default: a long run would hold every arrival.
+    pub fn record_arrivals(&self) {
+        *self.shared.arrivals.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// The health checks' arrivals recorded so far: the host, and when.
+    pub fn arrivals(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared
+            .arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .map(|(host, at)| (host.to_string(), *at))
+            .collect()
+    }
+
+    /// The agent at `host` answers its health checks `200` with a body of `bytes` bytes (valid
+    /// JSON, `ready: true`, padded): an agent, or something in front of it, gone wrong. A
+    /// client must not read it whole.
+    pub fn answer_oversized(&self, host: &str, bytes: usize) {
+        if let Ok(address) = host.parse::<Ipv4Addr>() {
+            self.shared
+                .oversized
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(address, bytes);
+        }
     }
 
     /// Counters since start.
@@ -536,10 +573,30 @@ async fn health(
     ConnectInfo(dialed): ConnectInfo<Dialed>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(arrivals) = shared.arrivals.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        arrivals.push((dialed.0, std::time::Instant::now()));
+    }
     round_trip(&shared).await;
-    let response = match agent_domain(&shared, dialed) {
-        Some(domain) => crate::server::agent_health(State(shared.sim.clone()), Path(domain), headers).await,
-        None => not_found(),
+    let oversized = shared
+        .oversized
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&dialed.0)
+        .copied();
+    let response = match (agent_domain(&shared, dialed), oversized) {
+        (Some(_), Some(bytes)) => {
+            let padding = "x".repeat(bytes.saturating_sub(40));
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{{\"ready\":true,\"padding\":\"{padding}\"}}"),
+            )
+                .into_response()
+        }
+        (Some(domain), None) => {
+            crate::server::agent_health(State(shared.sim.clone()), Path(domain), headers).await
+        }
+        (None, _) => not_found(),
     };
     finish(&shared, response)
 }

@@ -21,6 +21,8 @@ pub struct SimConfig {
     pub latency: Duration,
     /// How a deployment moves through its states.
     pub deploy: DeployTimings,
+    /// How long a wake (a deploy of a service whose deployment was removed) takes.
+    pub wake: WakeTimings,
     /// Railway's limits.
     pub limits: Limits,
     /// Railway's undocumented behaviours (all on by default).
@@ -52,6 +54,7 @@ impl Default for SimConfig {
             workspaces: BTreeMap::from([("ws-sim".to_string(), "Simulated workspace".to_string())]),
             latency: Duration::ZERO,
             deploy: DeployTimings::default(),
+            wake: WakeTimings::default(),
             limits: Limits::default(),
             quirks: Quirks::default(),
             faults: Faults::default(),
@@ -72,14 +75,17 @@ impl SimConfig {
     pub fn quick() -> Self {
         Self {
             quirks: Quirks::quick(),
+            wake: WakeTimings::scaled(0.01),
             ..Self::default()
         }
     }
 
-    /// The schema's world: no undocumented behaviour at all (tests of the other branch).
+    /// The schema's world: no undocumented behaviour at all (tests of the other branch), with
+    /// wakes as short as [`Self::quick`]'s.
     pub fn without_quirks() -> Self {
         Self {
             quirks: Quirks::none(),
+            wake: WakeTimings::scaled(0.01),
             ..Self::default()
         }
     }
@@ -118,6 +124,56 @@ impl DeployTimings {
             building: Duration::ZERO,
             deploying: Duration::ZERO,
         }
+    }
+}
+
+/// How long a wake takes to reach `SUCCESS`: log-normal, given by its median and 95th
+/// percentile. Railway documents the deploy phase of a deployment at 30 s to 2 min (the
+/// figures issue 21 cites); the default is p50 45 s, p95 120 s. `scale` shrinks every draw
+/// (tests and the demo: 0.01 makes the median 0.45 s) without changing its shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WakeTimings {
+    /// Median time from the deploy to `SUCCESS`.
+    #[serde(with = "millis")]
+    pub p50: Duration,
+    /// 95th percentile.
+    #[serde(with = "millis")]
+    pub p95: Duration,
+    /// Factor applied to every draw (1: Railway's own times).
+    pub scale: f64,
+}
+
+impl Default for WakeTimings {
+    fn default() -> Self {
+        Self {
+            p50: Duration::from_secs(45),
+            p95: Duration::from_secs(120),
+            scale: 1.0,
+        }
+    }
+}
+
+impl WakeTimings {
+    /// Railway's distribution, every draw multiplied by `scale`.
+    pub fn scaled(scale: f64) -> Self {
+        Self {
+            scale,
+            ..Self::default()
+        }
+    }
+
+    /// One draw: `exp(mu + sigma z)` with `mu = ln p50` and `sigma = ln(p95 / p50) / 1.645`
+    /// (the standard normal's 95th percentile), `z` standard normal (Box-Muller), scaled.
+    pub fn draw(&self, rng: &mut impl rand::Rng) -> Duration {
+        let p50 = self.p50.as_secs_f64().max(1e-6);
+        let p95 = self.p95.as_secs_f64().max(p50);
+        let sigma = (p95 / p50).ln() / 1.644_853_6;
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random();
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let secs = (p50.ln() + sigma * z).exp() * self.scale.max(0.0);
+        Duration::from_secs_f64(secs.min(86_400.0))
     }
 }
 
@@ -174,6 +230,10 @@ pub struct OperationFaults {
     pub server_error: f64,
     /// Applied, then no answer until the client gives up.
     pub timeout_after_apply: f64,
+    /// No answer until the client gives up, nothing applied: the request stalled before it
+    /// reached Railway's API (an edge or gateway hang). The client cannot tell it from
+    /// [`Self::timeout_after_apply`], so it must look the outcome up.
+    pub timeout_before_apply: f64,
     /// HTTP 200 with a GraphQL `INTERNAL_SERVER_ERROR` and a message nobody knows, nothing
     /// applied (the client cannot tell, so it must assume it may have).
     pub graphql_error: f64,
@@ -270,5 +330,25 @@ pub(crate) mod millis {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
             Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn wake_times_follow_the_configured_median_and_95th_percentile() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let wake = WakeTimings::default();
+        let mut draws: Vec<f64> = (0..20_000).map(|_| wake.draw(&mut rng).as_secs_f64()).collect();
+        draws.sort_by(f64::total_cmp);
+        let (p50, p95) = (draws[draws.len() / 2], draws[draws.len() * 95 / 100]);
+        assert!((p50 - 45.0).abs() < 2.0, "p50 {p50}");
+        assert!((p95 - 120.0).abs() < 8.0, "p95 {p95}");
+        let scaled = WakeTimings::scaled(0.01).draw(&mut rng);
+        assert!(scaled < Duration::from_secs(60), "{scaled:?}");
     }
 }

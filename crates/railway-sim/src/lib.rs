@@ -50,9 +50,11 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 pub use agent_hosts::{AgentHostStats, AgentHosts};
-pub use config::{AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig};
+pub use config::{
+    AgentBehaviour, DeployTimings, Faults, Limits, OperationFaults, RateLimitStorm, SimConfig, WakeTimings,
+};
 pub use external_agents::ExternalAgent;
-pub use quirks::{ProjectThrottleScope, Quirks};
+pub use quirks::{DeployRateLimit, ProjectThrottleScope, Quirks};
 pub use snapshot::{DeploymentView, ProjectView, ResourceView, ServiceView, SimSnapshot, VolumeView};
 pub use world::{AgentRuntime, Counters, DeployCause, Fate, ProvisionFault};
 
@@ -249,6 +251,32 @@ impl SimHandle {
     /// The world as it is now.
     pub fn snapshot(&self) -> SimSnapshot {
         SimSnapshot::of(&self.sim.world(), Instant::now())
+    }
+
+    /// Compute used so far, in deployment-seconds: every deployment from `SUCCESS` until it
+    /// was removed, stopped or crashed (a parked agent costs nothing here).
+    pub fn compute_seconds(&self) -> f64 {
+        self.sim.world().compute_seconds(Instant::now())
+    }
+
+    /// Deployments running now (`SUCCESS`, not stopped), of live services.
+    pub fn running_deployments(&self) -> usize {
+        let w = self.sim.world();
+        let now = Instant::now();
+        w.deployments
+            .values()
+            .filter(|d| d.stopped_at.is_none() && w.status(d, now) == world::Status::Success)
+            .count()
+    }
+
+    /// A file on a volume (`None`: no such volume or file).
+    pub fn volume_file(&self, volume_id: &str, name: &str) -> Option<String> {
+        self.sim.world().volumes.get(volume_id)?.files.get(name).cloned()
+    }
+
+    /// Replaces the wake distribution (later wakes draw from it).
+    pub fn set_wake_timings(&self, wake: WakeTimings) {
+        self.sim.world().config.wake = wake;
     }
 
     /// Request counters.

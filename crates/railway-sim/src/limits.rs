@@ -47,21 +47,27 @@ pub(crate) struct RateLimiter {
     pub max_in_one_second: usize,
 }
 
-/// Rate-limit headers to send with an answer.
+/// Rate-limit headers to send with an answer: the token's hourly window (Railway sends
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`; shared docs/railway-api.md, Limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Headers {
     pub limit: usize,
     pub remaining: usize,
+    /// Seconds until the window's oldest request ages out, when `remaining` grows again (the
+    /// window slides: there is no fixed hour at which it resets whole).
+    pub reset_secs: u64,
 }
 
 impl RateLimiter {
-    /// Counts a request; `Err` when it must be refused.
+    /// Counts a request; `Err` when it must be refused. `Ok(None)`: no headers to send, the
+    /// hourly limit is off (`requests_per_hour` 0, a test's setting: Railway always has one).
     pub(crate) fn admit(
         &mut self,
         limits: &Limits,
         token: &str,
         has_query: bool,
         now: Instant,
-    ) -> Result<Headers, Limited> {
+    ) -> Result<Option<Headers>, Limited> {
         if !has_query {
             if let Some(until) = self.edge_blocked_until
                 && until > now
@@ -101,9 +107,50 @@ impl RateLimiter {
                 limit: limits.requests_per_hour,
             });
         }
-        Ok(Headers {
+        if limits.requests_per_hour == 0 {
+            return Ok(None);
+        }
+        let reset = window.hour.front().map_or(Duration::ZERO, |oldest| {
+            (*oldest + HOUR).saturating_duration_since(now)
+        });
+        Ok(Some(Headers {
             limit: limits.requests_per_hour,
             remaining: limits.requests_per_hour.saturating_sub(window.hour.len()),
-        })
+            reset_secs: reset.as_secs_f64().ceil() as u64,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_hour: usize) -> Limits {
+        Limits {
+            requests_per_hour: per_hour,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn an_hourly_limit_that_is_off_sends_no_headers() {
+        let mut limiter = RateLimiter::default();
+        let now = Instant::now();
+        assert_eq!(limiter.admit(&limits(0), "t", true, now), Ok(None));
+    }
+
+    #[test]
+    fn reset_is_the_time_until_the_oldest_request_of_the_window_ages_out() {
+        let mut limiter = RateLimiter::default();
+        let start = Instant::now();
+        let first = limiter.admit(&limits(100), "t", true, start).unwrap().unwrap();
+        assert_eq!((first.remaining, first.reset_secs), (99, 3600));
+        let later = start + Duration::from_secs(600);
+        let second = limiter.admit(&limits(100), "t", true, later).unwrap().unwrap();
+        assert_eq!((second.remaining, second.reset_secs), (98, 3000));
+        // Once the first has aged out, the second is the oldest.
+        let after = start + HOUR + Duration::from_secs(1);
+        let third = limiter.admit(&limits(100), "t", true, after).unwrap().unwrap();
+        assert_eq!((third.remaining, third.reset_secs), (98, 599));
     }
 }

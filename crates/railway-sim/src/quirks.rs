@@ -1,6 +1,7 @@
 //! How the live Railway API behaves where its schema says nothing, as the simulator models
 //! it. Every behaviour is on by default — the simulator is Railway as it is — and each can be
-//! switched off (or its timing shortened) so the other branch can be tested too.
+//! switched off (or its timing shortened) so the other branch can be tested too. The one
+//! exception is the deploy rate limit, whose figure nobody has published (see its field).
 //!
 //! Sources, next to each field: public code of teams that run against the live API.
 
@@ -86,6 +87,33 @@ pub struct Quirks {
     /// as-is"; `--from-source` calls `serviceInstanceDeploy` with `latestCommit: true` to
     /// "pull … latest image").
     pub stale_image_tags: bool,
+    /// `deploymentRedeploy` of a deployment taken down by `deploymentRemove` is refused (one
+    /// merely replaced by a newer deployment can still be redeployed: the pool's rollbacks do
+    /// that). Railway marks it
+    /// `canRedeploy: false`, and its CLI refuses "The latest deployment for service … cannot
+    /// be redeployed. This may be because it's currently building, deploying, or was removed."
+    /// (railwayapp/cli `src/commands/redeploy.rs:65-69` at df3838bf). What the API itself says
+    /// is not documented; the simulator refuses with "Deployment cannot be redeployed". A
+    /// parked service is woken with `serviceInstanceDeployV2`. Off: the removed deployment's
+    /// build is redeployed.
+    pub redeploy_of_removed_refused: bool,
+    /// A deploy rate limit: at most `max` deploys per workspace in any `per` window, beyond
+    /// which a deploy is refused "Service deployment rate limit exceeded" (the message users
+    /// report after bulk variable changes: lbds137/tzurot `docs/reference/
+    /// RAILWAY_CLI_REFERENCE.md`, "Rate Limiting"). Railway documents neither the limit nor its
+    /// scope, so it is **off by default** (the one quirk that is: no number is known) and
+    /// tests of bulk wakes switch it on.
+    pub deploy_rate_limit: Option<DeployRateLimit>,
+}
+
+/// A deploy rate limit per workspace (see [`Quirks::deploy_rate_limit`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DeployRateLimit {
+    /// Deploys allowed in one window.
+    pub max: usize,
+    /// The window.
+    #[serde(with = "millis")]
+    pub per: Duration,
 }
 
 impl Default for Quirks {
@@ -106,6 +134,8 @@ impl Default for Quirks {
             domain_create_failure: 0.05,
             upsert_refused_while_building: true,
             stale_image_tags: true,
+            redeploy_of_removed_refused: true,
+            deploy_rate_limit: None,
         }
     }
 }
@@ -141,6 +171,8 @@ impl Quirks {
             domain_create_failure: 0.0,
             upsert_refused_while_building: false,
             stale_image_tags: false,
+            redeploy_of_removed_refused: false,
+            deploy_rate_limit: None,
         }
     }
 }

@@ -12,9 +12,14 @@
 //!   is judged dead, so one lost health check never deletes a healthy agent;
 //! - a claimed agent whose deployment crashed or failed is `crashed`, and `claimed` again when
 //!   its restart policy brings it back;
-//! - sleeping is not dead.
+//! - sleeping is not dead;
+//! - an unclaimed agent whose `/pool/health` reports another runtime than its shape's is
+//!   never handed out: it is torn down (and the pool replaces it); a claimed one stays with
+//!   its user (the mismatch is an event for the operator).
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use pool_provisioner::Health;
 use pool_store::AgentStatus;
@@ -36,6 +41,9 @@ pub struct AgentFacts {
     /// Adopted from the shared-project era: it answers only to the pool's admin key, which
     /// this pool never sends, so it cannot be handed out; unclaimed ones are cycled out.
     pub legacy: bool,
+    /// Its `/pool/health` reported (this tick, or last time it answered) a runtime other than
+    /// its shape's.
+    pub runtime_mismatch: bool,
 }
 
 /// What Railway and the agent said this tick.
@@ -93,6 +101,8 @@ pub enum Reason {
     ClaimLeaseExpired,
     /// A legacy agent of the shared project: it cannot be provisioned safely.
     LegacyCycledOut,
+    /// It reports a runtime other than its shape's: it must not serve its shape's claims.
+    WrongRuntime,
 }
 
 impl Reason {
@@ -115,6 +125,9 @@ impl Reason {
             Self::ClaimLeaseExpired => "claim lease expired: the claimer died mid-provision",
             Self::LegacyCycledOut => {
                 "legacy agent from the shared project: cycled out, it cannot be provisioned safely"
+            }
+            Self::WrongRuntime => {
+                "its /pool/health reports a runtime other than its shape's: never handed out, replaced"
             }
         }
     }
@@ -139,6 +152,8 @@ pub enum Decision {
     QuarantineAndTeardown(Reason),
     /// Its creation's worker died: resume or compensate it.
     RecoverCreation,
+    /// Its park or wake's worker died: resume it from its journal.
+    RecoverTierMotion,
     /// Stuck in `creating` too long: give up on it.
     AbandonCreation(Reason),
 }
@@ -164,6 +179,20 @@ fn is_in_progress(status: &DeploymentStatus) -> bool {
             | DeploymentStatus::Deploying
             | DeploymentStatus::Initializing
     )
+}
+
+/// Whether a lease that ends at `until` has run out at `now` (no lease: run out).
+pub(crate) fn lease_expired(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    until.is_none_or(|t| t < now)
+}
+
+/// Whether the worker that holds an agent in `status` is gone: creations, parks and wakes are
+/// each held by one worker under a lease that ends at `until`.
+pub(crate) fn worker_gone(status: AgentStatus, until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    matches!(
+        status,
+        AgentStatus::Creating | AgentStatus::Parking | AgentStatus::Waking
+    ) && lease_expired(until, now)
 }
 
 /// How many stuck timeouts a creation with a live worker may take before it is given up.
@@ -197,7 +226,14 @@ pub fn decide(facts: &AgentFacts, observation: &Observation, stuck_timeout: Dura
         // judge it: a user's join is waiting on it.
         S::PendingAcceptance => Decision::Keep,
         S::Crashed => crashed(observation),
+        // A parked agent has no deployment running on purpose: its REMOVED deployment is no
+        // news, and it answers no health check. A park or wake whose worker is gone is resumed
+        // from its journal; one whose worker lives is left alone.
+        S::Parked => Decision::Keep,
+        S::Parking | S::Waking if facts.worker_lease_expired => Decision::RecoverTierMotion,
+        S::Parking | S::Waking => Decision::Keep,
         S::Idle | S::Starting if facts.legacy => Decision::Teardown(Reason::LegacyCycledOut),
+        S::Idle | S::Starting if facts.runtime_mismatch => Decision::Teardown(Reason::WrongRuntime),
         S::Idle | S::Starting => unclaimed(facts, observation, stuck),
     }
 }

@@ -31,13 +31,21 @@
 //! Architecture invariant: every decision is [`decide::decide`], a pure function of (stored
 //! facts, observation, stuck timeout). The loop around it only schedules, locks and executes.
 
+mod apply;
 pub mod decide;
 mod error;
 mod observe;
+pub mod phases;
+pub mod prober;
+mod reads;
+mod report;
+mod shards;
 mod sizing;
 mod suspicion;
 pub mod sweep;
 mod tick;
+mod tiers;
+mod walk;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -51,7 +59,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use error::ReconcileError;
-pub use suspicion::BreakerState;
+pub use prober::{PROBE_MAX_BODY, Prober, ProberStats};
+pub use shards::ShardsStatus;
+pub use suspicion::{BreakerState, FULL_SWEEP_BUDGET_SHARE, sweep_slices};
 pub use sweep::{SweepReport, sweep_orphans};
 pub use tick::TickReport;
 
@@ -71,8 +81,8 @@ pub struct ReconcilerConfig {
     /// fleet each tick; `POOL_FULL_SWEEP_INTERVAL_MS`).
     pub full_sweep_interval: Duration,
     /// Time after a failed health check before the agent is checked again on a fresh
-    /// connection; only a second failure makes it a suspect read from Railway
-    /// (`POOL_REPROBE_DELAY_MS`).
+    /// connection (by the prober, or by a tick driven without it); only a second failure makes
+    /// it a suspect read from Railway (`POOL_REPROBE_DELAY_MS`).
     pub reprobe_delay: Duration,
     /// First wait before an agent Railway confirmed down is read again; it doubles each read
     /// (`POOL_DOWN_BACKOFF_MS`).
@@ -91,10 +101,22 @@ pub struct ReconcilerConfig {
     /// Projects one orphan sweep deletes at most (`POOL_ORPHAN_SWEEP_MAX_DELETES`); the rest
     /// wait for the next pass.
     pub orphan_sweep_max_deletes: usize,
-    /// Health checks in flight at once.
+    /// Health checks in flight at once (`POOL_HEALTH_CONCURRENCY`).
     pub health_concurrency: usize,
+    /// Time in which the prober checks every steady agent once, each at a stable offset in
+    /// it (`POOL_HEALTH_INTERVAL_MS`, the tick's interval unless set).
+    pub health_interval: Duration,
+    /// How long the prober keeps a connection to an agent after a check; zero closes each
+    /// after its answer (`POOL_PROBE_KEEP_ALIVE_MS`).
+    pub probe_keep_alive: Duration,
     /// The leader lock's key.
     pub leader_lock_key: i64,
+    /// Shards the fleet's agents are split into (`POOL_SHARDS`): each replica checks and
+    /// reads the agents of the shards it owns. Every replica must have the same count.
+    pub shards: u32,
+    /// A replica's lease in `pool_replicas`, renewed every third of it
+    /// (`POOL_REPLICA_LEASE_MS`): a dead replica's shards are all taken over within two.
+    pub replica_lease: Duration,
     /// What is pruned after how long.
     pub retention: pool_store::Retention,
     /// Time between retention passes.
@@ -118,7 +140,11 @@ impl Default for ReconcilerConfig {
             orphan_grace: Duration::from_secs(600),
             orphan_sweep_max_deletes: 5,
             health_concurrency: 64,
+            health_interval: Duration::from_secs(30),
+            probe_keep_alive: Duration::ZERO,
             leader_lock_key: LEADER_LOCK_KEY,
+            shards: pool_store::DEFAULT_SHARDS,
+            replica_lease: Duration::from_secs(15),
             retention: pool_store::Retention::default(),
             retention_interval: Duration::from_secs(600),
         }
@@ -142,6 +168,8 @@ pub struct ReconcilerStatus {
     /// The breaker, while it is open: too many agents failed at once, per-agent reads and
     /// demotions are stopped.
     pub breaker: Option<BreakerState>,
+    /// This replica's shards (once [`Reconciler::run`] has renewed them).
+    pub shards: Option<ShardsStatus>,
 }
 
 /// Time a look waits for more events of the same burst, so they make one Railway read.
@@ -153,12 +181,19 @@ const MAX_PENDING_LOOKS: usize = 1_000;
 /// Sizing passes start at most this often: a burst of claims costs one pass a second, and a
 /// creation takes minutes, so a second's delay changes nothing.
 const SIZING_SPACING: Duration = Duration::from_secs(1);
+/// A replica without the leader lock tries for it this often, whatever its tick interval: a
+/// leader that stepped down (its lock connection cut, or too slow to answer the check) or died
+/// is replaced within this time, not at the next interval — which may be an hour away.
+const LEADER_RETRY: Duration = Duration::from_secs(5);
 
 /// What woke the loop up, gathered until it acts.
 #[derive(Debug, Default, Clone, Copy)]
 struct Wake {
-    /// A whole tick (it sizes, and takes pending looks, too).
+    /// A whole tick (it sizes, and takes pending looks, too); a walk of its shards for a
+    /// replica without the leader lock.
     tick: bool,
+    /// Time to try for the leader lock again (a new leader ticks at once).
+    leader_try: bool,
     /// A look at the agents Railway's events named.
     look: bool,
     /// A sizing pass (claims).
@@ -171,6 +206,8 @@ impl Wake {
         match signal {
             PoolSignal::TickSoon | PoolSignal::Reconnected => self.tick = true,
             PoolSignal::SizeSoon => self.size = true,
+            // A look is for the replica that owns the agent's shard; the others drop it.
+            PoolSignal::Look(agent) if !reconciler.ownership.owns(&agent) => return false,
             PoolSignal::Look(agent) => {
                 reconciler.note_look(agent);
                 self.look = true;
@@ -191,14 +228,22 @@ pub struct Reconciler {
     leader: Arc<AtomicBool>,
     /// Ticks started: the rolling sweep's slice.
     sweep_tick: Arc<std::sync::atomic::AtomicU64>,
+    /// Agents the last walk met: the rolling sweep lengthens with them.
+    fleet: Arc<std::sync::atomic::AtomicUsize>,
     suspicion: Arc<Mutex<suspicion::Suspicion>>,
-    /// Health checks on a fresh connection each (re-probes).
+    /// The fleet's health checks, spread over the health interval; the tick reads its
+    /// results while it runs.
+    prober: Prober,
+    /// Health checks on a fresh connection each: the tick's re-probes while the prober does
+    /// not run (ticks driven by hand); the prober re-probes on its own.
     fresh_agents: pool_provisioner::AgentClient,
     last_orphan_sweep: Arc<Mutex<Option<Instant>>>,
     last_retention: Arc<Mutex<Option<Instant>>>,
     /// Agents Railway's events asked to look at, and the prompt that a look is wanted.
     pending_looks: Arc<Mutex<BTreeSet<AgentId>>>,
     look_prompt: Arc<Notify>,
+    /// The shards this replica owns.
+    ownership: Arc<shards::Ownership>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -223,32 +268,35 @@ fn due(last: &Mutex<Option<Instant>>, every: Duration) -> bool {
 impl Reconciler {
     /// A reconciler over this provisioner.
     pub fn new(provisioner: Provisioner, config: ReconcilerConfig) -> Self {
-        let shared = provisioner.agents().clone();
-        let fresh_agents = match pool_provisioner::outbound::OutboundClient::for_agents(
-            &provisioner.config().agent_roots,
-            Duration::ZERO,
-        ) {
-            Ok(http) => {
-                pool_provisioner::AgentClient::new(http, shared.health_timeout, shared.provision_timeout)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no client of fresh connections; re-probes reuse the agents' client");
-                shared
-            }
-        };
+        let prober = Prober::new(
+            &provisioner,
+            config.health_interval,
+            config.health_concurrency,
+            config.probe_keep_alive,
+            config.reprobe_delay,
+        );
+        let fresh_agents = prober.fresh_client();
+        let replica = provisioner.store().replica_id().to_string();
         Self {
             provisioner,
-            config,
             prompt: Arc::new(Notify::new()),
             status: Arc::default(),
             leader: Arc::default(),
             sweep_tick: Arc::default(),
+            fleet: Arc::default(),
             suspicion: Arc::default(),
+            prober,
             fresh_agents,
             last_orphan_sweep: Arc::default(),
             last_retention: Arc::default(),
             pending_looks: Arc::default(),
             look_prompt: Arc::new(Notify::new()),
+            ownership: Arc::new(shards::Ownership::new(
+                config.shards,
+                config.replica_lease,
+                replica,
+            )),
+            config,
         }
     }
 
@@ -316,6 +364,11 @@ impl Reconciler {
         self.leader.load(Ordering::SeqCst)
     }
 
+    /// The prober of the fleet's health (run by [`Self::run`]; tests run it by hand).
+    pub fn prober(&self) -> &Prober {
+        &self.prober
+    }
+
     /// Settings.
     pub fn config(&self) -> &ReconcilerConfig {
         &self.config
@@ -323,7 +376,12 @@ impl Reconciler {
 
     /// This tick's slice of the rolling sweep, and how many slices there are.
     fn next_sweep_slice(&self) -> (u64, u64) {
-        let slices = suspicion::sweep_slices(self.config.full_sweep_interval, self.config.tick_interval);
+        let slices = suspicion::sweep_slices(
+            self.config.full_sweep_interval,
+            self.config.tick_interval,
+            self.fleet.load(Ordering::SeqCst),
+            self.provisioner.railway().budget().requests_per_hour,
+        );
         let tick = self.sweep_tick.fetch_add(1, Ordering::SeqCst);
         (tick % slices, slices)
     }
@@ -355,7 +413,8 @@ impl Reconciler {
     /// at once when any replica announces something to act on (`NOTIFY`: a replenish, a
     /// drain, a settings change); sizing passes when a replica announces a claim; looks when
     /// Railway's events name agents — only while this replica holds the leader lock. Ticks never overlap. A replica that loses the lock's connection stops
-    /// reconciling before its next step. While the notification listener is down, the
+    /// reconciling before its next step; a replica without the lock tries for it every
+    /// few seconds, so a lost leadership is taken again without waiting for the interval. While the notification listener is down, the
     /// interval alone drives ticks.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -366,11 +425,22 @@ impl Reconciler {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_look: Option<Instant> = None;
         let mut last_sizing: Option<Instant> = None;
+        // When a replica without the lock tries for it next: a deadline, not a sleep made anew
+        // each turn, so a stream of ignored notifications cannot put the try off forever.
+        let mut next_try = tokio::time::Instant::now();
+        // The prober checks whom this replica's walks put on its roster: its shards' agents.
+        let probing = tokio::spawn(self.prober.clone().run());
+        // This replica's shards: taken before the first walk (the interval's first tick, at
+        // once), then renewed on their own.
+        self.renew_shards().await;
+        let keeping = tokio::spawn(self.clone().keep_shards());
         loop {
             let mut wake = Wake::default();
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = interval.tick() => wake.tick = true,
+                // A new leader ticks at once: the pool may have gone unwatched meanwhile.
+                () = tokio::time::sleep_until(next_try), if lock.is_none() => wake.leader_try = true,
                 () = self.prompt.notified() => wake.tick = true,
                 () = self.look_prompt.notified() => wake.look = true,
                 signal = signals.recv() => match signal {
@@ -406,35 +476,54 @@ impl Reconciler {
                 wake.hear(&self, signal);
             }
             if lock.is_none() {
-                match LeaderLock::try_acquire(&store_config, self.config.leader_lock_key).await {
-                    Ok(acquired) => lock = acquired,
+                next_try = tokio::time::Instant::now() + LEADER_RETRY;
+                match LeaderLock::try_acquire_for(
+                    &store_config,
+                    self.config.leader_lock_key,
+                    self.replica_id(),
+                )
+                .await
+                {
+                    Ok(acquired) => {
+                        // A new leader ticks at once: the pool may have gone unwatched meanwhile.
+                        // That tick is this interval's: without the reset, the interval's own
+                        // first tick (due at start) would make a second one straight after.
+                        if acquired.is_some() {
+                            wake.tick = true;
+                            interval.reset();
+                        }
+                        lock = acquired;
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not try the leader lock"),
                 }
             }
-            let Some(held) = &lock else {
-                self.set_leader(false);
-                // The leader looks; a follower forgets.
-                self.take_looks();
-                continue;
-            };
-            if !held.still_held(Duration::from_secs(2)).await {
+            if let Some(held) = &lock
+                && !held.still_held(Duration::from_secs(2)).await
+            {
                 lock = None;
-                self.set_leader(false);
-                continue;
             }
-            self.set_leader(true);
+            self.set_leader(lock.is_some());
+            // Every replica walks its own shards and looks at their agents; the leader also
+            // sizes, creates and sweeps.
             let mut reports = Vec::new();
             if wake.tick {
-                reports.push(("tick", self.tick(Some(held)).await));
+                let report = match &lock {
+                    Some(held) => self.tick(Some(held)).await,
+                    None => self.shard_tick().await,
+                };
+                reports.push(("tick", report));
             } else {
                 if wake.look {
                     let agents = self.take_looks();
                     if !agents.is_empty() {
                         last_look = Some(Instant::now());
-                        reports.push(("look", self.look(agents, Some(held)).await));
+                        reports.push(("look", self.look(agents, lock.as_ref()).await));
                     }
                 }
-                if wake.size && !reports.iter().any(|(_, r)| r.lost_leadership) {
+                if let Some(held) = &lock
+                    && wake.size
+                    && !reports.iter().any(|(_, r)| r.lost_leadership)
+                {
                     last_sizing = Some(Instant::now());
                     reports.push(("sizing", self.size_only(Some(held)).await));
                 }
@@ -461,6 +550,9 @@ impl Reconciler {
                 }
             }
         }
+        probing.abort();
+        keeping.abort();
+        self.leave_shards().await;
         self.set_leader(false);
         if let Some(lock) = lock {
             lock.release().await;

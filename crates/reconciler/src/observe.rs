@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use futures_util::StreamExt;
 use pool_provisioner::{Health, Provisioner};
 use pool_store::{AgentId, TickRow};
-use railway_api::{EnvironmentId, ProjectId, ProjectStatus, RailwayError, ServiceId};
+use railway_api::{EnvironmentId, ProjectId, ProjectStatus, RailwayClient, RailwayError, ServiceId};
 
 use crate::decide::Observation;
 
@@ -45,12 +45,13 @@ fn observe(agent: &TickRow, project: &ProjectStatus) -> Observation {
 
 /// Reads the latest deployment of each agent. At most `max_confirmations` agents left out of
 /// a batch get a read of their own this time.
+/// Requests go through `railway` (at its priority: suspicion reads draw on their own bucket).
 pub(crate) async fn read_status(
     provisioner: &Provisioner,
+    railway: &RailwayClient,
     agents: &[&TickRow],
     max_confirmations: usize,
 ) -> StatusObservations {
-    let railway = provisioner.railway();
     let mut out = StatusObservations::default();
     let (legacy, own): (Vec<&TickRow>, Vec<&TickRow>) = agents.iter().copied().partition(|a| a.legacy);
 
@@ -75,7 +76,7 @@ pub(crate) async fn read_status(
                     if let Some(known) = confirmations.get(p) {
                         known.clone()
                     } else if confirmations.len() < max_confirmations {
-                        let confirmed = confirm(provisioner, agent, p).await;
+                        let confirmed = confirm(provisioner, railway, agent, p).await;
                         confirmations.insert(p.clone(), confirmed.clone());
                         confirmed
                     } else {
@@ -120,8 +121,12 @@ pub(crate) async fn read_status(
 
 /// An agent a batch left out: is its project gone (a read of the project itself says), or
 /// there after all (then one read of it gives its status)?
-async fn confirm(provisioner: &Provisioner, agent: &TickRow, project: &ProjectId) -> Observation {
-    let railway = provisioner.railway();
+async fn confirm(
+    provisioner: &Provisioner,
+    railway: &RailwayClient,
+    agent: &TickRow,
+    project: &ProjectId,
+) -> Observation {
     match provisioner.guard().is_gone(railway, project).await {
         Ok(true) => {
             tracing::info!(agent = %agent.id, %project, "a status batch left the agent out; its project is gone");
@@ -140,6 +145,15 @@ async fn confirm(provisioner: &Provisioner, agent: &TickRow, project: &ProjectId
 
 /// What one health check found: the verdict, and what the agent said it runs.
 pub(crate) type Checked = (Health, Option<pool_provisioner::RuntimeIdentity>);
+
+/// The runtime an agent says it runs (`runtime` of its `/pool/health`,
+/// pool-server/index.ts:359, which is its `RUNTIME_TYPE`, 59): what this check found, else
+/// what it said last time it answered; `None` when it never said.
+pub(crate) fn reported_runtime<'a>(agent: &'a TickRow, checked: Option<&'a Checked>) -> Option<&'a str> {
+    checked
+        .and_then(|(_, identity)| identity.as_ref()?.runtime.as_deref())
+        .or(agent.runtime_name.as_deref())
+}
 
 /// Health-checks agents (those with a domain), `concurrency` at a time. No token is sent:
 /// the runtime answers `/pool/health` without auth (pool-server/index.ts:342-361).

@@ -1,8 +1,12 @@
 //! When Railway is read about a steady agent: only on real suspicion.
 //!
 //! - A failed health check is not news yet: the agent is checked again, on a fresh
-//!   connection, a few seconds later (`reprobe_delay`), and only a second failure makes it a
-//!   suspect, read from Railway.
+//!   connection, a few seconds later (`reprobe_delay`; by the prober, which the tick never
+//!   waits for), and only a second failure makes it a suspect, read from Railway.
+//! - Suspects' reads draw on a bucket of their own within the Railway budget
+//!   (`BudgetConfig::suspicion_share`, [`railway_api::Priority::Suspicion`]), claimed agents
+//!   first: the tick asks how much is left and reads no more than that (never waiting for
+//!   the hour to roll over); the rest stay suspects for a later tick.
 //! - An agent Railway has confirmed down that stays (a crashed claimed agent, a claimed agent
 //!   whose deployment runs but does not answer) backs off: read again after 30 s, then 1, 2,
 //!   4… minutes up to 10 (`down_backoff`, `down_backoff_max`); a webhook look reads it in
@@ -27,7 +31,10 @@ use crate::Reconciler;
 use crate::decide::Observation;
 use crate::error::ReconcileError;
 use crate::observe::{Checked, check_health, read_status};
-use crate::tick::{PAGE, TickReport, checked_every_tick};
+use crate::phases::timed;
+use crate::reads::PutOff;
+use crate::report::TickReport;
+use crate::tick::{MAX_CONFIRMATIONS_PER_TICK, PAGE, checked_every_tick};
 
 /// Suspects read while the breaker is open: one batch of Railway's (`projectsByIds` takes 50).
 const SAMPLE: usize = 50;
@@ -39,15 +46,34 @@ pub(crate) fn id_hash(id: &AgentId) -> u64 {
     })
 }
 
-/// How many ticks one rolling sweep takes: the full-sweep interval over the tick interval.
-pub(crate) fn sweep_slices(full_sweep_interval: Duration, tick_interval: Duration) -> u64 {
-    if full_sweep_interval.is_zero() || tick_interval.is_zero() {
+/// The most of the hourly Railway budget the rolling full sweep may take: past the fleet size
+/// where the full-sweep interval would cost more, the sweep takes longer (see [`sweep_slices`]).
+pub const FULL_SWEEP_BUDGET_SHARE: f64 = 0.04;
+
+/// How many ticks one rolling sweep takes: the full-sweep interval over the tick interval, or
+/// more for a fleet so large that reading a slice that size every tick would take more than
+/// [`FULL_SWEEP_BUDGET_SHARE`] of `requests_per_hour`. A tick may then spend that share of one
+/// tick's worth of the budget (whole `projectsByIds` requests, at least one), and the slices
+/// are as many as it takes to read `fleet` agents at that rate. At production's defaults
+/// (30 s ticks, 10 min sweep, 10,000 requests an hour) that is 3 requests a tick: 150 agents,
+/// 20 slices up to 3,000 agents, 34 at 5,000, 67 (a sweep every 33.5 min) at 10,000.
+pub fn sweep_slices(
+    full_sweep_interval: Duration,
+    tick_interval: Duration,
+    fleet: usize,
+    requests_per_hour: usize,
+) -> u64 {
+    if tick_interval.is_zero() {
         return 1;
     }
-    full_sweep_interval
+    let by_interval = full_sweep_interval
         .as_millis()
         .div_ceil(tick_interval.as_millis())
-        .clamp(1, u128::from(u32::MAX)) as u64
+        .max(1);
+    let per_tick = requests_per_hour as f64 * FULL_SWEEP_BUDGET_SHARE * tick_interval.as_secs_f64() / 3600.0;
+    let agents_per_tick = (per_tick.floor() as u128).max(1) * railway_api::STATUS_BATCH_SIZE as u128;
+    let by_budget = (fleet as u128).div_ceil(agents_per_tick).max(1);
+    by_interval.max(by_budget).min(u128::from(u32::MAX)) as u64
 }
 
 /// An agent Railway confirmed down: when it may be read again.
@@ -155,12 +181,28 @@ impl ReadAnyway {
 /// How a pass observes its agents.
 pub(crate) enum Mode {
     /// The walk over the fleet: checks every steady agent; a failed check is not acted on
-    /// yet but noted as a suspect (unless the agent is backing off).
-    Walk(Suspects),
+    /// yet but noted as a suspect (unless the agent is backing off). The agents to read from
+    /// Railway are put off until the walk is over, and read together in full batches.
+    Walk(Suspects, PutOff),
+    /// The reads the walk put off, with the checks it had for them: every agent given is
+    /// read, confirming at most `confirmations` agents a batch left out.
+    Reads {
+        /// The checks to decide on.
+        health: HashMap<AgentId, Checked>,
+        /// Single reads allowed for agents a batch left out.
+        confirmations: usize,
+    },
     /// A look: checks and reads every agent named, and acts on what it finds.
     Look,
-    /// Suspects, with their re-probes: every one still failing is read from Railway.
-    Suspects(HashMap<AgentId, Checked>),
+    /// Suspects, with their latest checks (the re-probes): every one still failing is read
+    /// from Railway, from the suspicion bucket, confirming at most `confirmations` agents a
+    /// batch left out.
+    Suspects {
+        /// The checks to decide on.
+        health: HashMap<AgentId, Checked>,
+        /// Single reads allowed for agents a batch left out.
+        confirmations: usize,
+    },
 }
 
 /// What every pass of a tick shares: what to read anyway, the agents rollouts hold, the
@@ -175,21 +217,27 @@ pub(crate) struct Frame<'a> {
 /// What the walk noted for the suspicion pass.
 #[derive(Default)]
 pub(crate) struct Suspects {
-    /// Agents whose check failed and that are due for a read (claimed ones first later).
-    pub ids: Vec<AgentId>,
+    /// Agents whose check failed and that are due for a read, each with whether it is not
+    /// claimed (claimed ones are read first).
+    pub ids: Vec<(bool, AgentId)>,
     /// Of those, idle or claimed agents not known down: the breaker counts them.
     pub new_failures: usize,
-    /// When the first of them failed (the re-probe waits `reprobe_delay` from it).
+    /// When the first of them failed (the tick's own re-probe waits `reprobe_delay` from it).
     pub first_at: Option<Instant>,
     /// Every steady agent whose check failed this walk (backing off or not).
     pub failing: std::collections::HashSet<AgentId>,
+    /// The prober's walk number, while the prober runs: the walk enlists each page's steady
+    /// agents and decides on the prober's latest results instead of checking them.
+    pub walk: Option<u64>,
 }
 
 impl Reconciler {
     /// After the walk: the suspects. Too many at once trips the breaker (one sample batch is
-    /// read to tell our fault from the fleet's; nothing is demoted); otherwise each is checked
-    /// again on a fresh connection `reprobe_delay` after it failed, and those that fail again
-    /// are read from Railway and decided, claimed agents first.
+    /// read to tell our fault from the fleet's; nothing is demoted); otherwise they are read
+    /// from Railway and decided, claimed agents first, as far as the suspicion bucket allows.
+    /// While the prober runs, suspects are failures its re-probes confirmed; in a tick driven
+    /// without it, the tick checks each again on a fresh connection `reprobe_delay` after it
+    /// failed and reads those that fail again.
     pub(crate) async fn suspicion_pass(
         &self,
         mut suspects: Suspects,
@@ -210,11 +258,29 @@ impl Reconciler {
             config.breaker_min_failures,
             config.breaker_fraction,
         );
+        let railway = self
+            .provisioner
+            .railway()
+            .with_priority(railway_api::Priority::Suspicion);
+        // Claimed agents first: a user is waiting on them.
+        suspects.ids.sort_by_key(|(not_claimed, _)| *not_claimed);
         if suspects.new_failures > threshold {
-            let sample: Vec<AgentId> = suspects.ids.iter().take(SAMPLE).cloned().collect();
-            let rows = store.tick_rows(&sample).await.map_err(ReconcileError::load)?;
+            let sample: Vec<AgentId> = if railway.budget_available(railway_api::Priority::Suspicion) > 0 {
+                suspects
+                    .ids
+                    .iter()
+                    .take(SAMPLE)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let rows = timed(&mut report.phases.load_ms, store.tick_rows(&sample))
+                .await
+                .map_err(ReconcileError::load)?;
             let refs: Vec<&TickRow> = rows.iter().collect();
-            let read = read_status(&self.provisioner, &refs, 0).await;
+            let reading = read_status(&self.provisioner, &railway, &refs, 0);
+            let read = timed(&mut report.phases.railway_ms, reading).await;
             report.read += refs.len();
             let running = read
                 .by_agent
@@ -234,7 +300,9 @@ impl Reconciler {
                 .values()
                 .filter(|o| **o != Observation::Unread)
                 .count();
-            let verdict = if read_count == 0 {
+            let verdict = if sample.is_empty() {
+                "no sample read: the suspicion reads' bucket is spent for this hour".to_string()
+            } else if read_count == 0 {
                 "the sample read failed too: Railway or our network".to_string()
             } else if running * 2 >= read_count {
                 format!(
@@ -288,25 +356,53 @@ impl Reconciler {
         if suspects.ids.is_empty() {
             return Ok(Some(true));
         }
-        if let Some(first) = suspects.first_at {
-            tokio::time::sleep(config.reprobe_delay.saturating_sub(first.elapsed())).await;
+        // While the prober runs, its re-probes have confirmed these failures already.
+        let probed = suspects.walk.is_some();
+        if !probed && let Some(first) = suspects.first_at {
+            let waiting = tokio::time::sleep(config.reprobe_delay.saturating_sub(first.elapsed()));
+            timed(&mut report.phases.checks_ms, waiting).await;
         }
         let mut read_ok = true;
-        let ids = std::mem::take(&mut suspects.ids);
+        let ids: Vec<AgentId> = std::mem::take(&mut suspects.ids)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         for chunk in ids.chunks(PAGE) {
-            let mut rows = store.tick_rows(chunk).await.map_err(ReconcileError::load)?;
+            // No more than the bucket holds: the tick never waits for the hour to roll over.
+            let left = railway.budget_available(railway_api::Priority::Suspicion);
+            let take = chunk
+                .len()
+                .min(left.saturating_mul(railway_api::STATUS_BATCH_SIZE));
+            report.deferred += chunk.len() - take;
+            if take == 0 {
+                continue;
+            }
+            let confirmations = left
+                .saturating_sub(take.div_ceil(railway_api::STATUS_BATCH_SIZE))
+                .min(MAX_CONFIRMATIONS_PER_TICK);
+            let mut rows = timed(&mut report.phases.load_ms, store.tick_rows(&chunk[..take]))
+                .await
+                .map_err(ReconcileError::load)?;
             rows.retain(checked_every_tick);
-            // Claimed agents first: a user is waiting on them.
             rows.sort_by_key(|a| a.status != AgentStatus::Claimed);
             let refs: Vec<&TickRow> = rows.iter().collect();
-            let reprobed = check_health(
-                &self.provisioner,
-                &self.fresh_agents,
-                &refs,
-                config.health_concurrency,
-            )
-            .await;
-            report.reprobes += reprobed.len();
+            let health = if probed {
+                self.prober
+                    .results(&refs)
+                    .into_iter()
+                    .map(|(id, probe)| (id, probe.checked))
+                    .collect()
+            } else {
+                let checking = check_health(
+                    &self.provisioner,
+                    &self.fresh_agents,
+                    &refs,
+                    config.health_concurrency,
+                );
+                let reprobed = timed(&mut report.phases.checks_ms, checking).await;
+                report.reprobes += reprobed.len();
+                reprobed
+            };
             let Some(ok) = self
                 .observe_decide_apply(
                     &rows,
@@ -317,7 +413,10 @@ impl Reconciler {
                     },
                     lock,
                     report,
-                    &mut Mode::Suspects(reprobed),
+                    &mut Mode::Suspects {
+                        health,
+                        confirmations,
+                    },
                 )
                 .await?
             else {
@@ -356,10 +455,35 @@ mod tests {
     fn the_threshold_is_twenty_or_one_percent() {
         assert_eq!(breaker_threshold(100, 20, 0.01), 20);
         assert_eq!(breaker_threshold(10_000, 20, 0.01), 100);
-        assert_eq!(
-            sweep_slices(Duration::from_secs(600), Duration::from_secs(30)),
-            20
-        );
-        assert_eq!(sweep_slices(Duration::ZERO, Duration::from_secs(30)), 1);
+    }
+
+    #[test]
+    fn the_sweep_lengthens_with_the_fleet_to_stay_within_its_share_of_the_budget() {
+        let (sweep, tick, hour) = (Duration::from_secs(600), Duration::from_secs(30), 10_000);
+        // Up to 3,000 agents the interval rules: 20 slices of 10 min over 30 s.
+        assert_eq!(sweep_slices(sweep, tick, 0, hour), 20);
+        assert_eq!(sweep_slices(sweep, tick, 1_000, hour), 20);
+        assert_eq!(sweep_slices(sweep, tick, 3_000, hour), 20);
+        // Beyond, 3 requests a tick (4 % of 10,000 an hour, prorated to 30 s: 3.33): 150 agents.
+        assert_eq!(sweep_slices(sweep, tick, 3_001, hour), 21);
+        assert_eq!(sweep_slices(sweep, tick, 5_000, hour), 34);
+        assert_eq!(sweep_slices(sweep, tick, 10_000, hour), 67);
+        assert_eq!(sweep_slices(sweep, tick, 100_000, hour), 667);
+        // The sweep's cost stays within its share: requests a tick × ticks an hour.
+        for fleet in [1_000, 5_000, 10_000, 100_000] {
+            let slices = sweep_slices(sweep, tick, fleet, hour) as usize;
+            let per_tick = fleet.div_ceil(slices).div_ceil(railway_api::STATUS_BATCH_SIZE);
+            assert!(
+                per_tick * 120 <= 400,
+                "{fleet} agents: {per_tick} requests a tick"
+            );
+        }
+        // A replica with a quarter of the budget sweeps its agents more slowly (its share is
+        // under one request a tick: one).
+        assert_eq!(sweep_slices(sweep, tick, 2_500, hour / 4), 50);
+        // A zero interval sweeps every tick while the budget allows it.
+        assert_eq!(sweep_slices(Duration::ZERO, tick, 100, hour), 1);
+        assert_eq!(sweep_slices(Duration::ZERO, tick, 1_000, hour), 7);
+        assert_eq!(sweep_slices(sweep, Duration::ZERO, 1_000, hour), 1);
     }
 }

@@ -42,6 +42,7 @@ mod policy;
 mod replay;
 mod rng;
 mod schedule;
+mod slots;
 mod synthetic;
 mod tiered;
 mod tiers;
@@ -60,6 +61,7 @@ pub use policy::{
 };
 pub use replay::{Jitter, Policy, PolicyRow, RailwayModel, ReplayConfig, WakeModel, replay};
 pub use schedule::{IdleSchedule, ScheduledFloor};
+pub use slots::{SlotDemand, next_creation_slot, share_creation_slots};
 pub use synthetic::{Burst, SYNTHETIC_WEEK_SEED, SyntheticWeek, synthetic_week};
 pub use tiered::{
     DEFAULT_PARK_AFTER, DEFAULT_PARKED_MAX, DEFAULT_PARKED_MIN, GOAL_MAX_DOLLARS_RATIO,

@@ -15,7 +15,9 @@
 //!   `parkedMax` (0 turns the tier off) and by `POOL_MAX_TOTAL` after the warm tier.
 //!
 //! [`plan_tiers`] turns the two targets and the current counts into what to do: wake parked
-//! agents for a warm shortfall first, create only what waking cannot cover; park idle agents
+//! agents for a warm shortfall first, create only what waking cannot cover — and nothing
+//! while claims wait that the stock covers (a burst is served by waking; the forecast's
+//! creations and the parked tier's refill start when no claim waits); park idle agents
 //! above the warm target (those idle for `parkAfterMs`) while the parked tier has room, drain
 //! the rest; delete parked agents only above the parked target or past their maximum age.
 
@@ -130,6 +132,10 @@ pub struct TierPlan {
     pub desired_warm: u32,
     /// Whether the last minute's claim rate (a burst) raised the warm target.
     pub burst: bool,
+    /// Claims wait and the stock covers them (agents on their way to warm plus the parked
+    /// ones are at least as many): the burst is served by waking alone, and creation (for the
+    /// forecast and the parked tier's refill) waits until no claim waits.
+    pub served_by_waking: bool,
     /// The parked target, with its reason.
     pub parked: ParkedTarget,
     /// Parked agents to wake now.
@@ -171,12 +177,27 @@ pub fn plan_tiers(inputs: &TierInputs<'_>) -> TierPlan {
     // Surplus warm agents end up parked (or drained when the tier is full): no creation for
     // a parked shortfall they will fill.
     let parked_short = parked.count.saturating_sub(parked_left + warm_surplus);
-    let create = (warm_deficit - wake) + parked_short;
+    // A burst the stock covers is served by waking alone: every waiting claim will get an
+    // agent already on its way or woken now, so nothing is created while claims wait —
+    // neither for the forecast the burst raised nor to refill the parked tier. Creation
+    // starts once no claim waits (the burst is over), or at once when the waiting claims
+    // outnumber the whole stock (a burst larger than it: creating early is all that helps).
+    let served_by_waking = tier_on && counts.waiting > 0 && counts.waiting <= warm_supply + counts.parked;
+    let create = if served_by_waking {
+        0
+    } else {
+        (warm_deficit - wake) + parked_short
+    };
 
     // Creations in flight are not cancelled: only idle agents leave the warm tier.
     let leaving = warm_surplus.min(counts.idle);
     let (park, drain) = if tier_on {
-        let parkable = leaving.min(counts.idle_parkable);
+        // Only ready agents above the warm target leave it: one still starting leaves once it
+        // is idle, so a filling pool does not park its first ready agents and then wait for
+        // the last ones to be claimable (a fresh pool's first claim, the demo's).
+        let parkable = leaving
+            .min(counts.idle.saturating_sub(desired_warm))
+            .min(counts.idle_parkable);
         let park = parkable.min(parked.count.saturating_sub(parked_left));
         (park, parkable - park)
     } else {
@@ -189,6 +210,7 @@ pub fn plan_tiers(inputs: &TierInputs<'_>) -> TierPlan {
         warm,
         desired_warm,
         burst,
+        served_by_waking,
         parked,
         wake,
         create,
@@ -337,6 +359,9 @@ impl fmt::Display for TierPlan {
         }
         if self.desired_warm > self.warm.idle {
             write!(f, " + {} claim(s) waiting", self.desired_warm - self.warm.idle)?;
+        }
+        if self.served_by_waking {
+            write!(f, " (served by waking: no creation while claims wait)")?;
         }
         write!(f, "; {}", self.parked)
     }

@@ -431,7 +431,10 @@ impl Store {
         };
         let first = !write::adopted_before(tx).await?;
         if let (Some(target), true) = (target_idle, first) {
-            report.min_idle = Some((write::current_min_idle(tx).await?, target));
+            report.min_idle = Some((
+                write::current_min_idle(tx, &self.config.default_shape).await?,
+                target,
+            ));
         }
         if !options.dry_run && (!adopted.is_empty() || report.min_idle.is_some()) {
             let keys = self.keys();
@@ -462,7 +465,14 @@ impl Store {
                 write::insert_services(tx, &plan.id, &services).await?;
                 write::insert_event(tx, plan).await?;
             }
-            write::record_adoption(tx, &report, &adopted, &options.settings_seed).await?;
+            write::record_adoption(
+                tx,
+                &report,
+                &adopted,
+                &options.settings_seed,
+                &self.config.default_shape,
+            )
+            .await?;
         }
         report.adopted = adopted;
         Ok(report)

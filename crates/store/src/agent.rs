@@ -115,6 +115,13 @@ pub enum AgentStatus {
     PendingAcceptance,
     /// Claimed, then its deployment died. Kept until an operator dismisses it.
     Crashed,
+    /// Being parked: its deployment is being removed (`deploymentRemove`). Not claimable.
+    Parking,
+    /// Parked: project, service, variables, volume and domain kept, no deployment running
+    /// (no compute). Woken by one deploy.
+    Parked,
+    /// Being woken: its one deploy is under way; then `starting` as a new agent.
+    Waking,
     /// Teardown in progress; retried until done.
     Deleting,
     /// Torn down; the row is kept as an archive.
@@ -123,7 +130,7 @@ pub enum AgentStatus {
 
 impl AgentStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [AgentStatus; 9] = [
+    pub const ALL: [AgentStatus; 12] = [
         Self::Creating,
         Self::Starting,
         Self::Idle,
@@ -131,6 +138,9 @@ impl AgentStatus {
         Self::Claimed,
         Self::PendingAcceptance,
         Self::Crashed,
+        Self::Parking,
+        Self::Parked,
+        Self::Waking,
         Self::Deleting,
         Self::Deleted,
     ];
@@ -145,6 +155,9 @@ impl AgentStatus {
             Self::Claimed => "claimed",
             Self::PendingAcceptance => "pending_acceptance",
             Self::Crashed => "crashed",
+            Self::Parking => "parking",
+            Self::Parked => "parked",
+            Self::Waking => "waking",
             Self::Deleting => "deleting",
             Self::Deleted => "deleted",
         }
@@ -205,6 +218,8 @@ pub struct NewAgent {
     pub id: AgentId,
     /// The image reference it will be deployed from.
     pub image: String,
+    /// The shape (runtime) it belongs to.
+    pub shape: String,
     /// Its lasting secrets.
     pub secrets: AgentSecrets,
     /// Its setup secrets (kept until the variables step).
@@ -285,6 +300,9 @@ pub struct Agent {
     pub runtime_version: Option<String>,
     /// And `runtime` (`openclaw` or `hermes`).
     pub runtime_name: Option<String>,
+    /// The shape (runtime) it belongs to: the image it runs, the claims it serves, the
+    /// settings it is sized by (migration V16).
+    pub shape: String,
     /// The claim lease's end while `claiming`.
     pub claim_expires_at: Option<DateTime<Utc>>,
     /// Last deployment status the tick saw (Railway's word, verbatim).
@@ -310,6 +328,37 @@ pub struct Agent {
     /// A step whose remote call may have happened without being journaled (set before the
     /// call, cleared with the journal entry).
     pub step_in_flight: Option<CreationStep>,
+    /// The park or wake step about to be tried, if one is (see [`TierStep`]).
+    pub tier_step: Option<TierStep>,
+    /// When it was parked.
+    pub parked_at: Option<DateTime<Utc>>,
+    /// Wakes that failed in a row.
+    pub wake_failures: i32,
+}
+
+/// A park or wake step whose remote call may have happened without its outcome being written:
+/// set before the call, cleared with the outcome, looked up before it is redone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierStep {
+    /// `deploymentRemove` of the agent's deployment (parking).
+    Remove,
+    /// The wake's one deploy.
+    Deploy,
+}
+
+impl TierStep {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remove => "remove",
+            Self::Deploy => "deploy",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Remove, Self::Deploy].into_iter().find(|t| t.as_str() == s)
+    }
 }
 
 impl Agent {
@@ -467,6 +516,8 @@ pub struct ClaimRequest {
     pub idempotency_ttl: std::time::Duration,
     /// Agents never handed out (`PROTECTED_INSTANCES`).
     pub protected: Vec<String>,
+    /// The shape (runtime) whose agent the claim takes; it waits in that shape's queue.
+    pub shape: String,
 }
 
 /// Live agents by status.
@@ -486,6 +537,12 @@ pub struct StatusCounts {
     pub pending_acceptance: i64,
     /// `crashed`.
     pub crashed: i64,
+    /// `parking`.
+    pub parking: i64,
+    /// `parked`.
+    pub parked: i64,
+    /// `waking`.
+    pub waking: i64,
     /// `deleting`.
     pub deleting: i64,
 }
@@ -501,6 +558,9 @@ impl StatusCounts {
             AgentStatus::Claimed => self.claimed += n,
             AgentStatus::PendingAcceptance => self.pending_acceptance += n,
             AgentStatus::Crashed => self.crashed += n,
+            AgentStatus::Parking => self.parking += n,
+            AgentStatus::Parked => self.parked += n,
+            AgentStatus::Waking => self.waking += n,
             AgentStatus::Deleting => self.deleting += n,
             AgentStatus::Deleted => {}
         }
@@ -520,7 +580,15 @@ impl StatusCounts {
             + self.claimed
             + self.pending_acceptance
             + self.crashed
+            + self.parking
+            + self.parked
+            + self.waking
             + self.deleting
+    }
+
+    /// The parked tier: parked, and on their way in or out.
+    pub fn parked_tier(&self) -> i64 {
+        self.parking + self.parked + self.waking
     }
 }
 

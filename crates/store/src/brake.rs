@@ -1,4 +1,6 @@
-//! The creation brake's state, shared by every replica.
+//! The creation brake's state, one per shape (runtime), shared by every replica: one
+//! runtime's broken image stops only its own creations. The calls without a shape act on the
+//! default shape's.
 //!
 //! Consecutive failed creations are counted; at the limit the brake engages and creation stops,
 //! but for one probe creation per interval (taken atomically, so two replicas never probe at
@@ -48,32 +50,54 @@ fn from_row(row: &tokio_postgres::Row) -> Result<BrakeState> {
 }
 
 impl Store {
-    /// The brake now.
+    /// The default shape's brake now.
     pub async fn brake(&self) -> Result<BrakeState> {
-        let client = self.client().await?;
-        let sql = format!("SELECT {COLUMNS} FROM creation_brake WHERE id = 1");
-        from_row(&client.query_one(sql.as_str(), &[]).await?)
+        self.shape_brake(&self.config.default_shape).await
     }
 
-    /// Counts a failed creation; engages the brake (with an event) when the count reaches
-    /// `limit`. Returns the state after, and whether this failure engaged it.
-    pub async fn record_creation_failure(&self, reason: &str, limit: u32) -> Result<(BrakeState, bool)> {
+    /// A shape's brake now (released when the shape has none stored yet).
+    pub async fn shape_brake(&self, shape: &str) -> Result<BrakeState> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM creation_brake WHERE shape = $1");
+        match client.query_opt(sql.as_str(), &[&shape]).await? {
+            Some(row) => from_row(&row),
+            None => Ok(BrakeState::default()),
+        }
+    }
+
+    /// Counts a failed creation of a shape; engages its brake (with an event) when the count
+    /// reaches `limit`. Returns the state after, and whether this failure engaged it.
+    pub async fn record_creation_failure(
+        &self,
+        shape: &str,
+        reason: &str,
+        limit: u32,
+    ) -> Result<(BrakeState, bool)> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO creation_brake (shape) VALUES ($1) ON CONFLICT (shape) DO NOTHING",
+            &[&shape],
+        )
+        .await?;
         let sql = format!(
             "UPDATE creation_brake SET consecutive_failures = consecutive_failures + 1, last_failure = $1, \
              last_failure_at = now(), \
              engaged_at = CASE WHEN engaged_at IS NULL AND consecutive_failures + 1 >= $2 THEN now() ELSE engaged_at END \
-             WHERE id = 1 RETURNING {COLUMNS}, (engaged_at = now() AND consecutive_failures >= $2) AS engaged_now"
+             WHERE shape = $3 RETURNING {COLUMNS}, (engaged_at = now() AND consecutive_failures >= $2) AS engaged_now"
         );
         let row = tx
-            .query_one(sql.as_str(), &[&reason, &(limit.min(i32::MAX as u32) as i32)])
+            .query_one(
+                sql.as_str(),
+                &[&reason, &(limit.min(i32::MAX as u32) as i32), &shape],
+            )
             .await?;
         let state = from_row(&row)?;
         let engaged_now: Option<bool> = row.try_get("engaged_now")?;
         let engaged_now = engaged_now.unwrap_or(false);
         if engaged_now {
             let detail = serde_json::json!({
+                "runtime": shape,
                 "consecutiveFailures": state.consecutive_failures,
                 "lastFailure": reason,
             });
@@ -87,31 +111,38 @@ impl Store {
         Ok((state, engaged_now))
     }
 
-    /// Counts a successful creation: the failure count resets and an engaged brake releases.
-    /// Returns whether it was engaged.
-    pub async fn record_creation_success(&self) -> Result<bool> {
-        self.release_brake_as("pool", "a creation succeeded").await
+    /// Counts a successful creation of a shape: its failure count resets and its engaged
+    /// brake releases. Returns whether it was engaged.
+    pub async fn record_creation_success(&self, shape: &str) -> Result<bool> {
+        self.release_brake_as(shape, "pool", "a creation succeeded").await
     }
 
-    /// An operator resumes creation. Returns whether the brake was engaged.
+    /// An operator resumes the default shape's creation. Returns whether its brake was engaged.
     pub async fn release_brake(&self, actor: &str) -> Result<bool> {
-        self.release_brake_as(actor, "resumed by an operator").await
+        let shape = self.config.default_shape.clone();
+        self.release_shape_brake(&shape, actor).await
     }
 
-    async fn release_brake_as(&self, actor: &str, why: &str) -> Result<bool> {
+    /// An operator resumes a shape's creation. Returns whether its brake was engaged.
+    pub async fn release_shape_brake(&self, shape: &str, actor: &str) -> Result<bool> {
+        self.release_brake_as(shape, actor, "resumed by an operator")
+            .await
+    }
+
+    async fn release_brake_as(&self, shape: &str, actor: &str, why: &str) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let was_engaged: bool = tx
-            .query_one(
-                "WITH old AS (SELECT engaged_at IS NOT NULL AS engaged, consecutive_failures FROM creation_brake WHERE id = 1 FOR UPDATE) \
+            .query_opt(
+                "WITH old AS (SELECT engaged_at IS NOT NULL AS engaged, consecutive_failures FROM creation_brake WHERE shape = $1 FOR UPDATE) \
                  UPDATE creation_brake SET consecutive_failures = 0, engaged_at = NULL, last_probe_at = NULL \
-                 FROM old WHERE id = 1 RETURNING old.engaged",
-                &[],
+                 FROM old WHERE shape = $1 RETURNING old.engaged",
+                &[&shape],
             )
             .await?
-            .get(0);
+            .is_some_and(|row| row.get(0));
         if was_engaged {
-            let detail = serde_json::json!({ "why": why });
+            let detail = serde_json::json!({ "runtime": shape, "why": why });
             tx.execute(
                 "INSERT INTO pool_events (kind, actor, detail) VALUES ('brake_released', $1, $2)",
                 &[&actor, &detail],
@@ -122,15 +153,16 @@ impl Store {
         Ok(was_engaged)
     }
 
-    /// Takes the right to one probe creation while the brake is engaged: at most one per
-    /// `interval`, across replicas. `false`: not engaged, or the last probe is too recent.
-    pub async fn take_brake_probe(&self, interval: Duration) -> Result<bool> {
+    /// Takes the right to one probe creation of a shape while its brake is engaged: at most
+    /// one per `interval`, across replicas. `false`: not engaged, or the last probe is too
+    /// recent.
+    pub async fn take_brake_probe(&self, shape: &str, interval: Duration) -> Result<bool> {
         let client = self.client().await?;
         let n = client
             .execute(
-                "UPDATE creation_brake SET last_probe_at = now() WHERE id = 1 AND engaged_at IS NOT NULL \
+                "UPDATE creation_brake SET last_probe_at = now() WHERE shape = $2 AND engaged_at IS NOT NULL \
                  AND (last_probe_at IS NULL OR last_probe_at <= now() - make_interval(secs => $1))",
-                &[&interval.as_secs_f64()],
+                &[&interval.as_secs_f64(), &shape],
             )
             .await?;
         Ok(n == 1)

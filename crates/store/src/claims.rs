@@ -34,8 +34,9 @@ pub enum ClaimOutcome {
     SameJoin(Box<Agent>),
 }
 
-/// The claim statement: takes the oldest idle agent under a lease and logs the event, in one
-/// statement. `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
+/// The claim statement: takes the oldest idle agent of the claim's shape (`$13`) under a lease and logs the event, in one
+/// statement. An agent whose `/pool/health` last reported another runtime than its shape's
+/// is never taken (the tick tears it down; this holds in between). `FOR UPDATE SKIP LOCKED` makes concurrent claims pass over each other's rows.
 /// Claims that wait ([`crate::QueueTicket`]) are served first in, first out: while any live
 /// ticket waits, only the head of the live queue may take an agent, and a claim that does not
 /// wait takes none (a ticket whose claim stopped beating its heartbeat is skipped).
@@ -51,7 +52,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                    claim_source = $9, profile_image = $10, claim_metadata = $11::jsonb,
                    provision_status = NULL, pending_acceptance_at = NULL
              WHERE id = (SELECT id FROM agent_metadata
-                          WHERE status = 'idle' AND NOT quarantined
+                          WHERE status = 'idle' AND shape = $13 AND NOT quarantined
+                            AND (runtime_name IS NULL OR runtime_name = shape)
                             AND (gateway_token IS NULL OR gateway_token NOT LIKE 'v1:%'
                                  OR split_part(gateway_token, ':', 2) = ANY($8::text[]))
                             AND (agent_api_token IS NULL OR agent_api_token NOT LIKE 'v1:%'
@@ -59,8 +61,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                             AND NOT (id = ANY($12::text[]))
                             AND CASE WHEN $7::boolean THEN true
                                      WHEN $5::bigint IS NULL
-                                     THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE {live})
-                                     ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE {live})
+                                     THEN NOT EXISTS (SELECT 1 FROM claim_queue q WHERE q.shape = $13 AND {live})
+                                     ELSE $5 = (SELECT min(q.id) FROM claim_queue q WHERE q.shape = $13 AND {live})
                                 END
                           ORDER BY created_at, id
                           FOR UPDATE SKIP LOCKED LIMIT 1)
@@ -199,7 +201,7 @@ impl Store {
         let known = self.keys().known_ids();
         for attempt in 0..MAX_TAKES {
             let again = attempt > 0;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
                 &lease,
                 &request.agent_name,
                 &request.instructions,
@@ -212,6 +214,7 @@ impl Store {
                 &request.profile_image,
                 &request.metadata,
                 &request.protected,
+                &request.shape,
             ];
             let Some(row) = client.query_opt(&statement, &params).await? else {
                 return Ok(None);

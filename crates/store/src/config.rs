@@ -108,7 +108,17 @@ pub struct StoreConfig {
     /// tables in `public`, and its `pool_settings` has the name of ours (migration V6), so the
     /// pool's tables go in a schema of their own there (see [`crate::adopt_node`]).
     pub schema: String,
+    /// The shape (runtime) the calls that name none act on: [`Store::settings`],
+    /// [`Store::brake`], the Node adoption's `target_idle` (`POOL_DEFAULT_RUNTIME`, by default
+    /// the first shape configured; [`DEFAULT_SHAPE`] when the pool has one).
+    ///
+    /// [`Store::settings`]: crate::Store::settings
+    /// [`Store::brake`]: crate::Store::brake
+    pub default_shape: String,
 }
+
+/// The shape of every row written before shapes existed (migration V16).
+pub const DEFAULT_SHAPE: &str = "openclaw";
 
 /// The schema the pool's tables live in unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -123,6 +133,7 @@ impl StoreConfig {
             acquire_timeout: Duration::from_secs(10),
             secrets: SecretsKeys::default(),
             schema: DEFAULT_SCHEMA.to_string(),
+            default_shape: DEFAULT_SHAPE.to_string(),
         }
     }
 

@@ -65,6 +65,18 @@ pub enum StoreError {
     /// names every row (or setting) that stopped it.
     #[error("Node pool adoption refused: {0}")]
     AdoptionRefused(String),
+    /// This replica was started with another shard count (`POOL_SHARDS`) than the fleet's
+    /// replicas (the longest-lived one's): it would split the agents differently, so it takes
+    /// no shards until they agree.
+    #[error(
+        "shard counts differ between replicas: this replica has {ours} shards, the running replicas have {theirs}; it takes no shards until every replica has the same count"
+    )]
+    ShardCountMismatch {
+        /// This replica's count.
+        ours: u32,
+        /// The fleet's count.
+        theirs: u32,
+    },
     /// A stored value could not be understood (for example an unknown status).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

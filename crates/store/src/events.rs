@@ -24,6 +24,10 @@ pub enum EventKind {
     Redeployed,
     /// Taken over from the Node pool's database.
     Adopted,
+    /// A wake failed (passing: retried; lasting or too often: torn down).
+    WakeFailed,
+    /// Its `/pool/health` reported a runtime other than its shape's.
+    RuntimeMismatch,
     /// Anything else worth an operator's eyes.
     Note,
 }
@@ -39,6 +43,8 @@ impl EventKind {
             Self::Quarantined => "quarantined",
             Self::Redeployed => "redeployed",
             Self::Adopted => "adopted",
+            Self::WakeFailed => "wake_failed",
+            Self::RuntimeMismatch => "runtime_mismatch",
             Self::Note => "note",
         }
     }

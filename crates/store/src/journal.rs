@@ -23,8 +23,8 @@ impl Store {
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO agent_metadata (id, railway_project_id, status, image, gateway_token, \
-             setup_password, wallet_private_key, agent_api_token, worker_lease_until) \
-             VALUES ($1, '', 'creating', $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+             setup_password, wallet_private_key, agent_api_token, worker_lease_until, shape, worker_replica) \
+             VALUES ($1, '', 'creating', $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9)",
             &[
                 &agent.id.as_str(),
                 &agent.image,
@@ -33,6 +33,8 @@ impl Store {
                 &wallet_private_key,
                 &agent_api_token,
                 &lease.as_secs_f64(),
+                &agent.shape,
+                &self.replica_id(),
             ],
         )
         .await?;

@@ -47,9 +47,11 @@ mod secrets;
 mod services;
 mod sessions;
 mod settings;
+mod shards;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tick_rows;
+mod tiers;
 mod tls;
 mod transitions;
 mod upkeep;
@@ -58,11 +60,11 @@ mod work;
 pub use adopt_node::{AdoptOptions, AdoptionReport};
 pub use agent::{
     Agent, AgentId, AgentSecrets, AgentStatus, ClaimRequest, CreationStep, InvalidAgentId, NewAgent,
-    SetupSecrets, StatusCounts,
+    SetupSecrets, StatusCounts, TierStep,
 };
 pub use brake::BrakeState;
 pub use claims::{ClaimOutcome, IdempotentClaim};
-pub use config::{DEFAULT_SCHEMA, SslMode, StoreConfig};
+pub use config::{DEFAULT_SCHEMA, DEFAULT_SHAPE, SslMode, StoreConfig};
 pub use demand::{ClaimCounts, PoolSample};
 pub use error::StoreError;
 pub use events::{AgentEvent, EventKind};
@@ -77,6 +79,10 @@ pub use secrets::{InvalidSecretsKey, SecretError, SecretProblem, SecretsKey, Sec
 pub use services::{AgentService, PhoneNumber, ServiceKind, ServiceStart};
 pub use sessions::ConsoleSession;
 pub use settings::{PoolEvent, PoolSettings, StoredSettings};
+pub use shards::{
+    DEFAULT_SHARDS, MAX_SHARDS, Renewal, ReplicaRow, ReplicaShards, SHARD_LOCK_CLASS, ShardFilter,
+    fair_share, hysteresis, new_replica_id, shard_key, shard_of,
+};
 pub use tick_rows::{ResourceOwner, SeenAgent, TickRow, TickScope};
 pub use transitions::Transition;
 pub use upkeep::{SecretsCensus, SecretsUpkeep};
@@ -93,6 +99,8 @@ pub struct Store {
     config: StoreConfig,
     /// This replica's notifications (`notify.rs`).
     hub: std::sync::Arc<notify::Hub>,
+    /// This process's replica id (`pool_replicas.replica`), stamped on the work leases it takes.
+    replica: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -127,6 +135,7 @@ impl Store {
             pool,
             config,
             hub: std::sync::Arc::new(notify::Hub::new()),
+            replica: shards::new_replica_id().into(),
         };
         store.ping().await?;
         Ok(store)
@@ -147,6 +156,13 @@ impl Store {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// This process's replica id: its row in `pool_replicas` (its lock connection is
+    /// `pool-shards <id>`), and the holder named on the work leases it takes. One per opened
+    /// store (per process; tests open one per simulated replica).
+    pub fn replica_id(&self) -> &str {
+        &self.replica
     }
 
     /// The configuration this store was opened with.

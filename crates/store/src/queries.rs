@@ -84,4 +84,40 @@ impl Store {
         }
         Ok(counts)
     }
+
+    /// Live agents by status, per shape (runtime), by shape name.
+    pub async fn counts_by_shape(&self) -> Result<std::collections::BTreeMap<String, StatusCounts>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT shape, status, count(*) FROM agent_metadata WHERE status <> 'deleted' GROUP BY shape, status",
+                &[],
+            )
+            .await?;
+        let mut counts = std::collections::BTreeMap::<String, StatusCounts>::new();
+        for row in rows {
+            counts
+                .entry(row.get(0))
+                .or_default()
+                .add(AgentStatus::parse(row.get(1))?, row.get(2));
+        }
+        Ok(counts)
+    }
+}
+
+impl StatusCounts {
+    /// Adds every status of `more` (one shape's counts into the whole pool's).
+    pub fn add_all(&mut self, more: &StatusCounts) {
+        self.creating += more.creating;
+        self.starting += more.starting;
+        self.idle += more.idle;
+        self.claiming += more.claiming;
+        self.claimed += more.claimed;
+        self.pending_acceptance += more.pending_acceptance;
+        self.crashed += more.crashed;
+        self.parking += more.parking;
+        self.parked += more.parked;
+        self.waking += more.waking;
+        self.deleting += more.deleting;
+    }
 }

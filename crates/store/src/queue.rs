@@ -1,8 +1,9 @@
 //! The queue of claims that wait for an agent (`Prefer: wait=N`), shared by every replica.
 //!
-//! A waiting claim takes a ticket; tickets are served first in, first out: while any ticket
-//! is live, only the head of the queue may take an idle agent (the claim statement checks it),
-//! and a claim that does not wait takes none.
+//! A waiting claim takes a ticket; tickets are served first in, first out within their shape
+//! (runtime): while any ticket of a shape is live, only the head of that shape's queue may take
+//! an idle agent of it (the claim statement checks it), and a claim of that shape that does not
+//! wait takes none. Claims of other shapes are not held up.
 //!
 //! A ticket is *live* while its wait has not run out and its claim keeps it alive: the claim
 //! beats its heartbeat every [`TICKET_HEARTBEAT`]; a ticket not beaten for [`TICKET_STALE`]
@@ -39,14 +40,15 @@ pub struct QueueTicket {
 }
 
 impl Store {
-    /// Joins the queue for at most `wait` on behalf of `owner`, unless `owner` holds
-    /// `max_per_owner` live tickets already (`None` then: nothing was written). Tickets that
-    /// are no longer live are pruned on the way.
+    /// Joins the queue of `shape` for at most `wait` on behalf of `owner`, unless `owner` holds
+    /// `max_per_owner` live tickets already, of any shape (`None` then: nothing was written).
+    /// Tickets that are no longer live are pruned on the way.
     pub async fn enqueue_claim(
         &self,
         owner: &str,
         wait: Duration,
         max_per_owner: u32,
+        shape: &str,
     ) -> Result<Option<QueueTicket>> {
         let mut client = self.client().await?;
         client
@@ -65,12 +67,12 @@ impl Store {
         let row = tx
             .query_opt(
                 &format!(
-                    "INSERT INTO claim_queue (owner, expires_at)
-                     SELECT $1, now() + make_interval(secs => $2)
+                    "INSERT INTO claim_queue (owner, expires_at, shape)
+                     SELECT $1, now() + make_interval(secs => $2), $4
                       WHERE (SELECT count(*) FROM claim_queue q WHERE q.owner = $1 AND {LIVE_TICKET}) < $3
                      RETURNING id, expires_at"
                 ),
-                &[&owner, &wait.as_secs_f64(), &i64::from(max_per_owner)],
+                &[&owner, &wait.as_secs_f64(), &i64::from(max_per_owner), &shape],
             )
             .await?;
         tx.commit().await?;
@@ -103,13 +105,25 @@ impl Store {
         Ok(())
     }
 
-    /// Claims waiting now: live tickets only.
+    /// Claims waiting now, of every shape: live tickets only.
     pub async fn waiting_claims(&self) -> Result<i64> {
         let client = self.client().await?;
         Ok(client
             .query_one(
                 &format!("SELECT count(*) FROM claim_queue q WHERE {LIVE_TICKET}"),
                 &[],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// Claims waiting now for an agent of `shape`: live tickets only.
+    pub async fn waiting_claims_of(&self, shape: &str) -> Result<i64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                &format!("SELECT count(*) FROM claim_queue q WHERE q.shape = $1 AND {LIVE_TICKET}"),
+                &[&shape],
             )
             .await?
             .get(0))

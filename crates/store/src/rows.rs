@@ -18,7 +18,7 @@ const AGENT_COLUMNS: &str = "a.id, a.status, a.status_changed_at, a.created_at, 
     a.claim_expires_at, a.deployment_status, a.last_health_at, a.last_health_ok, a.teardown_attempts, \
     a.next_attempt_at, a.last_error, a.worker_lease_until, a.redeploy_requested_at, a.step_in_flight, \
     a.project_marker_form, a.pending_acceptance_at, a.claim_source, a.profile_image, a.claim_metadata, \
-    a.provision_status, a.runtime_version, a.runtime_name, \
+    a.provision_status, a.runtime_version, a.runtime_name, a.shape, a.tier_step, a.parked_at, a.wake_failures, \
     ARRAY(SELECT s.step FROM agent_saga_steps s WHERE s.agent_id = a.id ORDER BY s.completed_at, s.step) AS steps";
 
 /// Agents matching `condition` (SQL over the alias `a`, with `$1…` parameters), in `order`.
@@ -126,6 +126,7 @@ pub(crate) fn agent_from_row(row: &Row, keys: &SecretsKeys) -> Result<Agent> {
         provision_status: row.try_get("provision_status")?,
         runtime_version: row.try_get("runtime_version")?,
         runtime_name: row.try_get("runtime_name")?,
+        shape: row.try_get("shape")?,
         claim_expires_at: row.try_get("claim_expires_at")?,
         deployment_status: row.try_get("deployment_status")?,
         last_health_at: row.try_get("last_health_at")?,
@@ -141,6 +142,12 @@ pub(crate) fn agent_from_row(row: &Row, keys: &SecretsKeys) -> Result<Agent> {
             .try_get::<_, Option<String>>("step_in_flight")?
             .as_deref()
             .and_then(CreationStep::parse),
+        tier_step: row
+            .try_get::<_, Option<String>>("tier_step")?
+            .as_deref()
+            .and_then(crate::agent::TierStep::parse),
+        parked_at: row.try_get("parked_at")?,
+        wake_failures: row.try_get("wake_failures")?,
     })
 }
 

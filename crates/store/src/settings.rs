@@ -1,7 +1,8 @@
 //! The pool's runtime settings and its own audit log.
 //!
-//! One row every replica reads: the environment seeds it on the first start, and after that
-//! the API and the console change it. Every change is a `pool_events` row naming who made it,
+//! One row per shape (runtime) every replica reads: the environment seeds each shape's on the
+//! first start that knows the shape, and after that the API and the console change it. The
+//! calls without a shape act on the default shape ([`crate::StoreConfig::default_shape`]). Every change is a `pool_events` row naming who made it,
 //! with the settings before and after, written in the same transaction.
 
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub struct PoolSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredSettings {
+    /// The shape (runtime) they are for; `runtime` in JSON, the API's word.
+    #[serde(rename = "runtime")]
+    pub shape: String,
     /// The settings.
     #[serde(flatten)]
     pub settings: PoolSettings,
@@ -120,25 +124,39 @@ fn from_row(row: &tokio_postgres::Row) -> Result<StoredSettings> {
         },
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
+        shape: row.try_get("shape")?,
     })
 }
 
 const COLUMNS: &str = "min_idle, max_total, paused, idle_schedule, max_idle_age_ms, create_failure_limit, \
-     parked_min, parked_max, park_after_ms, updated_at, updated_by";
+     parked_min, parked_max, park_after_ms, updated_at, updated_by, shape";
 
 impl Store {
-    /// Writes the settings if none are stored yet (the first start). Returns what is stored
-    /// now, seeded or not.
+    /// Writes the default shape's settings if none are stored yet (the first start). Returns
+    /// what is stored now, seeded or not.
     pub async fn seed_settings(&self, seed: &PoolSettings) -> Result<StoredSettings> {
+        let shape = self.config.default_shape.clone();
+        self.seed_shape_settings(&shape, seed).await
+    }
+
+    /// Writes a shape's settings (and its creation brake) if none are stored yet: the first
+    /// start that knows the shape. Returns what is stored now, seeded or not.
+    pub async fn seed_shape_settings(&self, shape: &str, seed: &PoolSettings) -> Result<StoredSettings> {
         let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO creation_brake (shape) VALUES ($1) ON CONFLICT (shape) DO NOTHING",
+                &[&shape],
+            )
+            .await?;
         let max_idle_age = seed.max_idle_age.map(|d| d.as_millis() as i64);
         let max_total = seed.max_total.map(|n| to_i32(n, "maxTotal")).transpose()?;
         let inserted = client
             .execute(
-                "INSERT INTO pool_settings (id, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
+                "INSERT INTO pool_settings (shape, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
                  create_failure_limit, parked_min, parked_max, park_after_ms, updated_by) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'environment') \
-                 ON CONFLICT (id) DO NOTHING",
+                 VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'environment') \
+                 ON CONFLICT (shape) DO NOTHING",
                 &[
                     &to_i32(seed.min_idle, "minIdle")?,
                     &max_total,
@@ -149,11 +167,12 @@ impl Store {
                     &to_i32(seed.parked_min, "parkedMin")?,
                     &to_i32(seed.parked_max, "parkedMax")?,
                     &to_i64_millis(seed.park_after, "parkAfterMs")?,
+                    &shape,
                 ],
             )
             .await?;
         if inserted == 1 {
-            let detail = serde_json::json!({ "after": seed });
+            let detail = serde_json::json!({ "runtime": shape, "after": seed });
             client
                 .execute(
                     "INSERT INTO pool_events (kind, actor, detail) VALUES ('settings_seeded', 'environment', $1)",
@@ -162,34 +181,63 @@ impl Store {
                 .await?;
         }
         drop(client);
-        self.settings().await
+        self.shape_settings(shape).await
     }
 
-    /// The stored settings.
+    /// The default shape's stored settings.
     pub async fn settings(&self) -> Result<StoredSettings> {
+        self.shape_settings(&self.config.default_shape).await
+    }
+
+    /// A shape's stored settings.
+    pub async fn shape_settings(&self, shape: &str) -> Result<StoredSettings> {
         let client = self.client().await?;
-        let sql = format!("SELECT {COLUMNS} FROM pool_settings WHERE id = 1");
-        let row = client
-            .query_opt(sql.as_str(), &[])
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("pool_settings has no row: seed it at start-up".into()))?;
+        let sql = format!("SELECT {COLUMNS} FROM pool_settings WHERE shape = $1");
+        let row = client.query_opt(sql.as_str(), &[&shape]).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "pool_settings has no row for the shape {shape:?}: seed it at start-up"
+            ))
+        })?;
         from_row(&row)
     }
 
-    /// Replaces the settings, recording who did it with the values before and after, in one
-    /// transaction. Returns (before, after).
+    /// Every shape's stored settings, by shape name.
+    pub async fn all_settings(&self) -> Result<Vec<StoredSettings>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM pool_settings ORDER BY shape");
+        client
+            .query(sql.as_str(), &[])
+            .await?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Replaces the default shape's settings; see [`Self::update_shape_settings`].
     pub async fn update_settings(
         &self,
         new: &PoolSettings,
         actor: &str,
     ) -> Result<(StoredSettings, StoredSettings)> {
+        let shape = self.config.default_shape.clone();
+        self.update_shape_settings(&shape, new, actor).await
+    }
+
+    /// Replaces a shape's settings, recording who did it with the values before and after, in
+    /// one transaction. Returns (before, after).
+    pub async fn update_shape_settings(
+        &self,
+        shape: &str,
+        new: &PoolSettings,
+        actor: &str,
+    ) -> Result<(StoredSettings, StoredSettings)> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let sql = format!("SELECT {COLUMNS} FROM pool_settings WHERE id = 1 FOR UPDATE");
+        let sql = format!("SELECT {COLUMNS} FROM pool_settings WHERE shape = $1 FOR UPDATE");
         let before = from_row(
-            &tx.query_opt(sql.as_str(), &[])
+            &tx.query_opt(sql.as_str(), &[&shape])
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("pool_settings has no row".into()))?,
+                .ok_or_else(|| StoreError::Corrupt(format!("pool_settings has no row for {shape:?}")))?,
         )?;
         let max_idle_age = new.max_idle_age.map(|d| d.as_millis() as i64);
         let max_total = new.max_total.map(|n| to_i32(n, "maxTotal")).transpose()?;
@@ -197,7 +245,7 @@ impl Store {
             "UPDATE pool_settings SET min_idle = $1, max_total = $2, paused = $3, idle_schedule = $4, \
              max_idle_age_ms = $5, create_failure_limit = $6, updated_at = now(), updated_by = $7, \
              parked_min = $8, parked_max = $9, park_after_ms = $10 \
-             WHERE id = 1 RETURNING {COLUMNS}"
+             WHERE shape = $11 RETURNING {COLUMNS}"
         );
         let after = from_row(
             &tx.query_one(
@@ -213,11 +261,13 @@ impl Store {
                     &to_i32(new.parked_min, "parkedMin")?,
                     &to_i32(new.parked_max, "parkedMax")?,
                     &to_i64_millis(new.park_after, "parkAfterMs")?,
+                    &shape,
                 ],
             )
             .await?,
         )?;
-        let detail = serde_json::json!({ "before": before.settings, "after": after.settings });
+        let detail =
+            serde_json::json!({ "runtime": shape, "before": before.settings, "after": after.settings });
         tx.execute(
             "INSERT INTO pool_events (kind, actor, detail) VALUES ('settings_changed', $1, $2)",
             &[&actor, &detail],

@@ -357,5 +357,6 @@ pub fn claim_request(idempotency_key: Option<&str>) -> crate::ClaimRequest {
         request_hash: "h".into(),
         idempotency_ttl: std::time::Duration::from_secs(3600),
         protected: Vec::new(),
+        shape: crate::DEFAULT_SHAPE.into(),
     }
 }

@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::agent::{AgentId, AgentStatus};
 use crate::rows::stored_id;
-use crate::{Result, Store};
+use crate::{Result, ShardFilter, Store};
 
 /// What the tick needs of one agent to observe it and decide: ids, times, leases, Railway's
 /// ids, the domain and the last health. Never a secret: a health check needs no token.
@@ -46,11 +47,13 @@ pub struct TickRow {
     pub runtime_version: Option<String>,
     /// See `runtime_version`.
     pub runtime_name: Option<String>,
+    /// The shape (runtime) it belongs to: the runtime it must report.
+    pub shape: String,
 }
 
 const TICK_COLUMNS: &str = "id, status, status_changed_at, legacy, railway_project_id, railway_environment_id, \
     railway_service_id, railway_domain, deployment_status, last_health_ok, claim_expires_at, \
-    worker_lease_until, redeploy_requested_at, runtime_version, runtime_name";
+    worker_lease_until, redeploy_requested_at, runtime_version, runtime_name, shape";
 
 fn tick_row(row: &Row) -> Result<TickRow> {
     let project: String = row.try_get("railway_project_id")?;
@@ -70,6 +73,7 @@ fn tick_row(row: &Row) -> Result<TickRow> {
         redeploy_requested_at: row.try_get("redeploy_requested_at")?,
         runtime_version: row.try_get("runtime_version")?,
         runtime_name: row.try_get("runtime_name")?,
+        shape: row.try_get("shape")?,
     })
 }
 
@@ -97,40 +101,52 @@ pub enum TickScope<'a> {
 
 impl Store {
     /// One page of live agents in `scope`, ordered by id, after `after` (the last id of the
-    /// previous page; `None` for the first), at most `limit`. An empty page ends the walk.
+    /// previous page; `None` for the first), at most `limit`; of the shards in `shards` only,
+    /// when given (filtered by Postgres on the rows' stored `shard_key`). An empty page ends
+    /// the walk.
     pub async fn tick_page(
         &self,
         scope: TickScope<'_>,
+        shards: Option<&ShardFilter>,
         after: Option<&AgentId>,
         limit: usize,
     ) -> Result<Vec<TickRow>> {
         let client = self.client().await?;
         let after = after.map_or("", AgentId::as_str);
         let limit = limit.max(1) as i64;
-        let rows =
-            match scope {
-                TickScope::Live => client
-                    .query(
-                        &format!(
-                            "SELECT {TICK_COLUMNS} FROM agent_metadata WHERE status <> 'deleted' AND id > $1 \
-                             ORDER BY id LIMIT $2"
-                        ),
-                        &[&after, &limit],
-                    )
-                    .await?,
-                TickScope::Statuses(statuses) => {
-                    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-                    client
-                    .query(
-                        &format!(
-                            "SELECT {TICK_COLUMNS} FROM agent_metadata WHERE status = ANY($3) AND id > $1 \
-                             ORDER BY id LIMIT $2"
-                        ),
-                        &[&after, &limit, &statuses],
-                    )
-                    .await?
-                }
-            };
+        let statuses: Vec<&str>;
+        let (count, owned): (i64, Vec<i64>);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &limit];
+        let mut conditions = vec!["id > $1".to_string()];
+        match scope {
+            TickScope::Live => conditions.push("status <> 'deleted'".into()),
+            TickScope::Statuses(wanted) => {
+                statuses = wanted.iter().map(|s| s.as_str()).collect();
+                params.push(&statuses);
+                conditions.push(format!("status = ANY(${})", params.len()));
+            }
+        }
+        if let Some(filter) = shards {
+            // The id's index gives the order; the shard key filters the rows it visits.
+            count = i64::from(filter.count.max(1));
+            owned = filter.owned.iter().map(|s| i64::from(*s)).collect();
+            params.push(&count);
+            params.push(&owned);
+            conditions.push(format!(
+                "shard_key % ${} = ANY(${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {TICK_COLUMNS} FROM agent_metadata WHERE {} ORDER BY id LIMIT $2",
+                    conditions.join(" AND ")
+                ),
+                &params,
+            )
+            .await?;
         rows.iter().map(tick_row).collect()
     }
 
@@ -149,22 +165,23 @@ impl Store {
             .collect()
     }
 
-    /// Idle agents that have been idle since before `idle_since` (all of them when `None`),
-    /// legacy ones and those in `excluded` left out: how many, and the oldest `limit` of
+    /// Idle agents of `shape` that have been idle since before `idle_since` (all of them when
+    /// `None`), legacy ones and those in `excluded` left out: how many, and the oldest `limit` of
     /// them, oldest (by creation) first.
     pub async fn oldest_idle(
         &self,
+        shape: &str,
         idle_since: Option<DateTime<Utc>>,
         excluded: &[String],
         limit: usize,
     ) -> Result<(i64, Vec<TickRow>)> {
         let client = self.client().await?;
         let condition = "status = 'idle' AND NOT legacy AND NOT (id = ANY($1)) \
-                         AND ($2::timestamptz IS NULL OR status_changed_at < $2)";
+                         AND ($2::timestamptz IS NULL OR status_changed_at < $2) AND shape = $3";
         let count: i64 = client
             .query_one(
                 &format!("SELECT count(*) FROM agent_metadata WHERE {condition}"),
-                &[&excluded, &idle_since],
+                &[&excluded, &idle_since, &shape],
             )
             .await?
             .get(0);
@@ -172,9 +189,9 @@ impl Store {
             .query(
                 &format!(
                     "SELECT {TICK_COLUMNS} FROM agent_metadata WHERE {condition} \
-                     ORDER BY created_at, id LIMIT $3"
+                     ORDER BY created_at, id LIMIT $4"
                 ),
-                &[&excluded, &idle_since, &(limit as i64)],
+                &[&excluded, &idle_since, &shape, &(limit as i64)],
             )
             .await?;
         Ok((count, rows.iter().map(tick_row).collect::<Result<_>>()?))

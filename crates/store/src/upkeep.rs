@@ -241,13 +241,15 @@ impl Store {
     ) -> Result<bool> {
         let reason = format!("quarantined: {problem}");
         match status {
-            AgentStatus::Creating | AgentStatus::Starting | AgentStatus::Idle => {
+            AgentStatus::Creating | AgentStatus::Starting | AgentStatus::Idle | AgentStatus::Parked => {
                 Ok(self.begin_teardown(id, status, &reason, true).await?.applied())
             }
             AgentStatus::Claiming
             | AgentStatus::Claimed
             | AgentStatus::PendingAcceptance
-            | AgentStatus::Crashed => {
+            | AgentStatus::Crashed
+            | AgentStatus::Parking
+            | AgentStatus::Waking => {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
                 let flagged = tx

@@ -16,6 +16,7 @@ fn new_agent(id: &str) -> NewAgent {
     NewAgent {
         id: AgentId::parse(id).unwrap(),
         image: "ghcr.io/xmtplabs/convos-agent:staging".into(),
+        shape: pool_store::DEFAULT_SHAPE.into(),
         secrets: AgentSecrets {
             gateway_token: SecretString::from(format!("gw-{id}")),
             agent_api_token: SecretString::from(format!("tok-{id}")),

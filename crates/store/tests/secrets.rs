@@ -29,6 +29,7 @@ fn new_agent(id: &str) -> NewAgent {
     NewAgent {
         id: AgentId::parse(id).unwrap(),
         image: "ghcr.io/xmtplabs/convos-agent:staging".into(),
+        shape: pool_store::DEFAULT_SHAPE.into(),
         secrets: AgentSecrets {
             gateway_token: SecretString::from(gateway),
             agent_api_token: SecretString::from(api),

@@ -55,7 +55,10 @@ pub async fn run() -> Result<(), String> {
         deploy: DeployTimings::instant(),
         limits: Limits {
             requests_per_second: 0,
-            requests_per_hour: 0,
+            // A million, as bench tick's: the claims send none, the ticks few. (With the
+            // hourly limit off, 0, the simulator answered `X-RateLimit-Remaining: 0` and the
+            // pool paused for an hour before its first tick.)
+            requests_per_hour: 1_000_000,
             ..Limits::default()
         },
         agents: AgentBehaviour {
@@ -117,6 +120,7 @@ pub async fn run() -> Result<(), String> {
     ]);
     let mut all_claimed: Vec<String> = Vec::new();
     let mut target_p99 = None;
+    let mut all_failures: Vec<String> = Vec::new();
     for (clients, claims) in RUNS {
         let (ticks_before, sizings_before) = reconciler_counts(&pm).await?;
         let start = Instant::now();
@@ -146,6 +150,8 @@ pub async fn run() -> Result<(), String> {
         let mut latencies = Vec::new();
         let mut claimed: Vec<String> = Vec::new();
         let mut failures = 0;
+        // Failed claims by answer: status and body, or the client's error.
+        let mut failed_by: BTreeMap<String, usize> = BTreeMap::new();
         for task in tasks {
             for (latency, answer) in task.await.map_err(|e| e.to_string())? {
                 match answer {
@@ -154,7 +160,21 @@ pub async fn run() -> Result<(), String> {
                         claimed.push(v["instanceId"].as_str().unwrap_or_default().to_string());
                         latencies.push(latency);
                     }
-                    _ => failures += 1,
+                    Ok(a) => {
+                        failures += 1;
+                        let body = String::from_utf8_lossy(&a.body);
+                        *failed_by
+                            .entry(format!(
+                                "{} {}",
+                                a.status,
+                                body.chars().take(300).collect::<String>()
+                            ))
+                            .or_default() += 1;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        *failed_by.entry(format!("no answer: {e}")).or_default() += 1;
+                    }
                 }
             }
         }
@@ -198,6 +218,10 @@ pub async fn run() -> Result<(), String> {
             per_claim(ticks),
             per_claim(sizings),
         ]);
+        for (answer, n) in &failed_by {
+            eprintln!("bench claim: {clients} clients: {n} claim(s) failed: {answer}");
+            all_failures.push(format!("{clients} clients: {n} × {answer}"));
+        }
         if clients == 100 {
             target_p99 = Some(percentile(&totals, 0.99));
         }
@@ -215,6 +239,12 @@ pub async fn run() -> Result<(), String> {
         TICK_INTERVAL.as_secs(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    if !all_failures.is_empty() {
+        println!("\nFailed claims, by answer:\n");
+        for failure in &all_failures {
+            println!("- {failure}");
+        }
+    }
     if let Some(p99) = target_p99 {
         println!(
             "\ntarget: p99 ≤ {TARGET_P99_MS:.0} ms at 100 clients, 0 double hand-outs: p99 {p99:.2} ms — {}",

@@ -1,10 +1,12 @@
-//! `cargo xtask bench [railway|tick|claim|fill|sizing|all]`: benchmarks that print tables. They
+//! `cargo xtask bench [railway|tick|prober|shards|claim|fill|sizing|all]`: benchmarks that print tables. They
 //! are never timing assertions: the machines are shared and noisy, so the figures are for
 //! reading.
 
 pub mod claim;
 mod fill;
+mod prober;
 mod railway;
+mod shards;
 mod sizing;
 mod tick;
 
@@ -32,6 +34,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
         match which {
             "railway" => railway::run().await,
             "tick" => tick::run(&args[1..]).await,
+            // The tick bench's fleet, in a process of its own (started by `bench tick`).
+            "tick-fleet" => tick::serve_fleet(&args[1..]).await,
+            "prober" => prober::run(&args[1..]).await,
+            // The child process of `bench prober`: the checks, measured on their own.
+            "prober-client" => prober::client(&args[1..]).await,
+            "shards" => shards::run(&args[1..]).await,
             "claim" => claim::run().await,
             "fill" => fill::run().await,
             "all" => {
@@ -42,7 +50,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 sizing::run(&[])
             }
             other => Err(format!(
-                "unknown benchmark {other:?} (railway, tick, claim, fill, sizing, all)"
+                "unknown benchmark {other:?} (railway, tick, prober, shards, claim, fill, sizing, all)"
             )),
         }
     })

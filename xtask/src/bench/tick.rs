@@ -4,22 +4,39 @@
 //! and labelled tick by tick, so that no figure can flatter the pool:
 //!
 //! - each tick is asked for one at a time (`POST /api/pool/reconcile`, the interval set to an
-//!   hour) and labelled by the bench as `first` (at start), `steady` or `sweep` (asked for once
-//!   the full-sweep interval has passed); the run FAILS when a tick labelled steady swept (the
-//!   pool's own `pool_tick_full_sweep`) or when the Railway requests the pool counted
-//!   (`railway_requests_total`) disagree with what the simulator received in the same window;
-//! - per tick: wall time (the pool's), Railway requests (pool and simulator) by operation,
-//!   health checks, agents read, problems, the pool's CPU, the others' CPU and steal time
-//!   (`/proc/stat`);
+//!   hour so that no tick comes unasked) and labelled by the bench: `first` (at start: the
+//!   orphan sweep and the retention pass come due), `steady` (one slice of the rolling status
+//!   sweep, as every production tick), `sweep` (asked for once the orphan sweep, the one sweep
+//!   of the whole fleet left, is due again). The rolling sweep has as many slices as in
+//!   production at that fleet size ([`slices`]: production's 10 min over 30 s, 20, lengthened
+//!   past 3,000 agents so that the sweep stays within its share of the budget), so each tick
+//!   reads one slice;
+//! - the run FAILS when a tick labelled steady swept (the pool's `pool_tick_full_sweep`, the
+//!   workspace listing of the orphan sweep in its window, or more agents read than twice a
+//!   slice plus the crashed ones), when the tick labelled sweep did not list the workspace, or
+//!   when the Railway requests the pool counted (`railway_requests_total`) disagree with what
+//!   the simulator received in the same window;
+//! - per tick: wall time (the pool's), Railway requests (pool and simulator) by operation and
+//!   the cause it serves, failures by cause (health answers other than 200 by status, Railway
+//!   answers other than ok, 429s, TLS handshake failures, a lost leadership — logged, or
+//!   `pool_is_leader` fallen to 0 —, the pool's other warnings), health checks,
+//!   agents read, the pool's CPU, the fleet process's, the others' (PostgreSQL and whatever
+//!   else runs on the machine) and steal time (`/proc/stat`);
 //! - at least 20 steady ticks × 3 runs, reported as median, p90, max and the spread of the
-//!   runs' medians;
+//!   runs' medians; the hourly budget from the ticks' means (a median would hide the ticks
+//!   that read suspects);
 //! - peak RSS per phase (`/proc/<pid>/clear_refs` resets `VmHWM` before each phase), and the
 //!   slope and intercept of the steady phase's peak over the sizes measured;
 //! - realistic rows: one agent in four idle, the rest claimed with a few KiB of instructions,
 //!   1 % crashed (claimed agents whose deployment crashed and stays down), 50 ms round trips to
 //!   the agents, 50 ms to Railway with Pro's 50 requests/s;
-//! - on Linux the pool is pinned to CPU 0 and this process (the simulator and its agent hosts)
-//!   to CPU 1 (`taskset`); PostgreSQL, shared with the machine, is not pinned.
+//! - the simulator and its agent hosts run in a process of their own (`xtask bench
+//!   tick-fleet N`, [`fleet`]); on Linux the pool is pinned to CPU 0, the fleet's process and
+//!   this one to CPU 1 (`taskset`); PostgreSQL, shared with the machine, is not pinned.
+//!
+//! Ticks come back to back, not every 30 s: what runs on wall-clock time (a crashed agent's
+//! backoff of 30 s rising to 10 min, re-probes 3 s after a failed check) comes due in more
+//! ticks than in production, so the crashed agents cost more reads here than they would.
 //!
 //! The agents are served by [`railway_sim::AgentHosts`], each at a loopback address of its own
 //! over HTTPS (the pool trusts the simulator's root through `POOL_AGENT_CA_FILE`), so the pool
@@ -27,19 +44,18 @@
 //! `POOL_AGENT_KEEP_ALIVE_MS=0` (and the agents close too). The seed's one-status-request-per-agent
 //! strategy is measured in the same run, and its ratio printed.
 //!
-//! Not yet as the issue asks: the simulator and the agent hosts run in this process (pinned to
-//! the other core), not in a process of their own.
-//!
 //! The simulator's hourly cap is raised to a million: the run sends more than an hour's worth
 //! of requests in minutes. Its limit of 50 requests/s stays, and the pool's budget stays at
 //! 10,000 an hour.
 
 mod fleet;
-mod procfs;
+pub(super) mod process;
+pub(super) mod procfs;
+pub(super) use fleet::serve as serve_fleet;
 pub(super) use procfs::metric;
 mod report;
 
-use fleet::Fleet;
+use process::{Coverage, FleetProcess, SimCounters};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use pool_e2e::ManagerProcess;
 
-use procfs::{CpuTimes, Memory};
+use procfs::{CpuTimes, Memory, Metrics, metrics};
 
 /// Fleet sizes measured.
 const SIZES: [usize; 3] = [1_000, 5_000, 10_000];
@@ -56,6 +72,18 @@ const QUICK_SIZES: [usize; 1] = [1_000];
 const TICK: Duration = Duration::from_secs(30);
 const FULL_SWEEP_EVERY: Duration = Duration::from_secs(600);
 const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(1800);
+/// The bench's tick interval (ticks come when asked for): an hour, or less where its
+/// full-sweep interval, as many of them as production's slices (see [`slices`]), would pass
+/// the configuration's longest, a day (67 slices at 10,000 agents: 21.5 min, still far
+/// longer than a run).
+const BENCH_TICK: Duration = Duration::from_secs(3600);
+const LONGEST_FULL_SWEEP: Duration = Duration::from_secs(86_400);
+
+fn bench_tick(agents: usize) -> Duration {
+    BENCH_TICK.min(LONGEST_FULL_SWEEP / slices(agents))
+}
+/// The Railway operation of the orphan sweep's workspace listing (`projects`).
+const LISTING: &str = "projects";
 /// Railway Pro: requests per hour per token.
 const HOURLY_BUDGET: f64 = 10_000.0;
 /// The targets at 10,000 agents (issue 23).
@@ -131,7 +159,8 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     let binary = tokio::task::spawn_blocking(pool_e2e::pool_manager_release_binary)
         .await
         .map_err(|e| e.to_string())??;
-    let pinned = procfs::pin(std::process::id(), 1).is_ok();
+    // The pool on CPU 0; the fleet's process and this one on CPU 1.
+    let pinned = procfs::cpus() >= 2 && procfs::pin(std::process::id(), 1).is_ok();
     let mut sizes = Vec::new();
     let mut failures = Vec::new();
     for &agents in &options.sizes {
@@ -179,11 +208,18 @@ struct TickRecord {
     pool_railway: u64,
     sim_railway: u64,
     by_operation: BTreeMap<String, u64>,
+    /// Failures in the window by cause.
+    failures: BTreeMap<String, u64>,
+    /// Where the last tick of the window spent its wall time (the pool's `tick phases`), ms.
+    phases: BTreeMap<String, u64>,
+    /// Health checks the agents received in the window (the prober's, between and during
+    /// ticks; the tick itself sends none while the prober runs).
     health_checks: u64,
     read: u64,
     full_sweep: bool,
     problems: u64,
     pool_cpu: Duration,
+    fleet_cpu: Duration,
     others_cpu: Duration,
     steal: Duration,
 }
@@ -194,6 +230,10 @@ struct Run {
     ticks: Vec<TickRecord>,
     /// Peak RSS per phase: start and first tick, steady ticks, the sweep.
     peaks: BTreeMap<&'static str, Memory>,
+    /// From the first tick's end to the last steady tick's.
+    steady_phase: Duration,
+    /// The prober's checks over the steady phase, as the agents received them.
+    coverage: Coverage,
 }
 
 /// Everything measured at one fleet size.
@@ -215,27 +255,53 @@ impl Measured {
     }
 }
 
-/// Time between the full sweeps of the binaries at this size: long enough for the first tick
-/// and the steady ones to come before it (each steady tick checks every agent, at 64 in flight
-/// and a 50 ms round trip).
-fn full_sweep_interval(agents: usize, steady: usize) -> Duration {
-    let per_tick = Duration::from_millis(1_500 + agents as u64 * AGENT_ROUND_TRIP.as_millis() as u64 / 32);
-    Duration::from_secs(30) + per_tick * steady as u32
+/// When the orphan sweep comes due again after the first tick: after the steady ticks. The
+/// first run guesses from a slow tick (a re-probe's 3 s, the bench's second of quiet, a
+/// millisecond per agent); later runs take the last run's steady phase, half again.
+fn orphan_sweep_interval(agents: usize, steady: usize, last: Option<Duration>) -> Duration {
+    let guess = || Duration::from_millis(4_500 + agents as u64) * steady as u32;
+    Duration::from_secs(20) + last.map_or_else(guess, |l| l * 3 / 2)
+}
+
+/// The rolling sweep's slices in production at this fleet size: the reconciler's own
+/// computation at production's intervals and budget (the bench's hour-long tick interval would
+/// give the sweep the budget of an hour a tick).
+fn slices(agents: usize) -> u32 {
+    pool_reconciler::sweep_slices(FULL_SWEEP_EVERY, TICK, agents, HOURLY_BUDGET as usize) as u32
+}
+
+/// Why a steady tick counts as a sweep, if it does.
+fn swept(t: &TickRecord, agents: usize, crashed: usize) -> Option<String> {
+    let slice = agents.div_ceil(slices(agents) as usize);
+    if t.full_sweep {
+        Some("the pool says it read every steady agent (pool_tick_full_sweep)".into())
+    } else if t.by_operation.contains_key(LISTING) {
+        Some("the orphan sweep listed the workspace in its window".into())
+    } else if t.read as usize > 2 * slice + crashed {
+        Some(format!(
+            "it read {} agents, more than twice a slice ({slice}) and the {crashed} crashed",
+            t.read
+        ))
+    } else {
+        None
+    }
 }
 
 async fn measure(binary: &Path, agents: usize, options: &Options, pinned: bool) -> Result<Measured, String> {
-    eprintln!("bench tick: {agents} agents: seeding…");
-    let fleet = Fleet::new(agents).await?;
-    let mut runs = Vec::new();
+    eprintln!("bench tick: {agents} agents: seeding the fleet's process…");
+    let fleet = FleetProcess::start(agents, pinned.then_some(1)).await?;
+    let mut runs: Vec<Run> = Vec::new();
     let mut failures = Vec::new();
     for run in 1..=options.runs {
         eprintln!("bench tick: {agents} agents: run {run} of {}…", options.runs);
-        let measured = run_binary(binary, &fleet, options, pinned).await?;
+        let last = runs.last().map(|r| r.steady_phase);
+        let measured = run_binary(binary, &fleet, options, pinned, last).await?;
         for t in &measured.ticks {
-            if t.kind == Kind::Steady && t.full_sweep {
+            if t.kind == Kind::Steady
+                && let Some(why) = swept(t, fleet.agents, fleet.crashed)
+            {
                 failures.push(format!(
-                    "{agents} agents, run {run}: a tick labelled steady swept ({} Railway requests, {} agents read)",
-                    t.sim_railway, t.read
+                    "{agents} agents, run {run}: a tick labelled steady swept: {why}"
                 ));
             }
             if t.pool_railway != t.sim_railway {
@@ -250,99 +316,121 @@ async fn measure(binary: &Path, agents: usize, options: &Options, pinned: bool) 
         if !measured
             .ticks
             .iter()
-            .any(|t| t.kind == Kind::Sweep && t.full_sweep)
+            .any(|t| t.kind == Kind::Sweep && t.by_operation.contains_key(LISTING))
         {
             failures.push(format!(
-                "{agents} agents, run {run}: the tick labelled sweep did not sweep"
+                "{agents} agents, run {run}: the tick labelled sweep did not list the workspace (no orphan sweep)"
             ));
         }
         runs.push(measured);
     }
     eprintln!("bench tick: {agents} agents: the seed's strategy…");
     let seed = fleet.seed_strategy().await?;
+    let crashed = fleet.crashed;
+    fleet.stop().await;
     Ok(Measured {
         agents,
-        crashed: fleet.crashed,
+        crashed,
         runs,
         seed,
         failures,
     })
 }
 
-/// The pool's counters in `/metrics`: (ticks, Railway requests in all, the last tick).
-struct Metrics {
-    ticks: u64,
-    railway: u64,
-    wall: Duration,
-    health_checks: u64,
-    read: u64,
-    full_sweep: bool,
-    problems: u64,
-}
-
-async fn metrics(pm: &ManagerProcess) -> Result<Metrics, String> {
-    let answer = pm.get("/metrics", false).await?;
-    let text = String::from_utf8_lossy(&answer.body);
-    let read = |name: &str| procfs::metric(&text, name).unwrap_or(0.0);
-    Ok(Metrics {
-        ticks: read("pool_ticks_total") as u64,
-        railway: procfs::metric_sum(&text, "railway_requests_total") as u64,
-        wall: Duration::from_secs_f64(read("pool_tick_duration_seconds")),
-        health_checks: read("pool_tick_health_checks") as u64,
-        read: read("pool_tick_agents_read") as u64,
-        full_sweep: read("pool_tick_full_sweep") > 0.0,
-        problems: read("pool_tick_problems") as u64,
-    })
-}
-
 /// Counters at one moment, for a window's differences.
 struct Moment {
     pool: Metrics,
-    sim_total: u64,
-    by_operation: BTreeMap<String, u64>,
+    sim: SimCounters,
+    /// Warnings and errors the pool has logged, by message.
+    warnings: BTreeMap<String, u64>,
+    /// The pool's `tick phases` events so far.
+    phases: Vec<BTreeMap<String, u64>>,
     pool_cpu: Duration,
+    fleet_cpu: Duration,
+    bench_cpu: Duration,
     machine: CpuTimes,
 }
 
-async fn moment(fleet: &Fleet, pm: &ManagerProcess, pid: u32) -> Result<Moment, String> {
-    let pool = metrics(pm).await?;
-    let counters = fleet.sim.counters();
+async fn moment(fleet: &FleetProcess, pm: Option<&ManagerProcess>, pid: u32) -> Result<Moment, String> {
+    let (pool, log, pool_cpu) = match pm {
+        Some(pm) => (metrics(pm).await?, pm.output_text(), procfs::cpu(pid)?),
+        None => (Metrics::default(), String::new(), Duration::ZERO),
+    };
     Ok(Moment {
         pool,
-        sim_total: counters.requests_total,
-        by_operation: counters.requests,
-        pool_cpu: procfs::cpu(pid)?,
+        sim: fleet.counters().await?,
+        warnings: procfs::warnings(&log),
+        phases: procfs::tick_phases(&log),
+        pool_cpu,
+        fleet_cpu: procfs::cpu(fleet.pid)?,
+        bench_cpu: procfs::cpu(std::process::id())?,
         machine: procfs::machine()?,
     })
 }
 
-fn record(kind: Kind, a: &Moment, b: &Moment) -> TickRecord {
-    let by_operation = b
-        .by_operation
-        .iter()
-        .filter_map(|(op, n)| {
-            let d = n - a.by_operation.get(op).copied().unwrap_or(0);
-            (d > 0).then(|| (op.clone(), d))
+/// What grew from `a` to `b`, by key.
+fn grown(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    b.iter()
+        .filter_map(|(k, n)| {
+            let d = n.saturating_sub(a.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
         })
-        .collect();
+        .collect()
+}
+
+fn record(kind: Kind, a: &Moment, b: &Moment) -> TickRecord {
+    let mut failures = grown(&a.pool.railway_failed, &b.pool.railway_failed);
+    for (status, n) in grown(&a.sim.health_failures, &b.sim.health_failures) {
+        failures.insert(format!("health answered {status}"), n);
+    }
+    for (message, n) in grown(&a.warnings, &b.warnings) {
+        if message.contains(procfs::LEADERSHIP_LOST) {
+            failures.insert("leadership lost (the pool logged it)".into(), n);
+        } else {
+            failures.insert(format!("pool logged: {message}"), n);
+        }
+    }
+    if !b.pool.leader && a.pool.leader {
+        failures.insert("not the leader at the window's end (pool_is_leader 0)".into(), 1);
+    }
+    let mut count = |name: &str, n: u64| {
+        if n > 0 {
+            failures.insert(name.into(), n);
+        }
+    };
+    count("429s served", b.sim.rate_limited - a.sim.rate_limited);
+    count(
+        "TLS handshakes failed",
+        b.sim.handshake_failures - a.sim.handshake_failures,
+    );
     let pool_cpu = b.pool_cpu.saturating_sub(a.pool_cpu);
+    let fleet_cpu = b.fleet_cpu.saturating_sub(a.fleet_cpu);
+    let bench_cpu = b.bench_cpu.saturating_sub(a.bench_cpu);
     TickRecord {
         kind,
         ticks: b.pool.ticks - a.pool.ticks,
         wall: b.pool.wall,
         pool_railway: b.pool.railway.saturating_sub(a.pool.railway),
-        sim_railway: b.sim_total - a.sim_total,
-        by_operation,
-        health_checks: b.pool.health_checks,
+        sim_railway: b.sim.requests_total - a.sim.requests_total,
+        by_operation: grown(&a.sim.requests, &b.sim.requests),
+        failures,
+        phases: b
+            .phases
+            .get(a.phases.len()..)
+            .and_then(<[_]>::last)
+            .cloned()
+            .unwrap_or_default(),
+        health_checks: b.sim.health_checks - a.sim.health_checks,
         read: b.pool.read,
         full_sweep: b.pool.full_sweep,
         problems: b.pool.problems,
         pool_cpu,
+        fleet_cpu,
         others_cpu: b
             .machine
             .busy
             .saturating_sub(a.machine.busy)
-            .saturating_sub(pool_cpu),
+            .saturating_sub(pool_cpu + fleet_cpu + bench_cpu),
         steal: b.machine.steal.saturating_sub(a.machine.steal),
     }
 }
@@ -351,14 +439,14 @@ fn record(kind: Kind, a: &Moment, b: &Moment) -> TickRecord {
 /// finished, nothing sent to Railway or the agents, for [`QUIET`]). Returns the ticks
 /// finished in all.
 async fn follow(
-    fleet: &Fleet,
+    fleet: &FleetProcess,
     pm: &ManagerProcess,
     after: u64,
     timeout: Duration,
-) -> Result<((), u64), String> {
+) -> Result<u64, String> {
     let deadline = Instant::now() + timeout;
     let mut ticks = after;
-    let mut activity = fleet.activity();
+    let mut activity = fleet.activity().await?;
     let mut still_since = Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
@@ -367,20 +455,18 @@ async fn follow(
             ticks = now_ticks;
             still_since = Instant::now();
         }
-        let now_activity = fleet.activity();
+        let now_activity = fleet.activity().await?;
         if now_activity != activity {
             activity = now_activity;
             still_since = Instant::now();
         }
         if ticks > after && still_since.elapsed() >= QUIET {
-            return Ok(((), ticks));
+            return Ok(ticks);
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the pool finished {} of the ticks expected within {timeout:?} (simulator: {:?}, agent hosts: {:?}):\n{}",
+                "the pool finished {} of the ticks expected within {timeout:?} (Railway requests: {activity}):\n{}",
                 ticks - after,
-                fleet.activity(),
-                fleet.hosts.stats(),
                 tail(pm)
             ));
         }
@@ -403,41 +489,43 @@ async fn trigger(pm: &ManagerProcess) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_binary(binary: &Path, fleet: &Fleet, options: &Options, pinned: bool) -> Result<Run, String> {
-    fleet.hosts.set_keep_alive(!options.closed);
+async fn run_binary(
+    binary: &Path,
+    fleet: &FleetProcess,
+    options: &Options,
+    pinned: bool,
+    last_steady_phase: Option<Duration>,
+) -> Result<Run, String> {
+    fleet.set_keep_alive(!options.closed).await?;
     let port = pool_e2e::free_port()?;
-    let full_sweep = full_sweep_interval(fleet.agents, options.steady);
-    let mut env = pool_e2e::sim_environment(&fleet.sim, fleet.db.url(), port);
-    env.insert("POOL_AGENT_CA_FILE".into(), fleet.ca_file.display().to_string());
-    env.insert("AGENT_URL_TEMPLATE".into(), fleet.hosts.https_url_template());
+    let orphan_sweep = orphan_sweep_interval(fleet.agents, options.steady, last_steady_phase);
+    let mut env = fleet.env.clone();
+    env.insert("PORT".into(), port.to_string());
+    env.insert("POOL_URL".into(), format!("http://127.0.0.1:{port}"));
     if options.closed {
         env.insert("POOL_AGENT_KEEP_ALIVE_MS".into(), "0".into());
     }
-    // Ticks come when asked for (and one at start).
-    env.insert("TICK_INTERVAL_MS".into(), "3600000".into());
+    // Ticks come when asked for (and one at start); the status sweep rolls over as many
+    // slices as in production.
+    let tick = bench_tick(fleet.agents);
+    env.insert("TICK_INTERVAL_MS".into(), tick.as_millis().to_string());
     env.insert(
         "POOL_FULL_SWEEP_INTERVAL_MS".into(),
-        full_sweep.as_millis().to_string(),
+        (tick * slices(fleet.agents)).as_millis().to_string(),
     );
+    env.insert(
+        "POOL_ORPHAN_SWEEP_INTERVAL_MS".into(),
+        orphan_sweep.as_millis().to_string(),
+    );
+    // The prober checks every agent once per production's tick interval, whatever the
+    // bench's.
+    env.insert("POOL_HEALTH_INTERVAL_MS".into(), TICK.as_millis().to_string());
     env.insert("POOL_MIN_IDLE".into(), fleet.idle.to_string());
     env.insert("POOL_MAX_TOTAL".into(), fleet.agents.to_string());
-    env.insert("RUST_LOG".into(), "warn".into());
+    // Warnings, and each tick's phases.
+    env.insert("RUST_LOG".into(), "warn,pool_reconciler::phases=debug".into());
 
-    let before_start = Moment {
-        pool: Metrics {
-            ticks: 0,
-            railway: 0,
-            wall: Duration::ZERO,
-            health_checks: 0,
-            read: 0,
-            full_sweep: false,
-            problems: 0,
-        },
-        sim_total: fleet.sim.counters().requests_total,
-        by_operation: fleet.sim.counters().requests,
-        pool_cpu: Duration::ZERO,
-        machine: procfs::machine()?,
-    };
+    let before_start = moment(fleet, None, 0).await?;
     let mut pm = ManagerProcess::start(&binary.to_path_buf(), &env).await?;
     let pid = pm.pid().ok_or("pool-manager exited")?;
     if pinned {
@@ -449,15 +537,13 @@ async fn run_binary(binary: &Path, fleet: &Fleet, options: &Options, pinned: boo
         procfs::pin(pid, 0)?;
     }
     let tick_timeout = Duration::from_secs(600);
-    let mut ticks = 0;
     let mut records = Vec::new();
     let mut peaks = BTreeMap::new();
 
     // The first tick comes at start (its window starts before the process).
-    let (_, now) = follow(fleet, &pm, ticks, tick_timeout).await?;
-    ticks = now;
+    let mut ticks = follow(fleet, &pm, 0, tick_timeout).await?;
     let first_done = Instant::now();
-    let mut first = record(Kind::First, &before_start, &moment(fleet, &pm, pid).await?);
+    let mut first = record(Kind::First, &before_start, &moment(fleet, Some(&pm), pid).await?);
     // The start-up's token checks are no tick's.
     let tokens = first.by_operation.remove("apiToken").unwrap_or(0);
     first.sim_railway -= tokens;
@@ -466,23 +552,33 @@ async fn run_binary(binary: &Path, fleet: &Fleet, options: &Options, pinned: boo
     peaks.insert("start + first tick", procfs::memory(pid)?);
 
     procfs::clear_peak(pid)?;
+    fleet.record_arrivals().await?;
     for _ in 0..options.steady {
-        let before = moment(fleet, &pm, pid).await?;
+        let before = moment(fleet, Some(&pm), pid).await?;
         trigger(&pm).await?;
-        let (_, now) = follow(fleet, &pm, ticks, tick_timeout).await?;
-        ticks = now;
-        records.push(record(Kind::Steady, &before, &moment(fleet, &pm, pid).await?));
+        ticks = follow(fleet, &pm, ticks, tick_timeout).await?;
+        records.push(record(
+            Kind::Steady,
+            &before,
+            &moment(fleet, Some(&pm), pid).await?,
+        ));
     }
+    let steady_phase = first_done.elapsed();
+    let coverage = fleet.coverage().await?;
     peaks.insert("steady ticks", procfs::memory(pid)?);
 
-    // The sweep, once its interval has passed since the first tick's.
-    let due = first_done + full_sweep + Duration::from_millis(500);
+    // The sweep, once the orphan sweep is due again.
+    let due = first_done + orphan_sweep + Duration::from_millis(500);
     tokio::time::sleep(due.saturating_duration_since(Instant::now())).await;
     procfs::clear_peak(pid)?;
-    let before = moment(fleet, &pm, pid).await?;
+    let before = moment(fleet, Some(&pm), pid).await?;
     trigger(&pm).await?;
-    let (_, _) = follow(fleet, &pm, ticks, tick_timeout).await?;
-    records.push(record(Kind::Sweep, &before, &moment(fleet, &pm, pid).await?));
+    follow(fleet, &pm, ticks, tick_timeout).await?;
+    records.push(record(
+        Kind::Sweep,
+        &before,
+        &moment(fleet, Some(&pm), pid).await?,
+    ));
     peaks.insert("sweep tick", procfs::memory(pid)?);
 
     // Still the fleet it was: nothing created, drained or torn down.
@@ -498,5 +594,7 @@ async fn run_binary(binary: &Path, fleet: &Fleet, options: &Options, pinned: boo
     Ok(Run {
         ticks: records,
         peaks,
+        steady_phase,
+        coverage,
     })
 }

@@ -17,6 +17,9 @@ pub(super) fn operation_faults(rate: f64) -> Faults {
         all: OperationFaults {
             server_error: rate,
             timeout_after_apply: rate / 2.0,
+            // The client cannot tell it from a timeout after applying, which is drawn above
+            // (and the harder case: the call may have been applied).
+            timeout_before_apply: 0.0,
             graphql_error: rate,
             refused: rate / 5.0,
         },

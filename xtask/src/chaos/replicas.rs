@@ -82,10 +82,13 @@ impl Run {
             ("POOL_FULL_SWEEP_INTERVAL_MS", "2000".into()),
             ("POOL_ORPHAN_SWEEP_INTERVAL_MS", "5000".into()),
             ("POOL_ORPHAN_GRACE_MS", "3000".into()),
+            // A SIGKILLed replica's work is resumed once its lease runs out (renewed every
+            // third of it), in the run's shortened time like the timeouts above.
+            ("POOL_REPLICA_LEASE_MS", "3000".into()),
             ("RAILWAY_REQUEST_TIMEOUT_MS", "2000".into()),
             ("RAILWAY_REQUESTS_PER_SECOND", REPLICA_RPS.to_string()),
             ("RAILWAY_API_TOKENS", "chaos-a,chaos-b".into()),
-            ("RUST_LOG", "warn".into()),
+            ("RUST_LOG", "info".into()),
         ] {
             env.insert(k.into(), v);
         }
@@ -189,11 +192,89 @@ impl Run {
         }
     }
 
+    /// One line per running replica: leadership, ticks, and its Railway budget (what a pool
+    /// that does not settle is waiting for), from its `/metrics`.
+    pub async fn print_replicas(&self) {
+        const SHOWN: [&str; 6] = [
+            "pool_is_leader",
+            "pool_ticks_total",
+            "railway_budget_used_last_hour",
+            "railway_budget_limit_per_hour",
+            "railway_paused_seconds",
+            "railway_server_remaining",
+        ];
+        for (i, replica) in self.replicas.iter().enumerate() {
+            let Some(process) = &replica.process else {
+                println!("    replica {i}: not running");
+                continue;
+            };
+            let text = match process.get("/metrics", true).await {
+                Ok(answer) => String::from_utf8_lossy(&answer.body).into_owned(),
+                Err(e) => {
+                    println!("    replica {i}: /metrics failed: {e}");
+                    continue;
+                }
+            };
+            let shown: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(name, _)| SHOWN.contains(name))
+                .map(|(name, value)| format!("{}={value}", name.trim_start_matches("railway_")))
+                .collect();
+            println!("    replica {i}: {}", shown.join(" "));
+        }
+    }
+
+    /// The rows in motion (neither idle nor claimed) with their leases, retry times and last
+    /// errors: what a pool that does not settle is stuck on.
+    pub async fn print_rows_in_motion(&self) -> Result<(), String> {
+        let rows = self
+            .admin
+            .query(
+                "SELECT id, status, step_in_flight::text, \
+                 extract(epoch FROM worker_lease_until - now())::float8, \
+                 extract(epoch FROM next_attempt_at - now())::float8, \
+                 extract(epoch FROM now() - status_changed_at)::float8, teardown_attempts, last_error \
+                 FROM agent_metadata WHERE status NOT IN ('deleted', 'idle', 'claimed') ORDER BY status, id",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in &rows {
+            let secs = |i: usize| {
+                r.get::<_, Option<f64>>(i)
+                    .map_or("-".to_string(), |s| format!("{s:.1} s"))
+            };
+            println!(
+                "    {} {} for {}: step in flight {}, work lease {}, next attempt {}, {} teardown attempt(s), last error {:?}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                secs(5),
+                r.get::<_, Option<String>>(2).unwrap_or_else(|| "-".into()),
+                secs(3),
+                secs(4),
+                r.get::<_, i32>(6),
+                r.get::<_, Option<String>>(7).unwrap_or_default(),
+            );
+        }
+        Ok(())
+    }
+
     /// The last lines each replica printed (for a failed run).
     pub fn print_last_output(&self) {
-        for process in self.replicas.iter().filter_map(|r| r.process.as_ref()) {
-            eprintln!("--- replica output (last lines) ---");
+        for (i, process) in self
+            .replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.process.as_ref()?)))
+        {
             let text = process.output_text();
+            let whole = std::env::temp_dir().join(format!("chaos-replica-{i}.log"));
+            let saved = match std::fs::write(&whole, &text) {
+                Ok(()) => format!("all of it in {}", whole.display()),
+                Err(e) => format!("could not save all of it: {e}"),
+            };
+            eprintln!("--- replica {i} output (last lines; {saved}) ---");
             let lines: Vec<&str> = text.lines().collect();
             for line in &lines[lines.len().saturating_sub(8)..] {
                 eprintln!("{line}");

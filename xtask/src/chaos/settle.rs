@@ -27,6 +27,8 @@ pub(super) async fn phase(run: &mut Run, settle_ticks: u64) -> Result<Settled, S
         let counts = run.counts().await;
         if started.elapsed().as_millis() % 5000 < TICK_MS as u128 {
             println!("  settling: {counts}");
+            run.print_replicas().await;
+            run.print_rows_in_motion().await?;
         }
         let idle = counts["idle"].as_i64().unwrap_or(0);
         if converged_after.is_none() && idle >= MIN_IDLE {

@@ -70,7 +70,7 @@ impl Run {
             }
         }
         report.observe(
-            6,
+            9,
             "the listing keeps the pool's marker: the guard clears its projects for deletion",
             format!("{} of {} project(s) cleared", cleared.len(), wanted.len()),
             cleared.len() == wanted.len(),

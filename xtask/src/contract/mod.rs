@@ -8,7 +8,11 @@
 //! - (a) how many deployments follow a `serviceInstanceUpdate` that sets the image,
 //! - (b) what `projectsByIds` answers for [this project, an id that does not exist],
 //! - (c) what a second `projectDelete` of the deleted project says, and what `project(id)` says,
-//! - (d) what a second `projectCreate` within 30 s of the first says.
+//! - (d) what a second `projectCreate` within 30 s of the first says,
+//! - (e) parking: the service (with a volume on `/data`, a domain, a variable and a sentinel
+//!   file its container writes on first boot) is parked with `deploymentRemove` and woken with
+//!   `serviceInstanceDeployV2`: REMOVED, the same volume and domain, one deployment that
+//!   reaches SUCCESS (its time printed), the sentinel and the variables intact.
 //!
 //! Everything it made is deleted through the guard, whatever happened before: observations
 //! collect failures instead of returning early, and the clean-up runs after them in any case.
@@ -16,11 +20,12 @@
 //! something could not be cleaned up. Without `--yes-create-a-project` it only says what it
 //! would do. `--sim` runs the same against an in-process simulator (the unit test below).
 //!
-//! The observations live in `observations.rs`, the clean-up in `clean_up.rs`, the table in
+//! The observations live in `observations.rs` and `parking.rs`, the clean-up in `clean_up.rs`, the table in
 //! `report.rs`.
 
 mod clean_up;
 mod observations;
+mod parking;
 mod report;
 
 pub use report::Report;
@@ -57,6 +62,10 @@ struct Waits {
     listing: Duration,
     /// The interval the `projectCreate` throttle is expected to name.
     project_create_interval: Duration,
+    /// How long a deployment is given to reach `SUCCESS` (the first one, and the wake).
+    wake: Duration,
+    /// How long the domain is polled for the sentinel once the deployment is `SUCCESS`.
+    serve: Duration,
 }
 
 impl Waits {
@@ -68,6 +77,9 @@ impl Waits {
             step: Duration::from_secs(90),
             listing: Duration::from_secs(30),
             project_create_interval: Duration::from_secs(30),
+            // Railway documents the deploy phase at 30 s to 2 min; a wake gets 5.
+            wake: Duration::from_secs(300),
+            serve: Duration::from_secs(60),
         }
     }
 }
@@ -77,6 +89,9 @@ struct Target {
     config: ClientConfig,
     workspace: WorkspaceId,
     waits: Waits,
+    /// Where a domain's service answers over HTTP: `None` for the live `https://<domain>`,
+    /// the simulator's `/agents/<domain>` otherwise.
+    agent_base: Option<String>,
 }
 
 /// A `projectCreate` this run sent, and what became of it.
@@ -128,6 +143,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             config: ClientConfig::new(DEFAULT_ENDPOINT, vec![SecretString::from(token)]),
             workspace: WorkspaceId::new(workspace),
             waits: Waits::live(),
+            agent_base: None,
         };
         crate::runtime()?.block_on(run(target))
     };
@@ -147,12 +163,17 @@ fn plan(have_token: bool, workspace: Option<&str>) -> String {
   1. create a project `{NAME_PREFIX}<random id>` in workspace {ws}, marked as a throwaway
      agent project (environment `production`), and at once a second one, to see the
      per-workspace projectCreate throttle (if it is not throttled, that project is deleted too);
-  2. create a service without a source and set its image to {CONTRACT_IMAGE} (one deployment
-     of a public image, running for about 20 s), and count the deployments that follow;
+  2. create a service without a source, with a volume on /data, a public domain and one
+     variable, and set its image to {CONTRACT_IMAGE} with a start command that writes a random
+     sentinel into /data on first boot and serves it (one deployment of a public image), and
+     count the deployments that follow;
   3. read projectsByIds for [that project, a made-up id];
-  4. delete every project it made through the pool's deletion guard, then delete the first
+  4. park the service (deploymentRemove, what `railway down` sends), check the deployment is
+     REMOVED and the volume and domain unchanged, wake it (serviceInstanceDeployV2), time it
+     to SUCCESS, and check the sentinel and the variable survived;
+  5. delete every project it made through the pool's deletion guard, then delete the first
      one again and read project(id), to see what Railway says about deleted projects.
-It costs a few seconds of a small container, and it holds the workspace's projectCreate
+It costs a few minutes of a small container and a little volume storage, and it holds the workspace's projectCreate
 throttle for about 30 s: do not run it while a pool is filling in the same workspace.
 Needs RAILWAY_API_TOKEN ({token}) and RAILWAY_WORKSPACE_ID ({ws_state}), and --yes-create-a-project.
 ",
@@ -194,7 +215,10 @@ async fn run_sim_with(sim_config: railway_sim::SimConfig) -> Report {
             step: Duration::from_secs(10),
             listing: Duration::from_secs(5),
             project_create_interval: interval,
+            wake: Duration::from_secs(30),
+            serve: Duration::from_secs(5),
         },
+        agent_base: Some(sim.base_url()),
     };
     let mut report = run(target).await;
     // The simulator can see what a live workspace cannot: nothing at all may be left.
@@ -305,7 +329,7 @@ mod tests {
         let report = run_sim().await;
         let text = report.markdown();
         assert!(report.passed(), "{text}");
-        for label in ["(a)", "(b)", "(c)", "(d)"] {
+        for label in ["(a)", "(b)", "(c)", "(d)", "(e)"] {
             assert!(
                 report
                     .observations
@@ -339,6 +363,9 @@ mod tests {
             "\"Project not found\" for a deleted project:\n{text}"
         );
         assert!(!held("(d)"), "no throttle:\n{text}");
+        // Parking is no quirk: it holds in the schema's world too (the first deployment is
+        // asked for, since no image update deploys by itself there).
+        assert!(held("(e)"), "{text}");
         assert!(text.contains("2 of 2 project(s) cleared"), "{text}");
     }
 

@@ -7,9 +7,10 @@ use pool_provisioner::DeletableProject;
 use pool_store::AgentId;
 use railway_api::{
     CreatedProject, Delivery, EnvironmentId, ErrorKind, InstanceSettings, NewProject, NewService, ProjectId,
-    ProjectPresence, RailwayClient, RailwayError, ServiceId, ThrottleScope,
+    ProjectPresence, RailwayClient, RailwayError, ServiceId, ThrottleScope, Variables,
 };
 
+use super::parking::{CONTRACT_VARIABLE, Parkable, SENTINEL_START_COMMAND};
 use super::{Attempt, CONTRACT_IMAGE, Report, Run, answer_of, first_message, made_up_project_id, retrying};
 
 impl Run {
@@ -72,7 +73,7 @@ impl Run {
 
         let environment = project.environments.iter().find(|e| e.name == "production");
         report.observe(
-            5,
+            8,
             "projectCreate names its environment after defaultEnvironmentName",
             format!(
                 "environments: {}",
@@ -89,11 +90,11 @@ impl Run {
             .or(project.environments.first())
             .map(|e| e.id.clone())
             .ok_or("the throwaway project has no environment")?;
-        let service = self.deploy_image(&project.id, &environment).await?;
-        self.observe_deployments(report, &project.id, &environment, &service)
+        let parkable = self.deploy_image(&project.id, &environment).await?;
+        self.observe_deployments(report, &project.id, &environment, &parkable.service)
             .await;
         self.observe_batch_read(report, &project.id).await;
-        Ok(())
+        self.observe_parking(report, &parkable).await
     }
 
     /// (d): a second `projectCreate` right after the first, through a client of its own so the
@@ -137,12 +138,13 @@ impl Run {
         report.observe(4, ASSUMPTION, observed, held);
     }
 
-    /// A service without a source, then the image set by `serviceInstanceUpdate`.
+    /// A service without a source, its volume, domain and variable (all before the first
+    /// deploy, which sees only what exists then), then the image set by `serviceInstanceUpdate`.
     async fn deploy_image(
         &self,
         project: &ProjectId,
         environment: &EnvironmentId,
-    ) -> Result<ServiceId, String> {
+    ) -> Result<Parkable, String> {
         let new_service = NewService {
             project_id: project.clone(),
             environment_id: environment.clone(),
@@ -153,9 +155,28 @@ impl Run {
         let service = retrying(step, || self.client.create_service(&new_service))
             .await
             .map_err(|e| format!("serviceCreate failed: {e}"))?;
+        let variables = Variables::from([(
+            CONTRACT_VARIABLE.to_string(),
+            format!("{:016x}", rand::random::<u64>()),
+        )]);
+        retrying(step, || {
+            self.client
+                .upsert_variables(project, environment, &service.id, &variables, true)
+        })
+        .await
+        .map_err(|e| format!("variableCollectionUpsert failed: {e}"))?;
+        self.create_volume_once(project, environment, &service.id).await?;
+        let domain = retrying(step, || {
+            self.client
+                .create_service_domain(environment, &service.id, Some(80))
+        })
+        .await
+        .map_err(|e| format!("serviceDomainCreate failed: {e}"))?
+        .domain;
         let settings = InstanceSettings {
             image: Some(CONTRACT_IMAGE.into()),
             sleep_application: Some(false),
+            start_command: Some(SENTINEL_START_COMMAND.into()),
             ..InstanceSettings::default()
         };
         // A brand-new instance may answer "ServiceInstance not found" for a moment.
@@ -165,7 +186,47 @@ impl Run {
         })
         .await
         .map_err(|e| format!("serviceInstanceUpdate failed: {e}"))?;
-        Ok(service.id)
+        Ok(Parkable {
+            project: project.clone(),
+            environment: environment.clone(),
+            service: service.id,
+            domain,
+            variables,
+        })
+    }
+
+    /// `volumeCreate` on `/data`; an answer that may have applied (a fresh service's "Problem
+    /// processing request") is looked up before the volume is asked for again.
+    async fn create_volume_once(
+        &self,
+        project: &ProjectId,
+        environment: &EnvironmentId,
+        service: &ServiceId,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + self.target.waits.step;
+        loop {
+            let mounted = self
+                .client
+                .project_volumes(project)
+                .await
+                .map_err(|e| format!("could not read volumes: {e}"))?
+                .iter()
+                .any(|v| v.mounts.iter().any(|m| m.service_id.as_ref() == Some(service)));
+            if mounted {
+                return Ok(());
+            }
+            match self
+                .client
+                .create_volume(project, environment, service, "/data")
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(e.throttled_for().unwrap_or(Duration::from_millis(500))).await;
+                }
+                Err(e) => return Err(format!("volumeCreate failed: {e}")),
+            }
+        }
     }
 
     /// (a): deployments that follow the instance update, watched for a while.

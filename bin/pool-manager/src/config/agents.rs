@@ -1,10 +1,11 @@
-//! The agents: the image they run (and the registry's credentials), their names and URLs, the
+//! The agents: their shapes (the runtimes, each with its image) and the registry's credentials, their names and URLs, the
 //! variables they are given, their size, and how the pool talks to them (trust, keep-alive,
 //! timeouts) and paces their creation, redeploys and rollouts.
 
 use std::time::Duration;
 
-use pool_provisioner::{AgentVariables, ProvisionerConfig, select_image};
+use pool_provisioner::shape::{ShapeSources, parse_runtimes, shapes_from};
+use pool_provisioner::{AgentVariables, DEFAULT_SHAPE, ProvisionerConfig, Shape, Shapes};
 use railway_api::{ProjectId, RegistryCredentials, WorkspaceId};
 
 use super::railway::Railway;
@@ -14,19 +15,7 @@ use super::reader::Reader;
 /// checked with the agents' once they are in.
 pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: bool) -> ProvisionerConfig {
     let environment_name = &railway.environment_name;
-    // The image.
-    let repository = r
-        .optional("AGENT_IMAGE")
-        .unwrap_or_else(|| pool_provisioner::image::DEFAULT_AGENT_IMAGE.into());
-    let tag = r.optional("AGENT_IMAGE_TAG");
-    let image = match select_image(&repository, tag.as_deref(), environment_name) {
-        Ok(image) => Some(image),
-        Err(e) if !environment_name.is_empty() => {
-            r.problems.push(e.to_string());
-            None
-        }
-        Err(_) => None,
-    };
+    let shapes = read_shapes(r, environment_name);
     let registry = r.secret("GHCR_TOKEN").map(|password| RegistryCredentials {
         username: r.optional("GHCR_USERNAME").unwrap_or_else(|| "xmtplabs".into()),
         password,
@@ -35,11 +24,9 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
     let mut provisioner = ProvisionerConfig::new(
         WorkspaceId::new(railway.workspace_id.clone()),
         environment_name.clone(),
-        image.unwrap_or(pool_provisioner::ImageRef {
-            repository,
-            tag: String::new(),
-        }),
+        shapes.default_shape().image.clone(),
     );
+    provisioner.shapes = shapes;
     provisioner.pool_project_id = railway.pool_project_id.as_deref().map(ProjectId::new);
     provisioner.registry = registry;
     provisioner.name_prefix = r
@@ -73,8 +60,13 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
             r.problems.push(format!("PROTECTED_INSTANCES: {e}"));
         }
     }
-    provisioner.vcpus = r.parse_optional("AGENT_VCPUS", "a number of vCPUs");
-    provisioner.memory_gb = r.parse_optional("AGENT_MEMORY_GB", "a number of GB");
+    // Every shape's size, until shapes have sizes of their own.
+    let vcpus = r.parse_optional("AGENT_VCPUS", "a number of vCPUs");
+    let memory_gb = r.parse_optional("AGENT_MEMORY_GB", "a number of GB");
+    for shape in provisioner.shapes.iter_mut() {
+        shape.vcpus = vcpus;
+        shape.memory_gb = memory_gb;
+    }
     provisioner.agent_variables = AgentVariables {
         primary_model: r.optional("OPENCLAW_PRIMARY_MODEL"),
         xmtp_env: r.optional("XMTP_ENV").unwrap_or_else(|| "dev".into()),
@@ -110,11 +102,16 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
             .push("POOL_CREATE_CONCURRENCY must be at least 1".into());
     }
     provisioner.brake_probe_interval = r.millis("POOL_CREATE_PROBE_INTERVAL_MS", 300_000);
-    provisioner.start_command = match r.optional("AGENT_START_COMMAND") {
+    // Both runtimes' images start the same pool server (the Node pool sets one start command
+    // for every image, pool/src/services/providers/railway.ts:365, :510).
+    let start_command = match r.optional("AGENT_START_COMMAND") {
         Some(command) if command == "-" => None,
         Some(command) => Some(command),
         None => Some(pool_provisioner::DEFAULT_START_COMMAND.into()),
     };
+    for shape in provisioner.shapes.iter_mut() {
+        shape.start_command = start_command.clone();
+    }
     provisioner.redeploy_fraction = r.parse("POOL_REDEPLOY_FRACTION", 0.25, "a fraction between 0 and 1");
     if !(0.0..=1.0).contains(&provisioner.redeploy_fraction) {
         r.problems
@@ -131,13 +128,93 @@ pub(super) fn read(r: &mut Reader<'_>, railway: &Railway, allow_insecure_urls: b
         ));
     }
     provisioner.rollout_health_timeout = r.millis("POOL_ROLLOUT_HEALTH_TIMEOUT_MS", 600_000);
+    // Wakes of one parked agent that fail in a row before it is torn down and replaced.
+    let max = pool_provisioner::MAX_MAX_WAKE_FAILURES;
+    let what = format!("a whole number from 1 to {max}");
+    provisioner.max_wake_failures = r.parse(
+        "POOL_MAX_WAKE_FAILURES",
+        pool_provisioner::DEFAULT_MAX_WAKE_FAILURES,
+        &what,
+    );
+    if !(1..=max).contains(&provisioner.max_wake_failures) {
+        r.problems.push(format!(
+            "POOL_MAX_WAKE_FAILURES must be {what}, got {}",
+            provisioner.max_wake_failures
+        ));
+    }
     provisioner
+}
+
+/// The shapes: `POOL_RUNTIMES` (else one `openclaw` shape from `AGENT_IMAGE`), each image
+/// tagged by `AGENT_IMAGE_TAG` or the environment, `RAILWAY_RUNTIME_IMAGE` as the image of the
+/// shape it names, `POOL_DEFAULT_RUNTIME` (the first shape unless named). A problem is named
+/// by its variable; a missing environment is reported by the Railway module, not twice here.
+fn read_shapes(r: &mut Reader<'_>, environment_name: &str) -> Shapes {
+    let runtimes = match r.optional("POOL_RUNTIMES").map(|spec| parse_runtimes(&spec)) {
+        Some(Ok(runtimes)) => Some(runtimes),
+        Some(Err(e)) => {
+            r.problems.push(e.to_string());
+            None
+        }
+        None => None,
+    };
+    let agent_image = r.optional("AGENT_IMAGE");
+    let agent_image_tag = r.optional("AGENT_IMAGE_TAG");
+    let railway_runtime_image = r.optional("RAILWAY_RUNTIME_IMAGE");
+    let default_runtime = r.optional("POOL_DEFAULT_RUNTIME");
+    let sources = ShapeSources {
+        runtimes,
+        agent_image: agent_image.as_deref(),
+        agent_image_tag: agent_image_tag.as_deref(),
+        railway_runtime_image: railway_runtime_image.as_deref(),
+        default_runtime: default_runtime.as_deref(),
+    };
+    match shapes_from(&sources, environment_name) {
+        Ok(shapes) => shapes,
+        Err(e) => {
+            let missing_environment =
+                environment_name.is_empty() && e.0.starts_with("RAILWAY_ENVIRONMENT_NAME");
+            if !missing_environment {
+                r.problems.push(e.to_string());
+            }
+            let repository =
+                agent_image.unwrap_or_else(|| pool_provisioner::image::DEFAULT_AGENT_IMAGE.into());
+            Shapes::single(Shape::new(
+                DEFAULT_SHAPE,
+                pool_provisioner::ImageRef {
+                    repository,
+                    tag: String::new(),
+                },
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::MINIMAL;
+    use crate::config::testing::{MINIMAL, minimal_with};
     use crate::config::{Config, Env};
+
+    #[test]
+    fn the_wake_failure_limit_is_read_and_a_bad_one_is_named() {
+        let config = Config::from_env(&Env::from_pairs(&MINIMAL)).unwrap();
+        assert_eq!(
+            config.provisioner.max_wake_failures,
+            pool_provisioner::DEFAULT_MAX_WAKE_FAILURES
+        );
+        let config = Config::from_env(&minimal_with(&[], &[("POOL_MAX_WAKE_FAILURES", "5")])).unwrap();
+        assert_eq!(config.provisioner.max_wake_failures, 5);
+        for bad in ["0", "101", "-1", "three", "2.5"] {
+            let problems =
+                Config::from_env(&minimal_with(&[], &[("POOL_MAX_WAKE_FAILURES", bad)])).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("POOL_MAX_WAKE_FAILURES must be a whole number from 1 to 100")),
+                "{bad}: {problems:#?}"
+            );
+        }
+    }
 
     #[test]
     fn an_agent_ca_file_is_read_and_a_bad_one_is_named() {

@@ -108,6 +108,7 @@ impl Config {
             store: StoreConfig {
                 secrets,
                 schema: database.schema,
+                default_shape: provisioner.default_shape().name.clone(),
                 ..StoreConfig::new(database.url)
             },
             run_migrations: database.run_migrations,
@@ -138,7 +139,7 @@ mod tests {
         let config = Config::from_env(&Env::from_pairs(&MINIMAL)).unwrap();
         assert_eq!(config.listen.port(), 8080);
         assert_eq!(
-            config.provisioner.image.to_string(),
+            config.provisioner.default_shape().image.to_string(),
             "ghcr.io/xmtplabs/convos-agent:staging"
         );
         assert_eq!(
@@ -195,6 +196,9 @@ mod tests {
             ("POOL_FULL_SWEEP_INTERVAL_MS", "100"),
             ("POOL_DOWN_BACKOFF_MAX_MS", "1000"),
             ("POOL_REPROBE_DELAY_MS", "600000"),
+            ("POOL_SHARDS", "0"),
+            ("POOL_SHARDS", "1025"),
+            ("POOL_REPLICA_LEASE_MS", "10"),
         ] {
             let problems = Config::from_env(&minimal_with(&[], &[(name, value)])).unwrap_err();
             assert!(

@@ -113,6 +113,6 @@ mod tests {
         let config = Config::from_env(&Env::from_pairs(&pairs)).unwrap();
         assert_eq!(config.provisioner.workspace_id.as_str(), "team");
         assert_eq!(config.railway.tokens.len(), 3);
-        assert_eq!(config.provisioner.image.tag, "sha-abc");
+        assert_eq!(config.provisioner.default_shape().image.tag, "sha-abc");
     }
 }

@@ -10,8 +10,10 @@
 //! and never contain the admin key, a password or any agent secret. Programs keep using the
 //! bearer API.
 
+mod agent_page;
 mod chart;
 mod rollout;
+mod runtimes;
 mod signin;
 mod views;
 mod when;
@@ -31,8 +33,9 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::AppState;
+use agent_page::AgentPage;
 use signin::session_hash;
-use views::{AgentPage, FleetPage, LaunchedPage, LoginPage, fleet_json};
+use views::{FleetPage, LaunchedPage, LoginPage, fleet_json};
 
 /// The session cookie's name on plain HTTP (`POOL_CONSOLE_INSECURE_COOKIES`).
 pub const SESSION_COOKIE: &str = "pool_session";
@@ -242,16 +245,29 @@ fn to_login() -> Response {
 /// derived from the console's credentials): the fleet page shows only notices the console
 /// wrote, never text an attacker put in a link (`/?notice=…` showed anything before).
 fn back(state: &AppState, notice: &str) -> Response {
-    let encoded: String = notice
-        .bytes()
+    back_to(state, None, notice)
+}
+
+/// [`back`] to the fleet page showing `runtime`'s settings (`None`: the default runtime's).
+fn back_to(state: &AppState, runtime: Option<&str>, notice: &str) -> Response {
+    let sig = signin::notice_signature(state, notice);
+    let notice = form_encoded(notice);
+    let page = match runtime {
+        Some(r) => format!("/?runtime={}&notice={notice}&sig={sig}", form_encoded(r)),
+        None => format!("/?notice={notice}&sig={sig}"),
+    };
+    secure(Redirect::to(&page).into_response())
+}
+
+/// `text` as a query string's value.
+fn form_encoded(text: &str) -> String {
+    text.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
             b' ' => "+".into(),
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    let sig = signin::notice_signature(state, notice);
-    secure(Redirect::to(&format!("/?notice={encoded}&sig={sig}")).into_response())
+        .collect()
 }
 
 /// A form post is accepted only with the session's CSRF token and, when the browser says

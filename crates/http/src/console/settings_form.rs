@@ -1,14 +1,20 @@
 //! The console's settings form and the brake's resume button: the same checks and records as
-//! `PUT /api/pool/settings` and `POST /api/pool/resume`, from a signed-in operator.
+//! `PUT /api/pool/settings` and `POST /api/pool/resume`, from a signed-in operator, for one
+//! runtime at a time (each shape has its own settings and brake): the fleet page's
+//! `?runtime=` picks whose form is shown (the default runtime's without it), the form and the
+//! resume button carry it, and every runtime whose creation is stopped or paused has a banner.
 
 use std::collections::HashMap;
 
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use pool_provisioner::SettingsPatch;
+use pool_store::{BrakeState, StoredSettings};
 
-use super::{back, check_post, session, to_login};
+use super::when::When;
+use super::{back_to, check_post, session, to_login};
 use crate::AppState;
 
 /// Who console changes are recorded as.
@@ -66,27 +72,31 @@ pub(super) async fn save(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
+    let runtime = runtime(&form);
+    let back = |notice: &str| back_to(&state, runtime, notice);
     let patch = match patch(&form) {
         Ok(p) => p,
-        Err(problem) => return back(&state, &format!("Settings not changed: {problem}.")),
+        Err(problem) => return back(&format!("Settings not changed: {problem}.")),
     };
-    match state.provisioner.update_settings(&patch, ACTOR).await {
+    match state.provisioner.update_settings_of(runtime, &patch, ACTOR).await {
         Ok((before, after)) => {
             state.control.tick_soon();
             if before.settings == after.settings {
-                back(&state, "Settings unchanged.")
+                back(&format!("Settings of {} unchanged.", after.shape))
             } else {
-                back(
-                    &state,
-                    &format!(
-                        "Settings saved: minIdle {} → {}.",
-                        before.settings.min_idle, after.settings.min_idle
-                    ),
-                )
+                back(&format!(
+                    "Settings of {} saved: minIdle {} → {}.",
+                    after.shape, before.settings.min_idle, after.settings.min_idle
+                ))
             }
         }
-        Err(e) => back(&state, &format!("Settings not changed: {e}.")),
+        Err(e) => back(&format!("Settings not changed: {e}.")),
     }
+}
+
+/// The runtime a form names (its hidden `runtime` field; `None`: the default runtime).
+fn runtime(form: &HashMap<String, String>) -> Option<&str> {
+    form.get("runtime").map(String::as_str).filter(|r| !r.is_empty())
 }
 
 pub(super) async fn resume(
@@ -95,13 +105,167 @@ pub(super) async fn resume(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     signed_post!(state, headers, form);
-    match state.provisioner.store().release_brake(ACTOR).await {
+    let runtime = runtime(&form);
+    let back = |notice: &str| back_to(&state, runtime, notice);
+    let name = runtime.unwrap_or(&state.provisioner.config().default_shape().name);
+    match state.provisioner.resume_creation_of(runtime, ACTOR).await {
         Ok(true) => {
             state.control.tick_soon();
-            back(&state, "Creation resumed.")
+            back(&format!("Creation of {name} resumed."))
         }
-        Ok(false) => back(&state, "Creation was not stopped."),
-        Err(e) => back(&state, &format!("Could not resume creation: {e}")),
+        Ok(false) => back(&format!("Creation of {name} was not stopped.")),
+        Err(e) => back(&format!("Could not resume creation: {e}")),
+    }
+}
+
+/// The fleet page's settings card and banners.
+pub struct SettingsView {
+    /// The form of the runtime picked (`?runtime=`).
+    pub form: SettingsForm,
+    /// Every runtime, in the order configured (a choice is shown when there are several).
+    pub runtimes: Vec<String>,
+    /// A banner for each runtime whose creation brake is engaged.
+    pub brakes: Vec<BrakeBanner>,
+    /// A banner for each runtime whose creation an operator paused.
+    pub paused: Vec<PausedBanner>,
+}
+
+impl SettingsView {
+    /// Every runtime's brake and pause, and the form of the runtime `query` names (the
+    /// default runtime's when it names none, or one the pool does not serve).
+    pub async fn load(
+        state: &AppState,
+        query: &HashMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let shapes = &state.provisioner.config().shapes;
+        let picked = shapes
+            .pick(query.get("runtime").map(String::as_str))
+            .unwrap_or_else(|_| shapes.default_shape());
+        let store = state.provisioner.store();
+        let mut view = Self {
+            form: SettingsForm::from_stored(
+                &store
+                    .shape_settings(&picked.name)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                now,
+            ),
+            runtimes: shapes.names().into_iter().map(String::from).collect(),
+            brakes: Vec::new(),
+            paused: Vec::new(),
+        };
+        for shape in shapes.iter() {
+            let brake = store.shape_brake(&shape.name).await.map_err(|e| e.to_string())?;
+            view.brakes
+                .extend(BrakeBanner::from_state(&shape.name, &brake, now));
+            let stored = store
+                .shape_settings(&shape.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            if stored.settings.paused {
+                view.paused.push(PausedBanner {
+                    runtime: shape.name.clone(),
+                    by: stored.updated_by.clone(),
+                    since: When::at(stored.updated_at, now),
+                });
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// The banner shown while a runtime's creation brake is engaged.
+pub struct BrakeBanner {
+    /// The runtime whose creation stopped.
+    pub runtime: String,
+    /// Failed creations in a row.
+    pub failures: u32,
+    /// The last failure, in words.
+    pub last_failure: String,
+    /// When the brake engaged.
+    pub since: When,
+    /// When the last probe creation started, if one has.
+    pub last_probe: Option<When>,
+}
+
+impl BrakeBanner {
+    fn from_state(runtime: &str, brake: &BrakeState, now: DateTime<Utc>) -> Option<Self> {
+        let engaged_at = brake.engaged_at?;
+        Some(Self {
+            runtime: runtime.to_string(),
+            failures: brake.consecutive_failures,
+            last_failure: brake
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| "(not recorded)".into())
+                .chars()
+                .take(500)
+                .collect(),
+            since: When::at(engaged_at, now),
+            last_probe: brake.last_probe_at.map(|at| When::at(at, now)),
+        })
+    }
+}
+
+/// The banner shown while an operator has paused a runtime's creation.
+pub struct PausedBanner {
+    /// The runtime paused.
+    pub runtime: String,
+    /// Who paused it.
+    pub by: String,
+    /// When the settings last changed.
+    pub since: When,
+}
+
+/// The settings form of one runtime, filled with the stored values.
+pub struct SettingsForm {
+    /// The runtime they are for.
+    pub runtime: String,
+    /// `minIdle`.
+    pub min_idle: u32,
+    /// `maxTotal`, empty for none.
+    pub max_total: String,
+    /// `paused`.
+    pub paused: bool,
+    /// `idleSchedule`, empty for none.
+    pub idle_schedule: String,
+    /// `maxIdleAgeMs` in minutes, empty for never.
+    pub max_idle_age_minutes: String,
+    /// `createFailureLimit`.
+    pub create_failure_limit: u32,
+    /// `parkedMin`.
+    pub parked_min: u32,
+    /// `parkedMax`.
+    pub parked_max: u32,
+    /// `parkAfterMs` in minutes.
+    pub park_after_minutes: u64,
+    /// Who changed them last.
+    pub updated_by: String,
+    /// When.
+    pub updated: When,
+}
+
+impl SettingsForm {
+    fn from_stored(stored: &StoredSettings, now: DateTime<Utc>) -> Self {
+        let s = &stored.settings;
+        Self {
+            runtime: stored.shape.clone(),
+            min_idle: s.min_idle,
+            max_total: s.max_total.map(|m| m.to_string()).unwrap_or_default(),
+            paused: s.paused,
+            idle_schedule: s.idle_schedule.clone().unwrap_or_default(),
+            max_idle_age_minutes: s
+                .max_idle_age
+                .map(|a| (a.as_secs() / 60).to_string())
+                .unwrap_or_default(),
+            create_failure_limit: s.create_failure_limit,
+            parked_min: s.parked_min,
+            parked_max: s.parked_max,
+            park_after_minutes: s.park_after.as_secs() / 60,
+            updated_by: stored.updated_by.clone(),
+            updated: When::at(stored.updated_at, now),
+        }
     }
 }
 

@@ -1,20 +1,21 @@
-//! Long because its tests of the invite link sit beside it; the code alone is under 600 lines.
-//!
 //! The console's pages and the live-update data, built from the store and the reconciler.
 
 use std::collections::HashMap;
 
 use askama::Template;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use pool_provisioner::ClaimResponse;
-use pool_store::{Agent, AgentId, AgentStatus, BrakeState, StoredSettings};
+use pool_store::{Agent, AgentStatus};
 use serde::Serialize;
 
 use crate::AppState;
 
 use super::chart::{self, HourOfClaims};
+use super::runtimes::{self, RuntimeRow};
+use super::settings_form::SettingsView;
 use super::status_filter;
 use super::when::When;
+use crate::stock::Stock;
 
 /// `/login`.
 #[derive(Template)]
@@ -121,14 +122,21 @@ struct Facts {
     tick_exact: String,
     target: String,
     leader: String,
+    replicas: Vec<String>,
     redeploy: String,
     rollout: (String, Option<String>),
     rows: Vec<AgentRow>,
+    runtimes: Vec<RuntimeRow>,
+    runtime_names: Vec<String>,
 }
 
 async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Facts, String> {
     let store = state.provisioner.store();
-    let c = store.counts().await.map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let stock = Stock::read(state, now - chrono::Duration::minutes(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let c = &stock.total;
     let agents = match status_filter(query) {
         Some(status) => store.agents_with_status(status).await,
         None => store.live_agents().await,
@@ -141,11 +149,20 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
         .redeploy_progress()
         .await
         .map_err(|e| e.to_string())?;
-    let now = Utc::now();
     let sample = store
         .latest_sample(now - chrono::Duration::minutes(10))
         .await
         .map_err(|e| e.to_string())?;
+    let sample_target = sample.as_ref().map(|(_, s)| s.target);
+    let mut replicas: Vec<String> = crate::replicas::read(store, status.replica.as_deref())
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(crate::replicas::console_line)
+        .collect();
+    if replicas.is_empty() {
+        replicas.push("none has joined: no replica takes shards yet".into());
+    }
     Ok(Facts {
         counts: [
             (AgentStatus::Idle, c.idle),
@@ -154,6 +171,9 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
             (AgentStatus::Claiming, c.claiming),
             (AgentStatus::Claimed, c.claimed),
             (AgentStatus::Crashed, c.crashed),
+            (AgentStatus::Parked, c.parked),
+            (AgentStatus::Parking, c.parking),
+            (AgentStatus::Waking, c.waking),
             (AgentStatus::Deleting, c.deleting),
         ]
         .into_iter()
@@ -199,6 +219,7 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
         } else {
             "follower (serves the API)".into()
         },
+        replicas,
         redeploy: if progress.waiting + progress.in_progress == 0 {
             "none".into()
         } else {
@@ -215,6 +236,12 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
                 .map_err(|e| e.to_string())?,
         ),
         rows: agents.iter().map(AgentRow::from).collect(),
+        runtimes: runtimes::rows(
+            &stock,
+            &state.provisioner.config().default_shape().name,
+            sample_target,
+        ),
+        runtime_names: stock.order.clone(),
     })
 }
 
@@ -232,103 +259,20 @@ pub struct FleetPage {
     tick_exact: String,
     target: String,
     leader: String,
+    replicas: Vec<String>,
     redeploy: String,
     rollout: String,
     rollout_failure: Option<String>,
     filter: String,
     agents: Vec<AgentRow>,
-    brake: Option<BrakeBanner>,
-    paused: Option<PausedBanner>,
+    runtimes: Vec<RuntimeRow>,
+    cost_note: String,
+    chart_runtime: String,
+    chart_choices: Vec<String>,
     chart_svg: String,
     legend: [(&'static str, &'static str); 5],
     claims_summary: String,
-    settings: SettingsForm,
-}
-
-/// The banner shown while the creation brake is engaged.
-pub struct BrakeBanner {
-    /// Failed creations in a row.
-    pub failures: u32,
-    /// The last failure, in words.
-    pub last_failure: String,
-    /// When the brake engaged.
-    pub since: When,
-    /// When the last probe creation started, if one has.
-    pub last_probe: Option<When>,
-}
-
-impl BrakeBanner {
-    fn from_state(brake: &BrakeState, now: DateTime<Utc>) -> Option<Self> {
-        let engaged_at = brake.engaged_at?;
-        Some(Self {
-            failures: brake.consecutive_failures,
-            last_failure: brake
-                .last_failure
-                .clone()
-                .unwrap_or_else(|| "(not recorded)".into())
-                .chars()
-                .take(500)
-                .collect(),
-            since: When::at(engaged_at, now),
-            last_probe: brake.last_probe_at.map(|at| When::at(at, now)),
-        })
-    }
-}
-
-/// The banner shown while an operator has paused creation.
-pub struct PausedBanner {
-    /// Who paused it.
-    pub by: String,
-    /// When the settings last changed.
-    pub since: When,
-}
-
-/// The settings form, filled with the stored values.
-pub struct SettingsForm {
-    /// `minIdle`.
-    pub min_idle: u32,
-    /// `maxTotal`, empty for none.
-    pub max_total: String,
-    /// `paused`.
-    pub paused: bool,
-    /// `idleSchedule`, empty for none.
-    pub idle_schedule: String,
-    /// `maxIdleAgeMs` in minutes, empty for never.
-    pub max_idle_age_minutes: String,
-    /// `createFailureLimit`.
-    pub create_failure_limit: u32,
-    /// `parkedMin`.
-    pub parked_min: u32,
-    /// `parkedMax`.
-    pub parked_max: u32,
-    /// `parkAfterMs` in minutes.
-    pub park_after_minutes: u64,
-    /// Who changed them last.
-    pub updated_by: String,
-    /// When.
-    pub updated: When,
-}
-
-impl SettingsForm {
-    fn from_stored(stored: &StoredSettings, now: DateTime<Utc>) -> Self {
-        let s = &stored.settings;
-        Self {
-            min_idle: s.min_idle,
-            max_total: s.max_total.map(|m| m.to_string()).unwrap_or_default(),
-            paused: s.paused,
-            idle_schedule: s.idle_schedule.clone().unwrap_or_default(),
-            max_idle_age_minutes: s
-                .max_idle_age
-                .map(|a| (a.as_secs() / 60).to_string())
-                .unwrap_or_default(),
-            create_failure_limit: s.create_failure_limit,
-            parked_min: s.parked_min,
-            parked_max: s.parked_max,
-            park_after_minutes: s.park_after.as_secs() / 60,
-            updated_by: stored.updated_by.clone(),
-            updated: When::at(stored.updated_at, now),
-        }
-    }
+    settings: SettingsView,
 }
 
 impl FleetPage {
@@ -338,9 +282,14 @@ impl FleetPage {
         let store = state.provisioner.store();
         let now = Utc::now();
         let since = now - chrono::Duration::hours(chart::SPAN_HOURS);
-        let samples = store.samples_since(since).await.map_err(|e| e.to_string())?;
+        // The chart shows one runtime's samples and claims when the query names one.
+        let chart_runtime = runtimes::chart_runtime(query, &f.runtime_names);
+        let samples = store
+            .shape_samples_since(&chart_runtime, since)
+            .await
+            .map_err(|e| e.to_string())?;
         let hours: Vec<HourOfClaims> = store
-            .claims_per_hour(since)
+            .shape_claims_per_hour(Some(chart_runtime.as_str()).filter(|r| !r.is_empty()), since)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -353,8 +302,7 @@ impl FleetPage {
         let (served, refused) = hours
             .iter()
             .fold((0, 0), |(s, r), h| (s + h.served, r + h.refused));
-        let stored = state.provisioner.settings().await.map_err(|e| e.to_string())?;
-        let brake = store.brake().await.map_err(|e| e.to_string())?;
+        let settings = SettingsView::load(state, query, now).await?;
         Ok(Self {
             signed_in: true,
             csrf: csrf.to_string(),
@@ -372,26 +320,26 @@ impl FleetPage {
                 .take(300)
                 .collect(),
             counts: f.counts,
-            image: state.provisioner.config().image.to_string(),
+            image: state.provisioner.config().default_shape().image.to_string(),
             budget: f.budget,
             tick: f.tick,
             tick_exact: f.tick_exact,
             target: f.target,
             leader: f.leader,
+            replicas: f.replicas,
             redeploy: f.redeploy,
             rollout: f.rollout.0,
             rollout_failure: f.rollout.1,
             filter: status_filter(query).map(|s| s.to_string()).unwrap_or_default(),
             agents: f.rows,
-            brake: BrakeBanner::from_state(&brake, now),
-            paused: stored.settings.paused.then(|| PausedBanner {
-                by: stored.updated_by.clone(),
-                since: When::at(stored.updated_at, now),
-            }),
+            runtimes: f.runtimes,
+            cost_note: runtimes::cost_note(),
+            chart_runtime,
+            chart_choices: f.runtime_names,
             chart_svg: chart::render(&samples, &hours, now),
             legend: chart::LEGEND,
             claims_summary: format!("last 24 h: {served} claims served, {refused} refused"),
-            settings: SettingsForm::from_stored(&stored, now),
+            settings,
         })
     }
 }
@@ -411,146 +359,12 @@ pub async fn fleet_json(
         "tick_exact": f.tick_exact,
         "target": f.target,
         "leader": f.leader,
+        "replicas": f.replicas,
         "redeploy": f.redeploy,
         "rollout": f.rollout.0,
         "agents": f.rows,
+        "runtimes": f.runtimes,
     }))
-}
-
-/// An event line.
-pub struct EventLine {
-    /// When.
-    pub at: When,
-    /// The event's kind.
-    pub kind: String,
-    /// `from → to` for a status change, else empty.
-    pub change: String,
-    /// Why it happened.
-    pub reason: String,
-}
-
-/// `/agents/{id}`.
-#[derive(Template)]
-#[template(path = "agent.html")]
-pub struct AgentPage {
-    signed_in: bool,
-    csrf: String,
-    notice: String,
-    agent: AgentRow,
-    fields: Vec<Field>,
-    events: Vec<EventLine>,
-}
-
-/// One stored fact of an agent: its name, its value, and for times the exact time to show on
-/// hover (empty otherwise).
-pub struct Field {
-    /// What it is.
-    pub name: &'static str,
-    /// Its value, a time as "3 min ago".
-    pub value: String,
-    /// The exact time, for a time.
-    pub exact: String,
-}
-
-fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "—".into())
-}
-
-impl AgentPage {
-    /// One agent's page: every stored fact except secrets, and its events. `None` when there
-    /// is no such agent.
-    pub async fn load(state: &AppState, csrf: &str, id: &AgentId) -> Result<Option<Self>, String> {
-        let store = state.provisioner.store();
-        let Some(a) = store.agent(id).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        let events = store.events(id).await.map_err(|e| e.to_string())?;
-        let now = Utc::now();
-        let text = |name: &'static str, value: String| Field {
-            name,
-            value,
-            exact: String::new(),
-        };
-        let time = |name: &'static str, at: Option<DateTime<Utc>>| match at {
-            Some(at) => {
-                let when = When::at(at, now);
-                Field {
-                    name,
-                    value: when.ago,
-                    exact: when.exact,
-                }
-            }
-            None => text(name, "—".into()),
-        };
-        // Everything the database knows except secrets (tokens, passwords, keys).
-        let fields = vec![
-            text("status", a.status.to_string()),
-            time("created", Some(a.created_at)),
-            time("status since", Some(a.status_changed_at)),
-            text("legacy", a.legacy.to_string()),
-            text("quarantined", a.quarantined.to_string()),
-            text("image", opt(&a.image)),
-            text("Railway project", opt(&a.project_id)),
-            text("environment", opt(&a.environment_id)),
-            text("service", opt(&a.service_id)),
-            text("volume", opt(&a.volume_id)),
-            text("domain", opt(&a.domain)),
-            text("deployment", opt(&a.deployment_id)),
-            text("deployment status", opt(&a.deployment_status)),
-            time("last health check", a.last_health_at),
-            text(
-                "healthy",
-                a.last_health_ok
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|| "—".into()),
-            ),
-            text("OpenRouter key (hash)", opt(&a.openrouter_key_hash)),
-            text("AgentMail inbox", opt(&a.agentmail_inbox_id)),
-            text("runtime", opt(&a.runtime_name)),
-            text("runtime version", opt(&a.runtime_version)),
-            text("claim source", opt(&a.claim_source)),
-            text("provision status", opt(&a.provision_status)),
-            time("pending acceptance since", a.pending_acceptance_at),
-            text("agent name", opt(&a.agent_name)),
-            text("instructions", opt(&a.instructions)),
-            text("join URL", opt(&a.join_url)),
-            text("conversation", opt(&a.conversation_id)),
-            text("invite URL", opt(&a.invite_url)),
-            time("claimed", a.claimed_at),
-            time("claim lease until", a.claim_expires_at),
-            text(
-                "creation steps done",
-                a.completed_steps
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            text("teardown attempts", a.teardown_attempts.to_string()),
-            time("next teardown attempt", a.next_attempt_at),
-            time("redeploy requested", a.redeploy_requested_at),
-            text("last error", opt(&a.last_error)),
-        ];
-        Ok(Some(Self {
-            signed_in: true,
-            csrf: csrf.to_string(),
-            notice: String::new(),
-            agent: AgentRow::from(&a),
-            fields,
-            events: events
-                .iter()
-                .map(|e| EventLine {
-                    at: When::at(e.at, now),
-                    kind: e.kind.clone(),
-                    change: match (&e.from_status, &e.to_status) {
-                        (Some(f), Some(t)) => format!("{f} → {t}"),
-                        _ => String::new(),
-                    },
-                    reason: e.reason.clone(),
-                })
-                .collect(),
-        }))
-    }
 }
 
 /// The answer to a launch.

@@ -100,6 +100,26 @@ pub enum Endpoint {
     AgentCall(AgentCallEndpoint),
 }
 
+/// The `?runtime=` of the routes that act on one shape (runtime).
+const RUNTIME_QUERY: (&str, &str) = (
+    "runtime",
+    "the runtime (shape) acted on, one of POOL_RUNTIMES' names; the default runtime when left out; an unknown one is a 400 naming runtime",
+);
+
+impl Endpoint {
+    /// The query parameters it reads (name, meaning); the OpenAPI document lists them.
+    pub fn query(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::GetSettings | Self::PutSettings | Self::Resume => &[RUNTIME_QUERY],
+            Self::Kill => &[(
+                "confirm",
+                "protected: the operator's explicit kill of a protected agent (PROTECTED_INSTANCES)",
+            )],
+            _ => &[],
+        }
+    }
+}
+
 /// The agents' own calls to the pool (`/api/pool/self-*`, `/api/pool/pending-acceptance/*`),
 /// credentials in the body ([`Access::AgentBody`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,16 +267,16 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::Counts,
             method: "GET",
             path: "/api/pool/counts",
-            summary: "Live agents by status",
+            summary: "Live agents by status, the whole pool's and each runtime's",
             access: Access::Admin,
             request: None,
-            responses: &[(200, "counts", Some("Counts")), UNAUTHORIZED],
+            responses: &[(200, "counts", Some("CountsByRuntime")), UNAUTHORIZED],
         },
         Route {
             endpoint: Endpoint::Status,
             method: "GET",
             path: "/api/pool/status",
-            summary: "Counts and every live agent (no secrets)",
+            summary: "Counts, tiers and monthly cost (the whole pool and each runtime) and every live agent (no secrets)",
             access: Access::Admin,
             request: None,
             responses: &[(200, "status", Some("Status")), UNAUTHORIZED],
@@ -283,7 +303,7 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::Claim,
             method: "POST",
             path: CLAIM_PATH,
-            summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header, the caller's own; Prefer: wait=N waits up to N ≤ 120 s for an agent). The admin key or a claim key (POOL_CLAIM_KEYS)",
+            summary: "Claim an idle agent: provision it and return its invite URL (optional Idempotency-Key header, the caller's own; Prefer: wait=N waits up to N ≤ 300 s for an agent, waking a parked one on an empty warm tier). The admin key or a claim key (POOL_CLAIM_KEYS)",
             access: Access::Claim,
             request: Some("ClaimRequest"),
             responses: &[
@@ -405,16 +425,20 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::GetSettings,
             method: "GET",
             path: "/api/pool/settings",
-            summary: "The runtime settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit, parkedMin, parkedMax, parkAfterMs) and the creation brake",
+            summary: "One runtime's settings (minIdle, maxTotal, paused, idleSchedule, maxIdleAgeMs, createFailureLimit, parkedMin, parkedMax, parkAfterMs) and creation brake (?runtime=, the default runtime's without it)",
             access: Access::Admin,
             request: None,
-            responses: &[(200, "settings", Some("Settings")), UNAUTHORIZED],
+            responses: &[
+                (200, "settings", Some("Settings")),
+                (400, "an unknown runtime", Some("Error")),
+                UNAUTHORIZED,
+            ],
         },
         Route {
             endpoint: Endpoint::PutSettings,
             method: "PUT",
             path: "/api/pool/settings",
-            summary: "Change runtime settings (fields left out keep their value; null clears an optional one); every replica applies them at its next tick",
+            summary: "Change one runtime's settings (?runtime=, the default runtime's without it; fields left out keep their value; null clears an optional one); every replica applies them at its next tick",
             access: Access::Admin,
             request: Some("SettingsChange"),
             responses: &[
@@ -428,10 +452,14 @@ fn pool_table() -> Vec<Route> {
             endpoint: Endpoint::Resume,
             method: "POST",
             path: "/api/pool/resume",
-            summary: "Release the creation brake (creation resumes)",
+            summary: "Release one runtime's creation brake (?runtime=, the default runtime's without it): its creation resumes",
             access: Access::Admin,
             request: None,
-            responses: &[(200, "whether it was engaged", Some("Resumed")), UNAUTHORIZED],
+            responses: &[
+                (200, "whether it was engaged", Some("Resumed")),
+                (400, "an unknown runtime", Some("Error")),
+                UNAUTHORIZED,
+            ],
         },
         Route {
             endpoint: Endpoint::RailwayWebhook,

@@ -71,7 +71,7 @@ impl Provisioner {
     /// running already answers 409: it reaches this agent too.
     pub async fn self_upgrade(&self, agent: &Agent) -> Result<RolloutView> {
         let request = RolloutRequest {
-            runtime: self.inner.config.runtime.clone(),
+            runtime: agent.shape.clone(),
             image: None,
             include: vec!["idle".into(), "claimed".into()],
             batch: 1,
@@ -88,19 +88,21 @@ impl Provisioner {
         actor: Option<&str>,
         only: Option<&pool_store::AgentId>,
     ) -> Result<RolloutView> {
-        let config = &self.inner.config;
-        let includes = validate_rollout(request, &config.runtime, &config.image.repository)?;
+        // A rollout moves the agents of one shape (runtime) to an image of its repository.
+        let shape = self.rollout_shape(&request.runtime)?;
+        let includes = validate_rollout(request, &shape.name, &shape.image.repository)?;
         let store = &self.inner.store;
         if let Some(running) = store.running_rollout(&request.runtime).await? {
             return Err(ProvisionError::RolloutRunning(Box::new(running)));
         }
-        let image = request.image.clone().unwrap_or_else(|| config.image.to_string());
+        let image = request.image.clone().unwrap_or_else(|| shape.image.to_string());
         let target = self.inner.registry.resolve(&image).await?;
         let mut agents: Vec<Agent> = store
             .live_agents()
             .await?
             .into_iter()
             .filter(|a| only.is_none_or(|id| *id == a.id))
+            .filter(|a| a.shape == shape.name)
             .filter(|a| !a.legacy && a.service_id.is_some() && a.environment_id.is_some())
             .filter(|a| a.image.as_deref() != Some(target.as_str()))
             .filter(|a| match a.status {
@@ -157,9 +159,25 @@ impl Provisioner {
         }
     }
 
+    /// The shape a rollout request names, or a 400 naming `runtime`.
+    fn rollout_shape(&self, runtime: &str) -> Result<&crate::Shape> {
+        let shapes = &self.inner.config.shapes;
+        shapes.get(runtime).ok_or_else(|| ProvisionError::InvalidRequest {
+            field: "runtime",
+            message: format!(
+                "unknown runtime {:?}; this pool serves {}",
+                runtime.chars().take(64).collect::<String>(),
+                shapes.names().join(", ")
+            ),
+        })
+    }
+
     /// Stops the running rollout of `runtime`: no agent starts its upgrade after this; those
     /// mid-upgrade finish under the reconciler's usual rules. `None`: none was running.
     pub async fn cancel_rollout(&self, runtime: &str, actor: &str) -> Result<Option<RolloutView>> {
+        // An unknown runtime is the caller's mistake (400), never a query: PostgreSQL refuses
+        // text with a NUL in it, which fuzzing found as a 500.
+        self.rollout_shape(runtime)?;
         let store = &self.inner.store;
         let Some(running) = store.running_rollout(runtime).await? else {
             return Ok(None);

@@ -190,11 +190,12 @@ impl Provisioner {
 
     pub(super) async fn limits_step(&self, agent: &Agent) -> Result<()> {
         let at = Placement::of(agent, CreationStep::Limits)?;
-        let config = &self.inner.config;
-        if config.vcpus.is_some() || config.memory_gb.is_some() {
+        // The shape's limits: each runtime has its own size.
+        let shape = self.inner.config.shape(&agent.shape)?;
+        if shape.vcpus.is_some() || shape.memory_gb.is_some() {
             self.inner
                 .railway
-                .update_limits(&at.environment, &at.service, config.vcpus, config.memory_gb)
+                .update_limits(&at.environment, &at.service, shape.vcpus, shape.memory_gb)
                 .await?;
             self.after_remote_call(CreationStep::Limits).await;
         }
@@ -267,7 +268,8 @@ impl Provisioner {
     pub(super) async fn instance_step(&self, agent: &Agent) -> Result<()> {
         let at = Placement::of(agent, CreationStep::Instance)?;
         let config = &self.inner.config;
-        let image = agent.image.clone().unwrap_or_else(|| config.image.to_string());
+        let shape = config.shape(&agent.shape)?;
+        let image = agent.image.clone().unwrap_or_else(|| shape.image.to_string());
         // Setting the image deploys by itself on the live API; the deploy step looks for that
         // deployment before it deploys, so there is exactly one either way.
         self.inner
@@ -282,7 +284,7 @@ impl Provisioner {
                     restart_policy: Some((RestartPolicyType::OnFailure, 10)),
                     healthcheck_path: None,
                     num_replicas: Some(1),
-                    start_command: config.start_command.clone(),
+                    start_command: shape.start_command.clone(),
                 },
             )
             .await?;
@@ -408,7 +410,9 @@ impl Provisioner {
         set("PORT", "8080");
         set("OPENCLAW_STATE_DIR", "/data");
         set("CHROMIUM_PATH", "/usr/bin/chromium");
-        set("RUNTIME_TYPE", "openclaw");
+        // The runtime follows the agent's shape, as the Node pool derives it from the image
+        // (pool/src/services/providers/railway.ts:351).
+        set("RUNTIME_TYPE", &agent.shape);
         set("XMTP_ENV", &vars.xmtp_env);
         if let Some(model) = &vars.primary_model {
             set("OPENCLAW_PRIMARY_MODEL", model);

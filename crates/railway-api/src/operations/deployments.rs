@@ -31,6 +31,28 @@ pub(crate) struct DeploymentRedeploy {
     pub deployment_redeploy: DeploymentNode,
 }
 
+#[derive(cynic::QueryVariables, Debug)]
+pub(crate) struct DeploymentIdVariables {
+    pub id: String,
+}
+
+/// `deploymentRemove`: what `railway down` sends for the newest SUCCESS deployment
+/// (railwayapp/cli `src/commands/down.rs:59-100` at df3838bf).
+#[derive(cynic::QueryFragment, Debug)]
+#[cynic(graphql_type = "Mutation", variables = "DeploymentIdVariables")]
+pub(crate) struct DeploymentRemove {
+    #[arguments(id: $id)]
+    pub deployment_remove: bool,
+}
+
+/// `deploymentStop`.
+#[derive(cynic::QueryFragment, Debug)]
+#[cynic(graphql_type = "Mutation", variables = "DeploymentIdVariables")]
+pub(crate) struct DeploymentStop {
+    #[arguments(id: $id)]
+    pub deployment_stop: bool,
+}
+
 /// `serviceInstanceDeploy(latestCommit: true)`: "pull and deploy the latest commit or image
 /// from the configured source" — the one mutation Railway itself says resolves a moving image
 /// tag anew (railwayapp/cli `redeploy --from-source`, PR #865, commit e5a2096c). It answers a
@@ -168,6 +190,8 @@ pub(crate) struct ServiceSourceNode {
 operation!(ServiceInstanceDeploy: mutation "serviceInstanceDeployV2", Replenish, ServiceInstanceDeployVariables);
 operation!(ServiceInstanceDeployLatest: mutation "serviceInstanceDeploy", Replenish, ServiceInstanceDeployLatestVariables);
 operation!(DeploymentRedeploy: mutation "deploymentRedeploy", Replenish, DeploymentRedeployVariables);
+operation!(DeploymentRemove: mutation "deploymentRemove", Replenish, DeploymentIdVariables);
+operation!(DeploymentStop: mutation "deploymentStop", Replenish, DeploymentIdVariables);
 operation!(ServiceDeployments: query "deployments", Status, ServiceDeploymentsVariables);
 operation!(ProjectsStatus: query "projectsByIds", Status, ProjectsByIdsVariables);
 operation!(ProjectStatus: query "project.status", Status, ProjectIdVariables);

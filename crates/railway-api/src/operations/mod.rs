@@ -362,6 +362,23 @@ mod tests {
                 .query,
             ),
             (
+                "deploymentRemove",
+                DeploymentRemove::build(DeploymentIdVariables { id: String::new() }).query,
+            ),
+            (
+                "deploymentStop",
+                DeploymentStop::build(DeploymentIdVariables { id: String::new() }).query,
+            ),
+            (
+                "variables",
+                ServiceVariables::build(ServiceVariablesVariables {
+                    project_id: String::new(),
+                    environment_id: String::new(),
+                    service_id: None,
+                })
+                .query,
+            ),
+            (
                 "projectsByIds",
                 ProjectsStatus::build(ProjectsByIdsVariables { ids: Vec::new() }).query,
             ),

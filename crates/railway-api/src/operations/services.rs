@@ -281,6 +281,22 @@ pub(crate) struct Domains {
     pub domains: DomainsNode,
 }
 
+#[derive(cynic::QueryVariables, Debug)]
+pub(crate) struct ServiceVariablesVariables {
+    pub project_id: String,
+    pub environment_id: String,
+    pub service_id: Option<String>,
+}
+
+/// A service's variables, unrendered (`${{...}}` references as written).
+#[derive(cynic::QueryFragment, Debug)]
+#[cynic(graphql_type = "Query", variables = "ServiceVariablesVariables")]
+pub(crate) struct ServiceVariables {
+    #[arguments(projectId: $project_id, environmentId: $environment_id, serviceId: $service_id, unrendered: true)]
+    pub variables: EnvironmentVariables,
+}
+
+operation!(ServiceVariables: query "variables", Status, ServiceVariablesVariables);
 operation!(ServiceCreate: mutation "serviceCreate", Replenish, ServiceCreateVariables);
 operation!(ServiceDelete: mutation "serviceDelete", Critical, ServiceDeleteVariables);
 operation!(VariableCollectionUpsert: mutation "variableCollectionUpsert", Replenish, VariableCollectionUpsertVariables);

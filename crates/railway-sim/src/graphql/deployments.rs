@@ -48,6 +48,7 @@ impl From<Status> for DeploymentStatus {
 #[derive(SimpleObject)]
 pub(super) struct Deployment {
     pub(super) created_at: DateTime<Utc>,
+    pub(super) deployment_stopped: bool,
     pub(super) id: ID,
     pub(super) status: DeploymentStatus,
 }
@@ -57,6 +58,7 @@ impl Deployment {
     pub(super) fn of(w: &World, d: &crate::world::Deployment, now: Instant) -> Self {
         Self {
             created_at: d.created_at,
+            deployment_stopped: d.stopped_at.is_some(),
             id: ID(d.id.clone()),
             status: w.status(d, now).into(),
         }
@@ -157,6 +159,18 @@ impl DeploymentsMutation {
         let new_id = w.redeploy(token(ctx), &id, now)?;
         let d = &w.deployments[&new_id];
         Ok(Deployment::of(&w, d, now))
+    }
+
+    // `railway down` (railwayapp/cli src/commands/down.rs): REMOVED, the service kept.
+    async fn deployment_remove(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
+        world(ctx).remove_deployment(token(ctx), &id, Instant::now())?;
+        Ok(true)
+    }
+
+    // Stopped: SUCCESS with deploymentStopped, nothing serving.
+    async fn deployment_stop(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
+        world(ctx).stop_deployment(token(ctx), &id, Instant::now())?;
+        Ok(true)
     }
 
     #[graphql(name = "serviceInstanceDeployV2")]

@@ -70,6 +70,7 @@ pub(crate) struct QueryRoot(
     projects::ProjectsQuery,
     deployments::DeploymentsQuery,
     domains::DomainsQuery,
+    variables::VariablesQuery,
 );
 
 // `Mutation`: the resources' fields, merged.

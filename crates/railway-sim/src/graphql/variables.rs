@@ -54,6 +54,43 @@ pub(super) struct VariableCollectionUpsertInput {
     pub(super) variables: EnvironmentVariables,
 }
 
+/// `Query`'s fields about variables.
+#[derive(Default)]
+pub(super) struct VariablesQuery;
+
+#[Object]
+impl VariablesQuery {
+    // A service's variables as set; the simulator renders no references, so `unrendered`
+    // changes nothing.
+    async fn variables(
+        &self,
+        ctx: &Context<'_>,
+        environment_id: String,
+        project_id: String,
+        service_id: Option<String>,
+        unrendered: Option<bool>,
+    ) -> Result<EnvironmentVariables> {
+        let _ = unrendered;
+        let w = world(ctx);
+        w.project_visible(token(ctx), &project_id)?;
+        w.check_environment(&project_id, &environment_id)?;
+        let Some(service_id) = service_id else {
+            return Ok(EnvironmentVariables::default());
+        };
+        let service = w.live_service(&service_id)?;
+        if service.project_id != project_id {
+            return Err(crate::world::Refusal::not_found("Service").into());
+        }
+        Ok(EnvironmentVariables(
+            service
+                .instances
+                .get(&environment_id)
+                .map(|i| i.variables.clone())
+                .unwrap_or_default(),
+        ))
+    }
+}
+
 /// `Mutation`'s fields about variables.
 #[derive(Default)]
 pub(super) struct VariablesMutation;

@@ -33,6 +33,38 @@ pub(super) fn routes() -> Router<Sim> {
             "/agents/{domain}/convos/update-metadata",
             post(agent_update_metadata),
         )
+        .route("/agents/{domain}/sentinel", get(volume_sentinel))
+}
+
+/// `GET /sentinel`: the `sentinel` file of the volume behind a domain, served only while a
+/// deployment runs (`SUCCESS`, not stopped). This is what the contract's container serves
+/// from its `/data` (`cargo xtask railway-contract`): a parked service answers nothing, and
+/// a woken one the same file it wrote on its first boot.
+async fn volume_sentinel(State(sim): State<Sim>, Path(domain): Path<String>) -> Response {
+    let now = Instant::now();
+    let w = sim.world();
+    let Some(agent) = agent_at(&w, &domain, now) else {
+        return (StatusCode::NOT_FOUND, "Application not found").into_response();
+    };
+    let running = w
+        .deployments
+        .get(&agent.deployment_id)
+        .is_some_and(|d| d.stopped_at.is_none());
+    if agent.status != Status::Success || !running {
+        return (StatusCode::BAD_GATEWAY, "Application failed to respond").into_response();
+    }
+    let Some(d) = w.domains.get(&domain) else {
+        return (StatusCode::NOT_FOUND, "Application not found").into_response();
+    };
+    let file = w
+        .volumes
+        .values()
+        .filter(|v| !v.deleted && v.service_id.as_deref() == Some(d.service_id.as_str()))
+        .find_map(|v| v.files.get("sentinel").cloned());
+    match file {
+        Some(text) => (StatusCode::OK, text).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
 }
 
 /// The agent behind a domain, as its pool server sees itself.
@@ -61,6 +93,8 @@ pub(crate) fn agent_at(w: &World, domain: &str, now: Instant) -> Option<AgentAt>
     let deployment = w.deployments.get(&deployment_id)?;
     let status = w.status(deployment, now);
     let serving = deployment.start_command.as_deref() == Some(crate::AGENT_START_COMMAND);
+    // A stopped deployment (`deploymentStop`) keeps its SUCCESS status but serves nothing.
+    let serving = serving && deployment.stopped_at.is_none();
     let up = status == Status::Success && serving && deployment.fate != Fate::NeverReady;
     let since = w.success_at(deployment);
     let ready_after = w.config.agents.ready_after;
@@ -92,10 +126,23 @@ pub(crate) async fn agent_health(
     Path(domain): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    let answer = health_answer(&sim, domain, &headers);
+    let status = answer.status();
+    if status != StatusCode::OK {
+        *sim.world()
+            .counters
+            .health_failures
+            .entry(status.as_u16())
+            .or_default() += 1;
+    }
+    answer
+}
+
+fn health_answer(sim: &Sim, domain: String, headers: &HeaderMap) -> Response {
     let now = Instant::now();
     let mut w = sim.world();
     w.counters.health_checks += 1;
-    let token = bearer(&headers).unwrap_or_default().to_string();
+    let token = bearer(headers).unwrap_or_default().to_string();
     w.counters.health_tokens.insert(domain.clone(), token);
     let Some(agent) = agent_at(&w, &domain, now) else {
         return (StatusCode::NOT_FOUND, "Application not found").into_response();
@@ -107,14 +154,38 @@ pub(crate) async fn agent_health(
     if !agent.gateway_ready {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response();
     }
+    let Some(runtime) = runtime_type(&w, &agent.deployment_id) else {
+        // Any other RUNTIME_TYPE: the pool server exits at start (index.ts:59-63), and
+        // nothing answers on the agent's port.
+        return (StatusCode::BAD_GATEWAY, "Application failed to respond").into_response();
+    };
     let version = runtime_version(&w, &agent.deployment_id);
-    let body = json!({"ready": agent.ready, "version": version, "runtime": "openclaw"});
+    let body = json!({"ready": agent.ready, "version": version, "runtime": runtime});
     let status = if agent.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The runtime the pool server runs and reports (`runtime: config.name`, index.ts:359): its
+/// deployment's `RUNTIME_TYPE` variable, `openclaw` when unset (index.ts:59); `None` for any
+/// other value, on which the pool server exits at start (index.ts:60-63). The image plays no
+/// part: neither runtime's Dockerfile sets `RUNTIME_TYPE` (`runtime/{openclaw,hermes}/
+/// Dockerfile`); the Node pool set it as a service variable from the image's name
+/// (`pool/src/services/providers/railway.ts:351`), as this pool's creation saga sets it from
+/// the agent's shape, so an agent reports another runtime only when its variable says so.
+fn runtime_type(w: &World, deployment_id: &str) -> Option<&'static str> {
+    let variable = w
+        .deployments
+        .get(deployment_id)
+        .and_then(|d| d.variables.get("RUNTIME_TYPE"));
+    match variable.map(String::as_str) {
+        None | Some("openclaw") => Some("openclaw"),
+        Some("hermes") => Some("hermes"),
+        Some(_) => None,
+    }
 }
 
 /// The version the pool server reads from the image's `runtime-version.json`

@@ -108,6 +108,7 @@ fn draw(faults: &OperationFaults) -> Option<&'static str> {
         (faults.server_error, "server_error"),
         (faults.graphql_error, "graphql_error"),
         (faults.timeout_after_apply, "timeout_after_apply"),
+        (faults.timeout_before_apply, "timeout_before_apply"),
         (faults.refused, "refused"),
     ] {
         edge += p;

@@ -159,6 +159,11 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
             "graphql_error" => {
                 return graphql_error(StatusCode::OK, "Internal server error", "INTERNAL_SERVER_ERROR");
             }
+            "timeout_before_apply" => {
+                // Nothing applied; the answer never comes (the client times out).
+                tokio::time::sleep(Duration::from_secs(300)).await;
+                return (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout").into_response();
+            }
             "refused" => {
                 return graphql_error(
                     StatusCode::OK,
@@ -197,10 +202,15 @@ async fn graphql(State(sim): State<Sim>, uri: Uri, headers: HeaderMap, body: Byt
     let quirks = sim.world().config.quirks.clone();
     let body = railway_error_shapes(serde_json::to_value(&response).unwrap_or(Value::Null), &quirks);
     let mut out = (status, Json(body)).into_response();
-    let h = out.headers_mut();
-    h.insert("x-ratelimit-limit", rate_headers.limit.into());
-    h.insert("x-ratelimit-remaining", rate_headers.remaining.into());
-    h.insert("x-ratelimit-reset", 3600.into());
+    // The token's hourly window, as Railway reports it on every answer; none while the
+    // simulator's hourly limit is off (an answer of "0 remaining, reset in an hour" would
+    // pause the client for an hour).
+    if let Some(rate) = rate_headers {
+        let h = out.headers_mut();
+        h.insert("x-ratelimit-limit", rate.limit.into());
+        h.insert("x-ratelimit-remaining", rate.remaining.into());
+        h.insert("x-ratelimit-reset", rate.reset_secs.into());
+    }
     out
 }
 

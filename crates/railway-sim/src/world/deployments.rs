@@ -81,6 +81,7 @@ impl World {
         let Some(image) = instance.image.clone() else {
             return Err(Refusal::bad_input("Service has no source to deploy"));
         };
+        self.check_deploy_rate(&service.project_id, now)?;
         let previous = instance
             .latest_deployment
             .as_ref()
@@ -119,7 +120,7 @@ impl World {
             .iter()
             .any(|p| image.starts_with(p));
         let can_pull = !private || service.has_registry_credentials || instance.has_registry_credentials;
-        let volume_mounts = self
+        let volume_mounts: Vec<String> = self
             .volumes
             .values()
             .filter(|v| {
@@ -134,11 +135,24 @@ impl World {
             .into_iter()
             .map(|(_, d)| d)
             .collect();
+        // A deploy of a service whose deployment was taken down (`deploymentRemove`) is a
+        // wake: its time to SUCCESS is drawn from the wake distribution.
+        let mut wake = false;
+        let mut runtime = crate::world::AgentRuntime::default();
         if let Some(previous) = &instance.latest_deployment
             && let Some(d) = self.deployments.get_mut(previous)
         {
-            d.removed = true;
+            wake = d.taken_down;
+            d.take_down(now);
+            // The runtime keeps its state in its volume (the saga sets OPENCLAW_STATE_DIR to
+            // /data, provisioner `saga/steps.rs`): a new deployment that mounts the volume
+            // finds what the last one left there.
+            if !volume_mounts.is_empty() {
+                runtime = d.runtime.clone();
+            }
         }
+        self.initialise_volumes(service_id, environment_id);
+        let to_success = wake.then(|| self.config.wake.draw(&mut rand::rng()));
         let id = self.id("dep");
         let fate = if self.unbootable.contains(&digest) {
             Fate::FailBuild
@@ -164,15 +178,117 @@ impl World {
                 can_pull,
                 fate,
                 removed: false,
+                removed_at: None,
+                taken_down: false,
+                stopped_at: None,
+                to_success,
                 crashed_at: None,
                 provisions: 0,
                 provision_micros: None,
                 metadata: serde_json::Map::new(),
-                runtime: Default::default(),
+                runtime,
             },
         );
         self.instance_mut(service_id, environment_id)?.latest_deployment = Some(id.clone());
         Ok(id)
+    }
+
+    /// The deploy rate limit quirk: a deploy beyond `max` in the window is refused.
+    fn check_deploy_rate(&mut self, project_id: &str, now: Instant) -> Result<(), Refusal> {
+        let Some(limit) = self.config.quirks.deploy_rate_limit else {
+            return Ok(());
+        };
+        let workspace = self
+            .projects
+            .get(project_id)
+            .and_then(|p| p.workspace_id.clone())
+            .unwrap_or_default();
+        let recent = self.recent_deploys.entry(workspace).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= limit.per)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= limit.max {
+            return Err(self.quirk(Refusal::throttled("Service deployment rate limit exceeded")));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+
+    /// The first container to mount a volume writes its `sentinel`: a random id that every
+    /// later deployment finds in place.
+    fn initialise_volumes(&mut self, service_id: &str, environment_id: &str) {
+        for v in self.volumes.values_mut().filter(|v| {
+            !v.deleted && v.service_id.as_deref() == Some(service_id) && v.environment_id == environment_id
+        }) {
+            v.files
+                .entry("sentinel".into())
+                .or_insert_with(|| format!("{:032x}", rand::rng().random::<u128>()));
+        }
+    }
+
+    /// The deployment `deployment_id`, when `token` may act on its service.
+    fn deployment_of_token(&mut self, token: &str, deployment_id: &str) -> Result<&mut Deployment, Refusal> {
+        let service_id = self
+            .deployments
+            .get(deployment_id)
+            .map(|d| d.service_id.clone())
+            .ok_or_else(|| Refusal::not_found("Deployment"))?;
+        self.check_token_for_service(token, &service_id)?;
+        self.deployments
+            .get_mut(deployment_id)
+            .ok_or_else(|| Refusal::not_found("Deployment"))
+    }
+
+    /// `deploymentRemove`: the deployment goes `REMOVED` and its compute stops; the service
+    /// keeps its volume, variables and domains (`railway down`, railwayapp/cli
+    /// `src/commands/down.rs`). Removing a removed deployment changes nothing.
+    pub(crate) fn remove_deployment(
+        &mut self,
+        token: &str,
+        deployment_id: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let d = self.deployment_of_token(token, deployment_id)?;
+        if !d.removed {
+            d.taken_down = true;
+            d.take_down(now);
+        }
+        Ok(())
+    }
+
+    /// `deploymentStop`: its replicas stop; the status stays `SUCCESS` with
+    /// `deploymentStopped` (railwayapp/cli `src/commands/service.rs:968-970,1038-1039`).
+    pub(crate) fn stop_deployment(
+        &mut self,
+        token: &str,
+        deployment_id: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let d = self.deployment_of_token(token, deployment_id)?;
+        d.stopped_at.get_or_insert(now);
+        Ok(())
+    }
+
+    /// Compute used so far: the seconds every deployment ran (from `SUCCESS` until it was
+    /// removed, stopped or crashed, or until `now`). A removed deployment stops counting.
+    pub fn compute_seconds(&self, now: Instant) -> f64 {
+        self.deployments
+            .values()
+            .map(|d| {
+                let from = self.success_at(d);
+                let mut until = now;
+                for end in [d.removed_at, d.stopped_at, d.crashed_at].into_iter().flatten() {
+                    until = until.min(end);
+                }
+                if !d.can_pull || d.fate == Fate::FailBuild {
+                    return 0.0;
+                }
+                until.saturating_duration_since(from).as_secs_f64()
+            })
+            .sum()
     }
 
     /// `serviceInstanceDeployV2` (`latest: false`) and `serviceInstanceDeploy(latestCommit:
@@ -208,6 +324,9 @@ impl World {
             .cloned()
             .ok_or_else(|| Refusal::not_found("Deployment"))?;
         self.check_token_for_service(token, &old.service_id)?;
+        if old.taken_down && self.config.quirks.redeploy_of_removed_refused {
+            return Err(self.quirk(Refusal::bad_input("Deployment cannot be redeployed")));
+        }
         let image = old
             .image
             .clone()
@@ -234,7 +353,7 @@ impl World {
         if deployment.crashed_at.is_some() {
             return Status::Crashed;
         }
-        let t = &self.config.deploy;
+        let t = self.phases(deployment);
         let elapsed = now.saturating_duration_since(deployment.started);
         if elapsed < t.queued {
             return Status::Queued;
@@ -272,8 +391,21 @@ impl World {
 
     /// When the deployment reached `SUCCESS` (if it did).
     pub(crate) fn success_at(&self, deployment: &Deployment) -> Instant {
-        let t = &self.config.deploy;
+        let t = self.phases(deployment);
         deployment.started + t.queued + t.building + t.deploying
+    }
+
+    /// The time a deployment spends queued, building and deploying: the fixed timings, or a
+    /// wake's drawn total split in the same proportions (a tenth queued, the rest halved).
+    fn phases(&self, deployment: &Deployment) -> crate::DeployTimings {
+        match deployment.to_success {
+            None => self.config.deploy.clone(),
+            Some(total) => crate::DeployTimings {
+                queued: total / 10,
+                building: total * 9 / 20,
+                deploying: total - total / 10 - total * 9 / 20,
+            },
+        }
     }
 
     /// Live (not deleted) projects.

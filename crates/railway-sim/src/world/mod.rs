@@ -225,7 +225,14 @@ pub struct Volume {
     pub mount_path: String,
     /// Deleted.
     pub deleted: bool,
+    /// The files on it. The first container to mount it writes a `sentinel` (a random id),
+    /// as the agent initialises its state directory on first boot; the files outlive every
+    /// deployment.
+    pub files: VolumeFiles,
 }
+
+/// What a volume holds (its files, by name): what survives a deployment's removal.
+pub type VolumeFiles = BTreeMap<String, String>;
 
 /// A public domain.
 #[derive(Debug, Clone, Serialize)]
@@ -276,8 +283,21 @@ pub struct Deployment {
     pub can_pull: bool,
     /// What its agent will do.
     pub fate: Fate,
-    /// Replaced by a newer deployment, or its project deleted.
+    /// Replaced by a newer deployment, removed (`deploymentRemove`), or its project deleted.
     pub removed: bool,
+    /// When it was removed (simulator clock): its compute stops counting then.
+    #[serde(skip)]
+    pub removed_at: Option<Instant>,
+    /// Removed by `deploymentRemove` (`railway down`), not replaced: its service is parked,
+    /// and the next deploy of it is a wake.
+    pub taken_down: bool,
+    /// Stopped by `deploymentStop`: status stays `SUCCESS`, nothing serves, no compute.
+    #[serde(skip)]
+    pub stopped_at: Option<Instant>,
+    /// Time from creation to `SUCCESS` when it was drawn for this deployment (a wake, from
+    /// [`crate::WakeTimings`]); `None`: the fixed [`crate::DeployTimings`].
+    #[serde(skip)]
+    pub to_success: Option<std::time::Duration>,
     /// Crashed on request (`crash_service`).
     #[serde(skip)]
     pub crashed_at: Option<Instant>,
@@ -289,6 +309,16 @@ pub struct Deployment {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// What its runtime holds.
     pub runtime: AgentRuntime,
+}
+
+impl Deployment {
+    /// Takes the deployment down at `now` (once: a second removal keeps the first time).
+    pub(crate) fn take_down(&mut self, now: Instant) {
+        if !self.removed {
+            self.removed = true;
+            self.removed_at = Some(now);
+        }
+    }
 }
 
 /// What made a deployment.
@@ -373,6 +403,10 @@ pub struct Counters {
     pub faults: BTreeMap<String, u64>,
     /// Health checks served.
     pub health_checks: u64,
+    /// Health checks answered other than 200, by status: 404 (no agent at that domain), 502
+    /// (its deployment is down: crashed, removed, not serving), 503 (not ready yet).
+    #[serde(default)]
+    pub health_failures: BTreeMap<u16, u64>,
     /// The bearer token of the last health check per agent domain (`""` without one): which
     /// token the pool sent to which agent.
     pub health_tokens: BTreeMap<String, String>,
@@ -415,6 +449,8 @@ pub struct World {
     pub(crate) provision_faults: VecDeque<ProvisionFault>,
     /// Digests whose image fails to boot: every deployment of one ends `FAILED`.
     pub(crate) unbootable: std::collections::BTreeSet<String>,
+    /// Recent deploys per workspace (the deploy rate limit quirk).
+    pub(crate) recent_deploys: BTreeMap<String, VecDeque<Instant>>,
     next_id: u64,
 }
 

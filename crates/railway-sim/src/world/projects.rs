@@ -186,7 +186,7 @@ impl World {
             .values_mut()
             .filter(|d| d.project_id == project_id)
         {
-            d.removed = true;
+            d.take_down(Instant::now());
         }
         Ok(())
     }

@@ -292,6 +292,7 @@ impl World {
                 environment_id,
                 mount_path,
                 deleted: false,
+                files: Default::default(),
             },
         );
         Ok((id, name))
@@ -370,7 +371,7 @@ impl World {
             .values_mut()
             .filter(|d| d.service_id == service_id)
         {
-            d.removed = true;
+            d.take_down(Instant::now());
         }
         Ok(())
     }

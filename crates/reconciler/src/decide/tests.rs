@@ -14,6 +14,7 @@ fn facts(status: AgentStatus, in_status_for: Duration) -> AgentFacts {
         worker_lease_expired: false,
         redeploy_hold: false,
         legacy: false,
+        runtime_mismatch: false,
     }
 }
 
@@ -321,6 +322,36 @@ fn legacy_agents_are_cycled_out_unless_claimed() {
 }
 
 #[test]
+fn an_agent_reporting_another_runtime_is_torn_down_unless_a_user_has_it() {
+    let healthy = deployed(DeploymentStatus::Success, Some(Health::Ready));
+    for status in [AgentStatus::Starting, AgentStatus::Idle] {
+        let mut wrong = facts(status, YOUNG);
+        wrong.runtime_mismatch = true;
+        assert_eq!(
+            decide(&wrong, &healthy, STUCK),
+            Decision::Teardown(Reason::WrongRuntime),
+            "{status}"
+        );
+        assert_eq!(
+            decide(&wrong, &Observation::HealthOnly(Health::Ready), STUCK),
+            Decision::Teardown(Reason::WrongRuntime),
+            "{status}"
+        );
+    }
+    for status in [
+        AgentStatus::Claimed,
+        AgentStatus::Claiming,
+        AgentStatus::PendingAcceptance,
+        AgentStatus::Creating,
+        AgentStatus::Deleting,
+    ] {
+        let mut wrong = facts(status, YOUNG);
+        wrong.runtime_mismatch = true;
+        assert_eq!(decide(&wrong, &healthy, STUCK), Decision::Keep, "{status}");
+    }
+}
+
+#[test]
 fn an_agent_held_for_a_redeploy_is_not_returned_to_the_pool_early() {
     let mut held = facts(AgentStatus::Starting, YOUNG);
     held.redeploy_hold = true;
@@ -330,4 +361,36 @@ fn an_agent_held_for_a_redeploy_is_not_returned_to_the_pool_early() {
         decide(&held, &Observation::HealthOnly(Health::Ready), STUCK),
         Decision::Keep
     );
+}
+
+#[test]
+fn parked_agents_are_left_alone_and_interrupted_parks_and_wakes_are_resumed() {
+    use DeploymentStatus as D;
+    // A parked agent's deployment is REMOVED on purpose, and it answers no health check.
+    for observation in [
+        deployed(D::Removed, None),
+        deployed(D::Removed, Some(Health::Unreachable("refused".into()))),
+        Observation::Missing,
+        Observation::Unread,
+    ] {
+        assert_eq!(
+            decide(&facts(AgentStatus::Parked, OLD), &observation, STUCK),
+            Decision::Keep,
+            "{observation:?}"
+        );
+    }
+    for status in [AgentStatus::Parking, AgentStatus::Waking] {
+        let mut moving = facts(status, OLD);
+        assert_eq!(
+            decide(&moving, &deployed(D::Removed, None), STUCK),
+            Decision::Keep,
+            "{status}: its worker lives"
+        );
+        moving.worker_lease_expired = true;
+        assert_eq!(
+            decide(&moving, &Observation::Unread, STUCK),
+            Decision::RecoverTierMotion,
+            "{status}: its worker is gone"
+        );
+    }
 }

@@ -132,8 +132,85 @@ fn a_waiting_claim_on_an_empty_warm_tier_wakes_one_for_itself() {
     let plan = plan_tiers(&input);
     // Floor 2 (both in flight) + 1 waiting; the last minute's 1 claim × 1.6 × 1.5 → 3.
     assert_eq!(plan.desired_warm, 4, "{plan}");
-    // Two woken; the two the parked tier then lacks under parkedMin are created.
-    assert_eq!((plan.wake, plan.create), (2, 2), "{plan}");
+    // Two woken; the two the parked tier then lacks under parkedMin are created only once no
+    // claim waits.
+    assert_eq!((plan.wake, plan.create), (2, 0), "{plan}");
+    assert!(plan.served_by_waking, "{plan}");
+    input.counts.waiting = 0;
+    input.counts.parked = 8;
+    input.counts.in_flight = 2;
+    let plan = plan_tiers(&input);
+    assert_eq!((plan.wake, plan.create), (0, 2), "{plan}");
+}
+
+/// The must-show's pool (2 warm, 10 parked, `parkedMin` = `parkedMax` = 10, no `maxTotal`)
+/// through a burst of 10 waiting claims, tick by tick: every shortfall is woken, nothing is
+/// created until no claim waits, and then the parked tier is refilled.
+#[test]
+fn a_burst_the_stock_covers_creates_nothing_until_no_claim_waits_then_refills_the_parked_tier() {
+    let mut input = inputs(
+        sizing(None, OFFICE_HOURS),
+        TierCounts {
+            idle: 0,
+            parked: 10,
+            waiting: 8,
+            ..TierCounts::default()
+        },
+    );
+    input.parked_max = 10;
+    // A young pool's forecast after the burst's minute, and the burst's own rate.
+    input.sizing.claims_per_min = 3.5;
+    input.claims_last_minute = 10;
+    // Tick 1: the two warm agents are claimed, eight claims wait. The burst's rate asks for
+    // 10 × 1.6 × 1.5 = 24 warm + 8 waiting; all ten parked agents are woken, none created.
+    let plan = plan_tiers(&input);
+    assert!(plan.burst && plan.served_by_waking, "{plan}");
+    assert_eq!(plan.desired_warm, 32, "{plan}");
+    assert_eq!((plan.wake, plan.create), (10, 0), "{plan}");
+    // Tick 2: the ten are starting, no parked agent is left; the warm target is now over the
+    // creation's horizon and far above the stock, but the eight waiting claims are covered.
+    input.counts.parked = 0;
+    input.counts.in_flight = 10;
+    let plan = plan_tiers(&input);
+    assert_eq!((plan.wake, plan.create), (0, 0), "{plan}");
+    assert!(plan.to_string().contains("served by waking"), "{plan}");
+    // Tick 3: woken agents served seven claims, one still waits: still nothing created.
+    input.counts.in_flight = 3;
+    input.counts.waiting = 1;
+    let plan = plan_tiers(&input);
+    assert_eq!(plan.create, 0, "{plan}");
+    // The burst is over (no claim waits, two woken agents left idle): the forecast's warm
+    // shortfall and the parked tier's ten are created.
+    input.counts.in_flight = 0;
+    input.counts.idle = 2;
+    input.counts.waiting = 0;
+    let plan = plan_tiers(&input);
+    assert!(!plan.served_by_waking, "{plan}");
+    // 3.5/min × 2.5 min × 1.5 = 13.1 → 14 warm, 12 short; and the parked tier's 10.
+    assert_eq!(plan.desired_warm, 14, "{plan}");
+    assert_eq!((plan.wake, plan.create), (0, 22), "{plan}");
+}
+
+#[test]
+fn a_burst_larger_than_the_whole_stock_creates_at_once() {
+    let mut input = inputs(
+        sizing(None, OFFICE_HOURS),
+        TierCounts {
+            idle: 0,
+            in_flight: 2,
+            parked: 10,
+            waiting: 15,
+            ..TierCounts::default()
+        },
+    );
+    input.claims_last_minute = 20;
+    let plan = plan_tiers(&input);
+    // 15 waiting against 2 on their way and 10 parked: the stock cannot serve them all.
+    assert!(!plan.served_by_waking, "{plan}");
+    // 20 × 1.6 × 1.5 = 48 warm + 15 waiting = 63; 2 in flight, 10 woken, 51 created, and the
+    // parked tier's 10.
+    assert_eq!(plan.desired_warm, 63, "{plan}");
+    assert_eq!((plan.wake, plan.create), (10, 61), "{plan}");
 }
 
 #[test]
@@ -205,8 +282,9 @@ fn idle_above_the_warm_target_is_parked_after_park_after_and_drained_only_when_t
     input.counts.parked = 10;
     let plan = plan_tiers(&input);
     assert_eq!((plan.park, plan.drain, plan.delete_parked), (0, 3, 0), "{plan}");
-    // Creations in flight are not cancelled: of six warm (two idle, four coming) only the
-    // idle can go, and the four coming are the warm stock.
+    // Creations in flight are not cancelled, and only ready agents above the warm target
+    // leave: of six warm (two idle, four coming) the two idle are the warm stock until the
+    // four are ready; then the four above the target go.
     input.counts = TierCounts {
         idle: 2,
         idle_parkable: 2,
@@ -215,7 +293,12 @@ fn idle_above_the_warm_target_is_parked_after_park_after_and_drained_only_when_t
         ..TierCounts::default()
     };
     let plan = plan_tiers(&input);
-    assert_eq!((plan.park, plan.drain), (0, 2), "{plan}");
+    assert_eq!((plan.park, plan.drain), (0, 0), "{plan}");
+    input.counts.idle = 6;
+    input.counts.idle_parkable = 6;
+    input.counts.in_flight = 0;
+    let plan = plan_tiers(&input);
+    assert_eq!((plan.park, plan.drain), (0, 4), "{plan}");
 }
 
 #[test]
@@ -252,6 +335,30 @@ fn the_plan_says_why() {
     );
     assert_eq!(
         plan_tiers(&input).to_string(),
-        "warm target 2 = floor 2 from minIdle (demand 0) + 1 claim(s) waiting; parked target 10 = parkedMin 10"
+        "warm target 2 = floor 2 from minIdle (demand 0) + 1 claim(s) waiting (served by waking: no creation while claims wait); parked target 10 = parkedMin 10"
     );
+}
+
+#[test]
+fn a_filling_pool_parks_only_ready_agents_above_the_warm_target() {
+    // Warm target 3 (the floor) and parkedMin 2: five created; one is ready, four starting.
+    let mut input = inputs(
+        sizing(None, NIGHT),
+        TierCounts {
+            idle: 1,
+            idle_parkable: 1,
+            in_flight: 4,
+            ..TierCounts::default()
+        },
+    );
+    input.sizing.min_idle = 3;
+    input.parked_min = 2;
+    let plan = plan_tiers(&input);
+    // The ready one stays warm: the two surplus park when they are idle, not before.
+    assert_eq!((plan.park, plan.drain, plan.create), (0, 0, 0), "{plan}");
+    input.counts.idle = 4;
+    input.counts.idle_parkable = 4;
+    input.counts.in_flight = 1;
+    let plan = plan_tiers(&input);
+    assert_eq!((plan.park, plan.drain, plan.create), (1, 0, 0), "{plan}");
 }

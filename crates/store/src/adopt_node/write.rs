@@ -58,14 +58,16 @@ pub(super) async fn insert_agent(
     // for time spent under the Node pool.
     let join_url = if pending { row.invite_url.clone() } else { None };
     let claim = |v: &Option<String>| if keeps_claim { v.clone() } else { None };
+    // Its shape is the runtime the Node pool gave it (`RUNTIME_TYPE`, pool/src/services/
+    // providers/railway.ts:351), `openclaw` when unrecorded (the Node pool's own fallback).
     tx.execute(
         "INSERT INTO agent_metadata (id, railway_project_id, railway_environment_id, railway_service_id, \
              railway_volume_id, railway_domain, image, gateway_token, agent_api_token, status, legacy, \
              quarantined, agent_name, instructions, conversation_id, invite_url, created_at, claimed_at, \
-             deployment_status, runtime_version, runtime_name, join_url, pending_acceptance_at) \
+             deployment_status, runtime_version, runtime_name, join_url, pending_acceptance_at, shape) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
                  coalesce($17, now()), $18, $19, $20, $21, $22, \
-                 CASE WHEN $23 THEN now() END)",
+                 CASE WHEN $23 THEN now() END, coalesce($21, 'openclaw'))",
         &[
             &plan.id.as_str(),
             &project,
@@ -153,35 +155,36 @@ pub(super) async fn adopted_before(tx: &Transaction<'_>) -> Result<bool> {
         .get(0))
 }
 
-pub(super) async fn current_min_idle(tx: &Transaction<'_>) -> Result<Option<u32>> {
+pub(super) async fn current_min_idle(tx: &Transaction<'_>, shape: &str) -> Result<Option<u32>> {
     Ok(tx
-        .query_opt("SELECT min_idle FROM pool_settings WHERE id = 1", &[])
+        .query_opt("SELECT min_idle FROM pool_settings WHERE shape = $1", &[&shape])
         .await?
         .map(|r| r.get::<_, i32>(0).max(0) as u32))
 }
 
-/// `minIdle` from Node's `target_idle` (the first adoption only), and the pool event that
-/// records the adoption.
+/// The default shape's `minIdle` from Node's `target_idle` (the first adoption only), and the
+/// pool event that records the adoption.
 pub(super) async fn record_adoption(
     tx: &Transaction<'_>,
     report: &AdoptionReport,
     adopted: &[PlannedAgent],
     seed: &PoolSettings,
+    shape: &str,
 ) -> Result<()> {
     if let Some((before, after)) = report.min_idle {
         let min_idle = i32::try_from(after).unwrap_or(i32::MAX);
         if before.is_some() {
             tx.execute(
-                "UPDATE pool_settings SET min_idle = $1, updated_at = now(), updated_by = 'node-adoption' WHERE id = 1",
-                &[&min_idle],
+                "UPDATE pool_settings SET min_idle = $1, updated_at = now(), updated_by = 'node-adoption' WHERE shape = $2",
+                &[&min_idle, &shape],
             )
             .await?;
         } else {
             let to_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
             tx.execute(
-                "INSERT INTO pool_settings (id, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
+                "INSERT INTO pool_settings (shape, min_idle, max_total, paused, idle_schedule, max_idle_age_ms, \
                      create_failure_limit, parked_min, parked_max, park_after_ms, updated_by) \
-                     VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'node-adoption')",
+                     VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'node-adoption')",
                 &[
                     &min_idle,
                     &seed.max_total.map(to_i32),
@@ -192,6 +195,7 @@ pub(super) async fn record_adoption(
                     &to_i32(seed.parked_min),
                     &to_i32(seed.parked_max),
                     &(seed.park_after.as_millis() as i64),
+                    &shape,
                 ],
             )
             .await?;

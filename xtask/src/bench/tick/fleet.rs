@@ -1,7 +1,13 @@
-//! The tick bench's fleet: a simulator, its agent hosts, and a database of realistic rows.
+//! The tick bench's fleet: a simulator, its agent hosts, and a database of realistic rows. It
+//! runs in a process of its own (`xtask bench tick-fleet N`, started by the bench, pinned to
+//! the other core than the pool), and answers the bench over its standard input and output,
+//! one JSON line per request: `counters`, `keep-alive true|false`, `seed`. It stops (and drops
+//! its database) when its input closes.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use pool_store::testing::TestDatabase;
 use railway_api::{ClientConfig, ProjectId, RailwayClient};
@@ -11,20 +17,20 @@ use secrecy::SecretString;
 use super::{AGENT_ROUND_TRIP, CRASHED_EVERY, IDLE_EVERY};
 
 /// A simulator, its agent hosts and a database with a steady fleet in it.
-pub(super) struct Fleet {
-    pub(super) sim: SimHandle,
-    pub(super) hosts: AgentHosts,
-    pub(super) db: TestDatabase,
-    pub(super) project_ids: Vec<ProjectId>,
-    pub(super) agents: usize,
-    pub(super) idle: usize,
+struct Fleet {
+    sim: SimHandle,
+    hosts: AgentHosts,
+    db: TestDatabase,
+    project_ids: Vec<ProjectId>,
+    agents: usize,
+    idle: usize,
     /// Claimed agents whose deployment crashed and stays down.
-    pub(super) crashed: usize,
-    pub(super) ca_file: PathBuf,
+    crashed: usize,
+    ca_file: PathBuf,
 }
 
 impl Fleet {
-    pub(super) async fn new(agents: usize) -> Result<Self, String> {
+    async fn new(agents: usize) -> Result<Self, String> {
         let sim = railway_sim::start(SimConfig {
             latency: Duration::from_millis(50),
             deploy: DeployTimings::instant(),
@@ -119,20 +125,70 @@ impl Fleet {
         })
     }
 
-    /// What moves while the pool works.
-    pub(super) fn activity(&self) -> (u64, u64, u64) {
-        let counters = self.sim.counters();
-        (
-            counters.requests_total,
-            counters.health_checks,
-            self.hosts.stats().connections,
-        )
+    /// What the bench reads between ticks: the simulator's counters and the agent hosts'.
+    fn counters(&self) -> Value {
+        let c = self.sim.counters();
+        let h = self.hosts.stats();
+        json!({
+            "requests_total": c.requests_total,
+            "requests": c.requests,
+            "rate_limited": c.rate_limited,
+            "health_checks": c.health_checks,
+            "health_failures": c.health_failures,
+            "connections": h.connections,
+            "open": h.open,
+            "handshakes": h.handshakes,
+            "resumed": h.resumed,
+            "handshake_failures": h.handshake_failures,
+        })
+    }
+
+    /// The health checks recorded since `record-arrivals`: agents checked at all, and the
+    /// longest time an agent went unchecked (between two checks, or since the recording
+    /// started or until now).
+    fn coverage(&self) -> Value {
+        let now = Instant::now();
+        let mut by_host: std::collections::HashMap<String, Vec<Instant>> = std::collections::HashMap::new();
+        for (host, at) in self.hosts.arrivals() {
+            by_host.entry(host).or_default().push(at);
+        }
+        let first = by_host.values().flatten().min().copied().unwrap_or(now);
+        let mut longest = Duration::ZERO;
+        for arrivals in by_host.values_mut() {
+            arrivals.sort();
+            let mut last = first;
+            for at in arrivals.iter().chain(std::iter::once(&now)) {
+                longest = longest.max(at.saturating_duration_since(last));
+                last = *at;
+            }
+        }
+        json!({
+            "agents_checked": by_host.len(),
+            "checks": by_host.values().map(Vec::len).sum::<usize>(),
+            "recorded_ms": now.saturating_duration_since(first).as_millis() as u64,
+            "longest_unchecked_ms": longest.as_millis() as u64,
+        })
+    }
+
+    /// What the bench needs to start a pool against this fleet.
+    fn description(&self) -> Value {
+        // The pool's port and `POOL_URL` are the bench's, set per run.
+        let mut env = pool_e2e::sim_environment(&self.sim, self.db.url(), 0);
+        env.insert("POOL_AGENT_CA_FILE".into(), self.ca_file.display().to_string());
+        env.insert("AGENT_URL_TEMPLATE".into(), self.hosts.https_url_template());
+        json!({
+            "env": env,
+            "http_url_template": self.hosts.http_url_template(),
+            "agents": self.agents,
+            "idle": self.idle,
+            "crashed": self.crashed,
+        })
     }
 
     /// The seed's sketch: each agent's status read with its own request (the same health
     /// checks besides, which cost nothing against Railway's budget). Returns (requests, wall
     /// time).
-    pub(super) async fn seed_strategy(&self) -> Result<(u64, Duration), String> {
+    async fn seed_strategy(&self) -> Result<(u64, Duration), String> {
         let mut config = ClientConfig::new(self.sim.graphql_url(), vec![SecretString::from("sim-token")]);
         config.budget.max_in_flight = 64;
         // The strategy needs far more than an hour's budget per tick; let it through to
@@ -152,6 +208,59 @@ impl Fleet {
         }
         Ok((self.sim.counters().requests_total - before, wall))
     }
+}
+
+/// The fleet's process: builds the fleet, describes it on one line, then answers requests
+/// until its input closes.
+pub(in crate::bench) async fn serve(args: &[String]) -> Result<(), String> {
+    let agents: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or("usage: xtask bench tick-fleet AGENTS (started by `bench tick`)")?;
+    let fleet = Fleet::new(agents).await?;
+    say(fleet.description())?;
+    // Tokio's standard input wants a feature the workspace does not build: a blocking read
+    // on the blocking pool, one line at a time.
+    loop {
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| (n > 0).then_some(line))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the bench's pipe: {e}"))?;
+        let Some(line) = line else { break };
+        let answer = match line.trim() {
+            "counters" => fleet.counters(),
+            "keep-alive true" | "keep-alive false" => {
+                fleet.hosts.set_keep_alive(line.trim().ends_with("true"));
+                json!({})
+            }
+            "record-arrivals" => {
+                fleet.hosts.record_arrivals();
+                json!({})
+            }
+            "coverage" => fleet.coverage(),
+            "seed" => match fleet.seed_strategy().await {
+                Ok((requests, wall)) => json!({"requests": requests, "wall_ms": wall.as_millis() as u64}),
+                Err(e) => json!({"error": e}),
+            },
+            other => json!({"error": format!("unknown request {other:?}")}),
+        };
+        say(answer)?;
+    }
+    Ok(())
+}
+
+/// One line to the bench.
+fn say(value: Value) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("the bench's pipe: {e}"))
 }
 
 impl Drop for Fleet {

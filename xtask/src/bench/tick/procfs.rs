@@ -1,7 +1,10 @@
 //! What the bench reads about the pool-manager process from `/proc`, and from its `/metrics`:
 //! pure parsers (unit-tested) and the reads around them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use pool_e2e::ManagerProcess;
 
 /// Clock ticks per second of `utime`/`stime` in `/proc/<pid>/stat`: Linux reports them in
 /// `USER_HZ`, which is 100 on every architecture it runs on (`sysconf(_SC_CLK_TCK)`).
@@ -36,19 +39,70 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// The sum of a metric's samples over all its labels (`name{…} value` lines).
-pub fn metric_sum(text: &str, name: &str) -> f64 {
+/// A metric's samples over all its labels: (`{…}` as printed, or `""`, value).
+pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?;
-            let value = if rest.starts_with('{') {
-                &rest[rest.find('}')? + 1..]
+            let (labels, value) = if rest.starts_with('{') {
+                let end = rest.find('}')? + 1;
+                (&rest[..end], &rest[end..])
             } else {
-                rest
+                ("", rest)
             };
-            value.strip_prefix(' ')?.trim().parse::<f64>().ok()
+            Some((
+                labels.to_string(),
+                value.strip_prefix(' ')?.trim().parse::<f64>().ok()?,
+            ))
         })
-        .sum()
+        .collect()
+}
+
+/// What the reconciler logs when this replica stops leading (`set_leader(false)`).
+pub const LEADERSHIP_LOST: &str = "not the reconciler leader (any more)";
+
+/// The phases of a tick's wall time, as the pool's `tick phases` events name them.
+pub const PHASES: [&str; 7] = [
+    "load_ms",
+    "railway_ms",
+    "leader_ms",
+    "apply_ms",
+    "checks_ms",
+    "sizing_ms",
+    "upkeep_ms",
+];
+
+/// The pool's `tick phases` events (debug, target `pool_reconciler::phases`) in its JSON log
+/// lines, in order: each tick's `duration_ms` and [`PHASES`], in milliseconds.
+pub fn tick_phases(log: &str) -> Vec<BTreeMap<String, u64>> {
+    log.lines()
+        .filter(|l| l.contains("\"tick phases\""))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["fields"]["message"] == "tick phases")
+        .map(|entry| {
+            std::iter::once("duration_ms")
+                .chain(PHASES)
+                .filter_map(|name| Some((name.to_string(), entry["fields"][name].as_u64()?)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Warnings and errors in the pool's JSON log lines, counted by level and message.
+pub fn warnings(log: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+    {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let level = entry["level"].as_str().unwrap_or("?").to_lowercase();
+        let message = entry["fields"]["message"].as_str().unwrap_or("?");
+        *counts.entry(format!("{level} {message:?}")).or_default() += 1;
+    }
+    counts
 }
 
 /// The machine's CPU time from `/proc/stat`: busy (every CPU, all but idle, iowait and
@@ -96,12 +150,24 @@ pub fn clear_peak(pid: u32) -> Result<(), String> {
     std::fs::write(&path, "5").map_err(|e| format!("{path}: {e}"))
 }
 
+/// The machine's CPUs (the `cpuN` lines of `/proc/stat`), whatever this process is pinned to
+/// (`available_parallelism` counts only those it may run on).
+pub fn cpus() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .map(|stat| {
+            stat.lines()
+                .filter(|l| {
+                    l.strip_prefix("cpu")
+                        .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+                })
+                .count()
+        })
+        .unwrap_or(1)
+}
+
 /// Pins every thread of a process to one CPU (`taskset`); its later threads inherit it. An
-/// error on a machine with fewer than two CPUs or without `taskset`.
+/// error without `taskset` or without that CPU.
 pub fn pin(pid: u32, cpu: usize) -> Result<(), String> {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return Err("fewer than two CPUs".into());
-    }
     let status = std::process::Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
         .stdout(std::process::Stdio::null())
@@ -139,6 +205,43 @@ pub fn cpu(pid: u32) -> Result<Duration, String> {
     Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
 }
 
+/// The pool's counters in `/metrics`: ticks, Railway requests (in all, and those that did not
+/// answer ok by `operation/outcome`), the last tick.
+#[derive(Default)]
+pub struct Metrics {
+    pub ticks: u64,
+    pub railway: u64,
+    pub railway_failed: BTreeMap<String, u64>,
+    pub wall: Duration,
+    pub read: u64,
+    pub full_sweep: bool,
+    pub problems: u64,
+    /// `pool_is_leader`: the replica holds the leader lock.
+    pub leader: bool,
+}
+
+pub async fn metrics(pm: &ManagerProcess) -> Result<Metrics, String> {
+    let answer = pm.get("/metrics", false).await?;
+    let text = String::from_utf8_lossy(&answer.body);
+    let read = |name: &str| metric(&text, name).unwrap_or(0.0);
+    let samples = metric_samples(&text, "railway_requests_total");
+    let railway_failed = samples
+        .iter()
+        .filter(|(labels, _)| !labels.contains("outcome=\"ok\""))
+        .map(|(labels, n)| (format!("Railway {labels}"), *n as u64))
+        .collect();
+    Ok(Metrics {
+        ticks: read("pool_ticks_total") as u64,
+        railway: samples.iter().map(|(_, n)| n).sum::<f64>() as u64,
+        railway_failed,
+        wall: Duration::from_secs_f64(read("pool_tick_duration_seconds")),
+        read: read("pool_tick_agents_read") as u64,
+        full_sweep: read("pool_tick_full_sweep") > 0.0,
+        problems: read("pool_tick_problems") as u64,
+        leader: read("pool_is_leader") > 0.0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,9 +277,42 @@ mod tests {
     }
 
     #[test]
-    fn labelled_samples_are_summed() {
-        let text = "railway_requests_total{operation=\"a\",outcome=\"ok\"} 3\nrailway_requests_total{operation=\"b\",outcome=\"ok\"} 4\nrailway_requests_totally 9\n";
-        assert_eq!(metric_sum(text, "railway_requests_total"), 7.0);
+    fn labelled_samples_are_read_by_exact_name() {
+        let text = "railway_requests_total{operation=\"a\",outcome=\"ok\"} 3\nrailway_requests_total{operation=\"b\",outcome=\"timeout\"} 4\nrailway_requests_totally 9\n";
+        let samples = metric_samples(text, "railway_requests_total");
+        assert_eq!(
+            samples,
+            vec![
+                ("{operation=\"a\",outcome=\"ok\"}".to_string(), 3.0),
+                ("{operation=\"b\",outcome=\"timeout\"}".to_string(), 4.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn warnings_are_counted_by_level_and_message() {
+        let log = r#"{"timestamp":"t","level":"WARN","fields":{"message":"tick finished with errors","kind":"tick"}}
+{"timestamp":"t","level":"INFO","fields":{"message":"started"}}
+not json "WARN"
+{"timestamp":"t","level":"WARN","fields":{"message":"tick finished with errors"}}
+{"timestamp":"t","level":"ERROR","fields":{"message":"lost"}}"#;
+        let counts = warnings(log);
+        assert_eq!(counts.get("warn \"tick finished with errors\""), Some(&2));
+        assert_eq!(counts.get("error \"lost\""), Some(&1));
+        assert_eq!(counts.len(), 2);
+    }
+
+    #[test]
+    fn tick_phases_are_read_from_their_events_only() {
+        let log = r#"{"timestamp":"t","level":"DEBUG","fields":{"message":"tick phases","duration_ms":120,"load_ms":10,"railway_ms":60,"leader_ms":5,"apply_ms":3,"checks_ms":0,"sizing_ms":30,"upkeep_ms":8},"target":"pool_reconciler::phases"}
+{"timestamp":"t","level":"WARN","fields":{"message":"not "tick phases""}}
+{"timestamp":"t","level":"DEBUG","fields":{"message":"tick phases","duration_ms":7,"load_ms":1},"target":"pool_reconciler::phases"}"#;
+        let phases = tick_phases(log);
+        assert_eq!(phases.len(), 2);
+        assert_eq!(phases[0]["railway_ms"], 60);
+        assert_eq!(phases[0].len(), 8);
+        assert_eq!(phases[1].get("duration_ms"), Some(&7));
+        assert_eq!(phases[1].get("sizing_ms"), None);
     }
 
     #[test]

@@ -1,0 +1,466 @@
+//! `cargo xtask bench shards [--agents N] [--replicas N] [--lease-ms N] [--steady-s N] [--sweep-s N] [--tls]`:
+//! one fleet shared by several `pool-manager` replicas (release builds, processes of their
+//! own), split into `POOL_SHARDS` (256) shards:
+//!
+//! - the fleet is the tick bench's (`xtask bench tick-fleet N`: the simulator, its agent hosts
+//!   and a database of realistic rows, in a process of its own); its agents are reached over
+//!   plain HTTP unless `--tls` (a leaf certificate and a TLS session per agent do not fit
+//!   100,000 agents on a small machine);
+//! - production's intervals: a tick every 30 s, every agent checked once per 30 s, the
+//!   rolling sweep over 10 min — or longer, when reading every agent that often would take
+//!   more than 7 % of Railway's hourly budget (`--sweep-s` sets it);
+//! - it measures, over a steady phase of `--steady-s` seconds: each replica's peak RSS
+//!   (`VmHWM`), the Railway requests the simulator received from all replicas together as a
+//!   share of the hourly budget (10,000), every agent checked within the interval (the agent
+//!   hosts' arrivals), and — sampled every 250 ms from `pg_locks` and `pool_replicas` — that
+//!   no shard is held by two replicas, nor listed by two live ones;
+//! - then it SIGKILLs one replica and measures how long until every one of its shards is held
+//!   by another (the target: two leases).
+//!
+//! The run FAILS when a target is missed. Its figures are for reading, never assertions in
+//! tests; the machine is shared.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use pool_e2e::ManagerProcess;
+
+use super::tick::process::FleetProcess;
+use super::tick::procfs;
+
+const AGENTS: usize = 100_000;
+const REPLICAS: usize = 4;
+const LEASE: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(30);
+const SHARDS: u32 = 256;
+const HOURLY_BUDGET: f64 = 10_000.0;
+const TARGET_SHARE: f64 = 0.10;
+const TARGET_RSS_MIB: f64 = 64.0;
+const SAMPLE: Duration = Duration::from_millis(250);
+
+struct Options {
+    agents: usize,
+    replicas: usize,
+    lease: Duration,
+    steady: Duration,
+    /// The rolling status sweep's period (`POOL_FULL_SWEEP_INTERVAL_MS`).
+    sweep: Option<Duration>,
+    tls: bool,
+}
+
+/// Agents a status read asks Railway about at once.
+const READ_BATCH: usize = 50;
+/// Production's rolling sweep: every steady agent read from Railway every 10 min.
+const SWEEP: Duration = Duration::from_secs(600);
+/// The share of the hourly budget the rolling sweep may take when it is sized to the fleet.
+const SWEEP_SHARE: f64 = 0.07;
+
+/// The rolling sweep's period for `agents`: production's 10 min, or longer when a sweep that
+/// often would take more than [`SWEEP_SHARE`] of Railway's hourly budget (at 100,000 agents,
+/// 2,000 reads a sweep: 10 min would be 120 % of it).
+fn sweep_for(agents: usize) -> Duration {
+    let reads = agents.div_ceil(READ_BATCH) as f64;
+    SWEEP.max(Duration::from_secs_f64(
+        reads * 3600.0 / (HOURLY_BUDGET * SWEEP_SHARE),
+    ))
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Options {
+            agents: AGENTS,
+            replicas: REPLICAS,
+            lease: LEASE,
+            steady: INTERVAL * 2 + Duration::from_secs(5),
+            sweep: None,
+            tls: false,
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let mut number = |name: &str| -> Result<u64, String> {
+                rest.next()
+                    .and_then(|v| v.replace('_', "").parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("{name} needs a whole number above 0"))
+            };
+            match arg.as_str() {
+                "--agents" => options.agents = number("--agents")? as usize,
+                "--replicas" => options.replicas = number("--replicas")?.max(2) as usize,
+                "--lease-ms" => options.lease = Duration::from_millis(number("--lease-ms")?.max(1_000)),
+                "--steady-s" => options.steady = Duration::from_secs(number("--steady-s")?),
+                "--sweep-s" => options.sweep = Some(Duration::from_secs(number("--sweep-s")?)),
+                "--tls" => options.tls = true,
+                other => {
+                    return Err(format!(
+                        "unknown option {other:?}\nusage: cargo xtask bench shards [--agents N] [--replicas N] [--lease-ms N] [--steady-s N] [--sweep-s N] [--tls]"
+                    ));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Who holds which shard: from `pg_locks` (the truth) and from the live replicas' rows.
+struct Ownership {
+    /// Shard → the lock connections' names holding it.
+    locked: BTreeMap<u32, BTreeSet<String>>,
+    /// Shards listed by more than one live replica.
+    listed_twice: usize,
+    /// Live replicas.
+    live: usize,
+}
+
+async fn ownership(db: &tokio_postgres::Client) -> Result<Ownership, String> {
+    let rows = db
+        .query(
+            "SELECT l.objid::bigint, coalesce(a.application_name, '') FROM pg_locks l \
+             LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid::bigint = $1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&i64::from(pool_store::SHARD_LOCK_CLASS)],
+        )
+        .await
+        .map_err(|e| format!("reading pg_locks: {e}"))?;
+    let mut locked: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for row in rows {
+        locked
+            .entry(row.get::<_, i64>(0) as u32)
+            .or_default()
+            .insert(row.get(1));
+    }
+    let listed = db
+        // Live as the replicas count each other: a lease that runs and a lock connection
+        // that is there (a killed replica's row lists its shards until its lease runs out).
+        .query(
+            "SELECT shards FROM pool_replicas r WHERE lease_until > now() \
+             AND EXISTS (SELECT 1 FROM pg_stat_activity a \
+               WHERE a.application_name = 'pool-shards ' || r.replica AND a.datname = current_database())",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("reading pool_replicas: {e}"))?;
+    let mut seen = BTreeSet::new();
+    let mut listed_twice = 0;
+    for row in &listed {
+        for shard in row.get::<_, Vec<i32>>(0) {
+            if !seen.insert(shard) {
+                listed_twice += 1;
+            }
+        }
+    }
+    Ok(Ownership {
+        locked,
+        listed_twice,
+        live: listed.len(),
+    })
+}
+
+/// What one sample found wrong.
+fn doubly_owned(o: &Ownership) -> usize {
+    o.locked.values().filter(|holders| holders.len() > 1).count() + o.listed_twice
+}
+
+pub async fn run(args: &[String]) -> Result<(), String> {
+    let options = Options::parse(args)?;
+    let started = Instant::now();
+    let load_before = procfs::load_average();
+    eprintln!("bench shards: building pool-manager (release)…");
+    let binary = tokio::task::spawn_blocking(pool_e2e::pool_manager_release_binary)
+        .await
+        .map_err(|e| e.to_string())??;
+    eprintln!(
+        "bench shards: {} agents: seeding the fleet's process…",
+        options.agents
+    );
+    let fleet = FleetProcess::start(options.agents, None).await?;
+    fleet.set_keep_alive(false).await?;
+    let database_url = fleet
+        .env
+        .get("DATABASE_URL")
+        .cloned()
+        .ok_or("the fleet's process gave no DATABASE_URL")?;
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("the fleet's database: {e}"))?;
+    tokio::spawn(connection);
+
+    let mut env = fleet.env.clone();
+    if !options.tls {
+        env.insert("AGENT_URL_TEMPLATE".into(), fleet.http_url_template.clone());
+    }
+    env.insert("TICK_INTERVAL_MS".into(), INTERVAL.as_millis().to_string());
+    env.insert("POOL_HEALTH_INTERVAL_MS".into(), INTERVAL.as_millis().to_string());
+    let sweep = options.sweep.unwrap_or_else(|| sweep_for(options.agents));
+    env.insert(
+        "POOL_FULL_SWEEP_INTERVAL_MS".into(),
+        sweep.as_millis().to_string(),
+    );
+    env.insert("POOL_AGENT_KEEP_ALIVE_MS".into(), "0".into());
+    env.insert("POOL_SHARDS".into(), SHARDS.to_string());
+    env.insert(
+        "POOL_REPLICA_LEASE_MS".into(),
+        options.lease.as_millis().to_string(),
+    );
+    env.insert("POOL_MIN_IDLE".into(), fleet.idle.to_string());
+    env.insert("POOL_MAX_TOTAL".into(), fleet.agents.to_string());
+    env.insert("RUST_LOG".into(), "warn".into());
+
+    eprintln!("bench shards: starting {} replicas…", options.replicas);
+    let mut replicas = Vec::new();
+    for _ in 0..options.replicas {
+        let port = pool_e2e::free_port()?;
+        let mut env = env.clone();
+        env.insert("PORT".into(), port.to_string());
+        env.insert("POOL_URL".into(), format!("http://127.0.0.1:{port}"));
+        let mut pm = ManagerProcess::start(&binary, &env).await?;
+        pm.wait_healthy(Duration::from_secs(300)).await?;
+        replicas.push(pm);
+    }
+    let pids: Vec<u32> = replicas.iter().filter_map(|pm| pm.pid()).collect();
+
+    // Until every shard is held, by every replica (each near its share).
+    let split = Instant::now();
+    loop {
+        let o = ownership(&db).await?;
+        let holders: BTreeSet<&String> = o.locked.values().flatten().collect();
+        if o.locked.len() == SHARDS as usize && holders.len() == options.replicas {
+            break;
+        }
+        if split.elapsed() > options.lease * 6 {
+            return Err(format!(
+                "the replicas did not split the shards within {:?}: {} shards held by {} replicas",
+                options.lease * 6,
+                o.locked.len(),
+                holders.len()
+            ));
+        }
+        tokio::time::sleep(SAMPLE).await;
+    }
+    eprintln!(
+        "bench shards: shards split after {:.1} s; a first walk each…",
+        split.elapsed().as_secs_f64()
+    );
+    // The first walks enlist each replica's agents on its prober.
+    tokio::time::sleep(INTERVAL + Duration::from_secs(5)).await;
+
+    eprintln!("bench shards: steady phase ({:?})…", options.steady);
+    fleet.record_arrivals().await?;
+    let before = fleet.counters().await?;
+    let cpu_before = pids
+        .iter()
+        .map(|pid| procfs::cpu(*pid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let steady_started = Instant::now();
+    let mut samples = 0usize;
+    // Samples that found a shard owned twice, and the most shards one such sample found.
+    let mut double = 0usize;
+    let mut most_double = 0usize;
+    let mut per_replica_shards: BTreeMap<String, usize> = BTreeMap::new();
+    while steady_started.elapsed() < options.steady {
+        let o = ownership(&db).await?;
+        samples += 1;
+        let twice = doubly_owned(&o);
+        double += usize::from(twice > 0);
+        most_double = most_double.max(twice);
+        per_replica_shards.clear();
+        for holder in o.locked.values().flatten() {
+            *per_replica_shards.entry(holder.clone()).or_default() += 1;
+        }
+        tokio::time::sleep(SAMPLE).await;
+    }
+    let steady = steady_started.elapsed();
+    let after = fleet.counters().await?;
+    let coverage = fleet.coverage().await?;
+    let railway = after.requests_total - before.requests_total;
+    let share = railway as f64 * 3600.0 / steady.as_secs_f64() / HOURLY_BUDGET;
+    let mut peaks = Vec::new();
+    let mut cpu_shares = Vec::new();
+    for (pid, before) in pids.iter().zip(&cpu_before) {
+        peaks.push(procfs::memory(*pid)?.peak_kib as f64 / 1024.0);
+        cpu_shares.push((procfs::cpu(*pid)? - *before).as_secs_f64() / steady.as_secs_f64());
+    }
+
+    // One replica dies.
+    let victim = replicas.len() - 1;
+    let before_kill = ownership(&db).await?;
+    replicas[victim].signal("KILL")?;
+    let killed = Instant::now();
+    let _ = replicas[victim].wait_exit(Duration::from_secs(10)).await;
+    let mut survivors_by_name: Option<BTreeSet<String>> = None;
+    let mut orphaned: BTreeSet<u32> = BTreeSet::new();
+    // When Postgres had freed the killed replica's locks (its connection gone).
+    let mut freed = Duration::ZERO;
+    let takeover = loop {
+        let o = ownership(&db).await?;
+        samples += 1;
+        let twice = doubly_owned(&o);
+        double += usize::from(twice > 0);
+        most_double = most_double.max(twice);
+        let names: BTreeSet<String> = o.locked.values().flatten().cloned().collect();
+        if survivors_by_name.is_none() && names.len() < options.replicas {
+            freed = killed.elapsed();
+            // The killed replica's lock connection is gone: its shards are those it held.
+            let dead: BTreeSet<String> = before_kill
+                .locked
+                .values()
+                .flatten()
+                .filter(|n| !names.contains(*n))
+                .cloned()
+                .collect();
+            orphaned = before_kill
+                .locked
+                .iter()
+                .filter(|(_, h)| h.iter().any(|n| dead.contains(n)))
+                .map(|(s, _)| *s)
+                .collect();
+            survivors_by_name = Some(names.clone());
+        }
+        if survivors_by_name.is_some()
+            && orphaned.iter().all(|s| o.locked.contains_key(s))
+            && o.locked.len() == SHARDS as usize
+        {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > options.lease * 6 {
+            return Err(format!(
+                "the killed replica's shards were not taken over within {:?}",
+                options.lease * 6
+            ));
+        }
+        tokio::time::sleep(SAMPLE / 5).await;
+    };
+    let live_after = ownership(&db).await?.live;
+
+    let load_after = procfs::load_average();
+    println!();
+    println!(
+        "### bench shards: {} agents over {} replicas, {SHARDS} shards, lease {:?}",
+        fleet.agents, options.replicas, options.lease
+    );
+    println!();
+    println!(
+        "Agents over {}; checks every {:?}, ticks every {:?}, the rolling status sweep over {:.0} min ({} reads of {READ_BATCH}); load average before {load_before}, after {load_after}; {} CPUs, nothing pinned.",
+        if options.tls {
+            "HTTPS"
+        } else {
+            "plain HTTP (in the fleet's process)"
+        },
+        INTERVAL,
+        INTERVAL,
+        sweep.as_secs_f64() / 60.0,
+        fleet.agents.div_ceil(READ_BATCH),
+        procfs::cpus()
+    );
+    println!();
+    let table = super::Table::new(&["figure", "measured", "target"]);
+    for (i, peak) in peaks.iter().enumerate() {
+        table.row(&[
+            format!("replica {} peak RSS", i + 1),
+            format!("{peak:.1} MiB"),
+            format!("≤ {TARGET_RSS_MIB} MiB"),
+        ]);
+    }
+    table.row(&[
+        "replicas' CPU (steady), of one core".into(),
+        cpu_shares
+            .iter()
+            .map(|c| format!("{:.1} %", c * 100.0))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        "(for reading)".into(),
+    ]);
+    table.row(&[
+        "shards per replica (steady)".into(),
+        per_replica_shards
+            .values()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
+        format!("≈ {}", SHARDS as usize / options.replicas),
+    ]);
+    table.row(&[
+        "Railway, all replicas".into(),
+        format!(
+            "{railway} in {:.0} s = {:.1} % of the hour's budget",
+            steady.as_secs_f64(),
+            share * 100.0
+        ),
+        format!("≤ {:.0} %", TARGET_SHARE * 100.0),
+    ]);
+    table.row(&[
+        "agents checked in the steady phase".into(),
+        format!("{} of {}", coverage.agents_checked, fleet.agents),
+        "all".into(),
+    ]);
+    table.row(&[
+        "longest an agent went unchecked".into(),
+        format!("{:.1} s", coverage.longest_unchecked.as_secs_f64()),
+        format!("≤ {:?} (the interval)", INTERVAL),
+    ]);
+    table.row(&[
+        "samples with a shard owned twice".into(),
+        format!("{double} of {samples} (at most {most_double} shards)"),
+        "0".into(),
+    ]);
+    table.row(&[
+        "killed replica's shards taken over".into(),
+        format!(
+            "{} shards in {:.2} s (locks freed after {:.2} s; {} live replicas after)",
+            orphaned.len(),
+            takeover.as_secs_f64(),
+            freed.as_secs_f64(),
+            live_after
+        ),
+        format!("≤ {:.0} s (two leases)", (options.lease * 2).as_secs_f64()),
+    ]);
+
+    let mut failures = Vec::new();
+    for (i, peak) in peaks.iter().enumerate() {
+        if *peak > TARGET_RSS_MIB {
+            failures.push(format!("replica {} peaked at {peak:.1} MiB", i + 1));
+        }
+    }
+    if share > TARGET_SHARE {
+        failures.push(format!("Railway at {:.1} % of the hourly budget", share * 100.0));
+    }
+    if coverage.agents_checked < fleet.agents {
+        failures.push(format!(
+            "{} agents were not checked in the steady phase",
+            fleet.agents - coverage.agents_checked
+        ));
+    }
+    // An agent may wait a whole interval between two checks, and a little more when a check
+    // of the prober comes late: a second of slack.
+    if coverage.longest_unchecked > INTERVAL + Duration::from_secs(1) {
+        failures.push(format!(
+            "an agent went {:.1} s unchecked",
+            coverage.longest_unchecked.as_secs_f64()
+        ));
+    }
+    if double > 0 {
+        failures.push(format!("{double} samples found a shard owned twice"));
+    }
+    if orphaned.is_empty() {
+        failures.push("the killed replica held no shards".into());
+    }
+    if takeover > options.lease * 2 {
+        failures.push(format!(
+            "the killed replica's shards were taken over in {:.1} s, more than two leases",
+            takeover.as_secs_f64()
+        ));
+    }
+    for mut pm in replicas {
+        let _ = pm.signal("TERM");
+        if pm.wait_exit(Duration::from_secs(30)).await.is_err() {
+            let _ = pm.signal("KILL");
+        }
+    }
+    fleet.stop().await;
+    eprintln!("bench shards: done in {:.0} s", started.elapsed().as_secs_f64());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the bench FAILED:\n- {}", failures.join("\n- ")))
+    }
+}
