@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::Reconciler;
 use crate::decide::Observation;
 use crate::error::ReconcileError;
-use crate::observe::{Checked, check_health, read_status};
+use crate::observe::{Checked, read_status};
 use crate::phases::timed;
 use crate::reads::PutOff;
 use crate::report::TickReport;
@@ -393,15 +393,8 @@ impl Reconciler {
                     .map(|(id, probe)| (id, probe.checked))
                     .collect()
             } else {
-                let checking = check_health(
-                    &self.provisioner,
-                    &self.fresh_agents,
-                    &refs,
-                    config.health_concurrency,
-                );
-                let reprobed = timed(&mut report.phases.checks_ms, checking).await;
-                report.reprobes += reprobed.len();
-                reprobed
+                self.checks_of_its_own(&self.fresh_agents, &refs, report, |r| &mut r.reprobes)
+                    .await
             };
             let Some(ok) = self
                 .observe_decide_apply(

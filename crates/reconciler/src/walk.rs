@@ -5,20 +5,36 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use pool_provisioner::Health;
+use pool_provisioner::{AgentClient, Health};
 use pool_store::{AgentId, AgentStatus, LeaderLock, TickRow};
 use railway_api::DeploymentStatus;
 
 use crate::Reconciler;
 use crate::decide::{AgentFacts, Decision, Observation, decide, lease_expired, worker_gone};
 use crate::error::ReconcileError;
-use crate::observe::{check_health, read_status, reported_runtime};
+use crate::observe::{Checked, check_health, read_status, reported_runtime};
 use crate::phases::{add, timed};
 use crate::report::TickReport;
 use crate::suspicion::{Frame, Mode};
 use crate::tick::{MAX_CONFIRMATIONS_PER_TICK, checked_every_tick};
 
 impl Reconciler {
+    /// Health checks the tick sends and waits for itself (through `client`): timed in its
+    /// report's checks phase and counted in the report's field `count` picks (`health_checks`,
+    /// or `reprobes` for re-probes).
+    pub(crate) async fn checks_of_its_own(
+        &self,
+        client: &AgentClient,
+        agents: &[&TickRow],
+        report: &mut TickReport,
+        count: fn(&mut TickReport) -> &mut usize,
+    ) -> HashMap<AgentId, Checked> {
+        let checking = check_health(&self.provisioner, client, agents, self.config.health_concurrency);
+        let checked = timed(&mut report.phases.checks_ms, checking).await;
+        *count(report) += checked.len();
+        checked
+    }
+
     /// Observes `agents` (health checks, Railway reads), decides each one's status and applies
     /// the decisions. Agents in `read_anyway` are read from Railway whatever their health.
     /// `Some(true)` when Railway's read went through, `None` when leadership was lost.
@@ -84,15 +100,10 @@ impl Reconciler {
                 health
             }
             _ => {
-                let checking = check_health(
-                    &self.provisioner,
-                    self.provisioner.agents(),
-                    &steady,
-                    config.health_concurrency,
-                );
-                let checked = timed(&mut report.phases.checks_ms, checking).await;
-                report.health_checks += checked.len();
-                checked
+                self.checks_of_its_own(self.provisioner.agents(), &steady, report, |r| {
+                    &mut r.health_checks
+                })
+                .await
             }
         };
 
@@ -196,14 +207,11 @@ impl Reconciler {
                 )
             })
             .collect();
-        let checking = check_health(
-            &self.provisioner,
-            self.provisioner.agents(),
-            &ready_to_check,
-            config.health_concurrency,
-        );
-        let first_checks = timed(&mut report.phases.checks_ms, checking).await;
-        report.health_checks += first_checks.len();
+        let first_checks = self
+            .checks_of_its_own(self.provisioner.agents(), &ready_to_check, report, |r| {
+                &mut r.health_checks
+            })
+            .await;
         health.extend(first_checks);
 
         if !timed(&mut report.phases.leader_ms, self.still_leader(lock)).await {
