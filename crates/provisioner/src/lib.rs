@@ -111,7 +111,7 @@ pub use resources::{AgentMailConfig, OpenRouterConfig, TelnyxConfig};
 pub use rollout::{
     MAX_ROLLOUT_BATCH, MAX_ROLLOUT_PAUSE_MS, RolloutIncludes, RolloutRequest, RolloutView, validate_rollout,
 };
-pub use settings::{SettingsPatch, validate as validate_settings};
+pub use settings::{MAX_MAX_TOTAL, MAX_MIN_IDLE, SettingsPatch, validate as validate_settings};
 pub use shape::{DEFAULT_SHAPE, Shape, ShapeError, Shapes};
 pub use stats::{CLAIM_LATENCY_BUCKETS, ClaimStats, ProvisionerStats, StatsSnapshot, WaitStats};
 pub use teardown::teardown_backoff;

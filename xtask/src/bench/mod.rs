@@ -4,6 +4,7 @@
 
 pub mod claim;
 mod fill;
+mod options;
 mod prober;
 mod railway;
 mod shards;

@@ -75,27 +75,28 @@ impl Options {
             sweep: None,
             tls: false,
         };
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let mut number = |name: &str| -> Result<u64, String> {
-                rest.next()
-                    .and_then(|v| v.replace('_', "").parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or(format!("{name} needs a whole number above 0"))
-            };
-            match arg.as_str() {
-                "--agents" => options.agents = number("--agents")? as usize,
-                "--replicas" => options.replicas = number("--replicas")?.max(2) as usize,
-                "--lease-ms" => options.lease = Duration::from_millis(number("--lease-ms")?.max(1_000)),
-                "--steady-s" => options.steady = Duration::from_secs(number("--steady-s")?),
-                "--sweep-s" => options.sweep = Some(Duration::from_secs(number("--sweep-s")?)),
+        let mut args = super::options::Args::new(
+            args,
+            "cargo xtask bench shards [--agents N] [--replicas N] [--lease-ms N] [--steady-s N] [--sweep-s N] [--tls]",
+        );
+        while let Some(arg) = args.next() {
+            match arg {
+                "--agents" => options.agents = args.number(arg)? as usize,
+                "--replicas" => options.replicas = args.number(arg)?.max(2) as usize,
+                "--lease-ms" => options.lease = Duration::from_millis(args.number(arg)?.max(1_000)),
+                "--steady-s" => options.steady = Duration::from_secs(args.number(arg)?),
+                "--sweep-s" => options.sweep = Some(Duration::from_secs(args.number(arg)?)),
                 "--tls" => options.tls = true,
-                other => {
-                    return Err(format!(
-                        "unknown option {other:?}\nusage: cargo xtask bench shards [--agents N] [--replicas N] [--lease-ms N] [--steady-s N] [--sweep-s N] [--tls]"
-                    ));
-                }
+                other => return Err(args.unknown(other)),
             }
+        }
+        // The replicas' `POOL_MAX_TOTAL` is the fleet: no more than the pool accepts.
+        if options.agents > pool_provisioner::MAX_MAX_TOTAL as usize {
+            return Err(format!(
+                "--agents {} is above the most agents a pool accepts (POOL_MAX_TOTAL ≤ {})",
+                options.agents,
+                pool_provisioner::MAX_MAX_TOTAL
+            ));
         }
         Ok(options)
     }
@@ -202,6 +203,8 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         "POOL_REPLICA_LEASE_MS".into(),
         options.lease.as_millis().to_string(),
     );
+    // The fleet's idle agents: one in four, at most the 10,000 `POOL_MIN_IDLE` accepts
+    // (`pool_provisioner::MAX_MIN_IDLE`), so that the pool neither creates nor retires.
     env.insert("POOL_MIN_IDLE".into(), fleet.idle.to_string());
     env.insert("POOL_MAX_TOTAL".into(), fleet.agents.to_string());
     env.insert("RUST_LOG".into(), "warn".into());

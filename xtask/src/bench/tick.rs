@@ -119,24 +119,17 @@ impl Options {
             steady: STEADY_TICKS,
             closed: false,
         };
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let mut number = |name: &str| -> Result<usize, String> {
-                rest.next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or(format!("{name} needs a whole number above 0"))
-            };
-            match arg.as_str() {
+        let mut args = super::options::Args::new(
+            args,
+            "cargo xtask bench tick [--quick] [--runs N] [--steady N] [--closed]",
+        );
+        while let Some(arg) = args.next() {
+            match arg {
                 "--quick" => options.sizes = QUICK_SIZES.to_vec(),
-                "--runs" => options.runs = number("--runs")?,
-                "--steady" => options.steady = number("--steady")?,
+                "--runs" => options.runs = args.number(arg)? as usize,
+                "--steady" => options.steady = args.number(arg)? as usize,
                 "--closed" => options.closed = true,
-                other => {
-                    return Err(format!(
-                        "unknown option {other:?}\nusage: cargo xtask bench tick [--quick] [--runs N] [--steady N] [--closed]"
-                    ));
-                }
+                other => return Err(args.unknown(other)),
             }
         }
         // `BENCH_TICK_AGENTS=1000,2000` measures other sizes.

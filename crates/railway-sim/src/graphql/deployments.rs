@@ -102,17 +102,14 @@ impl DeploymentsQuery {
     ) -> Result<QueryDeploymentsConnection> {
         let w = world(ctx);
         let now = Instant::now();
-        if let Some(project) = &input.project_id {
-            w.project_visible(token(ctx), project)?;
-        } else {
+        let Some(project) = &input.project_id else {
             return Err(Refusal::bad_input("projectId is required").into());
-        }
+        };
+        w.project_visible(token(ctx), project)?;
         // Replaced deployments stay listed (as REMOVED); deleted ones are not simulated.
         let _ = input.include_deleted;
         let mut deployments: Vec<&crate::world::Deployment> = w
-            .deployments
-            .values()
-            .filter(|d| input.project_id.as_ref().is_none_or(|p| *p == d.project_id))
+            .deployments_of_project(project)
             .filter(|d| {
                 input
                     .environment_id

@@ -46,9 +46,8 @@ impl Environment {
         let w = world(ctx);
         let now = Instant::now();
         let edges = w
-            .services
-            .values()
-            .filter(|s| s.project_id == self.project_id && !s.deleted)
+            .services_of_project(&self.project_id)
+            .filter(|s| !s.deleted)
             .filter_map(|s| s.instances.get(&self.id).map(|i| (s, i)))
             .map(|(s, i)| EnvironmentServiceInstancesConnectionEdge {
                 node: ServiceInstance {

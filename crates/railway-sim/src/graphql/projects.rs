@@ -106,9 +106,8 @@ impl Project {
         let w = world(ctx);
         ProjectVolumesConnection {
             edges: w
-                .volumes
-                .values()
-                .filter(|v| v.project_id == self.0 && !v.deleted)
+                .volumes_of_project(&self.0)
+                .filter(|v| !v.deleted)
                 .map(|v| ProjectVolumesConnectionEdge { node: Volume::of(v) })
                 .collect(),
         }
@@ -153,13 +152,20 @@ impl ProjectsQuery {
             .ok_or_else(Refusal::not_authorized)?;
         let include_deleted = include_deleted.unwrap_or(false);
         let first = first.unwrap_or(100).clamp(1, 500) as usize;
+        // After the cursor, and one more than the page to tell whether a next page exists: a
+        // listing of the whole workspace reads each project once, not once per page.
+        let from = match &after {
+            Some(a) => std::ops::Bound::Excluded(a.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
         let matching: Vec<&crate::world::Project> = w
             .projects
-            .values()
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, p)| p)
             .filter(|p| include_deleted || p.deleted_at.is_none())
             .filter(|p| p.workspace_id.as_ref().is_some_and(|ws| workspaces.contains(ws)))
             .filter(|p| workspace_id.is_none() || p.workspace_id == workspace_id)
-            .filter(|p| after.as_ref().is_none_or(|a| p.id > *a))
+            .take(first + 1)
             .collect();
         let page: Vec<_> = matching.iter().take(first).collect();
         Ok(QueryProjectsConnection {

@@ -57,9 +57,8 @@ async fn volume_sentinel(State(sim): State<Sim>, Path(domain): Path<String>) -> 
         return (StatusCode::NOT_FOUND, "Application not found").into_response();
     };
     let file = w
-        .volumes
-        .values()
-        .filter(|v| !v.deleted && v.service_id.as_deref() == Some(d.service_id.as_str()))
+        .volumes_of_service(&d.service_id)
+        .filter(|v| !v.deleted)
         .find_map(|v| v.files.get("sentinel").cloned());
     match file {
         Some(text) => (StatusCode::OK, text).into_response(),

@@ -121,13 +121,8 @@ impl World {
             .any(|p| image.starts_with(p));
         let can_pull = !private || service.has_registry_credentials || instance.has_registry_credentials;
         let volume_mounts: Vec<String> = self
-            .volumes
-            .values()
-            .filter(|v| {
-                !v.deleted
-                    && v.service_id.as_deref() == Some(service_id)
-                    && v.environment_id == environment_id
-            })
+            .volumes_of_service(service_id)
+            .filter(|v| !v.deleted && v.environment_id == environment_id)
             .map(|v| v.mount_path.clone())
             .collect();
         let domains = self
@@ -159,6 +154,7 @@ impl World {
         } else {
             self.draw_fate()
         };
+        self.index.add_deployment(&service.project_id, service_id, &id);
         self.deployments.insert(
             id.clone(),
             Deployment {
@@ -220,9 +216,14 @@ impl World {
     /// The first container to mount a volume writes its `sentinel`: a random id that every
     /// later deployment finds in place.
     fn initialise_volumes(&mut self, service_id: &str, environment_id: &str) {
-        for v in self.volumes.values_mut().filter(|v| {
-            !v.deleted && v.service_id.as_deref() == Some(service_id) && v.environment_id == environment_id
-        }) {
+        for id in self.volume_ids_of_service(service_id) {
+            let Some(v) = self
+                .volumes
+                .get_mut(&id)
+                .filter(|v| !v.deleted && v.environment_id == environment_id)
+            else {
+                continue;
+            };
             v.files
                 .entry("sentinel".into())
                 .or_insert_with(|| format!("{:032x}", rand::rng().random::<u128>()));

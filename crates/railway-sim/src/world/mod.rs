@@ -9,6 +9,7 @@
 //! `deployments.rs`; the live API's quirks they follow are in [`crate::Quirks`].
 
 mod deployments;
+mod index;
 mod projects;
 mod services;
 
@@ -424,6 +425,13 @@ pub struct Counters {
     pub telnyx_requests: u64,
 }
 
+/// Whose deployments: a project's or a service's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    Project(&'a str),
+    Service(&'a str),
+}
+
 /// The simulated world.
 #[derive(Debug, Default)]
 pub struct World {
@@ -451,6 +459,8 @@ pub struct World {
     pub(crate) unbootable: std::collections::BTreeSet<String>,
     /// Recent deploys per workspace (the deploy rate limit quirk).
     pub(crate) recent_deploys: BTreeMap<String, VecDeque<Instant>>,
+    /// Services, volumes, domains and deployments by their project and service.
+    index: index::Index,
     next_id: u64,
 }
 

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{Project, Refusal, World};
+use super::{Owner, Project, Refusal, World};
 use crate::quirks::ProjectThrottleScope;
 
 fn whole_seconds(d: Duration) -> u64 {
@@ -174,19 +174,30 @@ impl World {
             p.deleted_at = Some(Utc::now());
             p.deleted = Some(now);
         }
-        for s in self.services.values_mut().filter(|s| s.project_id == project_id) {
-            s.deleted = true;
+        let services: Vec<String> = self
+            .services_of_project(project_id)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &services {
+            if let Some(s) = self.services.get_mut(id) {
+                s.deleted = true;
+            }
+            // A domain's project is its service's.
+            self.remove_domains_of_service(id);
         }
-        for v in self.volumes.values_mut().filter(|v| v.project_id == project_id) {
-            v.deleted = true;
+        let volumes: Vec<String> = self
+            .volumes_of_project(project_id)
+            .map(|v| v.id.clone())
+            .collect();
+        for id in volumes {
+            if let Some(v) = self.volumes.get_mut(&id) {
+                v.deleted = true;
+            }
         }
-        self.domains.retain(|_, d| d.project_id != project_id);
-        for d in self
-            .deployments
-            .values_mut()
-            .filter(|d| d.project_id == project_id)
-        {
-            d.take_down(Instant::now());
+        for id in self.deployment_ids_of(Owner::Project(project_id)) {
+            if let Some(d) = self.deployments.get_mut(&id) {
+                d.take_down(Instant::now());
+            }
         }
         Ok(())
     }

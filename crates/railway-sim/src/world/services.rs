@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{DeployCause, Domain, Instance, Refusal, Service, Status, Volume, World};
+use super::{DeployCause, Domain, Instance, Owner, Refusal, Service, Status, Volume, World};
 
 /// A `serviceInstanceUpdate`, as the simulator applies it.
 #[derive(Debug, Clone, Default)]
@@ -50,14 +50,14 @@ impl World {
             self.check_environment(project_id, env)?;
         }
         let live_services = self
-            .services
-            .values()
-            .filter(|s| s.project_id == project_id && !s.deleted)
+            .services_of_project(project_id)
+            .filter(|s| !s.deleted)
             .count();
         if live_services >= 100 {
             return Err(Refusal::bad_input("Projects can have at most 100 services"));
         }
         let id = self.id("svc");
+        self.index.add_service(project_id, &id);
         let instances = environments
             .into_iter()
             .map(|env| {
@@ -265,23 +265,20 @@ impl World {
             if self.fresh(service, self.config.quirks.fresh_service_window, now) {
                 return Err(self.quirk(Refusal::problem_processing()));
             }
-            let taken = self.volumes.values().any(|v| {
-                !v.deleted && v.service_id.as_deref() == Some(service) && v.environment_id == environment_id
-            });
+            let taken = self
+                .volumes_of_service(service)
+                .any(|v| !v.deleted && v.environment_id == environment_id);
             if taken {
                 return Err(Refusal::bad_input("A service can only have one volume"));
             }
         }
-        let in_project = self
-            .volumes
-            .values()
-            .filter(|v| !v.deleted && v.project_id == project_id)
-            .count();
+        let in_project = self.volumes_of_project(project_id).filter(|v| !v.deleted).count();
         if in_project >= self.config.limits.max_volumes_per_project {
             return Err(Refusal::bad_input("Project volume limit reached"));
         }
         let id = self.id("vol");
         let name = format!("volume-{}", &id[4..10]);
+        self.index.add_volume(project_id, service_id.as_deref(), &id);
         self.volumes.insert(
             id.clone(),
             Volume {
@@ -339,6 +336,7 @@ impl World {
             self.live_service(service_id)?.name,
             &id[4..10]
         );
+        self.index.add_domain(service_id, &domain);
         self.domains.insert(
             domain.clone(),
             Domain {
@@ -353,9 +351,8 @@ impl World {
     }
 
     pub(crate) fn service_domains(&self, service_id: &str, environment_id: &str) -> Vec<(String, String)> {
-        self.domains
-            .values()
-            .filter(|d| d.service_id == service_id && d.environment_id == environment_id)
+        self.domains_of_service(service_id)
+            .filter(|d| d.environment_id == environment_id)
             .map(|d| (d.id.clone(), d.domain.clone()))
             .collect()
     }
@@ -365,13 +362,11 @@ impl World {
         if let Some(s) = self.services.get_mut(service_id) {
             s.deleted = true;
         }
-        self.domains.retain(|_, d| d.service_id != service_id);
-        for d in self
-            .deployments
-            .values_mut()
-            .filter(|d| d.service_id == service_id)
-        {
-            d.take_down(Instant::now());
+        self.remove_domains_of_service(service_id);
+        for id in self.deployment_ids_of(Owner::Service(service_id)) {
+            if let Some(d) = self.deployments.get_mut(&id) {
+                d.take_down(Instant::now());
+            }
         }
         Ok(())
     }

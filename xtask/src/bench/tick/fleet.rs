@@ -16,6 +16,13 @@ use secrecy::SecretString;
 
 use super::{AGENT_ROUND_TRIP, CRASHED_EVERY, IDLE_EVERY};
 
+/// Whether the fleet's `i`th agent is idle: one in [`IDLE_EVERY`], up to the most idle agents
+/// the pool's settings accept (`POOL_MIN_IDLE` ≤ 10,000, so that the pool keeps exactly what
+/// is there: at 100,000 agents, 10,000 idle and 90,000 claimed).
+fn idle_at(i: usize) -> bool {
+    i.is_multiple_of(IDLE_EVERY) && i / IDLE_EVERY < pool_provisioner::MAX_MIN_IDLE as usize
+}
+
 /// A simulator, its agent hosts and a database with a steady fleet in it.
 struct Fleet {
     sim: SimHandle,
@@ -60,7 +67,7 @@ impl Fleet {
         let claimed: Vec<String> = ids
             .iter()
             .enumerate()
-            .filter(|(i, _)| i % IDLE_EVERY != 0)
+            .filter(|(i, _)| !idle_at(*i))
             .map(|(_, id)| id.clone())
             .collect();
         let client = db.client().await;
@@ -93,7 +100,7 @@ impl Fleet {
         // `crashed`, and keeps checking them).
         let mut crashed = 0;
         for (i, row) in rows.iter().enumerate() {
-            if i % CRASHED_EVERY == 1 && i % IDLE_EVERY != 0 && sim.crash_service(&row.service_id) {
+            if i % CRASHED_EVERY == 1 && !idle_at(i) && sim.crash_service(&row.service_id) {
                 crashed += 1;
             }
         }
