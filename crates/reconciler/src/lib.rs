@@ -21,7 +21,8 @@
 //! `pool-reconciler` owns the tick — load every live agent from the database, read Railway in
 //! batches (agents in motion every tick, steady ones in a slower full sweep), health-check
 //! agents, decide each agent's status with a pure function, apply, replenish, retry
-//! teardowns, sweep orphans — and the leader election that makes exactly one replica run it.
+//! teardowns —, the orphan sweep (the leader's, in a task of its own: no tick waits for its
+//! workspace listing) and the leader election that makes exactly one replica run them.
 //!
 //! Besides the tick there is the *look*: when Railway reports a deployment event for an agent
 //! (the webhook), the leader reads that agent's status and checks its health at once, through
@@ -62,7 +63,7 @@ pub use error::ReconcileError;
 pub use prober::{PROBE_MAX_BODY, Prober, ProberStats};
 pub use shards::ShardsStatus;
 pub use suspicion::{BreakerState, FULL_SWEEP_BUDGET_SHARE, sweep_slices};
-pub use sweep::{SweepReport, sweep_orphans};
+pub use sweep::{OrphanSweepSummary, SweepReport, sweep_orphans, sweep_orphans_while};
 pub use tick::TickReport;
 
 /// The reconciler's settings.
@@ -170,6 +171,10 @@ pub struct ReconcilerStatus {
     pub breaker: Option<BreakerState>,
     /// This replica's shards (once [`Reconciler::run`] has renewed them).
     pub shards: Option<ShardsStatus>,
+    /// Orphan sweeps this replica finished (the leader runs them in a task of their own).
+    pub orphan_sweeps: u64,
+    /// What the last of them did.
+    pub last_orphan_sweep: Option<OrphanSweepSummary>,
 }
 
 /// Time a look waits for more events of the same burst, so they make one Railway read.
@@ -434,6 +439,8 @@ impl Reconciler {
         // once), then renewed on their own.
         self.renew_shards().await;
         let keeping = tokio::spawn(self.clone().keep_shards());
+        // The orphan sweep, in a task of its own while this replica leads.
+        let mut sweeping = sweep::SweepTask::default();
         loop {
             let mut wake = Wake::default();
             tokio::select! {
@@ -549,7 +556,13 @@ impl Reconciler {
                     }
                 }
             }
+            if lock.is_none() {
+                sweeping.stop();
+            } else if wake.tick {
+                self.start_orphan_sweep(&mut sweeping);
+            }
         }
+        sweeping.stop();
         probing.abort();
         keeping.abort();
         self.leave_shards().await;

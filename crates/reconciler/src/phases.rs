@@ -24,7 +24,7 @@ pub struct TickPhases {
     pub checks_ms: u64,
     /// Sizing and replenishing.
     pub sizing_ms: u64,
-    /// Pending acceptances, redeploys, rollouts, the orphan sweep, retention.
+    /// Pending acceptances, redeploys, rollouts, retention (the orphan sweep runs apart).
     pub upkeep_ms: u64,
 }
 

@@ -74,8 +74,6 @@ pub struct TickReport {
     pub parks: usize,
     /// Creations recovered after a crash.
     pub recoveries: usize,
-    /// Orphans deleted (projects, keys, inboxes).
-    pub orphans: usize,
     /// Rows the retention pass deleted (old events, archived agents, expired sessions and keys).
     pub pruned: u64,
     /// The tick stopped early: leadership was lost.

@@ -10,15 +10,23 @@
 //! - OpenRouter keys and AgentMail inboxes named after one of *this database's* agents whose
 //!   row is archived or records another key/inbox. Keys and inboxes of agents this database
 //!   does not know are left alone: they may belong to another pool sharing the account.
+//!
+//! The leader runs it in a task of its own ([`Reconciler::start_orphan_sweep`]), never inside
+//! a tick: its workspace listing is one request per 100 projects (about 100 pages, 6.5 s, at
+//! 10,000 agents), and a tick that waited for it held up the next lock check long enough to
+//! lose leadership. The task lives only while the replica holds the leader lock: it is aborted
+//! when the lock is lost or given up, and checks leadership before every delete.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pool_provisioner::Provisioner;
 use pool_store::{AgentId, AgentStatus, ResourceOwner};
+use serde::Serialize;
 
+use crate::Reconciler;
 use crate::error::ReconcileError;
 
 /// Projects (and agents) the sweep compares with the database at a time.
@@ -41,8 +49,104 @@ pub struct SweepReport {
     pub errors: Vec<Arc<ReconcileError>>,
 }
 
+/// What the last orphan sweep of this replica did (its status).
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanSweepSummary {
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Railway projects deleted.
+    pub projects: usize,
+    /// Orphan projects left for the next pass (beyond the maximum deletes).
+    pub deferred: usize,
+    /// Marked projects named after agents this database does not know (never deleted).
+    pub unknown: usize,
+    /// OpenRouter keys deleted.
+    pub keys: usize,
+    /// AgentMail inboxes deleted.
+    pub inboxes: usize,
+    /// Problems met.
+    pub errors: Vec<String>,
+}
+
+/// The orphan sweep's task, while one runs; aborted when this is dropped (the leader's loop
+/// ended) or stopped (the leader lock was lost).
+#[derive(Debug, Default)]
+pub(crate) struct SweepTask(Option<tokio::task::JoinHandle<()>>);
+
+impl SweepTask {
+    fn running(&self) -> bool {
+        self.0.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
+    /// Aborts the sweep, if one runs.
+    pub(crate) fn stop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for SweepTask {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Reconciler {
+    /// Starts the orphan sweep in a task of its own when it is due and none runs: the leader
+    /// calls this after each of its ticks, which never wait for it.
+    pub(crate) fn start_orphan_sweep(&self, task: &mut SweepTask) {
+        if task.running() || !self.orphan_sweep_due() {
+            return;
+        }
+        let reconciler = self.clone();
+        task.0 = Some(tokio::spawn(async move { reconciler.orphan_sweep().await }));
+    }
+
+    async fn orphan_sweep(&self) {
+        let started = std::time::Instant::now();
+        let sweep = sweep_orphans_while(
+            &self.provisioner,
+            self.config.orphan_grace,
+            self.config.orphan_sweep_max_deletes,
+            || self.is_leader(),
+        )
+        .await;
+        if !sweep.errors.is_empty() {
+            tracing::warn!(errors = ?sweep.errors, "the orphan sweep finished with errors");
+        }
+        let summary = OrphanSweepSummary {
+            finished_at: Utc::now(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            projects: sweep.projects,
+            deferred: sweep.deferred,
+            unknown: sweep.unknown,
+            keys: sweep.keys,
+            inboxes: sweep.inboxes,
+            errors: sweep.errors.iter().map(|e| e.to_string()).collect(),
+        };
+        tracing::info!(?summary, "orphan sweep");
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.orphan_sweeps += 1;
+        status.last_orphan_sweep = Some(summary);
+    }
+}
+
 /// Runs one sweep, deleting at most `max_deletes` projects.
 pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_deletes: usize) -> SweepReport {
+    sweep_orphans_while(provisioner, grace, max_deletes, || true).await
+}
+
+/// [`sweep_orphans`], deleting nothing more once `leading` says this replica no longer leads
+/// (asked before every delete).
+pub async fn sweep_orphans_while(
+    provisioner: &Provisioner,
+    grace: Duration,
+    max_deletes: usize,
+    leading: impl Fn() -> bool,
+) -> SweepReport {
     let mut report = SweepReport::default();
     let store = provisioner.store();
     let naming = provisioner.naming();
@@ -107,6 +211,10 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_delet
                 if report.projects >= max_deletes {
                     report.deferred += 1;
                     continue;
+                }
+                if !leading() {
+                    tracing::info!("the orphan sweep stops: this replica no longer leads");
+                    return report;
                 }
                 tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
                 match provisioner.guard().delete(cleared).await {
@@ -208,6 +316,10 @@ pub async fn sweep_orphans(provisioner: &Provisioner, grace: Duration, max_delet
                 };
             if !orphan {
                 continue;
+            }
+            if !leading() {
+                tracing::info!("the orphan sweep stops: this replica no longer leads");
+                return report;
             }
             let result = match (kind, provisioner.openrouter(), provisioner.agentmail()) {
                 ("key", Some(openrouter), _) => {

@@ -1,7 +1,8 @@
 //! One reconcile tick: walk the live agents page by page (narrow rows, no secrets), observing,
 //! deciding and applying per page ([`crate::walk`]); read from Railway, in full batches, the
 //! agents the walk put off ([`crate::reads`]); then the suspects ([`crate::suspicion`]); then
-//! replenish and sweep.
+//! replenish. The orphan sweep is not the tick's: the leader runs it in a task of its own
+//! ([`crate::sweep`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use crate::phases::{add, timed};
 use crate::reads::PutOff;
 pub use crate::report::TickReport;
 use crate::suspicion::{Frame, Mode, ReadAnyway, Suspects};
-use crate::sweep::sweep_orphans;
 
 /// Projects left out of a status batch that get a read of their own in one tick.
 pub(crate) const MAX_CONFIRMATIONS_PER_TICK: usize = 20;
@@ -270,16 +270,6 @@ impl Reconciler {
         }
         if let Err(e) = self.provisioner.rollout_step().await {
             report.error(ReconcileError::Rollout(Arc::new(e)));
-        }
-        if self.orphan_sweep_due() {
-            let sweep = sweep_orphans(
-                &self.provisioner,
-                config.orphan_grace,
-                config.orphan_sweep_max_deletes,
-            )
-            .await;
-            report.orphans = sweep.projects + sweep.keys + sweep.inboxes;
-            report.errors.extend(sweep.errors);
         }
         if self.retention_due() {
             match store.prune(&config.retention).await {

@@ -8,7 +8,7 @@ use pool_provisioner::testing::{TestPool, provisioner_config, unthrottled};
 use pool_reconciler::{Reconciler, ReconcilerConfig, sweep_orphans};
 use pool_store::{AgentId, AgentStatus, StatusCounts};
 use railway_api::{NewProject, WorkspaceId};
-use railway_sim::{AgentBehaviour, Quirks, SimConfig};
+use railway_sim::{AgentBehaviour, Faults, OperationFaults, Quirks, SimConfig};
 
 fn config() -> ReconcilerConfig {
     ReconcilerConfig {
@@ -623,6 +623,105 @@ async fn a_key_left_by_an_archived_agent_and_an_inbox_no_row_records_are_swept()
     let report = sweep_orphans(&pool.provisioner, Duration::ZERO, 100).await;
     assert_eq!((report.keys, report.inboxes), (1, 1), "{report:?}");
     pool.assert_nothing_leaked().await;
+}
+
+/// Waits (up to a minute: a hang guard, not a timing assertion) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within a minute: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The orphan sweep is the leader's but no tick's: at 10,000 agents its workspace listing
+/// (about 100 pages) took 6.5 s, and the tick that waited for it lost leadership. Here the
+/// listing never answers (Railway holds it; the client would wait 10 minutes): the leader's
+/// ticks go on beside it, and no sweep finishes meanwhile.
+#[tokio::test]
+async fn a_stalled_orphan_sweep_holds_up_none_of_the_leaders_ticks() {
+    let pool = TestPool::start(unthrottled()).await;
+    let mut client = pool_provisioner::testing::client_config(&pool.sim);
+    client.request_timeout = Duration::from_secs(600);
+    let (railway, deleter) = railway_api::RailwayClient::with_project_deleter(client).unwrap();
+    let mut provisioner_config = provisioner_config(&pool.sim, None);
+    provisioner_config.pool_id = Some(pool.pool_id.clone());
+    let provisioner =
+        pool_provisioner::Provisioner::new(provisioner_config, pool.store.clone(), railway, deleter).unwrap();
+    let mut faults = Faults::default();
+    faults.operations.insert(
+        "projects".into(),
+        OperationFaults {
+            timeout_before_apply: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    pool.sim.set_faults(faults);
+    let reconciler = Reconciler::new(provisioner, config());
+    let running = tokio::spawn(reconciler.clone().run(std::future::pending()));
+    let listings = || pool.sim.counters().requests.get("projects").copied().unwrap_or(0);
+    until(
+        "the leader's orphan sweep asked for the workspace listing",
+        || listings() >= 1,
+    )
+    .await;
+    let ticks = reconciler.status().ticks;
+    for _ in 0..3 {
+        reconciler.trigger();
+        let before = reconciler.status().ticks;
+        until("a tick while the listing stalls", || {
+            reconciler.status().ticks > before
+        })
+        .await;
+    }
+    let status = reconciler.status();
+    running.abort();
+    assert!(status.ticks >= ticks + 3, "{status:?}");
+    assert_eq!(
+        (status.orphan_sweeps, listings()),
+        (0, 1),
+        "the one listing still stalls, and no sweep finished: {status:?}"
+    );
+}
+
+/// The leader's orphan sweep, in its task, deletes an orphan and says so in the status.
+#[tokio::test]
+async fn the_leader_sweeps_orphans_in_a_task_of_its_own() {
+    let pool = TestPool::start(unthrottled()).await;
+    let naming = pool.provisioner.naming().clone();
+    let orphan_id = AgentId::random();
+    archived_row(&pool, &orphan_id).await;
+    let orphan = pool.sim.create_foreign_project(
+        &naming.name(&orphan_id),
+        Some(&naming.project_description(&orphan_id)),
+    );
+    let reconciler = Reconciler::new(
+        pool.provisioner.clone(),
+        ReconcilerConfig {
+            orphan_grace: Duration::ZERO,
+            ..config()
+        },
+    );
+    let running = tokio::spawn(reconciler.clone().run(std::future::pending()));
+    until("an orphan sweep finished", || {
+        reconciler.status().orphan_sweeps >= 1
+    })
+    .await;
+    let status = reconciler.status();
+    running.abort();
+    let sweep = status.last_orphan_sweep.clone().unwrap();
+    assert_eq!((sweep.projects, sweep.errors.len()), (1, 0), "{sweep:?}");
+    assert!(
+        pool.sim
+            .snapshot()
+            .projects
+            .iter()
+            .any(|p| p.id == orphan && p.deleted),
+        "the orphan's project was deleted"
+    );
 }
 
 /// Found by the chaos run: replenishment went on while Railway throttled projectCreate, so each
