@@ -1,7 +1,8 @@
 //! `cargo xtask browser-test`: the operator console in a real browser — headless Chromium,
 //! driven over WebDriver (chromedriver) — against the real binary, the simulator and a scratch
 //! database, at a phone's width. Signs in, watches the pool fill, launches an agent and reads
-//! its invite URL, kills an agent and sees it leave the list, signs out and is refused.
+//! its invite URL, kills an agent and sees it leave the list, reads the replicas sharing the
+//! fleet (a second replica joins, then is killed), signs out and is refused.
 //! Screenshots of each page go to `artifacts/console/`.
 
 use std::path::PathBuf;
@@ -239,7 +240,10 @@ async fn run() -> Result<(), String> {
         session: session.ok_or("could not start a Chromium session")?,
         shots,
     };
-    let result = scenario(&browser, &manager).await;
+    let mut result = scenario(&browser, &manager).await;
+    if result.is_ok() {
+        result = replicas(&browser, &manager, &binary, &sim, &db).await;
+    }
     let _ = browser.call(hyper::Method::DELETE, "", None).await;
     let _ = driver.kill().await;
     manager.signal("TERM")?;
@@ -402,13 +406,96 @@ async fn scenario(b: &Browser, manager: &ManagerProcess) -> Result<(), String> {
     .await?;
     b.screenshot("7-after-kill").await?;
 
+    Ok(())
+}
+
+/// The fleet view's `#replicas` (what `crates/http/tests/replicas.rs` checks over HTTP), as the
+/// browser shows it after a reload: the lines that hold `want`, or an error after `timeout`.
+async fn replica_lines(
+    b: &Browser,
+    site: &str,
+    what: &str,
+    want: impl Fn(&[String]) -> bool,
+) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        b.go(&format!("{site}/")).await?;
+        let lines: Vec<String> = b
+            .text(&b.css("#replicas").await?)
+            .await?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if want(&lines) {
+            return Ok(lines);
+        }
+        if Instant::now() > deadline {
+            let _ = b.screenshot("failed").await;
+            return Err(format!("the replicas section never showed {what}: {lines:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+/// The replicas sharing the fleet: this one alone holds the 256 shards and leads; a second
+/// joins and is listed beside it; killed (its lock connection gone), it is listed as gone.
+/// Then signs out.
+async fn replicas(
+    b: &Browser,
+    manager: &ManagerProcess,
+    binary: &std::path::Path,
+    sim: &railway_sim::SimHandle,
+    db: &TestDatabase,
+) -> Result<(), String> {
+    let site = &manager.base_url;
+    println!("==> the replicas: this one holds every shard and leads");
+    let alone = |l: &[String]| {
+        l.len() == 1
+            && l[0].contains("· 256 of 256 shards ·")
+            && l[0].contains("· leader")
+            && l[0].contains("· this replica")
+    };
+    replica_lines(b, site, "this replica alone, with 256 shards, leading", alone).await?;
+    b.scroll_to(&b.css("#replicas").await?).await?;
+    b.screenshot("8-replicas").await?;
+
+    println!("==> a second replica joins");
+    let second_env = sim_environment(sim, db.url(), free_port()?);
+    let mut second = ManagerProcess::start(&binary.to_path_buf(), &second_env).await?;
+    let joined = async {
+        second.wait_healthy(Duration::from_secs(60)).await?;
+        let two = |l: &[String]| {
+            l.len() == 2
+                && l.iter().filter(|l| l.contains("· this replica")).count() == 1
+                && l.iter().filter(|l| l.contains("· leader")).count() == 1
+                && !l.iter().any(|l| l.contains("· gone"))
+        };
+        replica_lines(b, site, "two live replicas, one leading", two).await?;
+        b.scroll_to(&b.css("#replicas").await?).await?;
+        b.screenshot("9-two-replicas").await
+    }
+    .await;
+
+    println!("==> the second replica is killed: listed as gone");
+    let _ = second.signal("KILL");
+    let _ = second.wait_exit(Duration::from_secs(30)).await;
+    joined?;
+    let gone = |l: &[String]| {
+        l.iter()
+            .any(|l| l.contains("· gone") && !l.contains("· this replica"))
+            && l.iter()
+                .any(|l| l.contains("· this replica") && !l.contains("· gone"))
+    };
+    replica_lines(b, site, "the killed replica as gone", gone).await?;
+
     println!("==> sign out and be refused");
     b.click(&b.css("header form button").await?).await?;
     b.go(&format!("{site}/")).await?;
     if !b.url().await?.ends_with("/login") {
         return Err("a signed-out browser still saw the fleet".into());
     }
-    b.screenshot("8-signed-out").await?;
+    b.screenshot("10-signed-out").await?;
     let source = b.source().await?;
     if source.contains(ADMIN_KEY) {
         return Err("the admin key appears in a page".into());
