@@ -67,5 +67,6 @@ pub use config::{BudgetConfig, ClientConfig, DEFAULT_ENDPOINT, DEFAULT_QUERY_STR
 pub use deletion::ProjectDeleter;
 pub use error::{Delivery, ErrorKind, GraphQlErrorInfo, RailwayError, ThrottleScope};
 pub use ids::{DeploymentId, EnvironmentId, ProjectId, ServiceId, VolumeId, WorkspaceId};
+pub use projects::WORKSPACE_PAGE;
 pub use status::STATUS_BATCH_SIZE;
 pub use types::*;

@@ -12,6 +12,10 @@ use crate::ids::{EnvironmentId, ProjectId, WorkspaceId};
 use crate::operations::{self as op, Operation};
 use crate::types::*;
 
+/// Projects in one page of a workspace's listing: an orphan sweep of a workspace of `n`
+/// projects costs `n / WORKSPACE_PAGE + 1` requests.
+pub const WORKSPACE_PAGE: usize = 100;
+
 impl RailwayClient {
     /// The workspaces this token can act on (`apiToken.workspaces`). Empty for a project token.
     pub async fn token_workspaces(&self) -> Result<Vec<Workspace>> {
@@ -175,7 +179,7 @@ impl RailwayClient {
         })
     }
 
-    /// One page of a workspace's projects (deleted ones left out).
+    /// One page of a workspace's projects (deleted ones left out), [`WORKSPACE_PAGE`] long.
     pub async fn workspace_projects_page(
         &self,
         workspace: &WorkspaceId,
@@ -184,7 +188,7 @@ impl RailwayClient {
         let data: op::ProjectsPage = self
             .execute(op::ProjectsPageVariables {
                 workspace_id: Some(workspace.to_string()),
-                first: Some(100),
+                first: Some(WORKSPACE_PAGE as i32),
                 after,
             })
             .await?;

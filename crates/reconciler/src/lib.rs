@@ -63,7 +63,10 @@ pub use error::ReconcileError;
 pub use prober::{PROBE_MAX_BODY, Prober, ProberStats};
 pub use shards::ShardsStatus;
 pub use suspicion::{BreakerState, FULL_SWEEP_BUDGET_SHARE, sweep_slices};
-pub use sweep::{OrphanSweepSummary, SweepReport, sweep_orphans, sweep_orphans_while};
+pub use sweep::{
+    ORPHAN_SWEEP_BUDGET_SHARE, OrphanSweepSummary, SweepReport, orphan_sweep_interval, sweep_orphans,
+    sweep_orphans_while,
+};
 pub use tick::TickReport;
 
 /// The reconciler's settings.
@@ -235,6 +238,8 @@ pub struct Reconciler {
     sweep_tick: Arc<std::sync::atomic::AtomicU64>,
     /// Agents the last walk met: the rolling sweep lengthens with them.
     fleet: Arc<std::sync::atomic::AtomicUsize>,
+    /// Projects the last orphan sweep's workspace listing held: sweeps space out with them.
+    workspace_projects: Arc<std::sync::atomic::AtomicUsize>,
     suspicion: Arc<Mutex<suspicion::Suspicion>>,
     /// The fleet's health checks, spread over the health interval; the tick reads its
     /// results while it runs.
@@ -289,6 +294,7 @@ impl Reconciler {
             leader: Arc::default(),
             sweep_tick: Arc::default(),
             fleet: Arc::default(),
+            workspace_projects: Arc::default(),
             suspicion: Arc::default(),
             prober,
             fresh_agents,
@@ -396,7 +402,14 @@ impl Reconciler {
     }
 
     fn orphan_sweep_due(&self) -> bool {
-        due(&self.last_orphan_sweep, self.config.orphan_sweep_interval)
+        let every = sweep::orphan_sweep_interval(
+            self.config.orphan_sweep_interval,
+            self.fleet
+                .load(Ordering::SeqCst)
+                .max(self.workspace_projects.load(Ordering::SeqCst)),
+            self.provisioner.railway().budget().requests_per_hour,
+        );
+        due(&self.last_orphan_sweep, every)
     }
 
     fn retention_due(&self) -> bool {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +36,8 @@ const SWEEP_PAGE: usize = 500;
 /// What one sweep deleted.
 #[derive(Debug, Clone, Default)]
 pub struct SweepReport {
+    /// Projects the workspace's listing held (this pool's and any other's).
+    pub listed: usize,
     /// Railway projects deleted.
     pub projects: usize,
     /// Orphan projects left for the next pass (beyond `max_deletes`).
@@ -56,6 +59,9 @@ pub struct OrphanSweepSummary {
     pub finished_at: DateTime<Utc>,
     /// How long it took.
     pub duration_ms: u64,
+    /// Projects the workspace's listing held: the next sweep's cost, which spaces sweeps out
+    /// ([`orphan_sweep_interval`]).
+    pub listed: usize,
     /// Railway projects deleted.
     pub projects: usize,
     /// Orphan projects left for the next pass (beyond the maximum deletes).
@@ -120,6 +126,7 @@ impl Reconciler {
         let summary = OrphanSweepSummary {
             finished_at: Utc::now(),
             duration_ms: started.elapsed().as_millis() as u64,
+            listed: sweep.listed,
             projects: sweep.projects,
             deferred: sweep.deferred,
             unknown: sweep.unknown,
@@ -127,11 +134,31 @@ impl Reconciler {
             inboxes: sweep.inboxes,
             errors: sweep.errors.iter().map(|e| e.to_string()).collect(),
         };
+        self.workspace_projects.store(sweep.listed, Ordering::SeqCst);
         tracing::info!(?summary, "orphan sweep");
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.orphan_sweeps += 1;
         status.last_orphan_sweep = Some(summary);
     }
+}
+
+/// The most of the hourly Railway budget the orphan sweep's workspace listing may take: past
+/// the fleet size where the sweep interval would cost more, sweeps come further apart (see
+/// [`orphan_sweep_interval`]). Orphans are rare (a crash between a project's creation and its
+/// row's write, a teardown given up), so a late sweep costs little; a listing of 1,000 pages
+/// every 30 min at 100,000 agents took 20 % of the budget (`cargo xtask bench shards`).
+pub const ORPHAN_SWEEP_BUDGET_SHARE: f64 = 0.02;
+
+/// Time between two orphan sweeps: `configured` (`POOL_ORPHAN_SWEEP_INTERVAL_MS`), or longer
+/// when listing a workspace of `projects` projects (the last listing's, or the fleet's size
+/// before the first) that often would take more than
+/// [`ORPHAN_SWEEP_BUDGET_SHARE`] of `requests_per_hour`. At 10,000 requests an hour: 30 min up
+/// to 9,999 projects, 1 h at 20,000, 5 h at 100,000.
+pub fn orphan_sweep_interval(configured: Duration, projects: usize, requests_per_hour: usize) -> Duration {
+    let pages = projects / railway_api::WORKSPACE_PAGE + 1;
+    let per_hour = (requests_per_hour.max(1) as f64 * ORPHAN_SWEEP_BUDGET_SHARE).max(f64::MIN_POSITIVE);
+    let by_budget = Duration::from_secs_f64((pages as f64 / per_hour * 3600.0).min(1e9));
+    configured.max(by_budget)
 }
 
 /// Runs one sweep, deleting at most `max_deletes` projects.
@@ -156,6 +183,7 @@ pub async fn sweep_orphans_while(
         .await
     {
         Ok(projects) => {
+            report.listed = projects.len();
             let grace = chrono::Duration::from_std(grace).unwrap_or_default();
             let mut candidates = Vec::new();
             // A set difference, page by page of the listing: of each page's marked projects,
@@ -339,4 +367,29 @@ pub async fn sweep_orphans_while(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(d: Duration) -> u64 {
+        d.as_secs_f64().round() as u64
+    }
+
+    #[test]
+    fn sweeps_space_out_to_stay_within_their_share_of_the_budget() {
+        let half_hour = Duration::from_secs(1800);
+        let hour = 10_000;
+        // 200 pages an hour at most (2 % of 10,000): up to 9,999 projects, 100 pages every 30 min.
+        assert_eq!(orphan_sweep_interval(half_hour, 0, hour), half_hour);
+        assert_eq!(orphan_sweep_interval(half_hour, 9_999, hour), half_hour);
+        // 201 pages at 20,000: 1.005 h; 1,001 pages at 100,000 agents: 5.005 h.
+        assert_eq!(secs(orphan_sweep_interval(half_hour, 20_000, hour)), 3_618);
+        assert_eq!(secs(orphan_sweep_interval(half_hour, 100_000, hour)), 18_018);
+        // A longer interval configured stays; a budget of zero never sweeps in a hurry.
+        let day = Duration::from_secs(86_400);
+        assert_eq!(orphan_sweep_interval(day, 20_000, hour), day);
+        assert!(orphan_sweep_interval(half_hour, 0, 0) >= half_hour);
+    }
 }

@@ -13,7 +13,8 @@
 //!   (`VmHWM`), the Railway requests the simulator received from all replicas together as a
 //!   share of the hourly budget (10,000), by operation — the steady phase starts once the
 //!   leader's start-up orphan sweep has listed the workspace, and that listing, every 30 min in
-//!   production, is added to the total spread over its interval —, every agent checked within the interval (the agent
+//!   production (longer for a large workspace: 5 h at 100,000), is added to the total spread
+//!   over the pool's interval —, every agent checked within the interval (the agent
 //!   hosts' arrivals), and — sampled every 250 ms from `pg_locks` and `pool_replicas` — that
 //!   no shard is held by two replicas, nor listed by two live ones;
 //! - then it SIGKILLs one replica and measures how long until every one of its shards is held
@@ -40,7 +41,8 @@ const TARGET_SHARE: f64 = 0.10;
 const TARGET_RSS_MIB: f64 = 64.0;
 const SAMPLE: Duration = Duration::from_millis(250);
 /// The orphan sweep's workspace listing (its Railway operation), and production's interval
-/// between two sweeps (`POOL_ORPHAN_SWEEP_INTERVAL_MS`).
+/// between two sweeps (`POOL_ORPHAN_SWEEP_INTERVAL_MS`), which the pool lengthens for a large
+/// workspace ([`pool_reconciler::orphan_sweep_interval`]).
 const LISTING: &str = "projects";
 const ORPHAN_SWEEP: Duration = Duration::from_secs(1800);
 
@@ -323,7 +325,10 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         .map(|(op, n)| format!("{op} {n}"))
         .collect();
     let steady_share = railway as f64 * 3600.0 / steady.as_secs_f64() / HOURLY_BUDGET;
-    let sweep_share = listed as f64 * 3600.0 / ORPHAN_SWEEP.as_secs_f64() / HOURLY_BUDGET;
+    // The pool's own spacing of its sweeps for a workspace this size.
+    let sweep_every =
+        pool_reconciler::orphan_sweep_interval(ORPHAN_SWEEP, fleet.agents, HOURLY_BUDGET as usize);
+    let sweep_share = listed as f64 * 3600.0 / sweep_every.as_secs_f64() / HOURLY_BUDGET;
     let share = steady_share + sweep_share;
     let mut peaks = Vec::new();
     let mut cpu_shares = Vec::new();
@@ -444,7 +449,7 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         "Railway, the orphan sweep".into(),
         format!(
             "{listed} listing pages every {:.0} min = {:.1} % of the hour's budget",
-            ORPHAN_SWEEP.as_secs_f64() / 60.0,
+            sweep_every.as_secs_f64() / 60.0,
             sweep_share * 100.0
         ),
         "(for reading)".into(),
