@@ -32,6 +32,7 @@
 //! Architecture invariant: every decision is [`decide::decide`], a pure function of (stored
 //! facts, observation, stuck timeout). The loop around it only schedules, locks and executes.
 
+mod announce;
 mod apply;
 pub mod decide;
 mod error;
@@ -62,7 +63,7 @@ use tokio::time::Instant;
 pub use error::ReconcileError;
 pub use prober::{PROBE_MAX_BODY, Prober, ProberStats};
 pub use shards::ShardsStatus;
-pub use suspicion::{BreakerState, FULL_SWEEP_BUDGET_SHARE, sweep_slices};
+pub use suspicion::{BreakerState, FULL_SWEEP_BUDGET_SHARE, SweepPace, sweep_pace, sweep_slices};
 pub use sweep::{
     ORPHAN_SWEEP_BUDGET_SHARE, OrphanSweepSummary, SweepReport, orphan_sweep_interval, sweep_orphans,
     sweep_orphans_while,
@@ -254,6 +255,8 @@ pub struct Reconciler {
     look_prompt: Arc<Notify>,
     /// The shards this replica owns.
     ownership: Arc<shards::Ownership>,
+    /// Sizing announcements to every replica, gathered.
+    size_announced: Arc<announce::Gathered>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -307,6 +310,7 @@ impl Reconciler {
                 config.replica_lease,
                 replica,
             )),
+            size_announced: Arc::default(),
             config,
         }
     }
@@ -356,11 +360,24 @@ impl Reconciler {
     /// one): the claim is counted as demand in the database, and the leader's sizing pass
     /// creates what the target asks for — no health checks, no Railway reads, no sweeps, at
     /// most one pass a second. Heard once per replica, as [`Self::trigger_everywhere`].
+    /// Requests made while an announcement is on its way, or within
+    /// [`announce::SPACING`] of the last, are gathered into the next one (`announce`).
     pub fn size_everywhere(&self) {
+        if !self.size_announced.ask() {
+            return;
+        }
         let store = self.provisioner.store().clone();
+        let gathered = self.size_announced.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
-                tracing::debug!(error = %e, "could not announce sizing to the other replicas");
+            loop {
+                let started = tokio::time::Instant::now();
+                if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
+                    tracing::debug!(error = %e, "could not announce sizing to the other replicas");
+                }
+                if !gathered.sent() {
+                    break;
+                }
+                tokio::time::sleep_until(started + announce::SPACING).await;
             }
         });
     }
@@ -385,16 +402,19 @@ impl Reconciler {
         &self.config
     }
 
-    /// This tick's slice of the rolling sweep, and how many slices there are.
-    fn next_sweep_slice(&self) -> (u64, u64) {
-        let slices = suspicion::sweep_slices(
+    /// This tick's slice of the rolling sweep (none when this tick's share of the budget does
+    /// not add up to a request), and how many slices there are.
+    fn next_sweep_slice(&self) -> (Option<u64>, u64) {
+        let railway = self.provisioner.railway();
+        let pace = suspicion::sweep_pace(
             self.config.full_sweep_interval,
             self.config.tick_interval,
             self.fleet.load(Ordering::SeqCst),
-            self.provisioner.railway().budget().requests_per_hour,
+            railway.budget().requests_per_hour,
+            railway.configured_hourly_budget(),
         );
         let tick = self.sweep_tick.fetch_add(1, Ordering::SeqCst);
-        (tick % slices, slices)
+        (pace.slot(tick), pace.slices)
     }
 
     fn suspicion(&self) -> std::sync::MutexGuard<'_, suspicion::Suspicion> {

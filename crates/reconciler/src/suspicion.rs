@@ -50,6 +50,33 @@ pub(crate) fn id_hash(id: &AgentId) -> u64 {
 /// where the full-sweep interval would cost more, the sweep takes longer (see [`sweep_slices`]).
 pub const FULL_SWEEP_BUDGET_SHARE: f64 = 0.04;
 
+/// The rolling sweep's pace: how many slices one sweep has, and on what share of the ticks a
+/// slice is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SweepPace {
+    /// Slices in one sweep (by a hash of the id).
+    pub slices: u64,
+    /// This replica's share of the hourly budget (its lease over the whole; 1 alone): the
+    /// share of its ticks that read a slice.
+    reading: f64,
+}
+
+impl SweepPace {
+    /// The slice tick `n` reads, if any. Alone, every tick reads one. A replica that leases a
+    /// share of the budget reads one on that share of its ticks, spread evenly, so that the
+    /// replicas together spend the sweep's share of the budget once, not once each: four
+    /// replicas at 100,000 agents each read 3 requests' worth every fourth tick (3.6 % of the
+    /// budget together), where reading a batch every tick would take 4.8 %, and eight 9.6 %.
+    pub fn slot(&self, n: u64) -> Option<u64> {
+        if self.reading >= 1.0 {
+            return Some(n % self.slices);
+        }
+        let rate = self.reading.max(0.0);
+        let (before, after) = ((n as f64 * rate).floor(), ((n + 1) as f64 * rate).floor());
+        (after > before).then(|| before as u64 % self.slices)
+    }
+}
+
 /// How many ticks one rolling sweep takes: the full-sweep interval over the tick interval, or
 /// more for a fleet so large that reading a slice that size every tick would take more than
 /// [`FULL_SWEEP_BUDGET_SHARE`] of `requests_per_hour`. A tick may then spend that share of one
@@ -63,17 +90,46 @@ pub fn sweep_slices(
     fleet: usize,
     requests_per_hour: usize,
 ) -> u64 {
+    sweep_pace(
+        full_sweep_interval,
+        tick_interval,
+        fleet,
+        requests_per_hour,
+        requests_per_hour,
+    )
+    .slices
+}
+
+/// The rolling sweep's pace for a replica that leases `leased_per_hour` of the
+/// `configured_per_hour` budget and walks `fleet` agents: [`sweep_slices`] at the whole
+/// budget, read on the lease's share of the ticks ([`SweepPace::slot`]).
+pub fn sweep_pace(
+    full_sweep_interval: Duration,
+    tick_interval: Duration,
+    fleet: usize,
+    leased_per_hour: usize,
+    configured_per_hour: usize,
+) -> SweepPace {
+    let reading = if configured_per_hour == 0 || leased_per_hour >= configured_per_hour {
+        1.0
+    } else {
+        leased_per_hour as f64 / configured_per_hour as f64
+    };
     if tick_interval.is_zero() {
-        return 1;
+        return SweepPace { slices: 1, reading };
     }
     let by_interval = full_sweep_interval
         .as_millis()
         .div_ceil(tick_interval.as_millis())
         .max(1);
-    let per_tick = requests_per_hour as f64 * FULL_SWEEP_BUDGET_SHARE * tick_interval.as_secs_f64() / 3600.0;
+    let per_tick =
+        configured_per_hour as f64 * FULL_SWEEP_BUDGET_SHARE * tick_interval.as_secs_f64() / 3600.0;
     let agents_per_tick = (per_tick.floor() as u128).max(1) * railway_api::STATUS_BATCH_SIZE as u128;
     let by_budget = (fleet as u128).div_ceil(agents_per_tick).max(1);
-    by_interval.max(by_budget).min(u128::from(u32::MAX)) as u64
+    SweepPace {
+        slices: by_interval.max(by_budget).min(u128::from(u32::MAX)) as u64,
+        reading,
+    }
 }
 
 /// An agent Railway confirmed down: when it may be read again.
@@ -114,15 +170,34 @@ impl Suspicion {
         self.down.contains_key(id)
     }
 
-    /// `id` was read and is still down: its next read waits one step longer.
-    pub fn still_down(&mut self, id: &AgentId, now: Instant, base: Duration, max: Duration) {
-        let step = self.down.get(id).map_or(0, |b| b.step.saturating_add(1));
-        let wait = base.checked_mul(1u32 << step.min(20)).unwrap_or(max).min(max);
+    /// `id` was read and is still down: its next read waits one step longer. An agent new to
+    /// this memory whose row says it has been down for `down_for` already (confirmed before a
+    /// restart, or by another replica that held its shard) starts at the step that long a
+    /// backoff would have reached, not at the first: a pool restarting with hundreds of
+    /// long-crashed agents does not read each of them after 30 s, 1, 2, 4 and 8 min again.
+    pub fn still_down(
+        &mut self,
+        id: &AgentId,
+        now: Instant,
+        down_for: Option<Duration>,
+        base: Duration,
+        max: Duration,
+    ) {
+        let wait_at = |step: u32| base.checked_mul(1u32 << step.min(20)).unwrap_or(max).min(max);
+        let step = match (self.down.get(id), down_for) {
+            (Some(b), _) => b.step.saturating_add(1),
+            // The last step whose wait that long a time down has covered.
+            (None, Some(down_for)) => (1..=20)
+                .take_while(|s| wait_at(*s) <= down_for)
+                .last()
+                .unwrap_or(0),
+            (None, None) => 0,
+        };
         self.down.insert(
             id.clone(),
             Backoff {
                 step,
-                next_read: now + wait,
+                next_read: now + wait_at(step),
             },
         );
     }
@@ -150,8 +225,9 @@ pub(crate) enum ReadAnyway {
     /// This tick's slice of the rolling sweep (`slot` of `slices`, by a hash of the id), and
     /// those Railway's events named.
     Slice {
-        /// The slice read this tick.
-        slot: u64,
+        /// The slice read this tick (none on a tick whose share of the budget does not add up
+        /// to a request: see [`SweepPace::slot`]).
+        slot: Option<u64>,
         /// Slices in one sweep.
         slices: u64,
         /// Named by Railway's events.
@@ -164,7 +240,7 @@ impl ReadAnyway {
         match self {
             Self::All => true,
             Self::Slice { slot, slices, looks } => {
-                looks.contains(id) || id_hash(id) % (*slices).max(1) == *slot
+                looks.contains(id) || *slot == Some(id_hash(id) % (*slices).max(1))
             }
         }
     }
@@ -434,7 +510,7 @@ mod tests {
         let max = Duration::from_secs(600);
         let mut waits = Vec::new();
         for _ in 0..7 {
-            s.still_down(&id, now, base, max);
+            s.still_down(&id, now, None, base, max);
             waits.push(s.down[&id].next_read - now);
         }
         let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
@@ -442,6 +518,26 @@ mod tests {
         assert!(s.backing_off(&id, now));
         s.recovered(&id);
         assert!(!s.backing_off(&id, now));
+    }
+
+    #[test]
+    fn an_agent_down_for_long_already_starts_at_the_step_its_time_down_reached() {
+        let mut s = Suspicion::default();
+        let (base, max) = (Duration::from_secs(30), Duration::from_secs(600));
+        let now = Instant::now();
+        let wait = |s: &Suspicion, id: &AgentId| (s.down[id].next_read - now).as_secs();
+        let ids: Vec<AgentId> = (0..5).map(|_| AgentId::random()).collect();
+        // Down for 10 s, 45 s, 5 min, a day; and a first confirmation (no time down known).
+        s.still_down(&ids[0], now, Some(Duration::from_secs(10)), base, max);
+        s.still_down(&ids[1], now, Some(Duration::from_secs(45)), base, max);
+        s.still_down(&ids[2], now, Some(Duration::from_secs(300)), base, max);
+        s.still_down(&ids[3], now, Some(Duration::from_secs(86_400)), base, max);
+        s.still_down(&ids[4], now, None, base, max);
+        let waits: Vec<u64> = ids.iter().map(|id| wait(&s, id)).collect();
+        assert_eq!(waits, vec![30, 30, 240, 600, 30]);
+        // Then each doubles from there, as any other.
+        s.still_down(&ids[2], now, Some(Duration::from_secs(330)), base, max);
+        assert_eq!(wait(&s, &ids[2]), 480);
     }
 
     #[test]
@@ -478,5 +574,32 @@ mod tests {
         assert_eq!(sweep_slices(Duration::ZERO, tick, 100, hour), 1);
         assert_eq!(sweep_slices(Duration::ZERO, tick, 1_000, hour), 7);
         assert_eq!(sweep_slices(sweep, Duration::ZERO, 1_000, hour), 1);
+    }
+
+    #[test]
+    fn replicas_leasing_shares_of_the_budget_sweep_within_its_share_together() {
+        let (sweep, tick, hour) = (Duration::from_secs(600), Duration::from_secs(30), 10_000);
+        // 100,000 agents over 4 replicas: each walks 25,000 and leases 2,500 requests an hour.
+        let pace = sweep_pace(sweep, tick, 25_000, hour / 4, hour);
+        assert_eq!(pace.slices, 167, "3 batches of 50 agents a slice");
+        let read: Vec<u64> = (0..120).filter_map(|n| pace.slot(n)).collect();
+        // A slice every fourth tick: 30 an hour, 90 requests; 360 for the four, 3.6 % of the
+        // budget (within the sweep's 4 %).
+        assert_eq!(read.len(), 30);
+        let per_slice = 25_000_usize
+            .div_ceil(167)
+            .div_ceil(railway_api::STATUS_BATCH_SIZE);
+        assert!(
+            4 * read.len() * per_slice <= 400,
+            "{} requests",
+            4 * read.len() * per_slice
+        );
+        // The slices come in order, none skipped and none twice: a sweep covers them all.
+        assert_eq!(read, (0..30).collect::<Vec<u64>>());
+        let sweep_ticks: Vec<u64> = (0..668).filter_map(|n| pace.slot(n)).collect();
+        assert_eq!(sweep_ticks, (0..167).collect::<Vec<u64>>());
+        // Alone (the whole budget), every tick reads a slice.
+        let alone = sweep_pace(sweep, tick, 25_000, hour, hour);
+        assert!((0..120).all(|n| alone.slot(n) == Some(n % alone.slices)));
     }
 }

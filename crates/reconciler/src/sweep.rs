@@ -178,85 +178,94 @@ pub async fn sweep_orphans_while(
     let store = provisioner.store();
     let naming = provisioner.naming();
     let railway = provisioner.railway().with_priority(railway_api::Priority::Status);
-    match railway
-        .workspace_projects(&provisioner.config().workspace_id)
-        .await
-    {
-        Ok(projects) => {
-            report.listed = projects.len();
-            let grace = chrono::Duration::from_std(grace).unwrap_or_default();
-            let mut candidates = Vec::new();
-            // A set difference, page by page of the listing: of each page's marked projects,
-            // those no live row owns. The fleet is never loaded whole.
-            for page in projects.chunks(SWEEP_PAGE) {
-                let marked: Vec<_> = page
-                    .iter()
-                    .filter_map(|project| {
-                        let cleared = provisioner.guard().marked_project(project).ok()?;
-                        let agent = naming.agent_id(&project.name)?;
-                        (Utc::now() - project.created_at >= grace).then_some((agent, project, cleared))
-                    })
-                    .collect();
-                let ids: Vec<&str> = marked.iter().map(|(_, p, _)| p.id.as_str()).collect();
-                let owned = match store.owned_projects(&ids).await {
-                    Ok(owned) => owned,
-                    Err(e) => {
-                        report
-                            .errors
-                            .push(Arc::new(ReconcileError::sweep("loading agents", e)));
-                        return report;
-                    }
-                };
-                let unowned: Vec<_> = marked
-                    .into_iter()
-                    .filter(|(_, p, _)| !owned.contains(p.id.as_str()))
-                    .collect();
-                let ids: Vec<AgentId> = unowned.iter().map(|(a, _, _)| a.clone()).collect();
-                let statuses: BTreeMap<AgentId, AgentStatus> = match store.statuses(&ids).await {
-                    Ok(rows) => rows.into_iter().collect(),
-                    Err(e) => {
-                        report
-                            .errors
-                            .push(Arc::new(ReconcileError::sweep("loading agents", e)));
-                        return report;
-                    }
-                };
-                for (agent, project, cleared) in unowned {
-                    match statuses.get(&agent) {
-                        // A creation may be between `projectCreate` and its journal.
-                        Some(AgentStatus::Creating) => {}
-                        Some(_) => candidates.push((agent, project, cleared, true)),
-                        None => candidates.push((agent, project, cleared, false)),
-                    }
-                }
+    // A set difference, page by page of the listing as it comes: of each page's marked
+    // projects, those no live row owns. Neither the listing (100,000 projects at 100,000
+    // agents, tens of MiB) nor the fleet is ever held whole; only the orphans found are kept.
+    let workspace = &provisioner.config().workspace_id;
+    let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+    let mut candidates = Vec::new();
+    let mut after = None;
+    loop {
+        let page = match railway.workspace_projects_page(workspace, after.take()).await {
+            Ok(page) => page,
+            Err(e) => {
+                report
+                    .errors
+                    .push(Arc::new(ReconcileError::sweep("listing the workspace", e)));
+                // Nothing is deleted on a partial listing's word.
+                candidates.clear();
+                break;
             }
-            for (_, project, cleared, known) in candidates {
-                if !known {
-                    tracing::warn!(project = %project.id, name = %project.name, "a project with this pool's marker names an agent this database does not know; left alone");
-                    report.unknown += 1;
-                    continue;
-                }
-                if report.projects >= max_deletes {
-                    report.deferred += 1;
-                    continue;
-                }
-                if !leading() {
-                    tracing::info!("the orphan sweep stops: this replica no longer leads");
-                    return report;
-                }
-                tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
-                match provisioner.guard().delete(cleared).await {
-                    Ok(()) => report.projects += 1,
-                    Err(e) => report.errors.push(Arc::new(ReconcileError::sweep(
-                        format!("project {}", project.id),
-                        e,
-                    ))),
-                }
+        };
+        report.listed += page.projects.len();
+        let marked: Vec<_> = page
+            .projects
+            .iter()
+            .filter_map(|project| {
+                let cleared = provisioner.guard().marked_project(project).ok()?;
+                let agent = naming.agent_id(&project.name)?;
+                (Utc::now() - project.created_at >= grace).then_some((agent, project, cleared))
+            })
+            .collect();
+        let ids: Vec<&str> = marked.iter().map(|(_, p, _)| p.id.as_str()).collect();
+        let owned = match store.owned_projects(&ids).await {
+            Ok(owned) => owned,
+            Err(e) => {
+                report
+                    .errors
+                    .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                return report;
+            }
+        };
+        let unowned: Vec<_> = marked
+            .into_iter()
+            .filter(|(_, p, _)| !owned.contains(p.id.as_str()))
+            .collect();
+        let ids: Vec<AgentId> = unowned.iter().map(|(a, _, _)| a.clone()).collect();
+        let statuses: BTreeMap<AgentId, AgentStatus> = match store.statuses(&ids).await {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(e) => {
+                report
+                    .errors
+                    .push(Arc::new(ReconcileError::sweep("loading agents", e)));
+                return report;
+            }
+        };
+        for (agent, project, cleared) in unowned {
+            match statuses.get(&agent) {
+                // A creation may be between `projectCreate` and its journal.
+                Some(AgentStatus::Creating) => {}
+                Some(_) => candidates.push((project.clone(), cleared, true)),
+                None => candidates.push((project.clone(), cleared, false)),
             }
         }
-        Err(e) => report
-            .errors
-            .push(Arc::new(ReconcileError::sweep("listing the workspace", e))),
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    for (project, cleared, known) in candidates {
+        if !known {
+            tracing::warn!(project = %project.id, name = %project.name, "a project with this pool's marker names an agent this database does not know; left alone");
+            report.unknown += 1;
+            continue;
+        }
+        if report.projects >= max_deletes {
+            report.deferred += 1;
+            continue;
+        }
+        if !leading() {
+            tracing::info!("the orphan sweep stops: this replica no longer leads");
+            return report;
+        }
+        tracing::warn!(project = %project.id, name = %project.name, "deleting an orphan project");
+        match provisioner.guard().delete(cleared).await {
+            Ok(()) => report.projects += 1,
+            Err(e) => report.errors.push(Arc::new(ReconcileError::sweep(
+                format!("project {}", project.id),
+                e,
+            ))),
+        }
     }
 
     // Keys and inboxes: only those named after agents this database knows.

@@ -163,10 +163,25 @@ impl Reconciler {
         let config = &self.config;
         let loading = Instant::now();
         let now = store.now().await.map_err(ReconcileError::load)?;
+        if self.fleet.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            // The first tick has not walked the fleet yet: its size from the database's counts
+            // (this replica's shards' share of it), so that the tick reads one slice of the
+            // rolling sweep sized to the fleet, not a twentieth of 100,000 agents at once.
+            let live = timed(&mut report.phases.load_ms, store.counts())
+                .await
+                .map_err(ReconcileError::load)?
+                .total()
+                .max(0) as usize;
+            let share = match self.ownership.walk_filter() {
+                Some(f) => live * f.owned.len() / (f.count.max(1) as usize),
+                None => live,
+            };
+            self.fleet.store(share, std::sync::atomic::Ordering::SeqCst);
+        }
         // The rolling sweep reads one slice of the steady agents; those Railway's events
         // asked about since the last look are read with the agents in motion.
         let (slot, slices) = self.next_sweep_slice();
-        report.full_sweep = slices == 1;
+        report.full_sweep = slices == 1 && slot.is_some();
         report.sweep_slices = slices;
         let read_anyway = ReadAnyway::Slice {
             slot,

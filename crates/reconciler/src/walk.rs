@@ -272,7 +272,17 @@ impl Reconciler {
                     .get(&agent.id)
                     .is_some_and(|o| *o != Observation::Unread)
                 {
-                    suspicion.still_down(&agent.id, clock, config.down_backoff, config.down_backoff_max);
+                    // A row already `crashed` was confirmed down before: its backoff goes on
+                    // from how long it has been down.
+                    let down_for = (agent.status == AgentStatus::Crashed)
+                        .then(|| (now - agent.status_changed_at).to_std().unwrap_or_default());
+                    suspicion.still_down(
+                        &agent.id,
+                        clock,
+                        down_for,
+                        config.down_backoff,
+                        config.down_backoff_max,
+                    );
                 }
             }
         }

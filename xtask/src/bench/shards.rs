@@ -7,8 +7,11 @@
 //!   plain HTTP unless `--tls` (a leaf certificate and a TLS session per agent do not fit
 //!   100,000 agents on a small machine);
 //! - production's intervals: a tick every 30 s, every agent checked once per 30 s, the
-//!   rolling sweep over 10 min — or longer, when reading every agent that often would take
-//!   more than 7 % of Railway's hourly budget (`--sweep-s` sets it);
+//!   rolling sweep over 10 min, which each replica lengthens to stay within 4 % of its lease
+//!   of Railway's hourly budget (`--sweep-s` sets the 10 min);
+//! - the fleet is a fleet that has been running: its 1 % crashed agents crashed a day before
+//!   (their rows say `crashed`), so the pool reads each once at start and then every 10 min,
+//!   its longest backoff step (`bench tick` has them crash as the pool starts);
 //! - it measures, over a steady phase of `--steady-s` seconds: each replica's peak RSS
 //!   (`VmHWM`), the Railway requests the simulator received from all replicas together as a
 //!   share of the hourly budget (10,000), by operation — the steady phase starts once the
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use pool_e2e::ManagerProcess;
 
+use super::tick::fleet::Crashed;
 use super::tick::process::FleetProcess;
 use super::tick::procfs;
 
@@ -54,23 +58,6 @@ struct Options {
     /// The rolling status sweep's period (`POOL_FULL_SWEEP_INTERVAL_MS`).
     sweep: Option<Duration>,
     tls: bool,
-}
-
-/// Agents a status read asks Railway about at once.
-const READ_BATCH: usize = 50;
-/// Production's rolling sweep: every steady agent read from Railway every 10 min.
-const SWEEP: Duration = Duration::from_secs(600);
-/// The share of the hourly budget the rolling sweep may take when it is sized to the fleet.
-const SWEEP_SHARE: f64 = 0.07;
-
-/// The rolling sweep's period for `agents`: production's 10 min, or longer when a sweep that
-/// often would take more than [`SWEEP_SHARE`] of Railway's hourly budget (at 100,000 agents,
-/// 2,000 reads a sweep: 10 min would be 120 % of it).
-fn sweep_for(agents: usize) -> Duration {
-    let reads = agents.div_ceil(READ_BATCH) as f64;
-    SWEEP.max(Duration::from_secs_f64(
-        reads * 3600.0 / (HOURLY_BUDGET * SWEEP_SHARE),
-    ))
 }
 
 impl Options {
@@ -182,7 +169,7 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         "bench shards: {} agents: seeding the fleet's process…",
         options.agents
     );
-    let fleet = FleetProcess::start(options.agents, None).await?;
+    let fleet = FleetProcess::start(options.agents, Crashed::DayBefore, None).await?;
     fleet.set_keep_alive(false).await?;
     let database_url = fleet
         .env
@@ -200,11 +187,14 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     }
     env.insert("TICK_INTERVAL_MS".into(), INTERVAL.as_millis().to_string());
     env.insert("POOL_HEALTH_INTERVAL_MS".into(), INTERVAL.as_millis().to_string());
-    let sweep = options.sweep.unwrap_or_else(|| sweep_for(options.agents));
-    env.insert(
-        "POOL_FULL_SWEEP_INTERVAL_MS".into(),
-        sweep.as_millis().to_string(),
-    );
+    // Production's rolling sweep unless `--sweep-s`: 10 min, lengthened by each replica to
+    // stay within 4 % of its lease of the hourly budget (`pool_reconciler::sweep_pace`).
+    if let Some(sweep) = options.sweep {
+        env.insert(
+            "POOL_FULL_SWEEP_INTERVAL_MS".into(),
+            sweep.as_millis().to_string(),
+        );
+    }
     env.insert("POOL_AGENT_KEEP_ALIVE_MS".into(), "0".into());
     env.insert("POOL_SHARDS".into(), SHARDS.to_string());
     env.insert(
@@ -267,9 +257,13 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         .get(LISTING)
         .copied()
         .unwrap_or(0);
+    // Every page of the workspace (the fleet's projects), or no page for a minute: the
+    // listing is paced within the leader's lease of the budget, a page may wait seconds.
+    let pages = options.agents.div_ceil(railway_api::WORKSPACE_PAGE) as u64;
     let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(5)
-        && listing_started.elapsed() < Duration::from_secs(600)
+    while listed < pages
+        && quiet_since.elapsed() < Duration::from_secs(60)
+        && listing_started.elapsed() < Duration::from_secs(900)
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = fleet
@@ -337,6 +331,25 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         cpu_shares.push((procfs::cpu(*pid)? - *before).as_secs_f64() / steady.as_secs_f64());
     }
 
+    // What went wrong on the way, in each replica's words (the bench runs them at `warn`).
+    for (i, pm) in replicas.iter().enumerate() {
+        let text = pm.output_text();
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        for line in warnings.iter().take(10) {
+            eprintln!("bench shards: replica {}: {line}", i + 1);
+        }
+        if warnings.len() > 10 {
+            eprintln!(
+                "bench shards: replica {}: … {} more warnings",
+                i + 1,
+                warnings.len() - 10
+            );
+        }
+    }
+
     // One replica dies.
     let victim = replicas.len() - 1;
     let before_kill = ownership(&db).await?;
@@ -396,7 +409,7 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     );
     println!();
     println!(
-        "Agents over {}; checks every {:?}, ticks every {:?}, the rolling status sweep over {:.0} min ({} reads of {READ_BATCH}); load average before {load_before}, after {load_after}; {} CPUs, nothing pinned.",
+        "Agents over {}; checks every {:?}, ticks every {:?}, the rolling status sweep {}; the 1 % crashed agents crashed a day before the run; load average before {load_before}, after {load_after}; {} CPUs, nothing pinned.",
         if options.tls {
             "HTTPS"
         } else {
@@ -404,8 +417,11 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         },
         INTERVAL,
         INTERVAL,
-        sweep.as_secs_f64() / 60.0,
-        fleet.agents.div_ceil(READ_BATCH),
+        match options.sweep {
+            Some(sweep) => format!("over {:.0} min (--sweep-s)", sweep.as_secs_f64() / 60.0),
+            None =>
+                "production's (10 min, lengthened by each replica to 4 % of its lease of the budget)".into(),
+        },
         procfs::cpus()
     );
     println!();

@@ -36,8 +36,40 @@ struct Fleet {
     ca_file: PathBuf,
 }
 
+/// When the fleet's crashed agents crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::bench) enum Crashed {
+    /// As the pool starts: their rows say `claimed`, and the pool finds them down at its
+    /// first tick (then reads each after 30 s, 1, 2, 4, 8 and every 10 min). `bench tick`.
+    AtStart,
+    /// A day before: their rows say `crashed` since then, as in a fleet that has been running
+    /// (the pool reads each once at start, then every 10 min, its longest backoff step).
+    /// `bench shards`.
+    DayBefore,
+}
+
+impl Crashed {
+    /// The fleet process's argument.
+    pub(in crate::bench) fn arg(self) -> &'static str {
+        match self {
+            Self::AtStart => "crashed-at-start",
+            Self::DayBefore => "crashed-a-day-before",
+        }
+    }
+
+    fn parse(arg: Option<&String>) -> Result<Self, String> {
+        match arg.map(String::as_str) {
+            None | Some("crashed-at-start") => Ok(Self::AtStart),
+            Some("crashed-a-day-before") => Ok(Self::DayBefore),
+            Some(other) => Err(format!(
+                "xtask bench tick-fleet: {other:?}: crashed-at-start or crashed-a-day-before"
+            )),
+        }
+    }
+}
+
 impl Fleet {
-    async fn new(agents: usize) -> Result<Self, String> {
+    async fn new(agents: usize, when_crashed: Crashed) -> Result<Self, String> {
         let sim = railway_sim::start(SimConfig {
             latency: Duration::from_millis(50),
             deploy: DeployTimings::instant(),
@@ -98,11 +130,22 @@ impl Fleet {
             .map_err(|e| format!("seeding the instructions: {e}"))?;
         // 1 % of the agents crashed and stay down (claimed ones: the pool keeps them, as
         // `crashed`, and keeps checking them).
-        let mut crashed = 0;
+        let mut crashed_ids = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             if i % CRASHED_EVERY == 1 && !idle_at(i) && sim.crash_service(&row.service_id) {
-                crashed += 1;
+                crashed_ids.push(row.id.clone());
             }
+        }
+        let crashed = crashed_ids.len();
+        if when_crashed == Crashed::DayBefore {
+            client
+                .execute(
+                    "UPDATE agent_metadata SET status = 'crashed', deployment_status = 'CRASHED', \
+                     status_changed_at = now() - interval '1 day' WHERE id = ANY($1)",
+                    &[&crashed_ids],
+                )
+                .await
+                .map_err(|e| format!("seeding the crashed agents: {e}"))?;
         }
         hosts.set_round_trip(AGENT_ROUND_TRIP);
         let idle = rows.len() - claimed.len();
@@ -223,8 +266,8 @@ pub(in crate::bench) async fn serve(args: &[String]) -> Result<(), String> {
     let agents: usize = args
         .first()
         .and_then(|a| a.parse().ok())
-        .ok_or("usage: xtask bench tick-fleet AGENTS (started by `bench tick`)")?;
-    let fleet = Fleet::new(agents).await?;
+        .ok_or("usage: xtask bench tick-fleet AGENTS [crashed-at-start|crashed-a-day-before] (started by `bench tick` and `bench shards`)")?;
+    let fleet = Fleet::new(agents, Crashed::parse(args.get(1))?).await?;
     say(fleet.description())?;
     // Tokio's standard input wants a feature the workspace does not build: a blocking read
     // on the blocking pool, one line at a time.

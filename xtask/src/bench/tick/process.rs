@@ -76,11 +76,16 @@ pub(in crate::bench) struct FleetProcess {
 }
 
 impl FleetProcess {
-    /// Starts the process and waits until its fleet is seeded. `cpu`: the CPU to pin it to.
-    pub async fn start(agents: usize, cpu: Option<usize>) -> Result<Self, String> {
+    /// Starts the process and waits until its fleet is seeded, its crashed agents crashed
+    /// when `crashed` says. `cpu`: the CPU to pin it to.
+    pub async fn start(
+        agents: usize,
+        crashed: super::fleet::Crashed,
+        cpu: Option<usize>,
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
         let mut child = Command::new(exe)
-            .args(["bench", "tick-fleet", &agents.to_string()])
+            .args(["bench", "tick-fleet", &agents.to_string(), crashed.arg()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
