@@ -144,14 +144,13 @@ impl From<&Agent> for AgentView {
     }
 }
 
-/// `GET /api/pool/status`.
+/// `GET /api/pool/status`, but for its last field, `instances` (every live agent, an
+/// [`AgentView`] each, oldest first), which is streamed after these (`status_body`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReply {
     /// Counts.
     pub counts: Counts,
-    /// Every live agent.
-    pub instances: Vec<AgentView>,
     /// Warm agents the sizing policy wants (from the leader's last tick).
     pub target: Option<i32>,
     /// Why, in words (e.g. "target 14 = 0.4 claims/min × …").

@@ -52,6 +52,7 @@ pub mod routes;
 mod security;
 mod server;
 mod settings_routes;
+mod status_body;
 pub mod stock;
 pub mod webhooks;
 

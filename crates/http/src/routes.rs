@@ -129,16 +129,14 @@ async fn counts(State(state): State<AppState>) -> Result<Json<CountsReply>, ApiE
     }))
 }
 
-async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiError> {
+async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.provisioner.store();
-    let agents = store.live_agents().await?;
     let since = chrono::Utc::now() - chrono::Duration::minutes(10);
     let stock = Stock::read(&state, since).await?;
     let sample = store.latest_sample(since).await?;
     let reconciler = state.control.reconciler();
-    Ok(Json(StatusReply {
+    let reply = StatusReply {
         counts: Counts::from(&stock.total),
-        instances: agents.iter().map(AgentView::from).collect(),
         target: sample.as_ref().map(|(_, s)| s.target),
         target_reason: sample.map(|(_, s)| s.reason),
         waiting: store.waiting_claims().await?,
@@ -152,7 +150,9 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusReply>, ApiE
         prober: reconciler.prober,
         replicas: crate::replicas::read(store, reconciler.replica.as_deref()).await?,
         replica: reconciler.replica,
-    }))
+    };
+    // Every live agent last, streamed a page at a time.
+    crate::status_body::respond(&reply, store.clone())
 }
 
 async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -1,5 +1,7 @@
 //! Reading agents: one, some, every live one, by status, and counts.
 
+use chrono::{DateTime, Utc};
+
 use crate::agent::{Agent, AgentId, AgentStatus, StatusCounts};
 use crate::rows::select_agents;
 use crate::{Result, Store};
@@ -54,6 +56,31 @@ impl Store {
             &[],
         )
         .await
+    }
+
+    /// One page of the live agents, oldest first (`created_at`, then id), after the agent
+    /// `after` names by (`created_at`, id): the status lists the fleet a page at a time and never
+    /// holds it whole (at 100,000 agents, with their users' instructions, hundreds of MiB).
+    pub async fn live_agents_page(
+        &self,
+        after: Option<&(DateTime<Utc>, AgentId)>,
+        limit: usize,
+    ) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        let order = format!("a.created_at, a.id LIMIT {}", limit.max(1));
+        match after {
+            None => select_agents(&client, self.keys(), "a.status <> 'deleted'", &order, &[]).await,
+            Some((at, id)) => {
+                select_agents(
+                    &client,
+                    self.keys(),
+                    "a.status <> 'deleted' AND (a.created_at, a.id) > ($1, $2)",
+                    &order,
+                    &[at, &id.as_str()],
+                )
+                .await
+            }
+        }
     }
 
     /// Agents in one status, oldest first.

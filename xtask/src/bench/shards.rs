@@ -97,6 +97,40 @@ impl Options {
     }
 }
 
+/// `GET /api/pool/status` from one replica, whole: its instances, size and time, in words.
+async fn read_status(pm: &ManagerProcess) -> Result<String, String> {
+    let client = pool_provisioner::outbound::OutboundClient::for_probes(
+        &railway_api::https::ExtraRoots::default(),
+        Duration::ZERO,
+        std::sync::Arc::new(railway_api::sessions::PerHostSessions::new(1)),
+        512 * 1024 * 1024,
+    )
+    .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let answer = client
+        .send(
+            hyper::Method::GET,
+            &format!("{}/api/pool/status", pm.base_url),
+            Some(pool_e2e::ADMIN_KEY),
+            None,
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| format!("reading a replica's status: {e}"))?;
+    let took = started.elapsed();
+    if answer.status != 200 {
+        return Err(format!("a replica's status answered {}", answer.status));
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&answer.body).map_err(|e| format!("a replica's status: {e}"))?;
+    let instances = status["instances"].as_array().map_or(0, Vec::len);
+    Ok(format!(
+        "{instances} instances, {:.1} MiB in {:.1} s",
+        answer.body.len() as f64 / (1024.0 * 1024.0),
+        took.as_secs_f64()
+    ))
+}
+
 /// Who holds which shard: from `pg_locks` (the truth) and from the live replicas' rows.
 struct Ownership {
     /// Shard → the lock connections' names holding it.
@@ -295,7 +329,15 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     let mut double = 0usize;
     let mut most_double = 0usize;
     let mut per_replica_shards: BTreeMap<String, usize> = BTreeMap::new();
+    // Halfway through, each replica is asked for `/api/pool/status` (every live agent, streamed
+    // a page at a time): its peak RSS below includes that.
+    let mut status_reads: Vec<String> = Vec::new();
     while steady_started.elapsed() < options.steady {
+        if status_reads.is_empty() && steady_started.elapsed() >= options.steady / 2 {
+            for pm in &replicas {
+                status_reads.push(read_status(pm).await?);
+            }
+        }
         let o = ownership(&db).await?;
         samples += 1;
         let twice = doubly_owned(&o);
@@ -426,6 +468,13 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     );
     println!();
     let table = super::Table::new(&["figure", "measured", "target"]);
+    for (i, read) in status_reads.iter().enumerate() {
+        table.row(&[
+            format!("replica {} status read (steady)", i + 1),
+            read.clone(),
+            "(for reading)".into(),
+        ]);
+    }
     for (i, peak) in peaks.iter().enumerate() {
         table.row(&[
             format!("replica {} peak RSS", i + 1),
