@@ -2,10 +2,15 @@
 //! the pool, and at a thousand claims a second one `NOTIFY` each would be a third commit per
 //! claim (PostgreSQL serialises notifying commits on one queue). The leader sizes at most once
 //! a second, so one announcement stands for every request made while the last was on its way
-//! or within [`SPACING`] of it; a request is never lost, only joined to the next one.
+//! or within [`SPACING`] of it; a request is never lost, only joined to the next one. The
+//! other announcements (a tick, a look) are rarer and go out one each.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
+
+use pool_store::{AgentId, PoolSignal};
+
+use crate::Reconciler;
 
 /// The least time between two announcements of the same kind.
 pub(crate) const SPACING: Duration = Duration::from_millis(100);
@@ -55,6 +60,59 @@ impl Gathered {
                 return false;
             }
         }
+    }
+}
+
+impl Reconciler {
+    /// Asks whichever replica leads to look at this agent now: read its deployment from
+    /// Railway and check its health (a deploy event arrived for it). Every replica hears it
+    /// once: this one at once, the others through `NOTIFY`.
+    pub fn look_everywhere(&self, agent: AgentId) {
+        let store = self.provisioner.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(PoolSignal::Look(agent)).await {
+                tracing::debug!(error = %e, "could not announce a look to the other replicas");
+            }
+        });
+    }
+
+    /// Asks whichever replica leads for a tick now (after a replenish, a drain, a settings
+    /// change), so the pool moves without waiting for the interval. Every replica hears it once:
+    /// this one at once, the others through `NOTIFY` (this replica drops its own echo). The
+    /// notification is a hint; a lost one costs at most an interval.
+    pub fn trigger_everywhere(&self) {
+        let store = self.provisioner.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(PoolSignal::TickSoon).await {
+                tracing::debug!(error = %e, "could not announce a tick to the other replicas");
+            }
+        });
+    }
+
+    /// Asks whichever replica leads to size the pool soon (a claim took an agent, or waits for
+    /// one): the claim is counted as demand in the database, and the leader's sizing pass
+    /// creates what the target asks for — no health checks, no Railway reads, no sweeps, at
+    /// most one pass a second. Heard once per replica, as [`Self::trigger_everywhere`].
+    /// Requests made while an announcement is on its way, or within
+    /// [`SPACING`] of the last, are gathered into the next one (`announce`).
+    pub fn size_everywhere(&self) {
+        if !self.size_announced.ask() {
+            return;
+        }
+        let store = self.provisioner.store().clone();
+        let gathered = self.size_announced.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = tokio::time::Instant::now();
+                if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
+                    tracing::debug!(error = %e, "could not announce sizing to the other replicas");
+                }
+                if !gathered.sent() {
+                    break;
+                }
+                tokio::time::sleep_until(started + SPACING).await;
+            }
+        });
     }
 }
 

@@ -315,18 +315,6 @@ impl Reconciler {
         }
     }
 
-    /// Asks whichever replica leads to look at this agent now: read its deployment from
-    /// Railway and check its health (a deploy event arrived for it). Every replica hears it
-    /// once: this one at once, the others through `NOTIFY`.
-    pub fn look_everywhere(&self, agent: AgentId) {
-        let store = self.provisioner.store().clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.notify(PoolSignal::Look(agent)).await {
-                tracing::debug!(error = %e, "could not announce a look to the other replicas");
-            }
-        });
-    }
-
     fn note_look(&self, agent: AgentId) {
         let mut pending = self.pending_looks.lock().unwrap_or_else(|p| p.into_inner());
         if pending.len() < MAX_PENDING_LOOKS {
@@ -341,45 +329,6 @@ impl Reconciler {
     /// Asks this replica for a tick now.
     pub fn trigger(&self) {
         self.prompt.notify_one();
-    }
-
-    /// Asks whichever replica leads for a tick now (after a replenish, a drain, a settings
-    /// change), so the pool moves without waiting for the interval. Every replica hears it once:
-    /// this one at once, the others through `NOTIFY` (this replica drops its own echo). The
-    /// notification is a hint; a lost one costs at most an interval.
-    pub fn trigger_everywhere(&self) {
-        let store = self.provisioner.store().clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.notify(PoolSignal::TickSoon).await {
-                tracing::debug!(error = %e, "could not announce a tick to the other replicas");
-            }
-        });
-    }
-
-    /// Asks whichever replica leads to size the pool soon (a claim took an agent, or waits for
-    /// one): the claim is counted as demand in the database, and the leader's sizing pass
-    /// creates what the target asks for — no health checks, no Railway reads, no sweeps, at
-    /// most one pass a second. Heard once per replica, as [`Self::trigger_everywhere`].
-    /// Requests made while an announcement is on its way, or within
-    /// [`announce::SPACING`] of the last, are gathered into the next one (`announce`).
-    pub fn size_everywhere(&self) {
-        if !self.size_announced.ask() {
-            return;
-        }
-        let store = self.provisioner.store().clone();
-        let gathered = self.size_announced.clone();
-        tokio::spawn(async move {
-            loop {
-                let started = tokio::time::Instant::now();
-                if let Err(e) = store.notify(PoolSignal::SizeSoon).await {
-                    tracing::debug!(error = %e, "could not announce sizing to the other replicas");
-                }
-                if !gathered.sent() {
-                    break;
-                }
-                tokio::time::sleep_until(started + announce::SPACING).await;
-            }
-        });
     }
 
     /// What it is doing.

@@ -48,6 +48,7 @@
 //! of requests in minutes. Its limit of 50 requests/s stays, and the pool's budget stays at
 //! 10,000 an hour.
 
+mod drive;
 pub(super) mod fleet;
 pub(super) mod process;
 pub(super) mod procfs;
@@ -55,6 +56,7 @@ pub(super) use fleet::serve as serve_fleet;
 pub(super) use procfs::metric;
 mod report;
 
+use drive::{follow, tail, trigger};
 use process::{Coverage, FleetProcess, SimCounters};
 
 use std::collections::BTreeMap;
@@ -429,60 +431,6 @@ fn record(kind: Kind, a: &Moment, b: &Moment) -> TickRecord {
             .saturating_sub(pool_cpu + fleet_cpu + bench_cpu),
         steal: b.machine.steal.saturating_sub(a.machine.steal),
     }
-}
-
-/// Waits for the pool to finish more than `after` ticks, then for it to be quiet (no tick
-/// finished, nothing sent to Railway or the agents, for [`QUIET`]). Returns the ticks
-/// finished in all.
-async fn follow(
-    fleet: &FleetProcess,
-    pm: &ManagerProcess,
-    after: u64,
-    timeout: Duration,
-) -> Result<u64, String> {
-    let deadline = Instant::now() + timeout;
-    let mut ticks = after;
-    let mut activity = fleet.activity().await?;
-    let mut still_since = Instant::now();
-    loop {
-        tokio::time::sleep(POLL).await;
-        let now_ticks = metrics(pm).await?.ticks;
-        if now_ticks > ticks {
-            ticks = now_ticks;
-            still_since = Instant::now();
-        }
-        let now_activity = fleet.activity().await?;
-        if now_activity != activity {
-            activity = now_activity;
-            still_since = Instant::now();
-        }
-        if ticks > after && still_since.elapsed() >= QUIET {
-            return Ok(ticks);
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the pool finished {} of the ticks expected within {timeout:?} (Railway requests: {activity}):\n{}",
-                ticks - after,
-                tail(pm)
-            ));
-        }
-    }
-}
-
-fn tail(pm: &ManagerProcess) -> String {
-    let out = pm.output_text();
-    let lines: Vec<&str> = out.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-async fn trigger(pm: &ManagerProcess) -> Result<(), String> {
-    let answer = pm
-        .send(hyper::Method::POST, "/api/pool/reconcile", true, None)
-        .await?;
-    if answer.status != 202 {
-        return Err(format!("POST /api/pool/reconcile answered {}", answer.status));
-    }
-    Ok(())
 }
 
 async fn run_binary(
