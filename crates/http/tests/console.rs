@@ -740,3 +740,49 @@ async fn the_settings_form_and_the_resume_button_act_on_one_runtime() {
     assert!(location.contains("resumed"), "{location}");
     assert!(!store.shape_brake("hermes").await.unwrap().engaged());
 }
+
+/// The fleet view lists the oldest 1,000 agents matching its filter and says so when there are
+/// more (it is polled for its live update: it never loads a large fleet whole).
+#[tokio::test]
+async fn the_fleet_view_lists_the_oldest_thousand_agents_and_says_how_many_match() {
+    let console = Console::start().await;
+    let seed = |i: usize| pool_store::testing::SeedAgent {
+        id: format!("shown{i:07}"),
+        project_id: format!("project-shown-{i}"),
+        environment_id: format!("environment-shown-{i}"),
+        service_id: format!("service-shown-{i}"),
+        domain: format!("shown-{i}.up.railway.app"),
+        token: format!("token-shown-{i}"),
+    };
+    console
+        .pool
+        .db
+        .seed_idle_agents(&(0..1_005).map(seed).collect::<Vec<_>>())
+        .await;
+    console
+        .pool
+        .db
+        .client()
+        .await
+        .batch_execute("UPDATE agent_metadata SET status = 'crashed' WHERE id >= 'shown0001000'")
+        .await
+        .unwrap();
+    let (token, _) = console.sign_in().await;
+    let rows = |text: &str| text.matches("<tr data-id=\"").count();
+
+    let all = console.request(Method::GET, "/", Some(&token), None, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(rows(&all.text), 1_000);
+    assert!(
+        all.text
+            .contains("The oldest 1000 of 1005 agents; filter by status"),
+        "the note"
+    );
+    assert!(all.text.contains("shown0000999") && !all.text.contains("shown0001000"));
+
+    let crashed = console
+        .request(Method::GET, "/?status=crashed", Some(&token), None, None)
+        .await;
+    assert_eq!(rows(&crashed.text), 5);
+    assert!(!crashed.text.contains("id=\"rows-note\""), "all 5 shown: no note");
+}

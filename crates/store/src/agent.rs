@@ -566,6 +566,24 @@ impl StatusCounts {
         }
     }
 
+    /// Agents in `status` (none for `deleted`, which is not counted).
+    pub fn of(&self, status: AgentStatus) -> i64 {
+        match status {
+            AgentStatus::Creating => self.creating,
+            AgentStatus::Starting => self.starting,
+            AgentStatus::Idle => self.idle,
+            AgentStatus::Claiming => self.claiming,
+            AgentStatus::Claimed => self.claimed,
+            AgentStatus::PendingAcceptance => self.pending_acceptance,
+            AgentStatus::Crashed => self.crashed,
+            AgentStatus::Parking => self.parking,
+            AgentStatus::Parked => self.parked,
+            AgentStatus::Waking => self.waking,
+            AgentStatus::Deleting => self.deleting,
+            AgentStatus::Deleted => 0,
+        }
+    }
+
     /// Agents that are or will soon be claimable: what replenishment counts.
     pub fn warm(&self) -> i64 {
         self.creating + self.starting + self.idle

@@ -83,6 +83,13 @@ impl Store {
         }
     }
 
+    /// The oldest `limit` agents in one status (a view that shows the first of them).
+    pub async fn first_agents_with_status(&self, status: AgentStatus, limit: usize) -> Result<Vec<Agent>> {
+        let client = self.client().await?;
+        let order = format!("a.created_at, a.id LIMIT {}", limit.max(1));
+        select_agents(&client, self.keys(), "a.status = $1", &order, &[&status.as_str()]).await
+    }
+
     /// Agents in one status, oldest first.
     pub async fn agents_with_status(&self, status: AgentStatus) -> Result<Vec<Agent>> {
         let client = self.client().await?;

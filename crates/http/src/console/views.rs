@@ -126,9 +126,14 @@ struct Facts {
     redeploy: String,
     rollout: (String, Option<String>),
     rows: Vec<AgentRow>,
+    /// Set when the rows are not every agent matching the filter.
+    rows_note: Option<String>,
     runtimes: Vec<RuntimeRow>,
     runtime_names: Vec<String>,
 }
+
+/// The most agents the fleet view lists.
+const ROWS_SHOWN: usize = 1_000;
 
 async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Facts, String> {
     let store = state.provisioner.store();
@@ -137,11 +142,25 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
         .await
         .map_err(|e| e.to_string())?;
     let c = &stock.total;
-    let agents = match status_filter(query) {
-        Some(status) => store.agents_with_status(status).await,
-        None => store.live_agents().await,
+    // The oldest agents only, and how many there are: the view (polled for its live update)
+    // never loads a fleet of 100,000 whole.
+    let filter = status_filter(query);
+    let agents = match filter {
+        Some(status) => store.first_agents_with_status(status, ROWS_SHOWN).await,
+        None => store.live_agents_page(None, ROWS_SHOWN).await,
     }
     .map_err(|e| e.to_string())?;
+    let matching = match filter {
+        Some(status) => c.of(status),
+        None => c.total(),
+    };
+    let rows_note = (matching > agents.len() as i64).then(|| {
+        format!(
+            "The oldest {} of {matching} agents{}; filter by status to see others.",
+            agents.len(),
+            filter.map(|s| format!(" {s}")).unwrap_or_default()
+        )
+    });
     let budget = state.provisioner.railway().budget();
     let status = state.control.reconciler();
     let progress = state
@@ -236,6 +255,7 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
                 .map_err(|e| e.to_string())?,
         ),
         rows: agents.iter().map(AgentRow::from).collect(),
+        rows_note,
         runtimes: runtimes::rows(
             &stock,
             &state.provisioner.config().default_shape().name,
@@ -265,6 +285,7 @@ pub struct FleetPage {
     rollout_failure: Option<String>,
     filter: String,
     agents: Vec<AgentRow>,
+    rows_note: Option<String>,
     runtimes: Vec<RuntimeRow>,
     cost_note: String,
     chart_runtime: String,
@@ -332,6 +353,7 @@ impl FleetPage {
             rollout_failure: f.rollout.1,
             filter: status_filter(query).map(|s| s.to_string()).unwrap_or_default(),
             agents: f.rows,
+            rows_note: f.rows_note,
             runtimes: f.runtimes,
             cost_note: runtimes::cost_note(),
             chart_runtime,
