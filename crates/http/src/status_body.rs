@@ -1,5 +1,5 @@
 //! `GET /api/pool/status`'s body, streamed: the reply's small fields first, then `instances`,
-//! the live agents a page at a time from the database. The fleet is never held whole — at
+//! the live agents a page at a time from the database, in id order (the primary key's index). The fleet is never held whole — at
 //! 100,000 agents the rows (with their users' instructions) are hundreds of MiB and the list
 //! alone about 60 MiB of JSON, which a replica meant to stay within 64 MiB cannot buffer. The
 //! JSON is the same as one built whole: `instances` is the last field.
@@ -7,7 +7,6 @@
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use pool_store::{AgentId, Store};
 
 use crate::dto::{AgentView, StatusReply};
@@ -22,7 +21,7 @@ enum Part {
     Head(String),
     /// The page after this agent (`None`: the first), and whether one was written yet.
     Page {
-        after: Option<(DateTime<Utc>, AgentId)>,
+        after: Option<AgentId>,
         first: bool,
     },
     Done,
@@ -63,7 +62,7 @@ pub(crate) fn respond(reply: &StatusReply, store: Store) -> Result<Response, Api
                             Err(e) => return Some((Err(std::io::Error::other(e)), (Part::Done, store))),
                         }
                     }
-                    let last = agents.last().map(|a| (a.created_at, a.id.clone()));
+                    let last = agents.last().map(|a| a.id.clone());
                     Some((
                         Ok(Bytes::from(chunk)),
                         (

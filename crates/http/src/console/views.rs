@@ -147,7 +147,7 @@ async fn facts(state: &AppState, query: &HashMap<String, String>) -> Result<Fact
     let filter = status_filter(query);
     let agents = match filter {
         Some(status) => store.first_agents_with_status(status, ROWS_SHOWN).await,
-        None => store.live_agents_page(None, ROWS_SHOWN).await,
+        None => store.first_live_agents(ROWS_SHOWN).await,
     }
     .map_err(|e| e.to_string())?;
     let matching = match filter {
