@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+pub use crate::counts::StatusCounts;
 
 /// An agent's id: the suffix of its name (`convos-agent-<id>`), stable for life. Built only by
 /// parsing ([`AgentId::parse`]) or by [`AgentId::random`], so an invalid one cannot exist.
@@ -518,96 +519,6 @@ pub struct ClaimRequest {
     pub protected: Vec<String>,
     /// The shape (runtime) whose agent the claim takes; it waits in that shape's queue.
     pub shape: String,
-}
-
-/// Live agents by status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct StatusCounts {
-    /// `creating`.
-    pub creating: i64,
-    /// `starting`.
-    pub starting: i64,
-    /// `idle`.
-    pub idle: i64,
-    /// `claiming`.
-    pub claiming: i64,
-    /// `claimed`.
-    pub claimed: i64,
-    /// `pending_acceptance`: handed out, waiting for the conversation's approval.
-    pub pending_acceptance: i64,
-    /// `crashed`.
-    pub crashed: i64,
-    /// `parking`.
-    pub parking: i64,
-    /// `parked`.
-    pub parked: i64,
-    /// `waking`.
-    pub waking: i64,
-    /// `deleting`.
-    pub deleting: i64,
-}
-
-impl StatusCounts {
-    /// Adds `n` agents of `status` (deleted agents are not counted).
-    pub fn add(&mut self, status: AgentStatus, n: i64) {
-        match status {
-            AgentStatus::Creating => self.creating += n,
-            AgentStatus::Starting => self.starting += n,
-            AgentStatus::Idle => self.idle += n,
-            AgentStatus::Claiming => self.claiming += n,
-            AgentStatus::Claimed => self.claimed += n,
-            AgentStatus::PendingAcceptance => self.pending_acceptance += n,
-            AgentStatus::Crashed => self.crashed += n,
-            AgentStatus::Parking => self.parking += n,
-            AgentStatus::Parked => self.parked += n,
-            AgentStatus::Waking => self.waking += n,
-            AgentStatus::Deleting => self.deleting += n,
-            AgentStatus::Deleted => {}
-        }
-    }
-
-    /// Agents in `status` (none for `deleted`, which is not counted).
-    pub fn of(&self, status: AgentStatus) -> i64 {
-        match status {
-            AgentStatus::Creating => self.creating,
-            AgentStatus::Starting => self.starting,
-            AgentStatus::Idle => self.idle,
-            AgentStatus::Claiming => self.claiming,
-            AgentStatus::Claimed => self.claimed,
-            AgentStatus::PendingAcceptance => self.pending_acceptance,
-            AgentStatus::Crashed => self.crashed,
-            AgentStatus::Parking => self.parking,
-            AgentStatus::Parked => self.parked,
-            AgentStatus::Waking => self.waking,
-            AgentStatus::Deleting => self.deleting,
-            AgentStatus::Deleted => 0,
-        }
-    }
-
-    /// Agents that are or will soon be claimable: what replenishment counts.
-    pub fn warm(&self) -> i64 {
-        self.creating + self.starting + self.idle
-    }
-
-    /// Every live agent.
-    pub fn total(&self) -> i64 {
-        self.creating
-            + self.starting
-            + self.idle
-            + self.claiming
-            + self.claimed
-            + self.pending_acceptance
-            + self.crashed
-            + self.parking
-            + self.parked
-            + self.waking
-            + self.deleting
-    }
-
-    /// The parked tier: parked, and on their way in or out.
-    pub fn parked_tier(&self) -> i64 {
-        self.parking + self.parked + self.waking
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod agent;
 mod brake;
 mod claims;
 mod config;
+mod counts;
 mod demand;
 mod error;
 mod events;
