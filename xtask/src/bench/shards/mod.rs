@@ -100,6 +100,17 @@ impl Options {
     }
 }
 
+/// The workspace listing's pages the simulator has served so far.
+async fn listing_pages(fleet: &FleetProcess) -> Result<u64, String> {
+    Ok(fleet
+        .counters()
+        .await?
+        .requests
+        .get(LISTING)
+        .copied()
+        .unwrap_or(0))
+}
+
 /// `GET /api/pool/status` from one replica, whole: its instances, size and time, in words.
 async fn read_status(pm: &ManagerProcess) -> Result<String, String> {
     let client = pool_provisioner::outbound::OutboundClient::for_probes(
@@ -223,17 +234,11 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     tokio::time::sleep(INTERVAL + Duration::from_secs(5)).await;
 
     // The leader's first tick lists the whole workspace (the orphan sweep: a page of 100
-    // projects a request, 1,000 at 100,000 agents). It comes every 30 min in production: the
-    // steady phase starts once it is over, and its cost is added to the steady rate below,
+    // projects a request, 1,000 at 100,000 agents). It comes again at the interval the pool
+    // gives it at that size (`orphan_sweep_interval`): the steady phase starts once it is over, and its cost is added to the steady rate below,
     // spread over its interval.
     let listing_started = Instant::now();
-    let mut listed = fleet
-        .counters()
-        .await?
-        .requests
-        .get(LISTING)
-        .copied()
-        .unwrap_or(0);
+    let mut listed = listing_pages(&fleet).await?;
     // Every page of the workspace (the fleet's projects), or no page for a minute: the
     // listing is paced within the leader's lease of the budget, a page may wait seconds.
     let pages = options.agents.div_ceil(railway_api::WORKSPACE_PAGE) as u64;
@@ -243,13 +248,7 @@ pub async fn run(args: &[String]) -> Result<(), String> {
         && listing_started.elapsed() < Duration::from_secs(900)
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fleet
-            .counters()
-            .await?
-            .requests
-            .get(LISTING)
-            .copied()
-            .unwrap_or(0);
+        let now = listing_pages(&fleet).await?;
         if now != listed || now == 0 {
             listed = now;
             quiet_since = Instant::now();
