@@ -33,6 +33,7 @@ mod counts;
 mod demand;
 mod error;
 mod events;
+mod gathered;
 mod journal;
 mod leader;
 mod limits;
@@ -102,6 +103,8 @@ pub struct Store {
     hub: std::sync::Arc<notify::Hub>,
     /// This process's replica id (`pool_replicas.replica`), stamped on the work leases it takes.
     replica: std::sync::Arc<str>,
+    /// Claims and completions waiting for a statement shared with others (`gathered.rs`).
+    gathered: std::sync::Arc<gathered::Gathered>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,6 +140,7 @@ impl Store {
             config,
             hub: std::sync::Arc::new(notify::Hub::new()),
             replica: shards::new_replica_id().into(),
+            gathered: std::sync::Arc::new(gathered::Gathered::new()),
         };
         store.ping().await?;
         Ok(store)

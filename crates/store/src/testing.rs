@@ -290,6 +290,21 @@ pub struct SeedAgent {
     pub token: String,
 }
 
+impl SeedAgent {
+    /// Agent `i` under the id `id`: project `prj-i`, environment `env-i`, service `svc-i`,
+    /// domain `agent-i.up.railway.app`, token `token-i`.
+    pub fn numbered(id: String, i: usize) -> Self {
+        Self {
+            id,
+            project_id: format!("prj-{i}"),
+            environment_id: format!("env-{i}"),
+            service_id: format!("svc-{i}"),
+            domain: format!("agent-{i}.up.railway.app"),
+            token: format!("token-{i}"),
+        }
+    }
+}
+
 impl TestDatabase {
     /// Inserts agents as `idle`, with every creation step journaled, in one statement each.
     /// Their tokens are sealed under [`TEST_SECRETS_KEY`] (the gateway token is `gw-<id>`);

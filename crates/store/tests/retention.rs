@@ -8,14 +8,7 @@ use pool_store::testing::{SeedAgent, TestDatabase};
 use pool_store::{MIN_EVENT_RETENTION, Retention};
 
 fn seed(i: usize) -> SeedAgent {
-    SeedAgent {
-        id: format!("retained{i:04}"),
-        project_id: format!("prj-{i}"),
-        environment_id: format!("env-{i}"),
-        service_id: format!("svc-{i}"),
-        domain: format!("agent-{i}.up.railway.app"),
-        token: format!("token-{i}"),
-    }
+    SeedAgent::numbered(format!("retained{i:04}"), i)
 }
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {

@@ -152,6 +152,13 @@ pub async fn run() -> Result<(), String> {
         .update_settings(&settings, "bench")
         .await
         .map_err(|e| e.to_string())?;
+    // Statistics as autovacuum's ANALYZE leaves them in production (this machine's server runs
+    // without autovacuum): the plans the claims get are production's.
+    db.client()
+        .await
+        .batch_execute("ANALYZE")
+        .await
+        .map_err(|e| format!("ANALYZE: {e}"))?;
     let port = pool_e2e::free_port()?;
     let mut env = pool_e2e::sim_environment(&sim, db.url(), port);
     env.insert("POOL_MAX_TOTAL".into(), STOCK.to_string());
