@@ -2,7 +2,7 @@
 //! the provisioner's types and never carry a token, key or password.
 
 use chrono::{DateTime, Utc};
-use pool_store::{Agent, AgentEvent, StatusCounts};
+use pool_store::{AgentEvent, AgentListing, StatusCounts};
 use serde::{Deserialize, Serialize};
 
 /// Live agents by status (the original's four, plus the states the new pool adds).
@@ -56,93 +56,9 @@ impl From<&StatusCounts> for Counts {
     }
 }
 
-/// An agent as operators see it: everything but its secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentView {
-    /// Id (`instanceId` in claims).
-    pub id: String,
-    /// Stored status.
-    pub status: String,
-    /// Written.
-    pub created_at: DateTime<Utc>,
-    /// Last status change.
-    pub status_changed_at: DateTime<Utc>,
-    /// From the shared-project era.
-    pub legacy: bool,
-    /// Never handed out again.
-    pub quarantined: bool,
-    /// Railway project.
-    pub project_id: Option<String>,
-    /// Railway service.
-    pub service_id: Option<String>,
-    /// Public domain.
-    pub domain: Option<String>,
-    /// Latest deployment status seen.
-    pub deployment_status: Option<String>,
-    /// Image.
-    pub image: Option<String>,
-    /// Last health check.
-    pub last_health_at: Option<DateTime<Utc>>,
-    /// Its result.
-    pub last_health_ok: Option<bool>,
-    /// Claimed: the agent's name.
-    pub agent_name: Option<String>,
-    /// Claimed: the invite URL.
-    pub invite_url: Option<String>,
-    /// Claimed: the conversation.
-    pub conversation_id: Option<String>,
-    /// Claimed: when.
-    pub claimed_at: Option<DateTime<Utc>>,
-    /// Since when its join waits for acceptance.
-    pub pending_acceptance_at: Option<DateTime<Utc>>,
-    /// Claimed: who asked (`source`).
-    pub claim_source: Option<String>,
-    /// Claimed: created, joined or pending_acceptance.
-    pub provision_status: Option<String>,
-    /// What its `/pool/health` said it runs: version.
-    pub runtime_version: Option<String>,
-    /// And runtime (`openclaw`).
-    pub runtime_name: Option<String>,
-    /// A redeploy is pending.
-    pub redeploy_requested: bool,
-    /// Failed teardown attempts.
-    pub teardown_attempts: i32,
-    /// Last error.
-    pub last_error: Option<String>,
-}
-
-impl From<&Agent> for AgentView {
-    fn from(a: &Agent) -> Self {
-        Self {
-            id: a.id.to_string(),
-            status: a.status.to_string(),
-            created_at: a.created_at,
-            status_changed_at: a.status_changed_at,
-            legacy: a.legacy,
-            quarantined: a.quarantined,
-            project_id: a.project_id.clone(),
-            service_id: a.service_id.clone(),
-            domain: a.domain.clone(),
-            deployment_status: a.deployment_status.clone(),
-            image: a.image.clone(),
-            last_health_at: a.last_health_at,
-            last_health_ok: a.last_health_ok,
-            agent_name: a.agent_name.clone(),
-            invite_url: a.invite_url.clone(),
-            conversation_id: a.conversation_id.clone(),
-            claimed_at: a.claimed_at,
-            pending_acceptance_at: a.pending_acceptance_at,
-            claim_source: a.claim_source.clone(),
-            provision_status: a.provision_status.clone(),
-            runtime_version: a.runtime_version.clone(),
-            runtime_name: a.runtime_name.clone(),
-            redeploy_requested: a.redeploy_requested_at.is_some(),
-            teardown_attempts: a.teardown_attempts,
-            last_error: a.last_error.clone(),
-        }
-    }
-}
+/// An agent as operators see it: everything but its secrets, its instructions and its
+/// creation journal (the store's listing of it, whose JSON this is).
+pub type AgentView = AgentListing;
 
 /// `GET /api/pool/status`, but for its last field, `instances` (every live agent, an
 /// [`AgentView`] each, oldest first), which is streamed after these (`status_body`).

@@ -1,15 +1,16 @@
 //! `GET /api/pool/status`'s body, streamed: the reply's small fields first, then `instances`,
-//! the live agents a page at a time from the database, in id order (the primary key's index). The fleet is never held whole — at
-//! 100,000 agents the rows (with their users' instructions) are hundreds of MiB and the list
-//! alone about 60 MiB of JSON, which a replica meant to stay within 64 MiB cannot buffer. The
-//! JSON is the same as one built whole: `instances` is the last field.
+//! the live agents a page at a time from the database, in id order (the primary key's index),
+//! each read as a listing ([`pool_store::AgentListing`]: no secrets, instructions or creation
+//! journal). The fleet is never held whole — at 100,000 agents the list alone is about 60 MiB
+//! of JSON, which a replica meant to stay within 64 MiB cannot buffer. The JSON is the same as
+//! one built whole: `instances` is the last field.
 
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pool_store::{AgentId, Store};
 
-use crate::dto::{AgentView, StatusReply};
+use crate::dto::StatusReply;
 use crate::error::ApiError;
 
 /// Agents read from the database at a time.
@@ -57,7 +58,7 @@ pub(crate) fn respond(reply: &StatusReply, store: Store) -> Result<Response, Api
                         if !(first && i == 0) {
                             chunk.push(',');
                         }
-                        match serde_json::to_string(&AgentView::from(agent)) {
+                        match serde_json::to_string(agent) {
                             Ok(view) => chunk.push_str(&view),
                             Err(e) => return Some((Err(std::io::Error::other(e)), (Part::Done, store))),
                         }

@@ -56,25 +56,6 @@ impl Store {
         .await
     }
 
-    /// One page of the live agents in id order, after the agent `after`: the status lists the
-    /// fleet a page at a time on the primary key's index and never holds it whole (at 100,000
-    /// agents, with their users' instructions, hundreds of MiB). In `created_at` order, with no
-    /// index to walk, each of the 200 pages sorted the whole table: 90 s for a status at
-    /// 100,000 agents (`cargo xtask bench shards`).
-    pub async fn live_agents_page(&self, after: Option<&AgentId>, limit: usize) -> Result<Vec<Agent>> {
-        let client = self.client().await?;
-        let order = format!("a.id LIMIT {}", limit.max(1));
-        let after = after.map_or("", AgentId::as_str);
-        select_agents(
-            &client,
-            self.keys(),
-            "a.status <> 'deleted' AND a.id > $1",
-            &order,
-            &[&after],
-        )
-        .await
-    }
-
     /// The oldest `limit` live agents (a view that shows the first of them).
     pub async fn first_live_agents(&self, limit: usize) -> Result<Vec<Agent>> {
         let client = self.client().await?;

@@ -524,3 +524,40 @@ async fn claims_sharing_statements_each_get_their_own_agent_with_their_own_field
         Some(format!("https://convos.org/i/{i}"))
     );
 }
+
+/// The status's list reads agents narrow (no secrets, instructions or journal): each listing
+/// is what the agent read whole shows, page after page in id order.
+#[tokio::test]
+async fn the_fleet_listing_shows_of_each_live_agent_what_its_whole_row_does() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let ids = idle_agents(&store, 5).await;
+    let ClaimOutcome::Claimed(claimed) = store.claim(&claim_request(None)).await.unwrap() else {
+        panic!("agents are idle");
+    };
+    store
+        .complete_claim(&claimed.id, "https://convos.org/i/l", "conv-l", true, None)
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    let mut after: Option<AgentId> = None;
+    loop {
+        let page = store.live_agents_page(after.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        listed.extend(page);
+    }
+    let mut expected = Vec::new();
+    for id in &ids {
+        expected.push(pool_store::AgentListing::from(
+            &store.agent(id).await.unwrap().unwrap(),
+        ));
+    }
+    expected.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    assert_eq!(listed, expected);
+    assert!(
+        listed
+            .iter()
+            .any(|a| a.invite_url.as_deref() == Some("https://convos.org/i/l"))
+    );
+}
