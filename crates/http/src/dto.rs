@@ -1,5 +1,7 @@
 //! The API's wire types. The HTTP layer owns its format; these are built from the store's and
-//! the provisioner's types and never carry a token, key or password.
+//! the provisioner's types and never carry a token, key or password. One is the store's own:
+//! an agent's view is `pool_store::AgentListing`, which the status reads narrow from the
+//! database page by page.
 
 use chrono::{DateTime, Utc};
 use pool_store::{AgentEvent, AgentListing, StatusCounts};
@@ -61,7 +63,7 @@ impl From<&StatusCounts> for Counts {
 pub type AgentView = AgentListing;
 
 /// `GET /api/pool/status`, but for its last field, `instances` (every live agent, an
-/// [`AgentView`] each, oldest first), which is streamed after these (`status_body`).
+/// [`AgentView`] each, in id order), which is streamed after these (`status_body`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReply {

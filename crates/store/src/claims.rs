@@ -473,7 +473,9 @@ impl ClaimValues {
 impl Store {
     /// The plan PostgreSQL makes for `request`'s claim statement with its values (a custom
     /// plan, as each connection's first executions get), as `EXPLAIN` prints it. Nothing is
-    /// claimed. For tests and for an operator wondering why claims are slow.
+    /// claimed. What `the_claim_takes_the_oldest_idle_agent_by_its_index_on_an_analysed_table`
+    /// checks.
+    #[cfg(feature = "testing")]
     pub async fn claim_plan(&self, request: &ClaimRequest) -> Result<String> {
         let client = self.client().await?;
         let values = ClaimValues::of(request, self.keys());

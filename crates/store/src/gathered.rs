@@ -129,7 +129,7 @@ impl<K: Eq + Hash + Clone, T, R> Drop for RunnerGuard<'_, K, T, R> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct TakeLane {
     shape: String,
-    lease_ms: u128,
+    lease: std::time::Duration,
     protected: Vec<String>,
 }
 
@@ -265,7 +265,7 @@ impl Store {
     pub(crate) async fn take_gathered(&self, request: &ClaimRequest) -> Result<Option<Agent>> {
         let lane = TakeLane {
             shape: request.shape.clone(),
-            lease_ms: request.lease.as_millis(),
+            lease: request.lease,
             protected: request.protected.clone(),
         };
         let (answer, start) = self.gathered.takes.enqueue(&lane, request.clone());
@@ -317,15 +317,14 @@ impl Store {
     async fn take_for(&self, lane: &TakeLane, requests: &[ClaimRequest]) -> Result<Vec<Taken>> {
         let client = self.client().await?;
         let statement = client.prepare_cached(take_statement(requests.len())).await?;
-        let column = |f: fn(&ClaimRequest) -> Option<String>| requests.iter().map(f).collect::<Vec<_>>();
-        let names = column(|r| Some(r.agent_name.clone()));
-        let instructions = column(|r| Some(r.instructions.clone()));
-        let sources = column(|r| Some(r.source.clone()));
-        let images = column(|r| r.profile_image.clone());
-        let claimants = column(|r| Some(r.claimant.clone()));
-        let metadata: Vec<Option<serde_json::Value>> = requests.iter().map(|r| r.metadata.clone()).collect();
-        let lease =
-            std::time::Duration::from_millis(u64::try_from(lane.lease_ms).unwrap_or(u64::MAX)).as_secs_f64();
+        let names: Vec<&str> = requests.iter().map(|r| r.agent_name.as_str()).collect();
+        let instructions: Vec<&str> = requests.iter().map(|r| r.instructions.as_str()).collect();
+        let sources: Vec<&str> = requests.iter().map(|r| r.source.as_str()).collect();
+        let images: Vec<Option<&str>> = requests.iter().map(|r| r.profile_image.as_deref()).collect();
+        let metadata: Vec<Option<&serde_json::Value>> =
+            requests.iter().map(|r| r.metadata.as_ref()).collect();
+        let claimants: Vec<&str> = requests.iter().map(|r| r.claimant.as_str()).collect();
+        let lease = lane.lease.as_secs_f64();
         let known = self.keys().known_ids();
         let rows = client
             .query(
@@ -364,6 +363,30 @@ impl Store {
             };
         }
         Ok(taken)
+    }
+
+    /// Runs one shared claim statement for `requests` (which must be of one shape, lease and
+    /// protected list) and answers each in order: its agent, or `None`. What a lane's runner
+    /// does with a batch, without the lane, so a test can be sure the claims shared it.
+    #[cfg(feature = "testing")]
+    pub async fn take_in_one_statement(&self, requests: &[ClaimRequest]) -> Result<Vec<Option<Agent>>> {
+        let Some(first) = requests.first() else {
+            return Ok(Vec::new());
+        };
+        let lane = TakeLane {
+            shape: first.shape.clone(),
+            lease: first.lease,
+            protected: first.protected.clone(),
+        };
+        Ok(self
+            .take_for(&lane, requests)
+            .await?
+            .into_iter()
+            .map(|taken| match taken {
+                Taken::Agent(agent) => Some(*agent),
+                Taken::PoolEmpty | Taken::OnItsOwn { .. } => None,
+            })
+            .collect())
     }
 
     /// Records a finished claim in a statement shared with the completions that arrive while

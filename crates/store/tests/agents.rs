@@ -429,9 +429,18 @@ async fn the_claim_takes_the_oldest_idle_agent_by_its_index_on_an_analysed_table
     }
 }
 
+/// Claim `i`: its own name (`user-i`), instructions and metadata (`{"i": i}`).
+fn numbered_claim(i: usize) -> pool_store::ClaimRequest {
+    let mut request = claim_request(None);
+    request.agent_name = format!("user-{i}");
+    request.instructions = format!("instructions of {i}");
+    request.metadata = Some(serde_json::json!({ "i": i }));
+    request
+}
+
 /// Claims that arrive together share statements (`gathered.rs`): each still gets an agent
-/// of its own with its own name and instructions written on it, the oldest agents go first,
-/// and their completions, shared too, finish each agent with its own answer.
+/// of its own with its own name and instructions written on it, and their completions, shared
+/// too, finish each agent with its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_sharing_statements_each_get_their_own_agent_with_their_own_fields() {
     let db = TestDatabase::migrated().await;
@@ -440,13 +449,7 @@ async fn claims_sharing_statements_each_get_their_own_agent_with_their_own_field
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                let mut request = claim_request(None);
-                request.agent_name = format!("user-{i}");
-                request.instructions = format!("instructions of {i}");
-                request.metadata = Some(serde_json::json!({ "i": i }));
-                (i, store.claim(&request).await.unwrap())
-            })
+            tokio::spawn(async move { (i, store.claim(&numbered_claim(i)).await.unwrap()) })
         })
         .collect();
     let mut claimed = Vec::new();
@@ -560,4 +563,49 @@ async fn the_fleet_listing_shows_of_each_live_agent_what_its_whole_row_does() {
             .iter()
             .any(|a| a.invite_url.as_deref() == Some("https://convos.org/i/l"))
     );
+}
+
+/// One shared claim statement for five claims over three idle agents: the claims that came
+/// first get the oldest agents, in order, each with its own fields; the last two get none.
+#[tokio::test]
+async fn one_shared_statement_gives_the_oldest_agents_to_the_first_claims_each_with_its_own_fields() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store().await;
+    let idle = idle_agents(&store, 3).await;
+    let requests: Vec<_> = (0..5)
+        .map(|i| {
+            let mut request = numbered_claim(i);
+            request.profile_image = (i % 2 == 0).then(|| format!("https://img/{i}.png"));
+            request
+        })
+        .collect();
+    let taken = store.take_in_one_statement(&requests).await.unwrap();
+    assert_eq!(taken.len(), 5);
+    for (i, agent) in taken.iter().take(3).enumerate() {
+        let agent = agent
+            .as_ref()
+            .expect("an agent for each of the first three claims");
+        assert_eq!(agent.id, idle[i], "claim {i} gets the {i}th oldest agent");
+        assert_eq!(agent.status, AgentStatus::Claiming);
+        assert_eq!(agent.agent_name, Some(format!("user-{i}")));
+        assert_eq!(agent.instructions, Some(format!("instructions of {i}")));
+        assert_eq!(agent.profile_image, requests[i].profile_image);
+        assert_eq!(agent.claim_metadata, Some(serde_json::json!({ "i": i })));
+    }
+    assert!(
+        taken[3].is_none() && taken[4].is_none(),
+        "no agent left for the last two"
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.idle, counts.claiming), (0, 3));
+    // Each taken agent has one event, `idle → claiming`, by the claim's claimant.
+    for id in &idle {
+        let events = store.events(id).await.unwrap();
+        let claims: Vec<_> = events
+            .iter()
+            .filter(|e| e.to_status.as_deref() == Some("claiming"))
+            .collect();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].actor.as_deref(), Some("admin"));
+    }
 }
